@@ -1,0 +1,82 @@
+/* One IMAP connection: transport, framing, pipelining and session set-up.
+ *
+ * Usage: tb_imap_new(), tb_imap_start(); `ready` fires once the session is authenticated,
+ * compressed and ENABLEd; then tb_imap_submit() any number of commands. Each completes
+ * through its own callback with its tagged status; untagged data is offered first to the
+ * in-flight commands' filters (by content: mailbox name, UID, ESEARCH tag...), then to the
+ * connection handlers, because servers complete pipelined commands out of order.
+ *
+ * Ownership: the connection owns submitted commands. Every submitted command's callback is
+ * called exactly once, with TB_IMAP_ABORTED if the connection failed first. After `error`
+ * the connection accepts no more work; free it with tb_imap_free (not from a callback). */
+#ifndef TWINBOX_IMAP_H
+#define TWINBOX_IMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct tb_imap;
+struct tb_account;
+struct tb_cmd;
+struct tb_resp;
+struct mailimap_resp_text_code;
+
+enum tb_imap_status { TB_IMAP_OK, TB_IMAP_NO, TB_IMAP_BAD, TB_IMAP_ABORTED };
+
+struct tb_imap_result {
+    enum tb_imap_status status;
+    const char *text;                     /* resp-text, or the connection error */
+    struct mailimap_resp_text_code *code; /* NULL when the response had no code */
+    const struct tb_resp *resp;           /* the tagged response; NULL when aborted */
+};
+
+typedef void tb_imap_done_fn(struct tb_imap *c, const struct tb_imap_result *r, void *ud);
+/* Returns true to claim the response. */
+typedef bool tb_imap_untagged_fn(struct tb_imap *c, const struct tb_resp *r, void *ud);
+
+/* What kind of failure ended the connection: decides the exit code. */
+enum tb_imap_error { TB_ERR_NETWORK, TB_ERR_PROTOCOL, TB_ERR_AUTH, TB_ERR_TLS, TB_ERR_CONFIG };
+
+struct tb_imap_events {
+    void (*ready)(struct tb_imap *c, void *ud);
+    /* Fatal; msg is one line "ACCOUNT: STEP: cause". */
+    void (*error)(struct tb_imap *c, const char *msg, void *ud);
+};
+
+/* Must not be pipelined with anything: waits for all in-flight commands and holds every
+ * later one until it completes (STARTTLS, COMPRESS, authentication, SELECT ordering). */
+#define TB_CMD_BARRIER 1u
+
+struct tb_imap *tb_imap_new(uv_loop_t *loop, const struct tb_account *acct,
+                            const struct tb_imap_events *ev, void *ud);
+/* The password is copied and wiped once authentication completed. */
+void tb_imap_set_password(struct tb_imap *c, const char *password);
+int tb_imap_start(struct tb_imap *c);
+void tb_imap_submit(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags, tb_imap_done_fn *done,
+                    tb_imap_untagged_fn *untagged, void *ud);
+void tb_imap_add_handler(struct tb_imap *c, tb_imap_untagged_fn *fn, void *ud);
+/* LOGOUT then close; `done` (may be NULL) fires when the LOGOUT completed or failed. */
+void tb_imap_logout(struct tb_imap *c, tb_imap_done_fn *done, void *ud);
+void tb_imap_free(struct tb_imap *c);
+
+const char *tb_imap_account_name(const struct tb_imap *c);
+enum tb_imap_error tb_imap_error_kind(const struct tb_imap *c);
+bool tb_imap_has_cap(const struct tb_imap *c, const char *cap);
+/* Space-separated capability list as last announced. */
+const char *tb_imap_caps(const struct tb_imap *c);
+const char *tb_imap_enabled(const struct tb_imap *c);
+const char *tb_imap_greeting(const struct tb_imap *c);
+bool tb_imap_tls_active(const struct tb_imap *c);
+const char *tb_imap_tls_description(const struct tb_imap *c);
+bool tb_imap_compress_active(const struct tb_imap *c);
+bool tb_imap_preauth(const struct tb_imap *c);
+char tb_imap_separator(const struct tb_imap *c); /* personal namespace; 0 if unknown */
+const char *tb_imap_namespace_prefix(const struct tb_imap *c);
+/* Wire statistics of the link: round trips (sends that follow received data) and bytes. */
+uint64_t tb_imap_turns(const struct tb_imap *c);
+uint64_t tb_imap_bytes_in(const struct tb_imap *c);
+uint64_t tb_imap_bytes_out(const struct tb_imap *c);
+
+#endif

@@ -1,0 +1,78 @@
+#include "cli/cli.h"
+
+#include "twinbox/config.h"
+#include "twinbox/exit.h"
+#include "twinbox/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_url(const char *arg)
+{
+    return strstr(arg, "://") != NULL || strncmp(arg, "tunnel:", 7) == 0;
+}
+
+int tb_cli_account_load(const struct tb_cli *cli, const char *arg, struct tb_cli_account *out)
+{
+    char err[512];
+    memset(out, 0, sizeof(*out));
+    if (is_url(arg)) {
+        if (tb_account_from_url(arg, &out->url_acct, err, sizeof(err)) < 0) {
+            tb_log_error("%s", err);
+            return TB_EXIT_CONFIG;
+        }
+        out->acct = out->url_acct;
+    } else {
+        char path[4096];
+        const char *p = cli->config_path;
+        if (!p) {
+            if (tb_config_default_path(path, sizeof(path)) < 0) {
+                tb_log_error("cannot determine the configuration file path (set -c FILE)");
+                return TB_EXIT_CONFIG;
+            }
+            p = path;
+        }
+        if (tb_config_load(p, &out->cfg, err, sizeof(err)) < 0) {
+            tb_log_error("%s", err);
+            return TB_EXIT_CONFIG;
+        }
+        out->acct = tb_config_account(out->cfg, arg);
+        if (!out->acct) {
+            tb_log_error("%s: no [account %s] section", p, arg);
+            tb_cli_account_free(out);
+            return TB_EXIT_CONFIG;
+        }
+    }
+    if (tb_account_needs_password(out->acct) &&
+        tb_account_password(out->acct, &out->password, err, sizeof(err)) < 0) {
+        tb_log_error("%s", err);
+        tb_cli_account_free(out);
+        return TB_EXIT_CONFIG;
+    }
+    return TB_EXIT_OK;
+}
+
+void tb_cli_account_free(struct tb_cli_account *a)
+{
+    if (a->password)
+        tb_password_free(a->password);
+    if (a->url_acct)
+        tb_account_free(a->url_acct);
+    if (a->cfg)
+        tb_config_free(a->cfg);
+    memset(a, 0, sizeof(*a));
+}
+
+void tb_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *q = (const unsigned char *)(s ? s : ""); *q; q++) {
+        if (*q == '"' || *q == '\\')
+            fprintf(f, "\\%c", *q);
+        else if (*q < 0x20)
+            fprintf(f, "\\u%04x", *q);
+        else
+            fputc(*q, f);
+    }
+    fputc('"', f);
+}

@@ -1,0 +1,32 @@
+/* Internal interface between the command-line front end and its sub-commands. */
+#ifndef TWINBOX_CLI_CLI_H
+#define TWINBOX_CLI_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+struct tb_account;
+struct tb_config;
+
+struct tb_cli {
+    const char *config_path; /* -c, or NULL for the default */
+    bool json;
+};
+
+/* An account argument is a [account NAME] of the config file or a URL
+ * (imap://, imaps://, tunnel:). On success *acct is valid until tb_cli_account_free. */
+struct tb_cli_account {
+    struct tb_config *cfg;
+    struct tb_account *url_acct;
+    struct tb_account *acct;
+    char *password;
+};
+int tb_cli_account_load(const struct tb_cli *cli, const char *arg, struct tb_cli_account *out);
+void tb_cli_account_free(struct tb_cli_account *a);
+
+int tb_cmd_probe(const struct tb_cli *cli, int argc, char **argv);
+
+/* JSON string output with escaping. */
+void tb_json_string(FILE *f, const char *s);
+
+#endif

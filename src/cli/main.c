@@ -1,0 +1,75 @@
+/* twinbox command line: global options, then a sub-command. */
+#include "cli/cli.h"
+
+#include "twinbox/exit.h"
+#include "twinbox/log.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: twinbox [-c FILE] [-v|-vv] COMMAND [ARGS]\n"
+               "\n"
+               "commands:\n"
+               "  probe [--json] ACCOUNT   connect and report capabilities and mailboxes\n"
+               "\n"
+               "ACCOUNT is an [account NAME] of the configuration file or a URL:\n"
+               "  imap://USER@HOST[:PORT][/?key=value&...]  (STARTTLS unless starttls=no)\n"
+               "  imaps://USER@HOST[:PORT][/?key=value&...]\n"
+               "  tunnel:COMMAND\n"
+               "The password of a URL account comes from $TWINBOX_PASSWORD or a prompt.\n"
+               "See twinbox(1).\n");
+}
+
+int main(int argc, char **argv)
+{
+    struct tb_cli cli = {0};
+    int i = 1;
+    /* A server closing the connection must surface as an error, not kill us. */
+    signal(SIGPIPE, SIG_IGN);
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-c") == 0 && i + 1 < argc) {
+            cli.config_path = argv[++i];
+        } else if (strcmp(a, "-v") == 0) {
+            tb_verbosity = tb_verbosity < 1 ? 1 : tb_verbosity;
+        } else if (strcmp(a, "-vv") == 0) {
+            tb_verbosity = 2;
+        } else if (strcmp(a, "--json") == 0) {
+            cli.json = true;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return TB_EXIT_OK;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("twinbox %s\n", TWINBOX_VERSION);
+            return TB_EXIT_OK;
+        } else {
+            tb_log_error("unknown option %s (see twinbox --help)", a);
+            return TB_EXIT_USAGE;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return TB_EXIT_USAGE;
+    }
+    const char *cmd = argv[i++];
+    /* Sub-command options may follow the sub-command name. */
+    char *rest[64];
+    int n = 0;
+    for (; i < argc && n < 64; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            cli.json = true;
+        else if (strcmp(argv[i], "-v") == 0)
+            tb_verbosity = tb_verbosity < 1 ? 1 : tb_verbosity;
+        else if (strcmp(argv[i], "-vv") == 0)
+            tb_verbosity = 2;
+        else
+            rest[n++] = argv[i];
+    }
+    if (strcmp(cmd, "probe") == 0)
+        return tb_cmd_probe(&cli, n, rest);
+    tb_log_error("unknown command '%s' (see twinbox --help)", cmd);
+    return TB_EXIT_USAGE;
+}

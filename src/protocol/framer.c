@@ -1,0 +1,133 @@
+#include "protocol/framer.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void tb_framer_init(struct tb_framer *f, size_t max_line, uint64_t max_literal)
+{
+    memset(f, 0, sizeof(*f));
+    tb_buf_init(&f->buf);
+    f->max_line = max_line;
+    f->max_literal = max_literal;
+}
+
+void tb_framer_free(struct tb_framer *f)
+{
+    tb_buf_free(&f->buf);
+}
+
+/* Drops the consumed prefix when it is at least as large as the rest (amortised linear). */
+static void compact(struct tb_framer *f)
+{
+    if (f->start == 0)
+        return;
+    size_t rest = f->buf.len - f->start;
+    if (f->start < rest && f->start < 65536)
+        return;
+    tb_buf_consume(&f->buf, f->start);
+    f->line_start -= f->start;
+    f->scan -= f->start;
+    f->start = 0;
+}
+
+void tb_framer_feed(struct tb_framer *f, const char *p, size_t n)
+{
+    compact(f);
+    tb_buf_append(&f->buf, p, n);
+}
+
+size_t tb_framer_pending(const struct tb_framer *f)
+{
+    return f->buf.len - f->start;
+}
+
+/* If the line [ls, le) (CR excluded) ends in {digits} or {digits+}, stores the size. */
+static int literal_suffix(struct tb_framer *f, const char *ls, const char *le, uint64_t *size)
+{
+    if (le == ls || le[-1] != '}')
+        return 0;
+    const char *q = le - 1;
+    if (q > ls && q[-1] == '+')
+        q--;
+    const char *digits_end = q;
+    while (q > ls && q[-1] >= '0' && q[-1] <= '9')
+        q--;
+    if (q == digits_end || q == ls || q[-1] != '{')
+        return 0;
+    if (digits_end - q > 19) {
+        snprintf(f->error, sizeof(f->error), "literal size too large");
+        return -1;
+    }
+    uint64_t v = 0;
+    for (const char *d = q; d < digits_end; d++)
+        v = v * 10 + (uint64_t)(*d - '0');
+    if (v > f->max_literal) {
+        snprintf(f->error, sizeof(f->error), "literal of %llu bytes exceeds the limit",
+                 (unsigned long long)v);
+        return -1;
+    }
+    *size = v;
+    return 1;
+}
+
+int tb_framer_next(struct tb_framer *f, const char **resp, size_t *len)
+{
+    if (f->error[0])
+        return -1;
+    for (;;) {
+        size_t avail = f->buf.len - f->scan;
+        if (f->literal_left) {
+            if (avail < f->literal_left) {
+                f->scan += avail;
+                f->literal_left -= avail;
+                return 0;
+            }
+            f->scan += (size_t)f->literal_left;
+            f->literal_left = 0;
+            f->line_start = f->scan;
+            continue;
+        }
+        const char *base = f->buf.data;
+        const char *nl = avail ? memchr(base + f->scan, '\n', avail) : NULL;
+        if (!nl) {
+            f->scan = f->buf.len;
+            if (f->buf.len - f->line_start > f->max_line) {
+                snprintf(f->error, sizeof(f->error), "response line longer than %zu bytes",
+                         f->max_line);
+                return -1;
+            }
+            return 0;
+        }
+        const char *ls = base + f->line_start;
+        const char *le = nl;
+        if (le > ls && le[-1] == '\r')
+            le--;
+        if ((size_t)(le - ls) > f->max_line) {
+            snprintf(f->error, sizeof(f->error), "response line longer than %zu bytes",
+                     f->max_line);
+            return -1;
+        }
+        uint64_t lit = 0;
+        int r = literal_suffix(f, ls, le, &lit);
+        if (r < 0)
+            return -1;
+        f->scan = (size_t)(nl - base) + 1;
+        f->line_start = f->scan;
+        if (r > 0) {
+            f->literal_left = lit;
+            continue;
+        }
+        *resp = base + f->start;
+        *len = f->scan - f->start;
+        f->start = f->scan;
+        return 1;
+    }
+}
+
+void tb_framer_take_rest(struct tb_framer *f, struct tb_buf *out)
+{
+    tb_buf_append(out, f->buf.data + f->start, f->buf.len - f->start);
+    f->buf.len = 0;
+    f->start = f->line_start = f->scan = 0;
+    f->literal_left = 0;
+}

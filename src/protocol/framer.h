@@ -1,0 +1,37 @@
+/* Framer: cuts the server's decrypted, inflated byte stream into complete IMAP responses
+ * (a line plus any number of {n} / {n+} literals and continuation lines).
+ *
+ * Invariants: every byte is scanned once (the scan position survives between feeds) and the
+ * buffer is compacted only when the consumed prefix is at least as large as what remains, so
+ * total work is linear in the stream length whatever the literal sizes or chunking. */
+#ifndef TWINBOX_PROTOCOL_FRAMER_H
+#define TWINBOX_PROTOCOL_FRAMER_H
+
+#include "util/buf.h"
+
+#include <stdint.h>
+
+struct tb_framer {
+    struct tb_buf buf;
+    size_t start;          /* offset of the response being assembled */
+    size_t line_start;     /* offset of the current line (after the last literal) */
+    size_t scan;           /* where CRLF scanning resumes */
+    uint64_t literal_left; /* literal bytes still expected before the next line */
+    size_t max_line;       /* longest line (without literals) accepted */
+    uint64_t max_literal;
+    char error[160];
+};
+
+void tb_framer_init(struct tb_framer *f, size_t max_line, uint64_t max_literal);
+void tb_framer_free(struct tb_framer *f);
+void tb_framer_feed(struct tb_framer *f, const char *p, size_t n);
+/* 1: a complete response is in *resp and *len (valid until the next framer call);
+ * 0: more data needed; -1: protocol error (f->error says why; the stream is unusable). */
+int tb_framer_next(struct tb_framer *f, const char **resp, size_t *len);
+/* Moves the bytes after the last returned response into out (appended): used when a filter
+ * (TLS after STARTTLS, inflate after COMPRESS) starts in the middle of the stream. */
+void tb_framer_take_rest(struct tb_framer *f, struct tb_buf *out);
+/* Bytes buffered but not yet returned as complete responses. */
+size_t tb_framer_pending(const struct tb_framer *f);
+
+#endif

@@ -1,0 +1,584 @@
+/* The pipeline: tagged commands in flight, routed completions, untagged data by content. */
+#include "protocol/imap_internal.h"
+
+#include "twinbox/config.h"
+#include "twinbox/log.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void pump(struct tb_imap *c);
+
+const char *tb_imap_phase_name(enum phase p)
+{
+    static const char *names[] = {"connect", "connect",  "TLS",     "greeting", "STARTTLS",
+                                  "login",   "COMPRESS", "session", "command",  "command"};
+    return names[p];
+}
+
+/* ---- failure: one line, every pending command aborted exactly once ---- */
+
+static void abort_all(struct tb_imap *c, const char *msg)
+{
+    struct tb_imap_result r = {TB_IMAP_ABORTED, msg, NULL, NULL};
+    /* Detach the queues first: callbacks may submit (and are aborted at once). */
+    for (;;) {
+        struct pending *p = NULL;
+        if (c->n_inflight) {
+            p = c->inflight[0];
+            memmove(c->inflight, c->inflight + 1, (c->n_inflight - 1) * sizeof(*c->inflight));
+            c->n_inflight--;
+        } else if (c->waiting_head < c->n_waiting) {
+            p = c->waiting[c->waiting_head++];
+        } else {
+            break;
+        }
+        if (p->done)
+            p->done(c, &r, p->ud);
+        tb_cmd_free(p->cmd);
+        free(p);
+    }
+    c->blocked = c->barrier = NULL;
+}
+
+void tb_imap_fail(struct tb_imap *c, const char *fmt, ...)
+{
+    if (c->phase == PH_FAILED)
+        return;
+    enum phase was = c->phase;
+    c->phase = PH_FAILED;
+    char cause[512], msg[700];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cause, sizeof(cause), fmt, ap);
+    va_end(ap);
+    snprintf(msg, sizeof(msg), "%s: %s: %s", tb_imap_account_name(c), tb_imap_phase_name(was),
+             cause);
+    if (c->idle_init)
+        uv_timer_stop(&c->idle);
+    if (c->password) {
+        memset(c->password, 0, strlen(c->password));
+        free(c->password);
+        c->password = NULL;
+    }
+    abort_all(c, msg);
+    if (c->ev->error)
+        c->ev->error(c, msg, c->ud);
+}
+
+/* ---- link callbacks ---- */
+
+static void on_idle_timeout(uv_timer_t *t)
+{
+    struct tb_imap *c = t->data;
+    tb_imap_fail(c, "no response from server for %d s", c->acct->timeout_s);
+}
+
+static void arm_idle(struct tb_imap *c)
+{
+    if (c->phase == PH_FAILED)
+        return;
+    bool waiting_for_server = c->n_inflight > 0 || c->phase < PH_READY;
+    if (waiting_for_server)
+        uv_timer_start(&c->idle, on_idle_timeout, (uint64_t)c->acct->timeout_s * 1000, 0);
+    else
+        uv_timer_stop(&c->idle);
+}
+
+static void link_connected(struct tb_link *l, void *ud)
+{
+    (void)l;
+    tb_session_on_connected(ud);
+}
+
+static void link_tls_ready(struct tb_link *l, void *ud)
+{
+    (void)l;
+    tb_session_on_tls_ready(ud);
+}
+
+static void link_error(struct tb_link *l, const char *msg, void *ud)
+{
+    (void)l;
+    struct tb_imap *c = ud;
+    if (strncmp(msg, "TLS certificate", 15) == 0)
+        c->err_kind = TB_ERR_TLS;
+    else if (strncmp(msg, "cannot load", 11) == 0 || strncmp(msg, "cannot start tunnel", 19) == 0)
+        c->err_kind = TB_ERR_CONFIG;
+    if (c->bye[0] && strstr(msg, "closed"))
+        tb_imap_fail(c, "server closed the connection: %s", c->bye);
+    else
+        tb_imap_fail(c, "%s", msg);
+}
+
+static void trace_response(const char *p, size_t n)
+{
+    if (tb_verbosity < 1)
+        return;
+    /* The first line only, literal bodies never: they may be mail or credentials. */
+    const char *nl = memchr(p, '\n', n);
+    size_t len = nl ? (size_t)(nl - p) : n;
+    if (len && p[len - 1] == '\r')
+        len--;
+    bool untagged = n > 0 && (p[0] == '*' || p[0] == '+');
+    if (untagged && tb_verbosity < 2)
+        return;
+    tb_log_debug(1, "S: %.*s%s", (int)(len > 300 ? 300 : len), p,
+                 len < n - (nl ? 1 : 0) - (len < n && p[len] == '\r') ? " ..." : "");
+}
+
+static struct pending *find_inflight(struct tb_imap *c, const char *tag, size_t *pos)
+{
+    if (tag[0] != 'T')
+        return NULL;
+    char *end;
+    unsigned long seq = strtoul(tag + 1, &end, 10);
+    if (*end || end == tag + 1)
+        return NULL;
+    size_t lo = 0, hi = c->n_inflight;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (c->inflight[mid]->seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < c->n_inflight && c->inflight[lo]->seq == seq) {
+        *pos = lo;
+        return c->inflight[lo];
+    }
+    return NULL;
+}
+
+static void complete(struct tb_imap *c, const struct tb_resp *r)
+{
+    size_t pos;
+    struct pending *p = find_inflight(c, r->tag, &pos);
+    if (!p) {
+        c->err_kind = TB_ERR_PROTOCOL;
+        tb_imap_fail(c, "protocol error: response for unknown tag %s", r->tag);
+        return;
+    }
+    memmove(c->inflight + pos, c->inflight + pos + 1,
+            (c->n_inflight - pos - 1) * sizeof(*c->inflight));
+    c->n_inflight--;
+    if (c->blocked == p)
+        c->blocked = NULL;
+    if (c->barrier == p)
+        c->barrier = NULL;
+    struct tb_imap_result res = {TB_IMAP_OK, "", NULL, r};
+    switch (tb_resp_tagged_status(r)) {
+    case MAILIMAP_RESP_COND_STATE_OK:
+        res.status = TB_IMAP_OK;
+        break;
+    case MAILIMAP_RESP_COND_STATE_NO:
+        res.status = TB_IMAP_NO;
+        break;
+    default:
+        res.status = TB_IMAP_BAD;
+        break;
+    }
+    struct mailimap_resp_text *t = tb_resp_tagged_text(r);
+    if (t) {
+        res.text = t->rsp_text ? t->rsp_text : "";
+        res.code = t->rsp_code;
+    }
+    if (p->done)
+        p->done(c, &res, p->ud);
+    tb_cmd_free(p->cmd);
+    free(p);
+}
+
+static void on_continuation(struct tb_imap *c)
+{
+    struct pending *p = c->blocked;
+    if (!p) {
+        tb_log_debug(2, "%s: ignoring unexpected continuation request", tb_imap_account_name(c));
+        return;
+    }
+    const struct tb_buf *chunk = tb_cmd_chunk(p->cmd, p->next_chunk++);
+    tb_link_write(c->link, chunk->data, chunk->len);
+    if (p->next_chunk >= p->n_chunks)
+        c->blocked = NULL;
+}
+
+static void dispatch_untagged(struct tb_imap *c, const struct tb_resp *r)
+{
+    tb_imap_observe(c, r);
+    for (size_t i = 0; i < c->n_inflight && c->phase != PH_FAILED; i++) {
+        struct pending *p = c->inflight[i];
+        if (p->untagged && p->untagged(c, r, p->ud))
+            return;
+    }
+    for (size_t i = 0; i < c->n_handlers && c->phase != PH_FAILED; i++)
+        if (c->handlers[i].fn(c, r, c->handlers[i].ud))
+            return;
+}
+
+static void link_data(struct tb_link *l, const char *data, size_t n, void *ud)
+{
+    (void)l;
+    struct tb_imap *c = ud;
+    tb_framer_feed(&c->framer, data, n);
+    for (;;) {
+        if (c->phase == PH_FAILED)
+            return;
+        const char *p;
+        size_t len;
+        int r = tb_framer_next(&c->framer, &p, &len);
+        if (r < 0) {
+            c->err_kind = TB_ERR_PROTOCOL;
+            tb_imap_fail(c, "protocol error: %s", c->framer.error);
+            return;
+        }
+        if (r == 0)
+            break;
+        trace_response(p, len);
+        struct tb_resp resp;
+        char err[160];
+        if (tb_parse_response(p, len, !c->got_greeting, &resp, err, sizeof(err)) < 0) {
+            c->err_kind = TB_ERR_PROTOCOL;
+            tb_imap_fail(c, "protocol error: %s: %.60s", err, p);
+            return;
+        }
+        switch (resp.kind) {
+        case TB_RESP_GREETING:
+            c->got_greeting = true;
+            tb_session_on_greeting(c, &resp);
+            break;
+        case TB_RESP_CONT:
+            on_continuation(c);
+            break;
+        case TB_RESP_UNTAGGED:
+            dispatch_untagged(c, &resp);
+            break;
+        case TB_RESP_TAGGED:
+            complete(c, &resp);
+            break;
+        }
+        tb_resp_clear(&resp);
+        /* A filter started by that response (STARTTLS, COMPRESS) applies to every byte
+         * after it: hand the rest back to the link to pass through the new filter. */
+        if (c->restack && c->phase != PH_FAILED) {
+            c->restack = false;
+            struct tb_buf rest;
+            tb_buf_init(&rest);
+            tb_framer_take_rest(&c->framer, &rest);
+            tb_link_inject(c->link, rest.data, rest.len);
+            tb_buf_free(&rest);
+            break;
+        }
+    }
+    arm_idle(c);
+    pump(c);
+}
+
+static const struct tb_link_cb link_cb = {link_connected, link_tls_ready, link_data, link_error};
+
+/* ---- submission ---- */
+
+struct tb_imap *tb_imap_new(uv_loop_t *loop, const struct tb_account *acct,
+                            const struct tb_imap_events *ev, void *ud)
+{
+    struct tb_imap *c = tb_xcalloc(1, sizeof(*c));
+    c->loop = loop;
+    c->acct = acct;
+    c->ev = ev;
+    c->ud = ud;
+    c->max_inflight = acct->max_inflight > 0 ? acct->max_inflight : 128;
+    tb_framer_init(&c->framer, 64u << 20, (uint64_t)4 << 30);
+    tb_buf_init(&c->caps);
+    tb_buf_init(&c->enabled);
+    tb_buf_init(&c->out);
+    tb_buf_puts(&c->caps, " ");
+    tb_buf_puts(&c->enabled, " ");
+    tb_buf_cstr(&c->caps); /* accessors hand these out as C strings */
+    tb_buf_cstr(&c->enabled);
+    c->next_seq = 1;
+    uv_timer_init(loop, &c->idle);
+    c->idle.data = c;
+    c->idle_init = true;
+    return c;
+}
+
+int tb_imap_start(struct tb_imap *c)
+{
+    c->link = tb_link_new(c->loop, &link_cb, c);
+    c->phase = PH_CONNECT;
+    arm_idle(c);
+    if (c->acct->type == TB_ACCOUNT_TUNNEL)
+        return tb_link_spawn(c->link, c->acct->command);
+    return tb_link_connect_tcp(c->link, c->acct->host, c->acct->port, c->acct->timeout_s);
+}
+
+void tb_imap_set_password(struct tb_imap *c, const char *password)
+{
+    if (c->password) {
+        memset(c->password, 0, strlen(c->password));
+        free(c->password);
+    }
+    c->password = password ? tb_xstrdup(password) : NULL;
+}
+
+void tb_imap_submit_internal(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags,
+                             tb_imap_done_fn *done, void *ud)
+{
+    tb_imap_submit(c, cmd, flags, done, NULL, ud);
+}
+
+void tb_imap_submit(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags, tb_imap_done_fn *done,
+                    tb_imap_untagged_fn *untagged, void *ud)
+{
+    if (c->phase == PH_FAILED) {
+        struct tb_imap_result r = {TB_IMAP_ABORTED, "connection failed", NULL, NULL};
+        if (done)
+            done(c, &r, ud);
+        tb_cmd_free(cmd);
+        return;
+    }
+    struct pending *p = tb_xcalloc(1, sizeof(*p));
+    p->cmd = cmd;
+    p->flags = flags;
+    p->done = done;
+    p->untagged = untagged;
+    p->ud = ud;
+    if (c->n_waiting == c->cap_waiting) {
+        /* Reclaim the consumed front before growing. */
+        if (c->waiting_head > 0) {
+            memmove(c->waiting, c->waiting + c->waiting_head,
+                    (c->n_waiting - c->waiting_head) * sizeof(*c->waiting));
+            c->n_waiting -= c->waiting_head;
+            c->waiting_head = 0;
+        }
+        if (c->n_waiting == c->cap_waiting) {
+            c->cap_waiting = c->cap_waiting ? c->cap_waiting * 2 : 64;
+            c->waiting = tb_xrealloc(c->waiting, c->cap_waiting * sizeof(*c->waiting));
+        }
+    }
+    c->waiting[c->n_waiting++] = p;
+    pump(c);
+}
+
+static void send_one(struct tb_imap *c, struct pending *p)
+{
+    p->seq = c->next_seq++;
+    snprintf(p->tag, sizeof(p->tag), "T%u", p->seq);
+    p->n_chunks = tb_cmd_render(p->cmd, p->tag, tb_imap_has_cap(c, "LITERAL+"),
+                                tb_imap_has_cap(c, "LITERAL-"));
+    const struct tb_buf *chunk = tb_cmd_chunk(p->cmd, 0);
+    tb_buf_append(&c->out, chunk->data, chunk->len);
+    p->next_chunk = 1;
+    if (tb_verbosity >= 1) {
+        struct tb_buf t;
+        tb_buf_init(&t);
+        tb_cmd_trace(p->cmd, p->tag, &t);
+        tb_log_debug(1, "C: %s", tb_buf_cstr(&t));
+        tb_buf_free(&t);
+    }
+    if (c->n_inflight == c->cap_inflight) {
+        c->cap_inflight = c->cap_inflight ? c->cap_inflight * 2 : 64;
+        c->inflight = tb_xrealloc(c->inflight, c->cap_inflight * sizeof(*c->inflight));
+    }
+    c->inflight[c->n_inflight++] = p;
+    if (p->n_chunks > 1)
+        c->blocked = p;
+    if (p->flags & TB_CMD_BARRIER)
+        c->barrier = p;
+}
+
+/* Sends everything the protocol allows now, gathered into one write. */
+static void pump(struct tb_imap *c)
+{
+    if (c->pumping || !c->link || c->phase == PH_FAILED)
+        return;
+    c->pumping = true;
+    while (c->waiting_head < c->n_waiting && !c->blocked && !c->barrier &&
+           c->n_inflight < (size_t)c->max_inflight) {
+        struct pending *p = c->waiting[c->waiting_head];
+        if ((p->flags & TB_CMD_BARRIER) && c->n_inflight > 0)
+            break;
+        c->waiting_head++;
+        send_one(c, p);
+    }
+    if (c->waiting_head == c->n_waiting)
+        c->waiting_head = c->n_waiting = 0;
+    if (c->out.len) {
+        tb_link_write(c->link, c->out.data, c->out.len);
+        c->out.len = 0;
+    }
+    c->pumping = false;
+    arm_idle(c);
+}
+
+void tb_imap_add_handler(struct tb_imap *c, tb_imap_untagged_fn *fn, void *ud)
+{
+    c->handlers = tb_xrealloc(c->handlers, (c->n_handlers + 1) * sizeof(*c->handlers));
+    c->handlers[c->n_handlers].fn = fn;
+    c->handlers[c->n_handlers].ud = ud;
+    c->n_handlers++;
+}
+
+static void detach_link(struct tb_imap *c)
+{
+    if (!c->link)
+        return;
+    snprintf(c->tls_desc, sizeof(c->tls_desc), "%s", tb_link_tls_description(c->link));
+    c->tls_was_active = tb_link_tls_active(c->link);
+    c->compress_was_active = tb_link_compress_active(c->link);
+    c->last_stats = *tb_link_stats(c->link);
+    tb_link_close(c->link);
+    c->link = NULL;
+}
+
+struct logout_ctx {
+    tb_imap_done_fn *done;
+    void *ud;
+};
+
+static void logout_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
+{
+    struct logout_ctx *lc = ud;
+    /* The server closes after its tagged OK: that EOF is expected, not an error. */
+    if (c->phase != PH_FAILED)
+        c->phase = PH_FAILED;
+    if (c->idle_init)
+        uv_timer_stop(&c->idle);
+    detach_link(c);
+    if (lc->done)
+        lc->done(c, r, lc->ud);
+    free(lc);
+}
+
+void tb_imap_logout(struct tb_imap *c, tb_imap_done_fn *done, void *ud)
+{
+    struct logout_ctx *lc = tb_xcalloc(1, sizeof(*lc));
+    lc->done = done;
+    lc->ud = ud;
+    tb_imap_submit(c, tb_cmd_new("LOGOUT"), TB_CMD_BARRIER, logout_done, NULL, lc);
+}
+
+static void on_idle_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void tb_imap_free(struct tb_imap *c)
+{
+    if (!c)
+        return;
+    if (c->phase != PH_FAILED) {
+        c->phase = PH_FAILED;
+        abort_all(c, "connection closed");
+    }
+    detach_link(c);
+    tb_framer_free(&c->framer);
+    tb_buf_free(&c->caps);
+    tb_buf_free(&c->enabled);
+    tb_buf_free(&c->out);
+    free(c->waiting);
+    free(c->inflight);
+    free(c->handlers);
+    free(c->greeting);
+    free(c->ns_prefix);
+    if (c->password) {
+        memset(c->password, 0, strlen(c->password));
+        free(c->password);
+    }
+    /* The timer handle lives inside c: free c when libuv has closed it. */
+    uv_timer_stop(&c->idle);
+    uv_close((uv_handle_t *)&c->idle, on_idle_closed);
+}
+
+/* ---- accessors ---- */
+
+const char *tb_imap_account_name(const struct tb_imap *c)
+{
+    return c->acct->name ? c->acct->name : "account";
+}
+
+static bool has_word(const struct tb_buf *b, const char *word)
+{
+    char pat[128];
+    snprintf(pat, sizeof(pat), " %s ", word);
+    for (char *q = pat; *q; q++)
+        *q = (char)toupper((unsigned char)*q);
+    return b->data && memmem(b->data, b->len, pat, strlen(pat)) != NULL;
+}
+
+enum tb_imap_error tb_imap_error_kind(const struct tb_imap *c)
+{
+    return c->err_kind;
+}
+
+bool tb_imap_has_cap(const struct tb_imap *c, const char *cap)
+{
+    return has_word(&c->caps, cap);
+}
+
+const char *tb_imap_caps(const struct tb_imap *c)
+{
+    return c->caps.len > 1 ? c->caps.data + 1 : "";
+}
+
+const char *tb_imap_enabled(const struct tb_imap *c)
+{
+    return c->enabled.len > 1 ? c->enabled.data + 1 : "";
+}
+
+const char *tb_imap_greeting(const struct tb_imap *c)
+{
+    return c->greeting ? c->greeting : "";
+}
+
+bool tb_imap_tls_active(const struct tb_imap *c)
+{
+    return c->link ? tb_link_tls_active(c->link) : c->tls_was_active;
+}
+
+const char *tb_imap_tls_description(const struct tb_imap *c)
+{
+    return c->link ? tb_link_tls_description(c->link) : c->tls_desc;
+}
+
+bool tb_imap_compress_active(const struct tb_imap *c)
+{
+    return c->link ? tb_link_compress_active(c->link) : c->compress_was_active;
+}
+
+bool tb_imap_preauth(const struct tb_imap *c)
+{
+    return c->preauth;
+}
+
+char tb_imap_separator(const struct tb_imap *c)
+{
+    return c->separator;
+}
+
+const char *tb_imap_namespace_prefix(const struct tb_imap *c)
+{
+    return c->ns_prefix ? c->ns_prefix : "";
+}
+
+static const struct tb_link_stats *stats(const struct tb_imap *c)
+{
+    return c->link ? tb_link_stats(c->link) : &c->last_stats;
+}
+
+uint64_t tb_imap_turns(const struct tb_imap *c)
+{
+    return stats(c)->turns;
+}
+
+uint64_t tb_imap_bytes_in(const struct tb_imap *c)
+{
+    return stats(c)->raw_in;
+}
+
+uint64_t tb_imap_bytes_out(const struct tb_imap *c)
+{
+    return stats(c)->raw_out;
+}

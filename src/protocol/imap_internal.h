@@ -1,0 +1,95 @@
+/* Private state shared by the pipeline (imap.c) and the session set-up (session.c). */
+#ifndef TWINBOX_PROTOCOL_IMAP_INTERNAL_H
+#define TWINBOX_PROTOCOL_IMAP_INTERNAL_H
+
+#include "protocol/cmd.h"
+#include "protocol/framer.h"
+#include "protocol/parse.h"
+#include "transport/link.h"
+#include "twinbox/imap.h"
+
+struct pending {
+    struct tb_cmd *cmd;
+    unsigned flags;
+    tb_imap_done_fn *done;
+    tb_imap_untagged_fn *untagged;
+    void *ud;
+    uint32_t seq;
+    char tag[16];
+    size_t n_chunks, next_chunk;
+};
+
+struct handler {
+    tb_imap_untagged_fn *fn;
+    void *ud;
+};
+
+enum phase {
+    PH_NEW,
+    PH_CONNECT,
+    PH_TLS,
+    PH_GREETING,
+    PH_STARTTLS,
+    PH_LOGIN,
+    PH_COMPRESS,
+    PH_ENABLE,
+    PH_READY,
+    PH_FAILED,
+};
+
+struct tb_imap {
+    uv_loop_t *loop;
+    const struct tb_account *acct;
+    const struct tb_imap_events *ev;
+    void *ud;
+    struct tb_link *link;
+    struct tb_framer framer;
+    enum phase phase;
+    char *password;
+    bool got_greeting, preauth;
+    char *greeting;
+    struct tb_buf caps;    /* " CAP1 CAP2 " upper-case, padded for whole-word search */
+    struct tb_buf enabled; /* same form */
+    char separator;
+    char *ns_prefix;
+    /* pipeline */
+    struct pending **waiting; /* FIFO not yet sent */
+    size_t n_waiting, waiting_head, cap_waiting;
+    struct pending **inflight; /* sorted by seq */
+    size_t n_inflight, cap_inflight;
+    struct pending *blocked; /* waits for "+" before its next chunk */
+    struct pending *barrier; /* in flight; nothing else may be sent */
+    uint32_t next_seq;
+    struct handler *handlers;
+    size_t n_handlers;
+    struct tb_buf out; /* bytes gathered by one pump, written at once */
+    bool pumping;
+    int max_inflight;
+    uv_timer_t idle;
+    bool idle_init;
+    char bye[256];
+    bool in_callback; /* guards tb_imap_free from inside a callback */
+    bool free_requested;
+    enum tb_imap_error err_kind; /* set before tb_imap_fail when not a network error */
+    /* Snapshot of the link taken when it is closed, so accessors keep answering. */
+    char tls_desc[128];
+    bool tls_was_active, compress_was_active;
+    struct tb_link_stats last_stats;
+    bool restack;          /* a filter just started: bytes after this response need it */
+    int setup_outstanding; /* ENABLE/ID/NAMESPACE still running */
+};
+
+/* pipeline (imap.c) */
+void tb_imap_fail(struct tb_imap *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void tb_imap_submit_internal(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags,
+                             tb_imap_done_fn *done, void *ud);
+const char *tb_imap_phase_name(enum phase p);
+void tb_imap_set_caps_from_list(struct tb_imap *c, void *clist_of_caps);
+void tb_imap_observe(struct tb_imap *c, const struct tb_resp *r);
+
+/* session (session.c) */
+void tb_session_on_connected(struct tb_imap *c);
+void tb_session_on_tls_ready(struct tb_imap *c);
+void tb_session_on_greeting(struct tb_imap *c, const struct tb_resp *r);
+
+#endif

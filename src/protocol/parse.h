@@ -1,0 +1,41 @@
+/* Turns one framed response into libetpan's data model.
+ * Ownership: tb_resp owns the libetpan structures it points to; tb_resp_clear frees them.
+ * `raw` borrows the framer's bytes and is valid only while the response is dispatched. */
+#ifndef TWINBOX_PROTOCOL_PARSE_H
+#define TWINBOX_PROTOCOL_PARSE_H
+
+#include <libetpan/libetpan.h>
+#include <stddef.h>
+
+enum tb_resp_kind {
+    TB_RESP_UNTAGGED, /* "* ..." ; data may be NULL when libetpan lacks the grammar */
+    TB_RESP_TAGGED,   /* "TAG OK|NO|BAD ..." */
+    TB_RESP_CONT,     /* "+ ..." */
+    TB_RESP_GREETING, /* first response of a session */
+};
+
+struct tb_resp {
+    enum tb_resp_kind kind;
+    char tag[32];
+    struct mailimap_response_data *data; /* untagged, when libetpan parsed it */
+    struct mailimap_response *tagged;    /* tagged: rsp_resp_done->...rsp_tagged */
+    struct mailimap_greeting *greeting;
+    const char *raw;
+    size_t raw_len;
+};
+
+/* 0 on success; -1 for a response that is not IMAP at all (err says why).
+ * An untagged response libetpan cannot parse is not an error: data stays NULL and the
+ * extension parsers beside libetpan (or nobody) look at raw. */
+int tb_parse_response(const char *p, size_t len, int greeting, struct tb_resp *out, char *err,
+                      size_t errlen);
+void tb_resp_clear(struct tb_resp *r);
+
+/* The tagged status: MAILIMAP_RESP_COND_STATE_OK/NO/BAD, and its resp-text. */
+int tb_resp_tagged_status(const struct tb_resp *r);
+struct mailimap_resp_text *tb_resp_tagged_text(const struct tb_resp *r);
+
+/* The keyword after "* " (or "* n ") of an untagged response, upper-cased, into buf. */
+void tb_resp_untagged_keyword(const struct tb_resp *r, char *buf, size_t len);
+
+#endif

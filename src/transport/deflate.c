@@ -1,0 +1,79 @@
+#include "transport/deflate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+struct tb_deflate {
+    z_stream out;
+    z_stream in;
+};
+
+struct tb_deflate *tb_deflate_new(void)
+{
+    struct tb_deflate *z = calloc(1, sizeof(*z));
+    if (!z)
+        return NULL;
+    /* -15: raw deflate, as RFC 4978 requires (no zlib header). */
+    if (deflateInit2(&z->out, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) !=
+        Z_OK) {
+        free(z);
+        return NULL;
+    }
+    if (inflateInit2(&z->in, -15) != Z_OK) {
+        deflateEnd(&z->out);
+        free(z);
+        return NULL;
+    }
+    return z;
+}
+
+void tb_deflate_free(struct tb_deflate *z)
+{
+    if (!z)
+        return;
+    deflateEnd(&z->out);
+    inflateEnd(&z->in);
+    free(z);
+}
+
+int tb_deflate_send(struct tb_deflate *z, const char *p, size_t n, struct tb_buf *out)
+{
+    z->out.next_in = (Bytef *)p;
+    z->out.avail_in = (uInt)n;
+    do {
+        tb_buf_reserve(out, 16384);
+        z->out.next_out = (Bytef *)out->data + out->len;
+        z->out.avail_out = 16384;
+        int r = deflate(&z->out, Z_SYNC_FLUSH);
+        if (r != Z_OK && r != Z_BUF_ERROR)
+            return -1;
+        out->len += 16384 - z->out.avail_out;
+    } while (z->out.avail_out == 0 || z->out.avail_in > 0);
+    return 0;
+}
+
+int tb_deflate_recv(struct tb_deflate *z, const char *p, size_t n, struct tb_buf *out, char *err,
+                    size_t errlen)
+{
+    z->in.next_in = (Bytef *)p;
+    z->in.avail_in = (uInt)n;
+    /* Keep going while input remains or the last call filled the output window (zlib may
+     * hold more decompressed bytes than fit in one window). */
+    for (;;) {
+        tb_buf_reserve(out, 65536);
+        z->in.next_out = (Bytef *)out->data + out->len;
+        z->in.avail_out = 65536;
+        int r = inflate(&z->in, Z_SYNC_FLUSH);
+        out->len += 65536 - z->in.avail_out;
+        if (r != Z_OK && r != Z_BUF_ERROR) {
+            snprintf(err, errlen, "COMPRESS stream corrupt: %s",
+                     z->in.msg ? z->in.msg : "inflate error");
+            return -1;
+        }
+        if (z->in.avail_out != 0 && (z->in.avail_in == 0 || r == Z_BUF_ERROR))
+            break;
+    }
+    return 0;
+}

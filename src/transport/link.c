@@ -1,0 +1,574 @@
+#include "transport/link.h"
+
+#include "transport/deflate.h"
+#include "twinbox/log.h"
+#include "util/buf.h"
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum filter { F_NONE, F_TLS, F_DEFLATE };
+
+struct tb_link {
+    uv_loop_t *loop;
+    const struct tb_link_cb *cb;
+    void *ud;
+    bool tunnel;
+    uv_stream_t *rd, *wr; /* the socket twice, or the child's stdout / stdin */
+    uv_timer_t timer;
+    uv_tcp_t tcp;
+    uv_getaddrinfo_t gai;
+    uv_connect_t connect_req;
+    struct addrinfo *ai_list, *ai_cur;
+    bool gai_pending;
+    uv_process_t proc;
+    uv_pipe_t in, out, err;
+    bool proc_running;
+    int kill_stage;
+    int handles; /* initialised handles not yet closed */
+    bool closing, failed;
+    char host[256];
+    int port;
+    int last_errno;
+    bool loopback;
+    struct tb_tls *tls;
+    struct tb_deflate *z;
+    enum filter newest;
+    bool received_since_send;
+    size_t write_pending;
+    struct tb_link_stats stats;
+    char err_tail[256];
+    struct tb_buf err_line;
+};
+
+struct write_req {
+    uv_write_t req;
+    struct tb_link *link;
+    size_t len;
+    char data[];
+};
+
+static void fail(struct tb_link *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fail(struct tb_link *l, const char *fmt, ...)
+{
+    if (l->failed || l->closing)
+        return;
+    l->failed = true;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    l->cb->on_error(l, msg, l->ud);
+}
+
+static void maybe_free(struct tb_link *l)
+{
+    if (!l->closing || l->handles > 0 || l->proc_running || l->gai_pending)
+        return;
+    if (l->ai_list)
+        uv_freeaddrinfo(l->ai_list);
+    tb_tls_free(l->tls);
+    tb_deflate_free(l->z);
+    tb_buf_free(&l->err_line);
+    free(l);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct tb_link *l = h->data;
+    l->handles--;
+    maybe_free(l);
+}
+
+static void close_handle(struct tb_link *l, uv_handle_t *h)
+{
+    if (h->data == l && !uv_is_closing(h))
+        uv_close(h, on_handle_closed);
+}
+
+struct tb_link *tb_link_new(uv_loop_t *loop, const struct tb_link_cb *cb, void *ud)
+{
+    struct tb_link *l = tb_xcalloc(1, sizeof(*l));
+    l->loop = loop;
+    l->cb = cb;
+    l->ud = ud;
+    tb_buf_init(&l->err_line);
+    uv_timer_init(loop, &l->timer);
+    l->timer.data = l;
+    l->handles = 1;
+    return l;
+}
+
+/* ---- writing ---- */
+
+static void on_written(uv_write_t *req, int status)
+{
+    struct write_req *w = (struct write_req *)req;
+    struct tb_link *l = w->link;
+    l->write_pending -= w->len;
+    free(w);
+    if (status < 0 && status != UV_ECANCELED)
+        fail(l, "write failed: %s", uv_strerror(status));
+}
+
+static void raw_write(struct tb_link *l, const char *p, size_t n)
+{
+    if (n == 0 || l->failed || l->closing)
+        return;
+    if (l->received_since_send) {
+        l->stats.turns++;
+        l->received_since_send = false;
+    }
+    struct write_req *w = tb_xmalloc(sizeof(*w) + n);
+    w->link = l;
+    w->len = n;
+    memcpy(w->data, p, n);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
+    l->stats.raw_out += n;
+    l->write_pending += n;
+    int r = uv_write(&w->req, l->wr, &b, 1, on_written);
+    if (r < 0) {
+        l->write_pending -= n;
+        free(w);
+        fail(l, "write failed: %s", uv_strerror(r));
+    }
+}
+
+static void write_tls(struct tb_link *l, const char *p, size_t n)
+{
+    if (!l->tls) {
+        raw_write(l, p, n);
+        return;
+    }
+    struct tb_buf c;
+    char err[256];
+    tb_buf_init(&c);
+    if (tb_tls_send(l->tls, p, n, &c, err, sizeof(err)) < 0)
+        fail(l, "%s", err);
+    else
+        raw_write(l, c.data, c.len);
+    tb_buf_free(&c);
+}
+
+void tb_link_write(struct tb_link *l, const char *p, size_t n)
+{
+    if (l->failed || l->closing)
+        return;
+    l->stats.app_out += n;
+    if (!l->z) {
+        write_tls(l, p, n);
+        return;
+    }
+    struct tb_buf c;
+    tb_buf_init(&c);
+    if (tb_deflate_send(l->z, p, n, &c) < 0)
+        fail(l, "COMPRESS: deflate failed");
+    else
+        write_tls(l, c.data, c.len);
+    tb_buf_free(&c);
+}
+
+size_t tb_link_write_pending(const struct tb_link *l)
+{
+    return l->write_pending;
+}
+
+/* ---- reading: each stage hands its output to the next one up ---- */
+
+static void deliver(struct tb_link *l, const char *p, size_t n)
+{
+    if (n == 0 || l->failed || l->closing)
+        return;
+    l->stats.app_in += n;
+    l->cb->on_data(l, p, n, l->ud);
+}
+
+static void up_from_tls(struct tb_link *l, const char *p, size_t n)
+{
+    if (!l->z) {
+        deliver(l, p, n);
+        return;
+    }
+    struct tb_buf plain;
+    char err[256];
+    tb_buf_init(&plain);
+    if (tb_deflate_recv(l->z, p, n, &plain, err, sizeof(err)) < 0)
+        fail(l, "%s", err);
+    else
+        deliver(l, plain.data, plain.len);
+    tb_buf_free(&plain);
+}
+
+static void up_from_socket(struct tb_link *l, const char *p, size_t n)
+{
+    if (!l->tls) {
+        up_from_tls(l, p, n);
+        return;
+    }
+    struct tb_buf plain, c;
+    char err[256];
+    tb_buf_init(&plain);
+    tb_buf_init(&c);
+    bool was_ready = tb_tls_ready(l->tls);
+    int r = tb_tls_recv(l->tls, p, n, &plain, &c, err, sizeof(err));
+    raw_write(l, c.data, c.len);
+    if (r < 0) {
+        fail(l, "%s", err);
+    } else {
+        if (!was_ready && tb_tls_ready(l->tls) && !l->failed && !l->closing)
+            l->cb->on_tls_ready(l, l->ud);
+        up_from_tls(l, plain.data, plain.len);
+    }
+    tb_buf_free(&plain);
+    tb_buf_free(&c);
+}
+
+void tb_link_inject(struct tb_link *l, const char *p, size_t n)
+{
+    if (n == 0)
+        return;
+    if (l->newest == F_TLS)
+        up_from_socket(l, p, n);
+    else
+        up_from_tls(l, p, n);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    buf->base = tb_xmalloc(65536);
+    buf->len = 65536;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct tb_link *l = s->data;
+    if (n > 0 && !l->closing) {
+        l->stats.raw_in += (uint64_t)n;
+        l->received_since_send = true;
+        up_from_socket(l, buf->base, (size_t)n);
+    } else if (n < 0 && !l->closing) {
+        if (n == UV_EOF && l->tunnel)
+            fail(l, "tunnel closed the connection%s%s", l->err_tail[0] ? ": " : "", l->err_tail);
+        else if (n == UV_EOF)
+            fail(l, "connection closed by server");
+        else
+            fail(l, "read failed: %s", uv_strerror((int)n));
+        uv_read_stop(s);
+    }
+    free(buf->base);
+}
+
+static void start_reading(struct tb_link *l)
+{
+    int r = uv_read_start(l->rd, on_alloc, on_read);
+    if (r < 0)
+        fail(l, "read failed: %s", uv_strerror(r));
+}
+
+/* ---- TCP ---- */
+
+static void try_next_address(struct tb_link *l);
+
+static void on_timeout(uv_timer_t *t)
+{
+    struct tb_link *l = t->data;
+    if (l->closing) {
+        /* Close-time escalation for a tunnel child that ignores EOF on stdin. */
+        if (l->proc_running) {
+            uv_process_kill(&l->proc, l->kill_stage++ ? SIGKILL : SIGTERM);
+            uv_timer_start(&l->timer, on_timeout, 2000, 0);
+        }
+        return;
+    }
+    fail(l, "connect to %s port %d timed out", l->host, l->port);
+}
+
+static bool addr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+    }
+    return false;
+}
+
+static void on_tcp_closed_retry(uv_handle_t *h);
+
+/* Moves on to the next resolved address after a failed attempt; the old handle must be
+ * closed before its memory is initialised again. */
+static void attempt_failed(struct tb_link *l, int status)
+{
+    l->last_errno = status;
+    l->ai_cur = l->ai_cur->ai_next;
+    if (!l->ai_cur) {
+        close_handle(l, (uv_handle_t *)&l->tcp);
+        fail(l, "connect to %s port %d failed: %s", l->host, l->port, uv_strerror(status));
+        return;
+    }
+    uv_close((uv_handle_t *)&l->tcp, on_tcp_closed_retry);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct tb_link *l = req->data;
+    if (l->closing)
+        return;
+    if (status < 0) {
+        attempt_failed(l, status);
+        return;
+    }
+    uv_timer_stop(&l->timer);
+    l->loopback = addr_is_loopback(l->ai_cur->ai_addr);
+    l->rd = l->wr = (uv_stream_t *)&l->tcp;
+    uv_tcp_nodelay(&l->tcp, 1);
+    start_reading(l);
+    if (!l->failed && !l->closing)
+        l->cb->on_connected(l, l->ud);
+}
+
+static void on_tcp_closed_retry(uv_handle_t *h)
+{
+    struct tb_link *l = h->data;
+    l->handles--;
+    if (l->closing) {
+        maybe_free(l);
+        return;
+    }
+    try_next_address(l);
+}
+
+static void try_next_address(struct tb_link *l)
+{
+    uv_tcp_init(l->loop, &l->tcp);
+    l->tcp.data = l;
+    l->handles++;
+    l->connect_req.data = l;
+    int r = uv_tcp_connect(&l->connect_req, &l->tcp, l->ai_cur->ai_addr, on_connect);
+    if (r < 0)
+        attempt_failed(l, r);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct tb_link *l = req->data;
+    l->gai_pending = false;
+    if (l->closing) {
+        if (res)
+            uv_freeaddrinfo(res);
+        maybe_free(l);
+        return;
+    }
+    if (status < 0 || !res) {
+        fail(l, "cannot resolve %s: %s", l->host, uv_strerror(status));
+        return;
+    }
+    l->ai_list = l->ai_cur = res;
+    try_next_address(l);
+}
+
+int tb_link_connect_tcp(struct tb_link *l, const char *host, int port, int timeout_s)
+{
+    snprintf(l->host, sizeof(l->host), "%s", host);
+    l->port = port;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    struct addrinfo hints = {0};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    l->gai.data = l;
+    int r = uv_getaddrinfo(l->loop, &l->gai, on_resolved, host, portstr, &hints);
+    if (r < 0) {
+        fail(l, "cannot resolve %s: %s", host, uv_strerror(r));
+        return -1;
+    }
+    l->gai_pending = true;
+    uv_timer_start(&l->timer, on_timeout, (uint64_t)timeout_s * 1000, 0);
+    return 0;
+}
+
+/* ---- tunnel ---- */
+
+static void on_child_exit(uv_process_t *p, int64_t status, int sig)
+{
+    struct tb_link *l = p->data;
+    l->proc_running = false;
+    close_handle(l, (uv_handle_t *)p);
+    if (l->closing) {
+        uv_timer_stop(&l->timer);
+        close_handle(l, (uv_handle_t *)&l->timer);
+    }
+    if (!l->closing) {
+        if (sig)
+            fail(l, "tunnel killed by signal %d%s%s", sig, l->err_tail[0] ? ": " : "", l->err_tail);
+        else
+            fail(l, "tunnel exited with status %lld%s%s", (long long)status,
+                 l->err_tail[0] ? ": " : "", l->err_tail);
+    }
+    maybe_free(l);
+}
+
+static void on_err_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct tb_link *l = s->data;
+    for (ssize_t i = 0; i < n; i++) {
+        char c = buf->base[i];
+        if (c == '\n') {
+            const char *line = tb_buf_cstr(&l->err_line);
+            if (line[0]) {
+                snprintf(l->err_tail, sizeof(l->err_tail), "%s", line);
+                tb_log_debug(1, "tunnel stderr: %s", line);
+            }
+            l->err_line.len = 0;
+        } else if (l->err_line.len < 1024) {
+            tb_buf_append(&l->err_line, &c, 1);
+        }
+    }
+    if (n < 0)
+        uv_read_stop(s);
+    free(buf->base);
+}
+
+int tb_link_spawn(struct tb_link *l, const char *command)
+{
+    l->tunnel = true;
+    snprintf(l->host, sizeof(l->host), "tunnel");
+    uv_pipe_init(l->loop, &l->in, 0);
+    uv_pipe_init(l->loop, &l->out, 0);
+    uv_pipe_init(l->loop, &l->err, 0);
+    l->in.data = l->out.data = l->err.data = l;
+    l->handles += 3;
+    uv_stdio_container_t stdio[3];
+    stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
+    stdio[0].data.stream = (uv_stream_t *)&l->in;
+    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[1].data.stream = (uv_stream_t *)&l->out;
+    stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[2].data.stream = (uv_stream_t *)&l->err;
+    char *args[] = {"/bin/sh", "-c", (char *)command, NULL};
+    uv_process_options_t o = {0};
+    o.file = "/bin/sh";
+    o.args = args;
+    o.exit_cb = on_child_exit;
+    o.stdio = stdio;
+    o.stdio_count = 3;
+    l->proc.data = l;
+    int r = uv_spawn(l->loop, &l->proc, &o);
+    l->handles++; /* uv_spawn initialises the handle even when it fails */
+    if (r < 0) {
+        fail(l, "cannot start tunnel: %s", uv_strerror(r));
+        return -1;
+    }
+    l->proc_running = true;
+    l->rd = (uv_stream_t *)&l->out;
+    l->wr = (uv_stream_t *)&l->in;
+    l->loopback = true;
+    uv_read_start((uv_stream_t *)&l->err, on_alloc, on_err_read);
+    start_reading(l);
+    if (!l->failed)
+        l->cb->on_connected(l, l->ud);
+    return 0;
+}
+
+/* ---- filters ---- */
+
+int tb_link_start_tls(struct tb_link *l, const struct tb_tls_opts *o)
+{
+    char err[256];
+    l->tls = tb_tls_new(o, err, sizeof(err));
+    if (!l->tls) {
+        fail(l, "%s", err);
+        return -1;
+    }
+    l->newest = F_TLS;
+    struct tb_buf c;
+    tb_buf_init(&c);
+    int r = tb_tls_start(l->tls, &c, err, sizeof(err));
+    raw_write(l, c.data, c.len);
+    tb_buf_free(&c);
+    if (r < 0) {
+        fail(l, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+int tb_link_start_compress(struct tb_link *l)
+{
+    l->z = tb_deflate_new();
+    if (!l->z) {
+        fail(l, "COMPRESS: cannot initialise zlib");
+        return -1;
+    }
+    l->newest = F_DEFLATE;
+    return 0;
+}
+
+void tb_link_close(struct tb_link *l)
+{
+    if (!l || l->closing)
+        return;
+    l->closing = true;
+    if (l->gai_pending)
+        uv_cancel((uv_req_t *)&l->gai);
+    uv_timer_stop(&l->timer);
+    if (l->tunnel) {
+        close_handle(l, (uv_handle_t *)&l->in); /* EOF on stdin: the imap process exits */
+        close_handle(l, (uv_handle_t *)&l->out);
+        close_handle(l, (uv_handle_t *)&l->err);
+        if (l->proc_running)
+            uv_timer_start(&l->timer, on_timeout, 2000, 0);
+    }
+    if (l->tcp.data == l)
+        close_handle(l, (uv_handle_t *)&l->tcp);
+    if (!l->proc_running)
+        close_handle(l, (uv_handle_t *)&l->timer);
+    maybe_free(l);
+}
+
+bool tb_link_is_loopback(const struct tb_link *l)
+{
+    return l->loopback;
+}
+
+bool tb_link_is_tunnel(const struct tb_link *l)
+{
+    return l->tunnel;
+}
+
+bool tb_link_tls_active(const struct tb_link *l)
+{
+    return l->tls && tb_tls_ready(l->tls);
+}
+
+bool tb_link_compress_active(const struct tb_link *l)
+{
+    return l->z != NULL;
+}
+
+const char *tb_link_tls_description(const struct tb_link *l)
+{
+    return l->tls ? tb_tls_description(l->tls) : "";
+}
+
+const struct tb_link_stats *tb_link_stats(const struct tb_link *l)
+{
+    return &l->stats;
+}
+
+const char *tb_link_stderr_tail(const struct tb_link *l)
+{
+    return l->err_tail;
+}

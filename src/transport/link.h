@@ -1,0 +1,59 @@
+/* A link is one connection's byte pipe: a TCP socket or a tunnel child's stdin/stdout,
+ * with an optional stack of filters on top (TLS, then COMPRESS above it).
+ *
+ *   send:  app -> deflate? -> TLS? -> socket        recv: socket -> TLS? -> inflate? -> app
+ *
+ * Ownership: the link owns its libuv handles, filters and the tunnel child. tb_link_close()
+ * is asynchronous; the link frees itself once every handle is closed and the child reaped,
+ * and calls no callback after close was requested. Every failure is reported once through
+ * on_error with a one-line cause; the owner then closes the link. */
+#ifndef TWINBOX_TRANSPORT_LINK_H
+#define TWINBOX_TRANSPORT_LINK_H
+
+#include "transport/tls.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct tb_link;
+
+struct tb_link_cb {
+    void (*on_connected)(struct tb_link *l, void *ud);
+    void (*on_tls_ready)(struct tb_link *l, void *ud);
+    void (*on_data)(struct tb_link *l, const char *p, size_t n, void *ud);
+    void (*on_error)(struct tb_link *l, const char *msg, void *ud);
+};
+
+struct tb_link_stats {
+    uint64_t raw_in, raw_out; /* bytes on the wire (after TLS and compression) */
+    uint64_t app_in, app_out; /* IMAP bytes */
+    uint64_t turns;           /* sends that follow received data: round trips */
+};
+
+struct tb_link *tb_link_new(uv_loop_t *loop, const struct tb_link_cb *cb, void *ud);
+/* Resolves host with uv_getaddrinfo and tries each address; the timeout covers it all. */
+int tb_link_connect_tcp(struct tb_link *l, const char *host, int port, int timeout_s);
+/* Runs `/bin/sh -c command` and speaks over its stdin/stdout; stderr is kept for errors. */
+int tb_link_spawn(struct tb_link *l, const char *command);
+/* Starts TLS on the link (implicit TLS or after STARTTLS); on_tls_ready when verified. */
+int tb_link_start_tls(struct tb_link *l, const struct tb_tls_opts *o);
+int tb_link_start_compress(struct tb_link *l);
+/* Pushes bytes that were read above the current filters before they were installed
+ * (e.g. data after a COMPRESS OK in the same read) back through the filter stack. */
+void tb_link_inject(struct tb_link *l, const char *p, size_t n);
+void tb_link_write(struct tb_link *l, const char *p, size_t n);
+/* Bytes handed to libuv but not yet written: the writer's back-pressure signal. */
+size_t tb_link_write_pending(const struct tb_link *l);
+void tb_link_close(struct tb_link *l);
+
+bool tb_link_is_loopback(const struct tb_link *l);
+bool tb_link_is_tunnel(const struct tb_link *l);
+bool tb_link_tls_active(const struct tb_link *l);
+bool tb_link_compress_active(const struct tb_link *l);
+const char *tb_link_tls_description(const struct tb_link *l);
+const struct tb_link_stats *tb_link_stats(const struct tb_link *l);
+/* Last line the tunnel child wrote to stderr, or "". */
+const char *tb_link_stderr_tail(const struct tb_link *l);
+
+#endif

@@ -1,0 +1,131 @@
+"""Runs every test against each given build directory and prints one summary line.
+
+Unit tests are the C TAP programs (build/tests/test_*); each test point counts.
+Integration tests are Python unittest modules under tests/integration (and tests/plugin
+when the X-REPLICATE plugin was built); each test method counts. A unit program that
+crashes or prints a sanitizer report counts as a failure.
+"""
+import os
+import re
+import subprocess
+import sys
+import time
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAN_ENV = {
+    "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=99",
+    "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1:exitcode=98",
+    "LSAN_OPTIONS": "exitcode=97",
+}
+SAN_RE = re.compile(r"(AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:)")
+
+
+class Counter:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+        self.failures = []
+
+    def ok(self, name):
+        self.passed += 1
+        print(f"ok - {name}", flush=True)
+
+    def fail(self, name, detail=""):
+        self.failed += 1
+        self.failures.append(name)
+        print(f"FAIL - {name}", flush=True)
+        if detail:
+            print("    " + detail.strip().replace("\n", "\n    "), flush=True)
+
+
+def run_unit(build, counter):
+    tdir = os.path.join(ROOT, build, "tests")
+    names = sorted(n for n in os.listdir(tdir) if n.startswith("test_")
+                   and os.access(os.path.join(tdir, n), os.X_OK))
+    for n in names:
+        env = dict(os.environ, **SAN_ENV)
+        try:
+            p = subprocess.run([os.path.join(tdir, n)], capture_output=True, text=True,
+                               env=env, timeout=600, errors="replace")
+        except subprocess.TimeoutExpired:
+            counter.fail(f"{build}: {n}", "timed out after 600 s")
+            continue
+        points = 0
+        for line in p.stdout.splitlines():
+            m = re.match(r"(not ok|ok) \d+ - (.*)", line)
+            if not m:
+                continue
+            points += 1
+            name = f"{build}: {n}: {m.group(2)}"
+            if m.group(1) == "ok":
+                counter.ok(name)
+            else:
+                counter.fail(name)
+        if p.returncode != 0 and points == 0 or SAN_RE.search(p.stderr) or p.returncode > 1:
+            counter.fail(f"{build}: {n}: exit status {p.returncode}", p.stderr[-3000:])
+
+
+class _Result(unittest.TestResult):
+    def __init__(self, build, counter):
+        super().__init__()
+        self.build = build
+        self.counter = counter
+        self.t0 = 0
+
+    def startTest(self, test):
+        super().startTest(test)
+        self.t0 = time.monotonic()
+
+    def _name(self, test):
+        return f"{self.build}: {test.id().replace('tests.', '', 1)}"
+
+    def addSuccess(self, test):
+        self.counter.ok(self._name(test) + f" ({time.monotonic() - self.t0:.1f}s)")
+
+    def addFailure(self, test, err):
+        self.counter.fail(self._name(test), self._exc_info_to_string(err, test))
+
+    def addError(self, test, err):
+        self.counter.fail(self._name(test), self._exc_info_to_string(err, test))
+
+    def addSkip(self, test, reason):
+        # A skipped test did not run: it is reported but not counted as passed.
+        print(f"skip - {self._name(test)}: {reason}", flush=True)
+
+
+def run_integration(build, counter, pattern):
+    os.environ["TWINBOX_BUILD"] = os.path.join(ROOT, build)
+    os.environ.update(SAN_ENV)
+    loader = unittest.TestLoader()
+    if pattern:
+        loader.testNamePatterns = [pattern]
+    suite = unittest.TestSuite()
+    for d in ("tests/integration", "tests/plugin"):
+        if os.path.isdir(os.path.join(ROOT, d)):
+            suite.addTests(loader.discover(os.path.join(ROOT, d), top_level_dir=ROOT))
+    suite.run(_Result(build, counter))
+
+
+def main():
+    args = sys.argv[1:]
+    pattern = None
+    if "-k" in args:
+        i = args.index("-k")
+        pattern = args[i + 1]
+        del args[i:i + 2]
+    builds = args or ["build"]
+    sys.path.insert(0, ROOT)
+    counter = Counter()
+    for b in builds:
+        if not pattern:
+            run_unit(b, counter)
+        run_integration(b, counter, pattern)
+    if counter.failures:
+        print("\nfailed:\n  " + "\n  ".join(counter.failures))
+    print(f"{counter.passed} passed, {counter.failed} failed", flush=True)
+    sys.exit(1 if counter.failed else 0)
+
+
+if __name__ == "__main__":
+    main()
