@@ -99,7 +99,7 @@ def run_integration(build, counter, pattern):
     os.environ.update(SAN_ENV)
     loader = unittest.TestLoader()
     if pattern:
-        loader.testNamePatterns = [pattern]
+        loader.testNamePatterns = [pattern if "*" in pattern else f"*{pattern}*"]
     suite = unittest.TestSuite()
     for d in ("tests/integration", "tests/plugin"):
         if os.path.isdir(os.path.join(ROOT, d)):

@@ -14,6 +14,8 @@ static void usage(FILE *f)
                "\n"
                "commands:\n"
                "  probe [--json] ACCOUNT   connect and report capabilities and mailboxes\n"
+               "  sync [PAIR...] [--mailbox NAME...] [--dry-run]\n"
+               "                           make each pair's two accounts identical\n"
                "\n"
                "ACCOUNT is an [account NAME] of the configuration file or a URL:\n"
                "  imap://USER@HOST[:PORT][/?key=value&...]  (STARTTLS unless starttls=no)\n"
@@ -70,6 +72,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "probe") == 0)
         return tb_cmd_probe(&cli, n, rest);
+    if (strcmp(cmd, "sync") == 0)
+        return tb_cmd_sync(&cli, n, rest);
     tb_log_error("unknown command '%s' (see twinbox --help)", cmd);
     return TB_EXIT_USAGE;
 }

@@ -1,0 +1,62 @@
+/* Sync state of one account pair, in SQLite (WAL, schema versioned, file mode 0600).
+ *
+ * Invariant kept by the sync engine: a mailbox row's UIDNEXT / HIGHESTMODSEQ are only
+ * advanced in the same transaction that records every message pair and base flag set they
+ * imply, so a crash at any instant leaves a state that is merely older, never ahead of
+ * what both servers hold. Rows are owned by the caller once returned (free with the
+ * matching _free function). */
+#ifndef TWINBOX_STATE_H
+#define TWINBOX_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct tb_state;
+
+struct tb_state_side {
+    uint32_t uidvalidity, uidnext;
+    uint64_t highestmodseq;
+};
+
+struct tb_state_mailbox {
+    int64_t id;
+    char *name; /* canonical name: hierarchy separated by '/' , modified UTF-7 as on the wire */
+    struct tb_state_side side[2]; /* 0 = a, 1 = b */
+    bool subscribed;
+};
+
+struct tb_state_msg {
+    uint32_t uid[2];
+    char *flags; /* base flags and keywords both sides agreed on: sorted, space-separated */
+};
+
+int tb_state_open(const char *path, struct tb_state **out, char *err, size_t errlen);
+void tb_state_close(struct tb_state *st);
+/* Takes the pair's lock (flock on PATH.lock). 0 ok, 1 held by another process, -1 error. */
+int tb_state_lock(const char *db_path, int *fd, char *err, size_t errlen);
+void tb_state_unlock(int fd);
+/* Default path: $XDG_STATE_HOME/twinbox/PAIR.db (~/.local/state/twinbox/PAIR.db). */
+int tb_state_default_path(const char *pair, char *buf, size_t len);
+
+int tb_state_begin(struct tb_state *st);
+int tb_state_commit(struct tb_state *st);
+void tb_state_rollback(struct tb_state *st);
+const char *tb_state_error(struct tb_state *st);
+
+int tb_state_mailboxes(struct tb_state *st, struct tb_state_mailbox **out, size_t *n);
+void tb_state_mailboxes_free(struct tb_state_mailbox *v, size_t n);
+/* Inserts when id == 0 (and sets it), updates otherwise. */
+int tb_state_mailbox_put(struct tb_state *st, struct tb_state_mailbox *mb);
+int tb_state_mailbox_delete(struct tb_state *st, int64_t id);
+int tb_state_mailbox_rename(struct tb_state *st, int64_t id, const char *name);
+
+/* Sorted by uid a. */
+int tb_state_messages(struct tb_state *st, int64_t mailbox, struct tb_state_msg **out, size_t *n);
+void tb_state_messages_free(struct tb_state_msg *v, size_t n);
+int tb_state_msg_put(struct tb_state *st, int64_t mailbox, uint32_t uid_a, uint32_t uid_b,
+                     const char *flags);
+int tb_state_msg_delete(struct tb_state *st, int64_t mailbox, uint32_t uid_a);
+int tb_state_msgs_clear(struct tb_state *st, int64_t mailbox);
+
+#endif

@@ -1,0 +1,336 @@
+#include "twinbox/state.h"
+
+#include "util/buf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SCHEMA_VERSION 1
+
+struct tb_state {
+    sqlite3 *db;
+};
+
+static const char *schema_v1 =
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE mailbox ("
+    "  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, subscribed INTEGER NOT NULL,"
+    "  uidvalidity_a INTEGER NOT NULL, uidnext_a INTEGER NOT NULL, hms_a INTEGER NOT NULL,"
+    "  uidvalidity_b INTEGER NOT NULL, uidnext_b INTEGER NOT NULL, hms_b INTEGER NOT NULL);"
+    "CREATE TABLE message ("
+    "  mailbox INTEGER NOT NULL REFERENCES mailbox(id) ON DELETE CASCADE,"
+    "  uid_a INTEGER NOT NULL, uid_b INTEGER NOT NULL, flags TEXT NOT NULL,"
+    "  PRIMARY KEY (mailbox, uid_a));"
+    "CREATE UNIQUE INDEX message_b ON message(mailbox, uid_b);";
+
+static int exec(struct tb_state *st, const char *sql)
+{
+    return sqlite3_exec(st->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+static int user_version(struct tb_state *st)
+{
+    sqlite3_stmt *s;
+    int v = -1;
+    if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return v;
+}
+
+int tb_state_open(const char *path, struct tb_state **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    /* Create the file ourselves so it is private from the first byte. */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "state %s: %s", path, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    struct tb_state *st = tb_xcalloc(1, sizeof(*st));
+    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "state %s: %s", path, sqlite3_errmsg(st->db));
+        tb_state_close(st);
+        return -1;
+    }
+    sqlite3_busy_timeout(st->db, 10000);
+    if (exec(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON") <
+        0) {
+        snprintf(err, errlen, "state %s: %s", path, sqlite3_errmsg(st->db));
+        tb_state_close(st);
+        return -1;
+    }
+    int v = user_version(st);
+    if (v == 0) {
+        if (exec(st, "BEGIN") < 0 || exec(st, schema_v1) < 0 ||
+            exec(st, "PRAGMA user_version = 1") < 0 || exec(st, "COMMIT") < 0) {
+            snprintf(err, errlen, "state %s: cannot create schema: %s", path,
+                     sqlite3_errmsg(st->db));
+            tb_state_close(st);
+            return -1;
+        }
+    } else if (v != SCHEMA_VERSION) {
+        snprintf(err, errlen, "state %s: schema version %d is not supported (expected %d)", path, v,
+                 SCHEMA_VERSION);
+        tb_state_close(st);
+        return -1;
+    }
+    *out = st;
+    return 0;
+}
+
+void tb_state_close(struct tb_state *st)
+{
+    if (!st)
+        return;
+    sqlite3_close(st->db);
+    free(st);
+}
+
+int tb_state_lock(const char *db_path, int *fd, char *err, size_t errlen)
+{
+    char lock[4096];
+    snprintf(lock, sizeof(lock), "%s.lock", db_path);
+    *fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (*fd < 0) {
+        snprintf(err, errlen, "lock %s: %s", lock, strerror(errno));
+        return -1;
+    }
+    if (flock(*fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        close(*fd);
+        *fd = -1;
+        if (e == EWOULDBLOCK) {
+            snprintf(err, errlen, "another twinbox run holds %s", lock);
+            return 1;
+        }
+        snprintf(err, errlen, "lock %s: %s", lock, strerror(e));
+        return -1;
+    }
+    return 0;
+}
+
+void tb_state_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* releases the flock */
+}
+
+static int mkdirs(char *path)
+{
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        int r = mkdir(path, 0700);
+        *p = '/';
+        if (r < 0 && errno != EEXIST)
+            return -1;
+    }
+    return 0;
+}
+
+int tb_state_default_path(const char *pair, char *buf, size_t len)
+{
+    const char *xdg = getenv("XDG_STATE_HOME");
+    const char *home = getenv("HOME");
+    int n;
+    if (xdg && xdg[0] == '/')
+        n = snprintf(buf, len, "%s/twinbox/%s.db", xdg, pair);
+    else if (home && home[0])
+        n = snprintf(buf, len, "%s/.local/state/twinbox/%s.db", home, pair);
+    else
+        return -1;
+    if (n < 0 || (size_t)n >= len)
+        return -1;
+    return mkdirs(buf);
+}
+
+int tb_state_begin(struct tb_state *st)
+{
+    return exec(st, "BEGIN IMMEDIATE");
+}
+
+int tb_state_commit(struct tb_state *st)
+{
+    return exec(st, "COMMIT");
+}
+
+void tb_state_rollback(struct tb_state *st)
+{
+    exec(st, "ROLLBACK");
+}
+
+const char *tb_state_error(struct tb_state *st)
+{
+    return sqlite3_errmsg(st->db);
+}
+
+int tb_state_mailboxes(struct tb_state *st, struct tb_state_mailbox **out, size_t *n)
+{
+    sqlite3_stmt *s;
+    *out = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT id, name, subscribed, uidvalidity_a, uidnext_a, hms_a,"
+                           " uidvalidity_b, uidnext_b, hms_b FROM mailbox ORDER BY name",
+                           -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    size_t cap = 0;
+    int r;
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *out = tb_xrealloc(*out, cap * sizeof(**out));
+        }
+        struct tb_state_mailbox *m = &(*out)[(*n)++];
+        m->id = sqlite3_column_int64(s, 0);
+        m->name = tb_xstrdup((const char *)sqlite3_column_text(s, 1));
+        m->subscribed = sqlite3_column_int(s, 2) != 0;
+        for (int k = 0; k < 2; k++) {
+            m->side[k].uidvalidity = (uint32_t)sqlite3_column_int64(s, 3 + 3 * k);
+            m->side[k].uidnext = (uint32_t)sqlite3_column_int64(s, 4 + 3 * k);
+            m->side[k].highestmodseq = (uint64_t)sqlite3_column_int64(s, 5 + 3 * k);
+        }
+    }
+    sqlite3_finalize(s);
+    return r == SQLITE_DONE ? 0 : -1;
+}
+
+void tb_state_mailboxes_free(struct tb_state_mailbox *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].name);
+    free(v);
+}
+
+int tb_state_mailbox_put(struct tb_state *st, struct tb_state_mailbox *mb)
+{
+    sqlite3_stmt *s;
+    const char *sql =
+        mb->id ? "UPDATE mailbox SET name=?1, subscribed=?2, uidvalidity_a=?3, uidnext_a=?4,"
+                 " hms_a=?5, uidvalidity_b=?6, uidnext_b=?7, hms_b=?8 WHERE id=?9"
+               : "INSERT INTO mailbox (name, subscribed, uidvalidity_a, uidnext_a, hms_a,"
+                 " uidvalidity_b, uidnext_b, hms_b) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)";
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(s, 1, mb->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, mb->subscribed);
+    for (int k = 0; k < 2; k++) {
+        sqlite3_bind_int64(s, 3 + 3 * k, mb->side[k].uidvalidity);
+        sqlite3_bind_int64(s, 4 + 3 * k, mb->side[k].uidnext);
+        sqlite3_bind_int64(s, 5 + 3 * k, (sqlite3_int64)mb->side[k].highestmodseq);
+    }
+    if (mb->id)
+        sqlite3_bind_int64(s, 9, mb->id);
+    int r = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (r != SQLITE_DONE)
+        return -1;
+    if (!mb->id)
+        mb->id = sqlite3_last_insert_rowid(st->db);
+    return 0;
+}
+
+static int exec_id(struct tb_state *st, const char *sql, int64_t id, const char *text)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(s, 1, id);
+    if (text)
+        sqlite3_bind_text(s, 2, text, -1, SQLITE_STATIC);
+    int r = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return r == SQLITE_DONE ? 0 : -1;
+}
+
+int tb_state_mailbox_delete(struct tb_state *st, int64_t id)
+{
+    return exec_id(st, "DELETE FROM mailbox WHERE id=?1", id, NULL);
+}
+
+int tb_state_mailbox_rename(struct tb_state *st, int64_t id, const char *name)
+{
+    return exec_id(st, "UPDATE mailbox SET name=?2 WHERE id=?1", id, name);
+}
+
+int tb_state_msgs_clear(struct tb_state *st, int64_t mailbox)
+{
+    return exec_id(st, "DELETE FROM message WHERE mailbox=?1", mailbox, NULL);
+}
+
+int tb_state_messages(struct tb_state *st, int64_t mailbox, struct tb_state_msg **out, size_t *n)
+{
+    sqlite3_stmt *s;
+    *out = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT uid_a, uid_b, flags FROM message WHERE mailbox=?1"
+                           " ORDER BY uid_a",
+                           -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(s, 1, mailbox);
+    size_t cap = 0;
+    int r;
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 256;
+            *out = tb_xrealloc(*out, cap * sizeof(**out));
+        }
+        struct tb_state_msg *m = &(*out)[(*n)++];
+        m->uid[0] = (uint32_t)sqlite3_column_int64(s, 0);
+        m->uid[1] = (uint32_t)sqlite3_column_int64(s, 1);
+        m->flags = tb_xstrdup((const char *)sqlite3_column_text(s, 2));
+    }
+    sqlite3_finalize(s);
+    return r == SQLITE_DONE ? 0 : -1;
+}
+
+void tb_state_messages_free(struct tb_state_msg *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].flags);
+    free(v);
+}
+
+int tb_state_msg_put(struct tb_state *st, int64_t mailbox, uint32_t uid_a, uint32_t uid_b,
+                     const char *flags)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "INSERT OR REPLACE INTO message (mailbox, uid_a, uid_b, flags)"
+                           " VALUES (?1, ?2, ?3, ?4)",
+                           -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(s, 1, mailbox);
+    sqlite3_bind_int64(s, 2, uid_a);
+    sqlite3_bind_int64(s, 3, uid_b);
+    sqlite3_bind_text(s, 4, flags, -1, SQLITE_STATIC);
+    int r = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return r == SQLITE_DONE ? 0 : -1;
+}
+
+int tb_state_msg_delete(struct tb_state *st, int64_t mailbox, uint32_t uid_a)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db, "DELETE FROM message WHERE mailbox=?1 AND uid_a=?2", -1, &s,
+                           NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(s, 1, mailbox);
+    sqlite3_bind_int64(s, 2, uid_a);
+    int r = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return r == SQLITE_DONE ? 0 : -1;
+}

@@ -1,0 +1,210 @@
+/* Message copies streamed from one store's FETCH into the other's APPEND.
+ * Memory is bounded by a window: at most COPY_WINDOW fetches in flight and COPY_BYTES of
+ * message data held, whatever the mailbox size. Each copy reports its new UID from
+ * APPENDUID, which the engine records as a pair. */
+#include "protocol/cmd.h"
+#include "protocol/parse.h"
+#include "store/fetch.h"
+#include "store/store.h"
+#include "twinbox/imap.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define COPY_WINDOW 32
+#define COPY_BYTES  (32u << 20)
+
+struct job {
+    struct tb_copy *cp;
+    struct tb_msg_info m;
+    char *body;
+    size_t len;
+    bool have_body;
+};
+
+struct tb_copy {
+    struct tb_store *src, *dst;
+    char *mailbox;
+    tb_copied_fn *done;
+    void *ud;
+    struct tb_msg_info *queue;
+    size_t n, cap, next;
+    int inflight;
+    size_t bytes_held;
+    uint64_t bytes;
+};
+
+static void pump(struct tb_copy *cp);
+
+struct tb_copy *tb_copy_new(struct tb_store *src, struct tb_store *dst, const char *dst_mailbox,
+                            tb_copied_fn *done, void *ud)
+{
+    struct tb_copy *cp = tb_xcalloc(1, sizeof(*cp));
+    cp->src = src;
+    cp->dst = dst;
+    cp->mailbox = tb_xstrdup(dst_mailbox);
+    cp->done = done;
+    cp->ud = ud;
+    return cp;
+}
+
+void tb_copy_add(struct tb_copy *cp, const struct tb_msg_info *m)
+{
+    if (cp->n == cp->cap) {
+        cp->cap = cp->cap ? cp->cap * 2 : 64;
+        cp->queue = tb_xrealloc(cp->queue, cp->cap * sizeof(*cp->queue));
+    }
+    struct tb_msg_info *q = &cp->queue[cp->n++];
+    *q = *m;
+    q->flags = tb_xstrdup(m->flags ? m->flags : "");
+    q->ident = NULL;
+    pump(cp);
+}
+
+static void job_free(struct job *j)
+{
+    j->cp->inflight--;
+    j->cp->bytes_held -= j->m.size;
+    free(j->m.flags);
+    free(j->body);
+    free(j);
+}
+
+static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
+{
+    (void)c;
+    struct job *j = ud;
+    struct tb_copy *cp = j->cp;
+    cp->dst->pending--;
+    if (r->status == TB_IMAP_OK) {
+        uint32_t uid = 0;
+        if (r->code && r->code->rc_type == MAILIMAP_RESP_TEXT_CODE_EXTENSION &&
+            r->code->rc_data.rc_ext_data->ext_extension->ext_id == MAILIMAP_EXTENSION_UIDPLUS) {
+            struct mailimap_uidplus_resp_code_apnd *a = r->code->rc_data.rc_ext_data->ext_data;
+            if (r->code->rc_data.rc_ext_data->ext_type == MAILIMAP_UIDPLUS_RESP_CODE_APND &&
+                a->uid_set && clist_begin(a->uid_set->set_list)) {
+                struct mailimap_set_item *si = clist_content(clist_begin(a->uid_set->set_list));
+                uid = si->set_first;
+            }
+        }
+        if (uid) {
+            cp->bytes += j->len;
+            cp->done(cp->ud, j->m.uid, uid, j->m.flags);
+        } else if (!cp->dst->failed) {
+            cp->dst->failed = true;
+            snprintf(cp->dst->err, sizeof(cp->dst->err),
+                     "%s: mailbox %s: APPEND gave no APPENDUID (server lacks UIDPLUS)",
+                     cp->dst->label, cp->mailbox);
+        }
+    } else if (r->status != TB_IMAP_ABORTED && !cp->dst->failed) {
+        cp->dst->failed = true;
+        snprintf(cp->dst->err, sizeof(cp->dst->err), "%s: mailbox %s: APPEND failed: %s",
+                 cp->dst->label, cp->mailbox, r->text);
+    }
+    job_free(j);
+    pump(cp);
+}
+
+static void format_date(const struct tb_msg_info *m, char *buf, size_t len)
+{
+    static const char *mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t t = (time_t)(m->internaldate + (int64_t)m->tz_minutes * 60);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    int tz = m->tz_minutes < 0 ? -m->tz_minutes : m->tz_minutes;
+    snprintf(buf, len, "\"%02d-%s-%04d %02d:%02d:%02d %c%02d%02d\"", tm.tm_mday, mon[tm.tm_mon],
+             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, m->tz_minutes < 0 ? '-' : '+',
+             tz / 60, tz % 60);
+}
+
+static bool fetch_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
+{
+    (void)c;
+    struct job *j = ud;
+    if (!r->data || r->data->rsp_type != MAILIMAP_RESP_DATA_TYPE_MESSAGE_DATA ||
+        r->data->rsp_data.rsp_message_data->mdt_type != MAILIMAP_MESSAGE_DATA_FETCH)
+        return false;
+    struct tb_msg_info m;
+    const char *body = NULL;
+    size_t len = 0;
+    bool has_uid =
+        tb_fetch_to_info(r->data->rsp_data.rsp_message_data->mdt_msg_att, &m, &body, &len);
+    bool mine = has_uid && m.uid == j->m.uid && body;
+    tb_msg_info_clear(&m);
+    if (!mine)
+        return false;
+    j->body = tb_xmalloc(len + 1);
+    memcpy(j->body, body, len);
+    j->len = len;
+    j->have_body = true;
+    return true;
+}
+
+static void fetch_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
+{
+    (void)c;
+    struct job *j = ud;
+    struct tb_copy *cp = j->cp;
+    cp->src->pending--;
+    if (r->status != TB_IMAP_OK || !j->have_body) {
+        /* Expunged on the source meanwhile: nothing to copy; the next run sees it gone. */
+        if (r->status == TB_IMAP_NO || r->status == TB_IMAP_BAD) {
+            if (!cp->src->failed) {
+                cp->src->failed = true;
+                snprintf(cp->src->err, sizeof(cp->src->err), "%s: FETCH failed: %s", cp->src->label,
+                         r->text);
+            }
+        }
+        job_free(j);
+        pump(cp);
+        return;
+    }
+    struct tb_cmd *cmd = tb_cmd_new("APPEND");
+    tb_cmd_astring(cmd, cp->mailbox);
+    tb_cmd_printf(cmd, "(%s)", j->m.flags);
+    char date[64];
+    format_date(&j->m, date, sizeof(date));
+    tb_cmd_atom(cmd, date);
+    tb_cmd_literal(cmd, j->body, j->len);
+    free(j->body); /* the command holds its own copy */
+    j->body = NULL;
+    cp->dst->pending++;
+    tb_imap_submit(cp->dst->c, cmd, 0, append_done, NULL, j);
+}
+
+static void pump(struct tb_copy *cp)
+{
+    while (cp->next < cp->n && cp->inflight < COPY_WINDOW &&
+           (cp->bytes_held < COPY_BYTES || cp->inflight == 0) && !cp->src->failed &&
+           !cp->dst->failed) {
+        struct job *j = tb_xcalloc(1, sizeof(*j));
+        j->cp = cp;
+        j->m = cp->queue[cp->next];
+        cp->queue[cp->next].flags = NULL; /* moved into the job */
+        cp->next++;
+        cp->inflight++;
+        cp->bytes_held += j->m.size;
+        struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
+        tb_cmd_printf(cmd, "%u (UID BODY.PEEK[])", j->m.uid);
+        cp->src->pending++;
+        tb_imap_submit(cp->src->c, cmd, 0, fetch_done, fetch_untagged, j);
+    }
+}
+
+int tb_copy_finish(struct tb_copy *cp, uint64_t *bytes)
+{
+    pump(cp);
+    struct tb_store *both[2] = {cp->src, cp->dst};
+    int rc = tb_store_wait(both, 2);
+    if (bytes)
+        *bytes += cp->bytes;
+    for (size_t i = cp->next; i < cp->n; i++)
+        free(cp->queue[i].flags);
+    free(cp->queue);
+    free(cp->mailbox);
+    free(cp);
+    return rc;
+}

@@ -1,0 +1,17 @@
+/* Conversions from libetpan's response structures to store records. */
+#ifndef TWINBOX_STORE_FETCH_H
+#define TWINBOX_STORE_FETCH_H
+
+#include "store/store.h"
+
+#include <libetpan/libetpan.h>
+
+/* Fills m (owned strings); body (borrowed from att) is set for a BODY[] section.
+ * Returns false when the FETCH carries no UID. */
+bool tb_fetch_to_info(struct mailimap_msg_att *att, struct tb_msg_info *m, const char **body,
+                      size_t *body_len);
+void tb_msg_info_clear(struct tb_msg_info *m);
+void tb_list_to_info(struct mailimap_mailbox_list *ml, struct tb_mbox_info *b);
+void tb_status_apply(struct mailimap_mailbox_data_status *st, struct tb_mbox_info *boxes, size_t n);
+
+#endif

@@ -1,0 +1,440 @@
+#include "store/store.h"
+
+#include "protocol/cmd.h"
+#include "protocol/parse.h"
+#include "store/fetch.h"
+#include "twinbox/config.h"
+#include "twinbox/imap.h"
+#include "twinbox/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- connection and waiting ---- */
+
+static void on_ready(struct tb_imap *c, void *ud)
+{
+    struct tb_store *s = ud;
+    s->ready = true;
+    s->sep = tb_imap_separator(c);
+    s->pending--;
+}
+
+static void on_error(struct tb_imap *c, const char *msg, void *ud)
+{
+    struct tb_store *s = ud;
+    if (s->failed)
+        return;
+    s->failed = true;
+    enum tb_imap_error e = tb_imap_error_kind(c);
+    s->err_kind = e == TB_ERR_AUTH || e == TB_ERR_TLS ? STORE_ERR_AUTH
+                  : e == TB_ERR_CONFIG                ? STORE_ERR_CONFIG
+                                                      : STORE_ERR_NET;
+    snprintf(s->err, sizeof(s->err), "%s", msg);
+}
+
+void tb_store_init(struct tb_store *s, uv_loop_t *loop, const struct tb_account *acct,
+                   const char *password)
+{
+    static const struct tb_imap_events ev = {on_ready, on_error};
+    memset(s, 0, sizeof(*s));
+    s->label = acct->name;
+    s->loop = loop;
+    s->c = tb_imap_new(loop, acct, &ev, s);
+    tb_imap_set_password(s->c, password);
+    s->pending = 1;
+    tb_imap_start(s->c);
+}
+
+void tb_store_free(struct tb_store *s)
+{
+    if (s->c && !s->failed) {
+        tb_imap_logout(s->c, NULL, NULL);
+        s->pending = 0;
+    }
+    tb_imap_free(s->c);
+    s->c = NULL;
+    free(s->selected);
+    tb_mbox_infos_free(s->boxes, s->n_boxes);
+    s->boxes = NULL;
+    s->n_boxes = 0;
+}
+
+int tb_store_wait(struct tb_store **stores, int n)
+{
+    for (;;) {
+        bool busy = false;
+        for (int i = 0; i < n; i++) {
+            if (stores[i]->failed)
+                return -1;
+            if (stores[i]->pending > 0)
+                busy = true;
+        }
+        if (!busy)
+            return 0;
+        if (uv_run(stores[0]->loop, UV_RUN_ONCE) == 0) {
+            /* Nothing left that could make progress: report it rather than spin. */
+            for (int i = 0; i < n; i++)
+                if (stores[i]->pending > 0 && !stores[i]->failed) {
+                    stores[i]->failed = true;
+                    stores[i]->err_kind = STORE_ERR_NET;
+                    snprintf(stores[i]->err, sizeof(stores[i]->err), "%s: connection stalled",
+                             stores[i]->label);
+                }
+            return -1;
+        }
+    }
+}
+
+/* A command whose NO/BAD fails the store (the engine then stops with that message). */
+struct op {
+    struct tb_store *s;
+    char what[200];
+    struct tb_buf *modified;
+};
+
+static void fail_store(struct tb_store *s, const char *fmt, const char *a, const char *b)
+{
+    if (s->failed)
+        return;
+    s->failed = true;
+    s->err_kind = STORE_ERR_NET;
+    char tmp[500];
+    snprintf(tmp, sizeof(tmp), fmt, a, b);
+    snprintf(s->err, sizeof(s->err), "%s: %s", s->label, tmp);
+}
+
+static void op_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
+{
+    (void)c;
+    struct op *o = ud;
+    o->s->pending--;
+    if (r->status == TB_IMAP_OK && o->modified && r->code &&
+        r->code->rc_type == MAILIMAP_RESP_TEXT_CODE_EXTENSION) {
+        struct mailimap_extension_data *e = r->code->rc_data.rc_ext_data;
+        if (e->ext_extension->ext_id == MAILIMAP_EXTENSION_CONDSTORE) {
+            struct mailimap_condstore_resptextcode *cs = e->ext_data;
+            if (cs->cs_type == MAILIMAP_CONDSTORE_RESPTEXTCODE_MODIFIED) {
+                for (clistiter *it = clist_begin(cs->cs_data.cs_modified_set->set_list); it;
+                     it = clist_next(it)) {
+                    struct mailimap_set_item *si = clist_content(it);
+                    tb_buf_printf(o->modified, "%s%u:%u", o->modified->len ? "," : "",
+                                  si->set_first, si->set_last);
+                }
+            }
+        }
+    }
+    if (r->status == TB_IMAP_NO || r->status == TB_IMAP_BAD)
+        fail_store(o->s, "%s: %s", o->what, r->text);
+    free(o);
+}
+
+static struct op *op_new(struct tb_store *s, const char *what)
+{
+    struct op *o = tb_xcalloc(1, sizeof(*o));
+    o->s = s;
+    snprintf(o->what, sizeof(o->what), "%s", what);
+    s->pending++;
+    return o;
+}
+
+/* ---- LIST with STATUS ---- */
+
+void tb_mbox_infos_free(struct tb_mbox_info *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].name);
+        free(v[i].special_use);
+    }
+    free(v);
+}
+
+static bool list_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
+{
+    (void)c;
+    struct op *o = ud;
+    struct tb_store *s = o->s;
+    if (!r->data || r->data->rsp_type != MAILIMAP_RESP_DATA_TYPE_MAILBOX_DATA)
+        return false;
+    struct mailimap_mailbox_data *md = r->data->rsp_data.rsp_mailbox_data;
+    if (md->mbd_type == MAILIMAP_MAILBOX_DATA_LIST) {
+        s->boxes = tb_xrealloc(s->boxes, (s->n_boxes + 1) * sizeof(*s->boxes));
+        tb_list_to_info(md->mbd_data.mbd_list, &s->boxes[s->n_boxes++]);
+        if (!s->sep && md->mbd_data.mbd_list->mb_delimiter)
+            s->sep = md->mbd_data.mbd_list->mb_delimiter;
+        return true;
+    }
+    if (md->mbd_type == MAILIMAP_MAILBOX_DATA_STATUS) {
+        tb_status_apply(md->mbd_data.mbd_status, s->boxes, s->n_boxes);
+        return true;
+    }
+    return false;
+}
+
+void tb_store_list_start(struct tb_store *s)
+{
+    tb_mbox_infos_free(s->boxes, s->n_boxes);
+    s->boxes = NULL;
+    s->n_boxes = 0;
+    struct tb_cmd *cmd = tb_cmd_new("LIST");
+    tb_cmd_string(cmd, "");
+    tb_cmd_string(cmd, "*");
+    bool special = tb_imap_has_cap(s->c, "SPECIAL-USE");
+    tb_cmd_printf(cmd, "RETURN (SUBSCRIBED%s STATUS (MESSAGES UIDNEXT UIDVALIDITY%s))",
+                  special ? " SPECIAL-USE" : "",
+                  tb_imap_has_cap(s->c, "CONDSTORE") ? " HIGHESTMODSEQ" : "");
+    tb_imap_submit(s->c, cmd, 0, op_done, list_untagged, op_new(s, "LIST"));
+}
+
+/* ---- per-mailbox deltas ---- */
+
+void tb_delta_clear(struct tb_delta *d)
+{
+    for (size_t i = 0; i < d->n_msgs; i++)
+        tb_msg_info_clear(&d->msgs[i]);
+    free(d->msgs);
+    free(d->vanished);
+    memset(d, 0, sizeof(*d));
+}
+
+static void delta_add_vanished(struct tb_delta *d, struct mailimap_set *set)
+{
+    for (clistiter *it = clist_begin(set->set_list); it; it = clist_next(it)) {
+        struct mailimap_set_item *si = clist_content(it);
+        uint32_t lo = si->set_first, hi = si->set_last;
+        if (lo > hi) {
+            uint32_t t = lo;
+            lo = hi;
+            hi = t;
+        }
+        for (uint64_t u = lo; u <= hi && hi - lo < 10000000; u++) {
+            if (d->n_vanished == d->cap_vanished) {
+                d->cap_vanished = d->cap_vanished ? d->cap_vanished * 2 : 64;
+                d->vanished = tb_xrealloc(d->vanished, d->cap_vanished * sizeof(uint32_t));
+            }
+            d->vanished[d->n_vanished++] = (uint32_t)u;
+        }
+    }
+}
+
+/* Routes SELECT/FETCH data of the selected mailbox into the delta. SELECT is a barrier, so
+ * every FETCH and VANISHED between it and the next SELECT belongs to this mailbox. */
+static bool delta_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
+{
+    (void)c;
+    struct op *o = ud;
+    struct tb_delta *d = o->s->delta;
+    if (!r->data || !d)
+        return false;
+    struct mailimap_response_data *rd = r->data;
+    if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_MESSAGE_DATA &&
+        rd->rsp_data.rsp_message_data->mdt_type == MAILIMAP_MESSAGE_DATA_FETCH) {
+        struct tb_msg_info m;
+        if (!tb_fetch_to_info(rd->rsp_data.rsp_message_data->mdt_msg_att, &m, NULL, NULL)) {
+            tb_msg_info_clear(&m);
+            return true;
+        }
+        /* The same UID can arrive twice (SELECT's changes, then the new-message FETCH):
+         * merge into one record. */
+        for (size_t i = 0; i < d->n_msgs; i++) {
+            if (d->msgs[i].uid != m.uid)
+                continue;
+            struct tb_msg_info *x = &d->msgs[i];
+            if (m.flags) {
+                free(x->flags);
+                x->flags = m.flags;
+                m.flags = NULL;
+            }
+            if (m.ident) {
+                free(x->ident);
+                x->ident = m.ident;
+                m.ident = NULL;
+            }
+            if (m.size)
+                x->size = m.size;
+            if (m.internaldate) {
+                x->internaldate = m.internaldate;
+                x->tz_minutes = m.tz_minutes;
+            }
+            if (m.modseq)
+                x->modseq = m.modseq;
+            tb_msg_info_clear(&m);
+            return true;
+        }
+        if (d->n_msgs == d->cap_msgs) {
+            d->cap_msgs = d->cap_msgs ? d->cap_msgs * 2 : 256;
+            d->msgs = tb_xrealloc(d->msgs, d->cap_msgs * sizeof(*d->msgs));
+        }
+        d->msgs[d->n_msgs++] = m;
+        return true;
+    }
+    if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_EXTENSION_DATA) {
+        struct mailimap_extension_data *e = rd->rsp_data.rsp_extension_data;
+        if (e->ext_extension->ext_id == MAILIMAP_EXTENSION_QRESYNC &&
+            e->ext_type == MAILIMAP_QRESYNC_TYPE_VANISHED) {
+            delta_add_vanished(d, ((struct mailimap_qresync_vanished *)e->ext_data)->qr_known_uids);
+            return true;
+        }
+    }
+    if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_COND_STATE &&
+        rd->rsp_data.rsp_cond_state->rsp_text) {
+        struct mailimap_resp_text_code *code = rd->rsp_data.rsp_cond_state->rsp_text->rsp_code;
+        if (!code)
+            return false;
+        if (code->rc_type == MAILIMAP_RESP_TEXT_CODE_UIDVALIDITY)
+            d->uidvalidity = code->rc_data.rc_uidvalidity;
+        else if (code->rc_type == MAILIMAP_RESP_TEXT_CODE_UIDNEXT)
+            d->uidnext = code->rc_data.rc_uidnext;
+        else if (code->rc_type == MAILIMAP_RESP_TEXT_CODE_EXTENSION &&
+                 code->rc_data.rc_ext_data->ext_extension->ext_id == MAILIMAP_EXTENSION_CONDSTORE) {
+            struct mailimap_condstore_resptextcode *cs = code->rc_data.rc_ext_data->ext_data;
+            if (cs->cs_type == MAILIMAP_CONDSTORE_RESPTEXTCODE_HIGHESTMODSEQ)
+                d->highestmodseq = cs->cs_data.cs_modseq_value;
+        }
+    }
+    return false;
+}
+
+#define FETCH_ITEMS "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
+
+void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
+                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_delta *out)
+{
+    memset(out, 0, sizeof(*out));
+    s->delta = out;
+    free(s->selected);
+    s->selected = tb_xstrdup(mailbox);
+    char what[300];
+    snprintf(what, sizeof(what), "mailbox %s: SELECT", mailbox);
+    struct tb_cmd *cmd = tb_cmd_new("SELECT");
+    tb_cmd_astring(cmd, mailbox);
+    bool qresync = base_modseq > 0 && base_uidvalidity > 0 && tb_imap_has_cap(s->c, "QRESYNC");
+    if (qresync)
+        tb_cmd_printf(cmd, "(QRESYNC (%u %llu))", base_uidvalidity,
+                      (unsigned long long)base_modseq);
+    else if (tb_imap_has_cap(s->c, "CONDSTORE"))
+        tb_cmd_atom(cmd, "(CONDSTORE)");
+    tb_imap_submit(s->c, cmd, TB_CMD_BARRIER, op_done, delta_untagged, op_new(s, what));
+    /* QRESYNC's SELECT reports changed flags and vanished UIDs; new messages (UID >= the
+     * base UIDNEXT) are fetched with their identity. Without a base: everything. */
+    out->full = !qresync;
+    cmd = tb_cmd_new("UID FETCH");
+    tb_cmd_printf(cmd, "%u:* " FETCH_ITEMS, qresync && base_uidnext ? base_uidnext : 1);
+    snprintf(what, sizeof(what), "mailbox %s: FETCH", mailbox);
+    tb_imap_submit(s->c, cmd, 0, op_done, delta_untagged, op_new(s, what));
+}
+
+/* ---- writes ---- */
+
+void tb_store_create(struct tb_store *s, const char *mailbox, const char *special_use)
+{
+    char what[300];
+    snprintf(what, sizeof(what), "mailbox %s: CREATE", mailbox);
+    struct tb_cmd *cmd = tb_cmd_new("CREATE");
+    tb_cmd_astring(cmd, mailbox);
+    if (special_use && tb_imap_has_cap(s->c, "CREATE-SPECIAL-USE"))
+        tb_cmd_printf(cmd, "(USE (%s))", special_use);
+    tb_imap_submit(s->c, cmd, 0, op_done, NULL, op_new(s, what));
+}
+
+void tb_store_delete(struct tb_store *s, const char *mailbox)
+{
+    char what[300];
+    snprintf(what, sizeof(what), "mailbox %s: DELETE", mailbox);
+    struct tb_cmd *cmd = tb_cmd_new("DELETE");
+    tb_cmd_astring(cmd, mailbox);
+    /* DELETE of the selected mailbox must not overtake commands still using it. */
+    tb_imap_submit(s->c, cmd, TB_CMD_BARRIER, op_done, NULL, op_new(s, what));
+}
+
+void tb_store_subscribe(struct tb_store *s, const char *mailbox, bool on)
+{
+    char what[300];
+    snprintf(what, sizeof(what), "mailbox %s: %s", mailbox, on ? "SUBSCRIBE" : "UNSUBSCRIBE");
+    struct tb_cmd *cmd = tb_cmd_new(on ? "SUBSCRIBE" : "UNSUBSCRIBE");
+    tb_cmd_astring(cmd, mailbox);
+    tb_imap_submit(s->c, cmd, 0, op_done, NULL, op_new(s, what));
+}
+
+void tb_store_flags(struct tb_store *s, const char *uidset, bool add, const char *flags,
+                    uint64_t unchangedsince, struct tb_buf *modified)
+{
+    char what[300];
+    snprintf(what, sizeof(what), "mailbox %s: STORE", s->selected ? s->selected : "?");
+    struct tb_cmd *cmd = tb_cmd_new("UID STORE");
+    tb_cmd_atom(cmd, uidset);
+    if (unchangedsince)
+        tb_cmd_printf(cmd, "(UNCHANGEDSINCE %llu)", (unsigned long long)unchangedsince);
+    tb_cmd_printf(cmd, "%cFLAGS.SILENT (%s)", add ? '+' : '-', flags);
+    struct op *o = op_new(s, what);
+    o->modified = modified;
+    tb_imap_submit(s->c, cmd, 0, op_done, NULL, o);
+}
+
+void tb_store_expunge(struct tb_store *s, const char *uidset)
+{
+    tb_store_flags(s, uidset, true, "\\Deleted", 0, NULL);
+    char what[300];
+    snprintf(what, sizeof(what), "mailbox %s: UID EXPUNGE", s->selected ? s->selected : "?");
+    struct tb_cmd *cmd = tb_cmd_new("UID EXPUNGE");
+    tb_cmd_atom(cmd, uidset);
+    tb_imap_submit(s->c, cmd, 0, op_done, NULL, op_new(s, what));
+}
+
+/* ---- UID sets ---- */
+
+void tb_uidset_append(struct tb_buf *b, const uint32_t *uids, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j + 1 < n && uids[j + 1] == uids[j] + 1)
+            j++;
+        if (b->len)
+            tb_buf_puts(b, ",");
+        if (j > i)
+            tb_buf_printf(b, "%u:%u", uids[i], uids[j]);
+        else
+            tb_buf_printf(b, "%u", uids[i]);
+        i = j + 1;
+    }
+    tb_buf_cstr(b);
+}
+
+int tb_uidset_expand(const char *set, uint32_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    size_t cap = 0;
+    const char *p = set;
+    while (*p) {
+        char *end;
+        unsigned long lo = strtoul(p, &end, 10), hi = lo;
+        if (end == p)
+            return -1;
+        if (*end == ':') {
+            p = end + 1;
+            hi = strtoul(p, &end, 10);
+            if (end == p)
+                return -1;
+        }
+        if (lo > hi) {
+            unsigned long t = lo;
+            lo = hi;
+            hi = t;
+        }
+        for (unsigned long u = lo; u <= hi; u++) {
+            if (*n == cap) {
+                cap = cap ? cap * 2 : 64;
+                *out = tb_xrealloc(*out, cap * sizeof(uint32_t));
+            }
+            (*out)[(*n)++] = (uint32_t)u;
+        }
+        p = end;
+        if (*p == ',')
+            p++;
+        else if (*p)
+            return -1;
+    }
+    return 0;
+}

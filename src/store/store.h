@@ -1,0 +1,102 @@
+/* Store layer: one account seen as mailboxes and messages, over one pipelined connection.
+ *
+ * Calls are split in *_start (submit commands; results land in caller-owned structs) and
+ * tb_store_wait (run the shared event loop until every given store is idle), so the sync
+ * engine reads as sequential phases while both servers work concurrently.
+ * Capability fallbacks live here: QRESYNC deltas when the state allows, else a full
+ * UID/FLAGS listing that the engine diffs against its state. */
+#ifndef TWINBOX_STORE_STORE_H
+#define TWINBOX_STORE_STORE_H
+
+#include "util/buf.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct tb_account;
+struct tb_imap;
+
+struct tb_mbox_info {
+    char *name; /* as on the wire (modified UTF-7), server separator */
+    char sep;
+    char *special_use; /* e.g. "\\Sent", or NULL */
+    bool noselect, subscribed, have_status;
+    uint32_t uidvalidity, uidnext, messages;
+    uint64_t highestmodseq;
+};
+
+struct tb_msg_info {
+    uint32_t uid;
+    char *flags; /* canonical, or NULL when not fetched */
+    uint64_t modseq;
+    uint32_t size;
+    int64_t internaldate; /* seconds since the epoch, UTC */
+    int tz_minutes;       /* the INTERNALDATE's zone, kept for APPEND */
+    char *ident;          /* identity: Message-ID header (or a digest of the header) */
+};
+
+struct tb_delta {
+    bool full; /* msgs lists every message (no usable QRESYNC base) */
+    uint32_t uidvalidity, uidnext;
+    uint64_t highestmodseq;
+    struct tb_msg_info *msgs; /* full: all; else changed since modseq plus new ones */
+    size_t n_msgs, cap_msgs;
+    uint32_t *vanished; /* expunged since the base (QRESYNC only) */
+    size_t n_vanished, cap_vanished;
+};
+
+struct tb_store {
+    const char *label; /* account name, for messages */
+    struct tb_imap *c;
+    uv_loop_t *loop;
+    int pending;
+    bool ready, failed;
+    enum { STORE_ERR_NONE, STORE_ERR_NET, STORE_ERR_AUTH, STORE_ERR_CONFIG } err_kind;
+    char err[700];
+    char sep;
+    /* collection targets of the command(s) in flight */
+    struct tb_mbox_info *boxes;
+    size_t n_boxes;
+    struct tb_delta *delta;
+    char *selected;
+};
+
+void tb_store_init(struct tb_store *s, uv_loop_t *loop, const struct tb_account *acct,
+                   const char *password);
+void tb_store_free(struct tb_store *s);
+/* Runs the loop until all stores are idle or one failed; -1 if any failed. */
+int tb_store_wait(struct tb_store **stores, int n);
+
+void tb_store_list_start(struct tb_store *s);
+/* SELECT (with QRESYNC when base_modseq > 0 and base_uidvalidity matches) and the UID FETCH
+ * of new messages from base_uidnext on, or of everything when no usable base. */
+void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
+                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_delta *out);
+void tb_delta_clear(struct tb_delta *d);
+void tb_mbox_infos_free(struct tb_mbox_info *v, size_t n);
+
+void tb_store_create(struct tb_store *s, const char *mailbox, const char *special_use);
+void tb_store_delete(struct tb_store *s, const char *mailbox);
+void tb_store_subscribe(struct tb_store *s, const char *mailbox, bool on);
+
+/* +FLAGS/-FLAGS on a UID set (compact "1:5,9"), UNCHANGEDSINCE when modseq > 0.
+ * *modified (may be NULL) receives the UIDs the server refused as MODIFIED. */
+void tb_store_flags(struct tb_store *s, const char *uidset, bool add, const char *flags,
+                    uint64_t unchangedsince, struct tb_buf *modified);
+void tb_store_expunge(struct tb_store *s, const char *uidset);
+
+/* A bounded pipe of message copies from src (mailbox selected there) to dst. */
+struct tb_copy;
+typedef void tb_copied_fn(void *ud, uint32_t src_uid, uint32_t dst_uid, const char *flags);
+struct tb_copy *tb_copy_new(struct tb_store *src, struct tb_store *dst, const char *dst_mailbox,
+                            tb_copied_fn *done, void *ud);
+void tb_copy_add(struct tb_copy *cp, const struct tb_msg_info *m);
+/* Runs until every added message is copied; bytes moved are added to *bytes. */
+int tb_copy_finish(struct tb_copy *cp, uint64_t *bytes);
+
+/* Helpers shared with the engine. */
+void tb_uidset_append(struct tb_buf *b, const uint32_t *uids, size_t n); /* sorted input */
+int tb_uidset_expand(const char *set, uint32_t **out, size_t *n);
+
+#endif

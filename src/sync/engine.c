@@ -1,0 +1,491 @@
+/* Pair-level driver: discovery, mailbox create/delete, per-mailbox passes, state commits.
+ *
+ * Per changed mailbox, a pass = SELECT (QRESYNC from the state's base) on both sides, a
+ * plan (plan.c), its execution, and one state transaction recording the pairs and the
+ * pre-write UIDNEXT/HIGHESTMODSEQ of that pass. Passes repeat until one finds nothing to
+ * do: that pass sees only our own writes echoed back, and its values make the next run's
+ * LIST-STATUS match the state, so a run with nothing to do is one LIST-STATUS per server.
+ * A crash between execution and commit leaves an older state; the next run pairs the
+ * copies that arrived by identity instead of copying them again. */
+#include "sync/engine.h"
+
+#include "store/store.h"
+#include "sync/flags.h"
+#include "sync/plan.h"
+#include "twinbox/config.h"
+#include "twinbox/exit.h"
+#include "twinbox/imap.h"
+#include "twinbox/log.h"
+#include "twinbox/state.h"
+
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define MAX_PASSES 4
+
+struct entry {
+    char *canon;
+    struct tb_mbox_info *box[2];
+    struct tb_state_mailbox *st;
+};
+
+struct ctx {
+    const struct tb_pair *pair;
+    struct tb_store s[2];
+    struct tb_store *both[2];
+    struct tb_state *st;
+    const struct tb_sync_opts *o;
+    struct tb_sync_stats *stats;
+    char *err;
+    size_t errlen;
+    int rc;
+    /* pairs recorded by the copy callbacks of the current pass */
+    struct tb_pair_update *copied;
+    size_t n_copied, cap_copied;
+};
+
+static char *to_canon(const char *wire, char sep)
+{
+    char *c = tb_xstrdup(wire);
+    if (strcasecmp(c, "INBOX") == 0)
+        memcpy(c, "INBOX", 5);
+    if (sep && sep != '/')
+        for (char *q = c; *q; q++)
+            if (*q == sep)
+                *q = '/';
+    return c;
+}
+
+static char *to_wire(const char *canon, char sep)
+{
+    char *w = tb_xstrdup(canon);
+    if (sep && sep != '/')
+        for (char *q = w; *q; q++)
+            if (*q == '/')
+                *q = sep;
+    return w;
+}
+
+static bool wanted(struct ctx *x, const char *canon)
+{
+    if (x->o->n_only) {
+        bool hit = false;
+        for (size_t i = 0; i < x->o->n_only && !hit; i++)
+            hit = strcmp(x->o->only[i], canon) == 0;
+        if (!hit)
+            return false;
+    }
+    bool inc = x->pair->n_mailboxes == 0;
+    for (size_t i = 0; i < x->pair->n_mailboxes && !inc; i++)
+        inc = fnmatch(x->pair->mailboxes[i], canon, 0) == 0;
+    for (size_t i = 0; i < x->pair->n_exclude && inc; i++)
+        if (fnmatch(x->pair->exclude[i], canon, 0) == 0)
+            inc = false;
+    return inc;
+}
+
+static int store_fail(struct ctx *x)
+{
+    for (int k = 0; k < 2; k++) {
+        if (!x->s[k].failed)
+            continue;
+        snprintf(x->err, x->errlen, "%s", x->s[k].err);
+        return x->s[k].err_kind == STORE_ERR_AUTH     ? TB_EXIT_AUTH
+               : x->s[k].err_kind == STORE_ERR_CONFIG ? TB_EXIT_CONFIG
+                                                      : TB_EXIT_TEMPFAIL;
+    }
+    snprintf(x->err, x->errlen, "sync failed");
+    return TB_EXIT_TEMPFAIL;
+}
+
+static int state_fail(struct ctx *x, const char *what)
+{
+    snprintf(x->err, x->errlen, "pair %s: state: %s: %s", x->pair->name, what,
+             tb_state_error(x->st));
+    tb_state_rollback(x->st);
+    return TB_EXIT_INTERNAL;
+}
+
+static void on_copied(void *ud, uint32_t src_uid, uint32_t dst_uid, const char *flags)
+{
+    /* ud points at the ctx with the destination side encoded in the low bit. */
+    uintptr_t v = (uintptr_t)ud;
+    struct ctx *x = (struct ctx *)(v & ~(uintptr_t)1);
+    int dst = (int)(v & 1);
+    if (x->n_copied == x->cap_copied) {
+        x->cap_copied = x->cap_copied ? x->cap_copied * 2 : 64;
+        x->copied = tb_xrealloc(x->copied, x->cap_copied * sizeof(*x->copied));
+    }
+    struct tb_pair_update *u = &x->copied[x->n_copied++];
+    u->uid[dst] = dst_uid;
+    u->uid[1 - dst] = src_uid;
+    u->flags = tb_xstrdup(flags);
+    u->remove = false;
+    x->stats->copied[dst]++;
+}
+
+static void print_plan(struct ctx *x, const char *canon, const struct tb_plan *p)
+{
+    printf("%s: copy a->b %zu, b->a %zu; flag stores a %zu, b %zu; expunge a %zu, b %zu\n", canon,
+           p->n_copies[1], p->n_copies[0], p->n_groups[0], p->n_groups[1], p->n_expunge[0],
+           p->n_expunge[1]);
+    (void)x;
+}
+
+/* Executes the writes of a plan on both sides; fills `modified` with UIDs refused by
+ * UNCHANGEDSINCE per side (their pairs keep the old base and are merged next pass). */
+static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct tb_delta *d[2],
+                   struct tb_buf modified[2])
+{
+    struct tb_copy *cp[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        if (!p->n_copies[k])
+            continue;
+        cp[k] = tb_copy_new(&x->s[1 - k], &x->s[k], wire[k], on_copied,
+                            (void *)((uintptr_t)x | (uintptr_t)k));
+        for (size_t i = 0; i < p->n_copies[k]; i++)
+            tb_copy_add(cp[k], p->copies[k][i]);
+    }
+    for (int k = 0; k < 2; k++) {
+        for (size_t g = 0; g < p->n_groups[k]; g++) {
+            struct tb_buf set;
+            tb_buf_init(&set);
+            tb_uidset_append(&set, p->groups[k][g].uids, p->groups[k][g].n);
+            tb_store_flags(&x->s[k], set.data, p->groups[k][g].add, p->groups[k][g].flags,
+                           d[k]->highestmodseq, &modified[k]);
+            x->stats->flag_updates += p->groups[k][g].n;
+            tb_buf_free(&set);
+        }
+        if (p->n_expunge[k]) {
+            struct tb_buf set;
+            tb_buf_init(&set);
+            tb_uidset_append(&set, p->expunge[k], p->n_expunge[k]);
+            tb_store_expunge(&x->s[k], set.data);
+            x->stats->expunges += p->n_expunge[k];
+            tb_buf_free(&set);
+        }
+    }
+    int rc = 0;
+    for (int k = 0; k < 2; k++)
+        if (cp[k] && tb_copy_finish(cp[k], &x->stats->bytes) < 0)
+            rc = -1;
+    if (rc == 0)
+        rc = tb_store_wait(x->both, 2);
+    return rc;
+}
+
+static bool uid_in(const uint32_t *v, size_t n, uint32_t u)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == u)
+            return true;
+    return false;
+}
+
+/* Records one pass: pair changes, copies, and the side values seen by its SELECTs. */
+static int commit_pass(struct ctx *x, struct entry *e, struct tb_delta *d[2], struct tb_plan *p,
+                       struct tb_buf modified[2], bool reset, bool subscribed)
+{
+    uint32_t *mod[2] = {NULL, NULL};
+    size_t n_mod[2] = {0, 0};
+    for (int k = 0; k < 2; k++)
+        if (modified[k].len)
+            tb_uidset_expand(tb_buf_cstr(&modified[k]), &mod[k], &n_mod[k]);
+    if (tb_state_begin(x->st) < 0)
+        return state_fail(x, "begin");
+    struct tb_state_mailbox row = {0};
+    if (e->st)
+        row = *e->st;
+    row.name = e->canon;
+    row.subscribed = subscribed;
+    for (int k = 0; k < 2; k++) {
+        row.side[k].uidvalidity = d[k]->uidvalidity;
+        row.side[k].uidnext = d[k]->uidnext;
+        row.side[k].highestmodseq = d[k]->highestmodseq;
+    }
+    int r = tb_state_mailbox_put(x->st, &row);
+    if (r == 0 && reset)
+        r = tb_state_msgs_clear(x->st, row.id);
+    for (size_t i = 0; r == 0 && i < p->n_updates; i++) {
+        struct tb_pair_update *u = &p->updates[i];
+        if (u->remove)
+            r = tb_state_msg_delete(x->st, row.id, u->uid[0]);
+        else if (!uid_in(mod[0], n_mod[0], u->uid[0]) && !uid_in(mod[1], n_mod[1], u->uid[1]))
+            r = tb_state_msg_put(x->st, row.id, u->uid[0], u->uid[1], u->flags);
+    }
+    for (size_t i = 0; r == 0 && i < x->n_copied; i++)
+        r = tb_state_msg_put(x->st, row.id, x->copied[i].uid[0], x->copied[i].uid[1],
+                             x->copied[i].flags);
+    free(mod[0]);
+    free(mod[1]);
+    if (r < 0 || tb_state_commit(x->st) < 0)
+        return state_fail(x, "write");
+    if (!e->st) {
+        e->st = tb_xcalloc(1, sizeof(*e->st));
+        e->st->name = tb_xstrdup(e->canon);
+    }
+    e->st->id = row.id;
+    e->st->side[0] = row.side[0];
+    e->st->side[1] = row.side[1];
+    e->st->subscribed = subscribed;
+    return 0;
+}
+
+static void clear_copied(struct ctx *x)
+{
+    for (size_t i = 0; i < x->n_copied; i++)
+        free(x->copied[i].flags);
+    x->n_copied = 0;
+}
+
+static int sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscribed)
+{
+    char *wire[2];
+    for (int k = 0; k < 2; k++)
+        wire[k] = to_wire(e->canon, x->s[k].sep);
+    int rc = 0;
+    for (int pass = 0; pass < MAX_PASSES && rc == 0; pass++) {
+        struct tb_delta dd[2], *d[2] = {&dd[0], &dd[1]};
+        uint32_t base_next[2] = {0, 0};
+        for (int k = 0; k < 2; k++) {
+            const struct tb_state_side *b = e->st && !reset ? &e->st->side[k] : NULL;
+            tb_store_delta_start(&x->s[k], wire[k], b ? b->uidvalidity : 0,
+                                 b ? b->highestmodseq : 0, b ? b->uidnext : 0, d[k]);
+        }
+        if (tb_store_wait(x->both, 2) < 0) {
+            rc = store_fail(x);
+            tb_delta_clear(d[0]);
+            tb_delta_clear(d[1]);
+            break;
+        }
+        for (int k = 0; k < 2; k++)
+            base_next[k] = d[k]->full ? 0 : e->st->side[k].uidnext;
+        struct tb_state_msg *pairs = NULL;
+        size_t n_pairs = 0;
+        if (e->st && !reset && tb_state_messages(x->st, e->st->id, &pairs, &n_pairs) < 0) {
+            rc = state_fail(x, "read");
+        } else {
+            struct tb_plan p;
+            tb_plan_compute(&p, pairs, n_pairs, d, base_next);
+            bool writes = tb_plan_has_writes(&p);
+            struct tb_buf modified[2];
+            tb_buf_init(&modified[0]);
+            tb_buf_init(&modified[1]);
+            if (x->o->dry_run) {
+                print_plan(x, e->canon, &p);
+                writes = false;
+            } else {
+                if (writes && execute(x, (const char **)wire, &p, d, modified) < 0)
+                    rc = store_fail(x);
+                if (rc == 0)
+                    rc = commit_pass(x, e, d, &p, modified, reset, subscribed);
+                x->stats->conflicts += p.conflicts;
+            }
+            clear_copied(x);
+            tb_buf_free(&modified[0]);
+            tb_buf_free(&modified[1]);
+            tb_plan_free(&p);
+            reset = false;
+            if (!writes)
+                pass = MAX_PASSES; /* settled: the state matches both sides */
+        }
+        tb_state_messages_free(pairs, n_pairs);
+        tb_delta_clear(d[0]);
+        tb_delta_clear(d[1]);
+    }
+    free(wire[0]);
+    free(wire[1]);
+    return rc;
+}
+
+static bool unchanged(const struct entry *e)
+{
+    for (int k = 0; k < 2; k++) {
+        const struct tb_mbox_info *b = e->box[k];
+        const struct tb_state_side *s = &e->st->side[k];
+        if (!b->have_status || b->uidvalidity != s->uidvalidity || b->uidnext != s->uidnext ||
+            b->highestmodseq != s->highestmodseq)
+            return false;
+    }
+    return true;
+}
+
+static int sync_entry(struct ctx *x, struct entry *e)
+{
+    bool present[2] = {e->box[0] != NULL, e->box[1] != NULL};
+    bool reset = false;
+    if (e->st && (!present[0] || !present[1])) {
+        int gone = present[0] ? 1 : 0;
+        if (!present[0] && !present[1]) {
+            if (!x->o->dry_run && tb_state_mailbox_delete(x->st, e->st->id) < 0)
+                return state_fail(x, "delete mailbox");
+            return 0;
+        }
+        /* Deleted on one side: delete on the other only if nothing changed there since the
+         * last sync; otherwise recreate it, so nothing unsynced is lost. */
+        struct tb_mbox_info *o = e->box[1 - gone];
+        const struct tb_state_side *s = &e->st->side[1 - gone];
+        bool quiet = o->have_status && o->uidvalidity == s->uidvalidity &&
+                     o->uidnext == s->uidnext && o->highestmodseq == s->highestmodseq;
+        if (quiet) {
+            printf("%s: deleted on %s, deleting on %s\n", e->canon, gone ? "b" : "a",
+                   gone ? "a" : "b");
+            if (x->o->dry_run)
+                return 0;
+            char *w = to_wire(e->canon, x->s[1 - gone].sep);
+            tb_store_delete(&x->s[1 - gone], w);
+            free(w);
+            if (tb_store_wait(x->both, 2) < 0)
+                return store_fail(x);
+            if (tb_state_mailbox_delete(x->st, e->st->id) < 0)
+                return state_fail(x, "delete mailbox");
+            x->stats->deleted++;
+            return 0;
+        }
+        reset = true;
+    }
+    bool subscribed = (e->box[0] && e->box[0]->subscribed) || (e->box[1] && e->box[1]->subscribed);
+    if (e->st && present[0] && present[1]) {
+        bool sub[2] = {e->box[0]->subscribed, e->box[1]->subscribed};
+        subscribed = sub[0] != e->st->subscribed ? sub[0] : sub[1];
+        if (e->box[0]->uidvalidity != e->st->side[0].uidvalidity ||
+            e->box[1]->uidvalidity != e->st->side[1].uidvalidity)
+            reset = true;
+        else if (unchanged(e) && sub[0] == sub[1])
+            return 0;
+    }
+    for (int k = 0; k < 2; k++) {
+        if (present[k] && e->box[k]->subscribed == subscribed)
+            continue;
+        if (x->o->dry_run) {
+            printf("%s: %s on %s\n", e->canon, present[k] ? "subscribe" : "create", k ? "b" : "a");
+            continue;
+        }
+        char *w = to_wire(e->canon, x->s[k].sep);
+        if (!present[k]) {
+            const struct tb_mbox_info *src = e->box[1 - k];
+            tb_store_create(&x->s[k], w, src ? src->special_use : NULL);
+            x->stats->created++;
+        }
+        if (subscribed || present[k])
+            tb_store_subscribe(&x->s[k], w, subscribed);
+        free(w);
+    }
+    if (!x->o->dry_run && tb_store_wait(x->both, 2) < 0)
+        return store_fail(x);
+    if (x->o->dry_run && (!present[0] || !present[1]))
+        return 0;
+    return sync_messages(x, e, reset || !e->st, subscribed);
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+    return strcmp(((const struct entry *)a)->canon, ((const struct entry *)b)->canon);
+}
+
+static struct entry *find_entry(struct entry *v, size_t n, const char *canon)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i].canon, canon) == 0)
+            return &v[i];
+    return NULL;
+}
+
+int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_account *acct[2],
+                 const char *password[2], struct tb_state *st, const struct tb_sync_opts *o,
+                 struct tb_sync_stats *stats, char *err, size_t errlen)
+{
+    struct ctx x = {.pair = pair, .st = st, .o = o, .stats = stats, .err = err, .errlen = errlen};
+    for (int k = 0; k < 2; k++) {
+        tb_store_init(&x.s[k], loop, acct[k], password[k]);
+        x.both[k] = &x.s[k];
+    }
+    int rc = 0;
+    struct tb_state_mailbox *smb = NULL;
+    size_t n_smb = 0;
+    struct entry *ent = NULL;
+    size_t n_ent = 0;
+    if (tb_store_wait(x.both, 2) < 0) {
+        rc = store_fail(&x);
+        goto out;
+    }
+    tb_store_list_start(&x.s[0]);
+    tb_store_list_start(&x.s[1]);
+    if (tb_store_wait(x.both, 2) < 0) {
+        rc = store_fail(&x);
+        goto out;
+    }
+    if (tb_state_mailboxes(st, &smb, &n_smb) < 0) {
+        rc = state_fail(&x, "read");
+        goto out;
+    }
+    size_t cap = x.s[0].n_boxes + x.s[1].n_boxes + n_smb + 1;
+    ent = tb_xcalloc(cap, sizeof(*ent));
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; i < x.s[k].n_boxes; i++) {
+            struct tb_mbox_info *b = &x.s[k].boxes[i];
+            if (b->noselect)
+                continue;
+            char *canon = to_canon(b->name, b->sep ? b->sep : x.s[k].sep);
+            struct entry *e = find_entry(ent, n_ent, canon);
+            if (!e) {
+                e = &ent[n_ent++];
+                e->canon = canon;
+            } else {
+                free(canon);
+            }
+            e->box[k] = b;
+        }
+    }
+    for (size_t i = 0; i < n_smb; i++) {
+        struct entry *e = find_entry(ent, n_ent, smb[i].name);
+        if (!e) {
+            e = &ent[n_ent++];
+            e->canon = tb_xstrdup(smb[i].name);
+        }
+        e->st = tb_xcalloc(1, sizeof(*e->st));
+        *e->st = smb[i];
+        e->st->name = tb_xstrdup(smb[i].name);
+    }
+    qsort(ent, n_ent, sizeof(*ent), cmp_entry); /* parents before children */
+    for (size_t i = 0; i < n_ent; i++)
+        if (wanted(&x, ent[i].canon))
+            stats->mailboxes_total++;
+    bool tty = isatty(2);
+    for (size_t i = 0; i < n_ent && rc == 0; i++) {
+        if (!wanted(&x, ent[i].canon))
+            continue;
+        rc = sync_entry(&x, &ent[i]);
+        stats->mailboxes_done++;
+        if (tty)
+            fprintf(stderr, "\r%s: %llu/%llu mailboxes, copied %llu, %.1f MB   ", pair->name,
+                    (unsigned long long)stats->mailboxes_done,
+                    (unsigned long long)stats->mailboxes_total,
+                    (unsigned long long)(stats->copied[0] + stats->copied[1]),
+                    (double)stats->bytes / 1e6);
+    }
+    if (tty)
+        fprintf(stderr, "\r\033[K");
+    for (int k = 0; k < 2; k++)
+        stats->turns[k] = tb_imap_turns(x.s[k].c);
+out:
+    for (size_t i = 0; i < n_ent; i++) {
+        free(ent[i].canon);
+        if (ent[i].st) {
+            free(ent[i].st->name);
+            free(ent[i].st);
+        }
+    }
+    free(ent);
+    tb_state_mailboxes_free(smb, n_smb);
+    clear_copied(&x);
+    free(x.copied);
+    for (int k = 0; k < 2; k++)
+        tb_store_free(&x.s[k]);
+    uv_run(loop, UV_RUN_DEFAULT);
+    return rc;
+}

@@ -1,0 +1,33 @@
+/* The sync engine: one account pair, both servers worked at once, state in SQLite.
+ * The contract it implements is in ../shared/DESIGN.md and man/twinbox.1 (SYNC RULES). */
+#ifndef TWINBOX_SYNC_ENGINE_H
+#define TWINBOX_SYNC_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct tb_account;
+struct tb_pair;
+struct tb_state;
+
+struct tb_sync_opts {
+    bool dry_run;
+    char **only; /* --mailbox names (canonical, '/' separated); NULL = all */
+    size_t n_only;
+};
+
+struct tb_sync_stats {
+    uint64_t copied[2]; /* [0]: b -> a, [1]: a -> b (index = destination side) */
+    uint64_t flag_updates, expunges, created, deleted, conflicts, bytes;
+    uint64_t mailboxes_total, mailboxes_done;
+    uint64_t turns[2];
+};
+
+/* Returns an exit code (twinbox/exit.h); err holds one line when it is not 0. */
+int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_account *acct[2],
+                 const char *password[2], struct tb_state *st, const struct tb_sync_opts *o,
+                 struct tb_sync_stats *stats, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,230 @@
+#include "sync/plan.h"
+
+#include "sync/flags.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_msg(const void *a, const void *b)
+{
+    return cmp_u32(&((const struct tb_msg_info *)a)->uid, &((const struct tb_msg_info *)b)->uid);
+}
+
+static const struct tb_msg_info *find_msg(const struct tb_delta *d, uint32_t uid)
+{
+    struct tb_msg_info key = {.uid = uid};
+    return bsearch(&key, d->msgs, d->n_msgs, sizeof(*d->msgs), cmp_msg);
+}
+
+static bool in_sorted(const uint32_t *v, size_t n, uint32_t uid)
+{
+    return n && bsearch(&uid, v, n, sizeof(uint32_t), cmp_u32) != NULL;
+}
+
+static void group_add(struct tb_plan *p, int side, bool add, const char *flags, uint32_t uid)
+{
+    if (!flags[0])
+        return;
+    struct tb_flag_group *g = NULL;
+    for (size_t i = 0; i < p->n_groups[side] && !g; i++)
+        if (p->groups[side][i].add == add && strcmp(p->groups[side][i].flags, flags) == 0)
+            g = &p->groups[side][i];
+    if (!g) {
+        p->groups[side] =
+            tb_xrealloc(p->groups[side], (p->n_groups[side] + 1) * sizeof(**p->groups));
+        g = &p->groups[side][p->n_groups[side]++];
+        memset(g, 0, sizeof(*g));
+        g->add = add;
+        g->flags = tb_xstrdup(flags);
+    }
+    if (g->n == g->cap) {
+        g->cap = g->cap ? g->cap * 2 : 16;
+        g->uids = tb_xrealloc(g->uids, g->cap * sizeof(uint32_t));
+    }
+    g->uids[g->n++] = uid;
+}
+
+/* Stores that make side `side` (now `cur`) equal to `want`. */
+static void converge(struct tb_plan *p, int side, uint32_t uid, const char *cur, const char *want)
+{
+    if (tb_flags_equal(cur, want))
+        return;
+    char *add = tb_flags_minus(want, cur), *rem = tb_flags_minus(cur, want);
+    group_add(p, side, true, add, uid);
+    group_add(p, side, false, rem, uid);
+    free(add);
+    free(rem);
+}
+
+static void update(struct tb_plan *p, uint32_t ua, uint32_t ub, const char *flags, bool remove)
+{
+    if (p->n_updates == p->cap_updates) {
+        p->cap_updates = p->cap_updates ? p->cap_updates * 2 : 64;
+        p->updates = tb_xrealloc(p->updates, p->cap_updates * sizeof(*p->updates));
+    }
+    struct tb_pair_update *u = &p->updates[p->n_updates++];
+    u->uid[0] = ua;
+    u->uid[1] = ub;
+    u->flags = tb_xstrdup(flags ? flags : "");
+    u->remove = remove;
+}
+
+static void expunge(struct tb_plan *p, int side, uint32_t uid)
+{
+    p->expunge[side] = tb_xrealloc(p->expunge[side], (p->n_expunge[side] + 1) * sizeof(uint32_t));
+    p->expunge[side][p->n_expunge[side]++] = uid;
+}
+
+/* Identity key: Message-ID, size and INTERNALDATE. */
+static int cmp_ident(const void *a, const void *b)
+{
+    const struct tb_msg_info *x = *(const struct tb_msg_info *const *)a;
+    const struct tb_msg_info *y = *(const struct tb_msg_info *const *)b;
+    int c = strcmp(x->ident ? x->ident : "", y->ident ? y->ident : "");
+    if (c)
+        return c;
+    if (x->size != y->size)
+        return x->size < y->size ? -1 : 1;
+    if (x->internaldate != y->internaldate)
+        return x->internaldate < y->internaldate ? -1 : 1;
+    return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+static int same_ident(const struct tb_msg_info *x, const struct tb_msg_info *y)
+{
+    int c = strcmp(x->ident ? x->ident : "", y->ident ? y->ident : "");
+    if (c)
+        return c;
+    if (x->size != y->size)
+        return x->size < y->size ? -1 : 1;
+    if (x->internaldate != y->internaldate)
+        return x->internaldate < y->internaldate ? -1 : 1;
+    return 0;
+}
+
+void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t n_pairs,
+                     struct tb_delta *delta[2], const uint32_t base_next[2])
+{
+    memset(p, 0, sizeof(*p));
+    uint32_t *paired[2];
+    for (int k = 0; k < 2; k++) {
+        qsort(delta[k]->msgs, delta[k]->n_msgs, sizeof(*delta[k]->msgs), cmp_msg);
+        if (delta[k]->n_vanished > 1)
+            qsort(delta[k]->vanished, delta[k]->n_vanished, sizeof(uint32_t), cmp_u32);
+        paired[k] = tb_xmalloc((n_pairs + 1) * sizeof(uint32_t));
+        for (size_t i = 0; i < n_pairs; i++)
+            paired[k][i] = pairs[i].uid[k];
+        if (n_pairs > 1)
+            qsort(paired[k], n_pairs, sizeof(uint32_t), cmp_u32);
+    }
+
+    for (size_t i = 0; i < n_pairs; i++) {
+        const struct tb_state_msg *pr = &pairs[i];
+        const struct tb_msg_info *m[2];
+        bool gone[2];
+        for (int k = 0; k < 2; k++) {
+            m[k] = find_msg(delta[k], pr->uid[k]);
+            /* A full listing proves absence; a QRESYNC delta reports it as VANISHED. */
+            gone[k] = delta[k]->full
+                          ? m[k] == NULL
+                          : in_sorted(delta[k]->vanished, delta[k]->n_vanished, pr->uid[k]);
+        }
+        if (gone[0] || gone[1]) {
+            /* Expunge wins over a concurrent flag change. */
+            for (int k = 0; k < 2; k++)
+                if (!gone[k])
+                    expunge(p, k, pr->uid[k]);
+            update(p, pr->uid[0], pr->uid[1], NULL, true);
+            continue;
+        }
+        const char *f[2];
+        for (int k = 0; k < 2; k++)
+            f[k] = m[k] && m[k]->flags ? m[k]->flags : pr->flags;
+        char *merged = tb_flags_merge(pr->flags, f[0], f[1]);
+        if (!tb_flags_equal(f[0], pr->flags) && !tb_flags_equal(f[1], pr->flags) &&
+            !tb_flags_equal(f[0], f[1]))
+            p->conflicts++;
+        for (int k = 0; k < 2; k++)
+            converge(p, k, pr->uid[k], f[k], merged);
+        if (!tb_flags_equal(merged, pr->flags))
+            update(p, pr->uid[0], pr->uid[1], merged, false);
+        free(merged);
+    }
+
+    /* New on each side: not paired, and at or above the recorded UIDNEXT. */
+    const struct tb_msg_info **fresh[2];
+    size_t n_fresh[2];
+    for (int k = 0; k < 2; k++) {
+        fresh[k] = tb_xmalloc((delta[k]->n_msgs + 1) * sizeof(*fresh[k]));
+        n_fresh[k] = 0;
+        for (size_t i = 0; i < delta[k]->n_msgs; i++) {
+            const struct tb_msg_info *m = &delta[k]->msgs[i];
+            if (m->uid < base_next[k] || in_sorted(paired[k], n_pairs, m->uid) || !m->flags)
+                continue;
+            fresh[k][n_fresh[k]++] = m;
+        }
+        qsort(fresh[k], n_fresh[k], sizeof(*fresh[k]), cmp_ident);
+    }
+    /* Merge-join by identity: copies that already exist on both sides (first sync of two
+     * non-empty accounts, or copies that arrived before a crash) are paired, not copied. */
+    size_t i = 0, j = 0;
+    for (int k = 0; k < 2; k++) {
+        p->copies[k] = tb_xmalloc((n_fresh[1 - k] + 1) * sizeof(*p->copies[k]));
+        p->n_copies[k] = 0;
+    }
+    while (i < n_fresh[0] || j < n_fresh[1]) {
+        int c = i >= n_fresh[0] ? 1 : j >= n_fresh[1] ? -1 : same_ident(fresh[0][i], fresh[1][j]);
+        if (c == 0) {
+            const struct tb_msg_info *a = fresh[0][i++], *b = fresh[1][j++];
+            char *merged = tb_flags_merge("", a->flags, b->flags);
+            converge(p, 0, a->uid, a->flags, merged);
+            converge(p, 1, b->uid, b->flags, merged);
+            update(p, a->uid, b->uid, merged, false);
+            free(merged);
+        } else if (c < 0) {
+            p->copies[1][p->n_copies[1]++] = fresh[0][i++];
+        } else {
+            p->copies[0][p->n_copies[0]++] = fresh[1][j++];
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        free(fresh[k]);
+        free(paired[k]);
+        for (size_t g = 0; g < p->n_groups[k]; g++)
+            qsort(p->groups[k][g].uids, p->groups[k][g].n, sizeof(uint32_t), cmp_u32);
+        if (p->n_expunge[k] > 1)
+            qsort(p->expunge[k], p->n_expunge[k], sizeof(uint32_t), cmp_u32);
+    }
+}
+
+bool tb_plan_has_writes(const struct tb_plan *p)
+{
+    for (int k = 0; k < 2; k++)
+        if (p->n_copies[k] || p->n_groups[k] || p->n_expunge[k])
+            return true;
+    return false;
+}
+
+void tb_plan_free(struct tb_plan *p)
+{
+    for (int k = 0; k < 2; k++) {
+        free(p->copies[k]);
+        for (size_t g = 0; g < p->n_groups[k]; g++) {
+            free(p->groups[k][g].flags);
+            free(p->groups[k][g].uids);
+        }
+        free(p->groups[k]);
+        free(p->expunge[k]);
+    }
+    for (size_t i = 0; i < p->n_updates; i++)
+        free(p->updates[i].flags);
+    free(p->updates);
+    memset(p, 0, sizeof(*p));
+}

@@ -1,0 +1,43 @@
+/* Per-mailbox plan: what the 3-way comparison of state and both sides' deltas asks for.
+ * Pure data, computed without I/O (plan.c), executed by the engine. Side index 0 = a,
+ * 1 = b throughout. */
+#ifndef TWINBOX_SYNC_PLAN_H
+#define TWINBOX_SYNC_PLAN_H
+
+#include "store/store.h"
+#include "twinbox/state.h"
+
+struct tb_flag_group {
+    bool add;
+    char *flags;
+    uint32_t *uids;
+    size_t n, cap;
+};
+
+struct tb_pair_update {
+    uint32_t uid[2];
+    char *flags; /* new base */
+    bool remove; /* drop the pair (expunged) */
+};
+
+struct tb_plan {
+    /* copies[k]: messages of side 1-k to copy to side k (borrowed from the delta) */
+    const struct tb_msg_info **copies[2];
+    size_t n_copies[2];
+    struct tb_flag_group *groups[2];
+    size_t n_groups[2];
+    uint32_t *expunge[2];
+    size_t n_expunge[2];
+    struct tb_pair_update *updates;
+    size_t n_updates, cap_updates;
+    uint64_t conflicts;
+};
+
+/* state: the pairs recorded for this mailbox (sorted by uid a); base_next: the UIDNEXT the
+ * state recorded per side (0 when the side's listing is full). */
+void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t n_pairs,
+                     struct tb_delta *delta[2], const uint32_t base_next[2]);
+bool tb_plan_has_writes(const struct tb_plan *p);
+void tb_plan_free(struct tb_plan *p);
+
+#endif

@@ -1,0 +1,244 @@
+"""Acceptance for the sync engine against two real Dovecot instances (different hierarchy
+separators), checked with the independent imaplib client."""
+import fcntl
+import os
+import random
+import tempfile
+
+from tests.fixture import imapcheck as ic
+from tests.fixture.dovecot import Dovecot
+from tests.fixture.relay import Relay
+from tests.integration.common import TestCase, tb_client, twinbox
+
+
+class SyncBase(TestCase):
+    sep_b = "/"
+
+    def setUp(self):
+        self.a = Dovecot(users={"alice": "secret"})
+        self.b = Dovecot(users={"alice": "secret"}, separator=self.sep_b)
+        self.a.start()
+        self.b.start()
+        self.tmp = tempfile.TemporaryDirectory()
+        self.cfg = os.path.join(self.tmp.name, "config")
+        self.state = os.path.join(self.tmp.name, "p.db")
+        self.write_config()
+
+    def tearDown(self):
+        self.a.stop()
+        self.b.stop()
+        self.tmp.cleanup()
+
+    def write_config(self, a_port=None, b_port=None):
+        with open(self.cfg, "w") as f:
+            for name, dv, port in (("a", self.a, a_port), ("b", self.b, b_port)):
+                if port:
+                    f.write(f"[account {name}]\ntype = imap\nhost = 127.0.0.1\nport = {port}\n"
+                            f"user = alice\npassword = secret\nstarttls = no\n\n")
+                else:
+                    f.write(f"[account {name}]\ntype = tunnel\n"
+                            f"command = {dv.tunnel_command('alice')}\n\n")
+            f.write(f"[pair p]\na = a\nb = b\nstate = {self.state}\n")
+        os.chmod(self.cfg, 0o600)
+
+    def sync(self, *args, code=0):
+        r = twinbox("-c", self.cfg, "sync", *args, timeout=600)
+        self.assertEqual(r.code, code, r)
+        return r
+
+    def snap(self, dv):
+        return ic.snapshot(dv, "alice", as_separator="/")
+
+    def assertSame(self):
+        sa, sb = self.snap(self.a), self.snap(self.b)
+        self.assertEqual(sorted(sa), sorted(sb))
+        for name in sa:
+            self.assertEqual(sa[name], sb[name], f"mailbox {name} differs")
+        return sa
+
+    def flags_of(self, dv, mailbox):
+        c = dv.client("alice")
+        try:
+            return {m["message_id"]: set(m["flags"]) for m in ic.fetch_all(c, mailbox)}
+        finally:
+            c.logout()
+
+    def store(self, dv, mailbox, msgid, op, flags):
+        c = dv.client("alice")
+        try:
+            c.select(ic.quote(mailbox))
+            for m in ic.fetch_all(c, mailbox):
+                if m["message_id"] == msgid:
+                    c.select(ic.quote(mailbox))
+                    typ, data = c.uid("STORE", str(m["uid"]), op, "(" + flags + ")")
+                    self.assertEqual(typ, "OK", data)
+                    return m["uid"]
+            self.fail(f"{msgid} not in {mailbox}")
+        finally:
+            c.logout()
+
+    def expunge(self, dv, mailbox, msgid):
+        uid = self.store(dv, mailbox, msgid, "+FLAGS", "\\Deleted")
+        c = dv.client("alice")
+        try:
+            c.select(ic.quote(mailbox))
+            c.uid("EXPUNGE", str(uid))
+        finally:
+            c.logout()
+
+
+class InitialSyncTest(SyncBase):
+    def test_initial_sync_then_noop(self):
+        names = ["INBOX", "Archive", "Archive.2024", "Archive.2025", "Work", "Work.Projects",
+                 "Work.Projects.twinbox", "&AMQ-rger", "Caf&AOk-", "Drafts", "Sent", "Trash"]
+        rnd = random.Random(1)
+        c = self.a.client("alice")
+        for i, name in enumerate(names):
+            flags = [("\\Seen",), ("\\Flagged", "$Work"), ()][i % 3]
+            ic.load_messages(self.a, "alice", name, 60 + rnd.randrange(40), size=1500,
+                             seed=i, flags=flags, client=c)
+        c.logout()
+        r = self.sync()
+        self.assertIn("copied a->b", r.out)
+        snap = self.assertSame()
+        self.assertIn("&AMQ-rger", snap)
+        self.assertIn("Work/Projects/twinbox", snap)
+        total = sum(len(v) for v in snap.values())
+        self.assertGreater(total, 700)
+        # Second run: nothing to copy, nothing changes.
+        r = self.sync()
+        self.assertIn("copied a->b 0, b->a 0, flag updates 0, expunged 0", r.out)
+        self.assertEqual(self.assertSame(), snap)
+
+    def test_noop_rerun_turns(self):
+        ic.load_messages(self.a, "alice", "INBOX", 20)
+        ic.load_messages(self.a, "alice", "Box", 20)
+        self.sync()
+        ra, rb = Relay(self.a.imap_port), Relay(self.b.imap_port)
+        try:
+            self.write_config(ra.port, rb.port)
+            self.sync()  # first TCP run may settle what the tunnel run left (none expected)
+            base = []
+            for relay in (ra, rb):
+                relay.reset_counters()
+                r = tb_client(f"imap://alice@127.0.0.1:{relay.port}/?starttls=no", "noop", "0",
+                              env={"TWINBOX_PASSWORD": "secret"})
+                self.assertEqual(r.code, 0, r)
+                base.append(relay.stats()["turns"])
+            ra.reset_counters()
+            rb.reset_counters()
+            r = self.sync()
+            self.assertIn("copied a->b 0, b->a 0", r.out)
+            for relay, b in ((ra, base[0]), (rb, base[1])):
+                self.assertLessEqual(relay.stats()["turns"] - b, 2,
+                                     f"no-op sync used {relay.stats()['turns']} turns "
+                                     f"(login+logout alone: {b})")
+        finally:
+            ra.stop()
+            rb.stop()
+
+
+class MergeTest(SyncBase):
+    def test_conflict_merge_and_expunge_wins(self):
+        ids = ic.load_messages(self.a, "alice", "INBOX", 3, flags=("\\Flagged",))
+        self.sync()
+        self.assertSame()
+        # base (\Flagged); A +\Answered; B +\Seen -\Flagged  ->  (\Answered \Seen)
+        self.store(self.a, "INBOX", ids[0], "+FLAGS", "\\Answered")
+        self.store(self.b, "INBOX", ids[0], "+FLAGS", "\\Seen")
+        self.store(self.b, "INBOX", ids[0], "-FLAGS", "\\Flagged")
+        # expunge on A, concurrent flag change on B: expunged on both
+        self.expunge(self.a, "INBOX", ids[1])
+        self.store(self.b, "INBOX", ids[1], "+FLAGS", "\\Seen")
+        self.sync()
+        for dv in (self.a, self.b):
+            f = self.flags_of(dv, "INBOX")
+            self.assertEqual(f[ids[0]], {"\\Answered", "\\Seen"})
+            self.assertNotIn(ids[1], f)
+            self.assertEqual(f[ids[2]], {"\\Flagged"})
+        self.assertSame()
+
+    def test_overlapping_accounts_first_sync(self):
+        both = ic.load_messages(self.a, "alice", "INBOX", 10, seed=5)
+        ic.load_messages(self.b, "alice", "INBOX", 10, seed=5)
+        only_a = ic.load_messages(self.a, "alice", "INBOX", 3, seed=5, start=10)
+        only_b = ic.load_messages(self.b, "alice", "INBOX", 4, seed=5, start=20)
+        self.sync()
+        snap = self.assertSame()
+        ids = [row[0] for row in snap["INBOX"]]
+        self.assertEqual(len(ids), len(set(ids)), "a message was duplicated")
+        self.assertEqual(set(ids), set(both + only_a + only_b))
+
+    def test_uidvalidity_change_rematches(self):
+        ids = ic.load_messages(self.a, "alice", "Box", 8)
+        self.sync()
+        # Recreate the mailbox on A with the same messages: a new UIDVALIDITY.
+        c = self.a.client("alice")
+        c.delete("Box")
+        c.logout()
+        ic.load_messages(self.a, "alice", "Box", 8)
+        self.sync()
+        snap = self.assertSame()
+        self.assertEqual(sorted(r[0] for r in snap["Box"]), sorted(ids))
+
+    def test_lock_held_exit_code(self):
+        ic.load_messages(self.a, "alice", "INBOX", 1)
+        with open(self.state + ".lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            r = self.sync(code=6)
+            self.assertIn("another twinbox run", r.err)
+        self.sync()
+        self.assertSame()
+
+    def test_mailbox_create_and_delete(self):
+        ic.load_messages(self.a, "alice", "Old", 2)
+        self.sync()
+        c = self.b.client("alice")
+        c.delete("Old")
+        c.create("New/Sub")
+        c.logout()
+        ic.load_messages(self.b, "alice", "New/Sub", 2)
+        self.sync()
+        snap = self.assertSame()
+        self.assertNotIn("Old", snap)
+        self.assertIn("New/Sub", snap)
+
+    def test_dry_run_changes_nothing(self):
+        ic.load_messages(self.a, "alice", "INBOX", 3)
+        r = self.sync("--dry-run")
+        self.assertIn("dry run", r.out)
+        self.assertEqual(self.snap(self.b).get("INBOX", []), [])
+        self.sync()
+        self.assertSame()
+
+
+class RandomizedTest(SyncBase):
+    ROUNDS = 12
+
+    def test_random_two_sided_changes(self):
+        rnd = random.Random(20261123)
+        ic.load_messages(self.a, "alice", "INBOX", 10, seed=1)
+        ic.load_messages(self.a, "alice", "Box", 10, seed=2)
+        self.sync()
+        counter = 100
+        for rnd_i in range(self.ROUNDS):
+            for dv in (self.a, self.b):
+                snap = self.snap(dv)
+                for _ in range(rnd.randrange(1, 5)):
+                    box = rnd.choice(sorted(snap))
+                    rows = snap[box]
+                    op = rnd.random()
+                    if op < 0.35 or not rows:
+                        counter += 1
+                        ic.load_messages(dv, "alice", box, 1, seed=9, start=counter)
+                    elif op < 0.7:
+                        f = rnd.choice(["\\Seen", "\\Flagged", "$Todo", "\\Answered"])
+                        self.store(dv, box, rnd.choice(rows)[0], rnd.choice(["+FLAGS", "-FLAGS"]),
+                                   f)
+                    else:
+                        self.expunge(dv, box, rnd.choice(rows)[0])
+            self.sync()
+            snap = self.assertSame()
+            for name, rows in snap.items():
+                ids = [r[0] for r in rows]
+                self.assertEqual(len(ids), len(set(ids)), f"round {rnd_i}: duplicate in {name}")
