@@ -44,6 +44,18 @@ static void abort_all(struct tb_imap *c, const char *msg)
     c->blocked = c->barrier = NULL;
 }
 
+static void detach_link(struct tb_imap *c)
+{
+    if (!c->link)
+        return;
+    snprintf(c->tls_desc, sizeof(c->tls_desc), "%s", tb_link_tls_description(c->link));
+    c->tls_was_active = tb_link_tls_active(c->link);
+    c->compress_was_active = tb_link_compress_active(c->link);
+    c->last_stats = *tb_link_stats(c->link);
+    tb_link_close(c->link);
+    c->link = NULL;
+}
+
 void tb_imap_fail(struct tb_imap *c, const char *fmt, ...)
 {
     if (c->phase == PH_FAILED)
@@ -65,6 +77,9 @@ void tb_imap_fail(struct tb_imap *c, const char *fmt, ...)
         c->password = NULL;
     }
     abort_all(c, msg);
+    /* Close the link now: its handles (socket, timers, tunnel child) would otherwise keep
+     * the owner's event loop alive after the failure. */
+    detach_link(c);
     if (c->ev->error)
         c->ev->error(c, msg, c->ud);
 }
@@ -301,6 +316,9 @@ struct tb_imap *tb_imap_new(uv_loop_t *loop, const struct tb_account *acct,
     uv_timer_init(loop, &c->idle);
     c->idle.data = c;
     c->idle_init = true;
+    uv_prepare_init(loop, &c->flush);
+    c->flush.data = c;
+    c->open_handles = 2;
     return c;
 }
 
@@ -327,6 +345,13 @@ void tb_imap_submit_internal(struct tb_imap *c, struct tb_cmd *cmd, unsigned fla
                              tb_imap_done_fn *done, void *ud)
 {
     tb_imap_submit(c, cmd, flags, done, NULL, ud);
+}
+
+static void on_flush(uv_prepare_t *h)
+{
+    struct tb_imap *c = h->data;
+    uv_prepare_stop(h);
+    pump(c);
 }
 
 void tb_imap_submit(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags, tb_imap_done_fn *done,
@@ -359,7 +384,7 @@ void tb_imap_submit(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags, tb_im
         }
     }
     c->waiting[c->n_waiting++] = p;
-    pump(c);
+    uv_prepare_start(&c->flush, on_flush);
 }
 
 static void send_one(struct tb_imap *c, struct pending *p)
@@ -421,18 +446,6 @@ void tb_imap_add_handler(struct tb_imap *c, tb_imap_untagged_fn *fn, void *ud)
     c->n_handlers++;
 }
 
-static void detach_link(struct tb_imap *c)
-{
-    if (!c->link)
-        return;
-    snprintf(c->tls_desc, sizeof(c->tls_desc), "%s", tb_link_tls_description(c->link));
-    c->tls_was_active = tb_link_tls_active(c->link);
-    c->compress_was_active = tb_link_compress_active(c->link);
-    c->last_stats = *tb_link_stats(c->link);
-    tb_link_close(c->link);
-    c->link = NULL;
-}
-
 struct logout_ctx {
     tb_imap_done_fn *done;
     void *ud;
@@ -460,9 +473,11 @@ void tb_imap_logout(struct tb_imap *c, tb_imap_done_fn *done, void *ud)
     tb_imap_submit(c, tb_cmd_new("LOGOUT"), TB_CMD_BARRIER, logout_done, NULL, lc);
 }
 
-static void on_idle_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct tb_imap *c = h->data;
+    if (--c->open_handles == 0)
+        free(c);
 }
 
 void tb_imap_free(struct tb_imap *c)
@@ -487,9 +502,11 @@ void tb_imap_free(struct tb_imap *c)
         memset(c->password, 0, strlen(c->password));
         free(c->password);
     }
-    /* The timer handle lives inside c: free c when libuv has closed it. */
+    /* Both handles live inside c: it is freed when libuv has closed the last one. */
     uv_timer_stop(&c->idle);
-    uv_close((uv_handle_t *)&c->idle, on_idle_closed);
+    uv_prepare_stop(&c->flush);
+    uv_close((uv_handle_t *)&c->idle, on_handle_closed);
+    uv_close((uv_handle_t *)&c->flush, on_handle_closed);
 }
 
 /* ---- accessors ---- */

@@ -67,6 +67,10 @@ struct tb_imap {
     int max_inflight;
     uv_timer_t idle;
     bool idle_init;
+    /* Submissions are written when the loop is about to block, so everything queued in one
+     * loop iteration leaves in one write (one turn, one deflate flush). */
+    uv_prepare_t flush;
+    int open_handles; /* idle + flush, closed by tb_imap_free */
     char bye[256];
     bool in_callback; /* guards tb_imap_free from inside a callback */
     bool free_requested;

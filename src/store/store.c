@@ -90,7 +90,7 @@ int tb_store_wait(struct tb_store **stores, int n)
 /* A command whose NO/BAD fails the store (the engine then stops with that message). */
 struct op {
     struct tb_store *s;
-    char what[200];
+    char what[320];
     struct tb_buf *modified;
 };
 

@@ -51,10 +51,10 @@ class PipelineTest(TestCase):
         relay = Relay(self.dv.imap_port)
         try:
             base, _ = self.turns(relay, "noop", "0")
-            n, r = self.turns(relay, "noop", "200")
+            n, r = self.turns(relay, "noop", "200", **{"max-inflight": "1000"})
             self.assertIn("ok 200 failed 0", r.out)
             self.assertLessEqual(n - base, 3, f"200 NOOPs cost {n - base} turns")
-            n, r = self.turns(relay, "fetch-many", "Many", "200")
+            n, r = self.turns(relay, "fetch-many", "Many", "200", **{"max-inflight": "1000"})
             self.assertIn("ok 200 failed 0 untagged 200", r.out)
             # SELECT is a barrier (one turn), then 200 UID FETCH in one go.
             self.assertLessEqual(n - base, 3, f"SELECT + 200 UID FETCH cost {n - base} turns")

@@ -119,6 +119,10 @@ static void on_ready(struct tb_imap *c, void *ud)
         r->outstanding = n;
         for (int i = 0; i < n; i++)
             tb_imap_submit(c, tb_cmd_new("NOOP"), 0, counted, NULL, r);
+        if (n == 0) {
+            printf("ok 0 failed 0 untagged 0\n");
+            finish(c, r);
+        }
     } else if (strcmp(op, "fetch-many") == 0 && r->argc == 3) {
         int n = atoi(r->argv[2]);
         select_mbox(c, r->argv[1]);
