@@ -379,7 +379,9 @@ void tb_store_expunge(struct tb_store *s, const char *uidset)
     snprintf(what, sizeof(what), "mailbox %s: UID EXPUNGE", s->selected ? s->selected : "?");
     struct tb_cmd *cmd = tb_cmd_new("UID EXPUNGE");
     tb_cmd_atom(cmd, uidset);
-    tb_imap_submit(s->c, cmd, 0, op_done, NULL, op_new(s, what));
+    /* Dovecot may run a pipelined EXPUNGE before an earlier STORE took effect: the
+     * barrier makes it wait for the \Deleted flags it depends on. */
+    tb_imap_submit(s->c, cmd, TB_CMD_BARRIER, op_done, NULL, op_new(s, what));
 }
 
 /* ---- UID sets ---- */

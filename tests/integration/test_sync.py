@@ -13,6 +13,7 @@ from tests.integration.common import TestCase, tb_client, twinbox
 
 class SyncBase(TestCase):
     sep_b = "/"
+    maxDiff = None
 
     def setUp(self):
         self.a = Dovecot(users={"alice": "secret"})
@@ -213,7 +214,7 @@ class MergeTest(SyncBase):
 
 
 class RandomizedTest(SyncBase):
-    ROUNDS = 12
+    ROUNDS = 30
 
     def test_random_two_sided_changes(self):
         rnd = random.Random(20261123)
@@ -223,8 +224,8 @@ class RandomizedTest(SyncBase):
         counter = 100
         for rnd_i in range(self.ROUNDS):
             for dv in (self.a, self.b):
-                snap = self.snap(dv)
                 for _ in range(rnd.randrange(1, 5)):
+                    snap = self.snap(dv)
                     box = rnd.choice(sorted(snap))
                     rows = snap[box]
                     op = rnd.random()
@@ -237,7 +238,8 @@ class RandomizedTest(SyncBase):
                                    f)
                     else:
                         self.expunge(dv, box, rnd.choice(rows)[0])
-            self.sync()
+            r = self.sync()
+            print(f"round {rnd_i}: {r.out.strip()}")
             snap = self.assertSame()
             for name, rows in snap.items():
                 ids = [r[0] for r in rows]
