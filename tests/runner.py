@@ -42,6 +42,7 @@ class Counter:
 def run_unit(build, counter):
     tdir = os.path.join(ROOT, build, "tests")
     names = sorted(n for n in os.listdir(tdir) if n.startswith("test_")
+                   and os.path.isfile(os.path.join(tdir, n))
                    and os.access(os.path.join(tdir, n), os.X_OK))
     for n in names:
         env = dict(os.environ, **SAN_ENV)

@@ -357,7 +357,7 @@ void tb_store_subscribe(struct tb_store *s, const char *mailbox, bool on)
     tb_imap_submit(s->c, cmd, 0, op_done, NULL, op_new(s, what));
 }
 
-void tb_store_flags(struct tb_store *s, const char *uidset, bool add, const char *flags,
+void tb_store_flags(struct tb_store *s, const char *uidset, char op, const char *flags,
                     uint64_t unchangedsince, struct tb_buf *modified)
 {
     char what[300];
@@ -366,7 +366,7 @@ void tb_store_flags(struct tb_store *s, const char *uidset, bool add, const char
     tb_cmd_atom(cmd, uidset);
     if (unchangedsince)
         tb_cmd_printf(cmd, "(UNCHANGEDSINCE %llu)", (unsigned long long)unchangedsince);
-    tb_cmd_printf(cmd, "%cFLAGS.SILENT (%s)", add ? '+' : '-', flags);
+    tb_cmd_printf(cmd, "%sFLAGS.SILENT (%s)", op == '+' ? "+" : op == '-' ? "-" : "", flags);
     struct op *o = op_new(s, what);
     o->modified = modified;
     tb_imap_submit(s->c, cmd, 0, op_done, NULL, o);
@@ -374,7 +374,7 @@ void tb_store_flags(struct tb_store *s, const char *uidset, bool add, const char
 
 void tb_store_expunge(struct tb_store *s, const char *uidset)
 {
-    tb_store_flags(s, uidset, true, "\\Deleted", 0, NULL);
+    tb_store_flags(s, uidset, '+', "\\Deleted", 0, NULL);
     char what[300];
     snprintf(what, sizeof(what), "mailbox %s: UID EXPUNGE", s->selected ? s->selected : "?");
     struct tb_cmd *cmd = tb_cmd_new("UID EXPUNGE");

@@ -80,9 +80,10 @@ void tb_store_create(struct tb_store *s, const char *mailbox, const char *specia
 void tb_store_delete(struct tb_store *s, const char *mailbox);
 void tb_store_subscribe(struct tb_store *s, const char *mailbox, bool on);
 
-/* +FLAGS/-FLAGS on a UID set (compact "1:5,9"), UNCHANGEDSINCE when modseq > 0.
+/* op '+', '-' or '=' (FLAGS replace) on a UID set (compact "1:5,9"), UNCHANGEDSINCE when
+ * modseq > 0.
  * *modified (may be NULL) receives the UIDs the server refused as MODIFIED. */
-void tb_store_flags(struct tb_store *s, const char *uidset, bool add, const char *flags,
+void tb_store_flags(struct tb_store *s, const char *uidset, char op, const char *flags,
                     uint64_t unchangedsince, struct tb_buf *modified);
 void tb_store_expunge(struct tb_store *s, const char *uidset);
 

@@ -155,7 +155,7 @@ static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct
             struct tb_buf set;
             tb_buf_init(&set);
             tb_uidset_append(&set, p->groups[k][g].uids, p->groups[k][g].n);
-            tb_store_flags(&x->s[k], set.data, p->groups[k][g].add, p->groups[k][g].flags,
+            tb_store_flags(&x->s[k], set.data, p->groups[k][g].op, p->groups[k][g].flags,
                            d[k]->highestmodseq, &modified[k]);
             x->stats->flag_updates += p->groups[k][g].n;
             tb_buf_free(&set);
@@ -202,10 +202,15 @@ static int commit_pass(struct ctx *x, struct entry *e, struct tb_delta *d[2], st
         row = *e->st;
     row.name = e->canon;
     row.subscribed = subscribed;
+    /* A store refused as MODIFIED keeps its pair's old base; the other side's change to
+     * that message would then be invisible from this pass's HIGHESTMODSEQ on, so the
+     * mailbox keeps its previous values and the next pass looks again from there. */
+    bool keep = n_mod[0] || n_mod[1];
     for (int k = 0; k < 2; k++) {
         row.side[k].uidvalidity = d[k]->uidvalidity;
-        row.side[k].uidnext = d[k]->uidnext;
-        row.side[k].highestmodseq = d[k]->highestmodseq;
+        row.side[k].uidnext = keep ? (e->st ? e->st->side[k].uidnext : 0) : d[k]->uidnext;
+        row.side[k].highestmodseq =
+            keep ? (e->st ? e->st->side[k].highestmodseq : 0) : d[k]->highestmodseq;
     }
     int r = tb_state_mailbox_put(x->st, &row);
     if (r == 0 && reset)

@@ -20,7 +20,7 @@ static int cmp_msg(const void *a, const void *b)
 static const struct tb_msg_info *find_msg(const struct tb_delta *d, uint32_t uid)
 {
     struct tb_msg_info key = {.uid = uid};
-    return bsearch(&key, d->msgs, d->n_msgs, sizeof(*d->msgs), cmp_msg);
+    return d->n_msgs ? bsearch(&key, d->msgs, d->n_msgs, sizeof(*d->msgs), cmp_msg) : NULL;
 }
 
 static bool in_sorted(const uint32_t *v, size_t n, uint32_t uid)
@@ -28,20 +28,20 @@ static bool in_sorted(const uint32_t *v, size_t n, uint32_t uid)
     return n && bsearch(&uid, v, n, sizeof(uint32_t), cmp_u32) != NULL;
 }
 
-static void group_add(struct tb_plan *p, int side, bool add, const char *flags, uint32_t uid)
+static void group_add(struct tb_plan *p, int side, char op, const char *flags, uint32_t uid)
 {
-    if (!flags[0])
+    if (!flags[0] && op != '=')
         return;
     struct tb_flag_group *g = NULL;
     for (size_t i = 0; i < p->n_groups[side] && !g; i++)
-        if (p->groups[side][i].add == add && strcmp(p->groups[side][i].flags, flags) == 0)
+        if (p->groups[side][i].op == op && strcmp(p->groups[side][i].flags, flags) == 0)
             g = &p->groups[side][i];
     if (!g) {
         p->groups[side] =
             tb_xrealloc(p->groups[side], (p->n_groups[side] + 1) * sizeof(**p->groups));
         g = &p->groups[side][p->n_groups[side]++];
         memset(g, 0, sizeof(*g));
-        g->add = add;
+        g->op = op;
         g->flags = tb_xstrdup(flags);
     }
     if (g->n == g->cap) {
@@ -57,8 +57,10 @@ static void converge(struct tb_plan *p, int side, uint32_t uid, const char *cur,
     if (tb_flags_equal(cur, want))
         return;
     char *add = tb_flags_minus(want, cur), *rem = tb_flags_minus(cur, want);
-    group_add(p, side, true, add, uid);
-    group_add(p, side, false, rem, uid);
+    if (add[0] && rem[0])
+        group_add(p, side, '=', want, uid);
+    else
+        group_add(p, side, add[0] ? '+' : '-', add[0] ? add : rem, uid);
     free(add);
     free(rem);
 }
@@ -115,7 +117,8 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
     memset(p, 0, sizeof(*p));
     uint32_t *paired[2];
     for (int k = 0; k < 2; k++) {
-        qsort(delta[k]->msgs, delta[k]->n_msgs, sizeof(*delta[k]->msgs), cmp_msg);
+        if (delta[k]->n_msgs > 1)
+            qsort(delta[k]->msgs, delta[k]->n_msgs, sizeof(*delta[k]->msgs), cmp_msg);
         if (delta[k]->n_vanished > 1)
             qsort(delta[k]->vanished, delta[k]->n_vanished, sizeof(uint32_t), cmp_u32);
         paired[k] = tb_xmalloc((n_pairs + 1) * sizeof(uint32_t));
@@ -170,7 +173,8 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
                 continue;
             fresh[k][n_fresh[k]++] = m;
         }
-        qsort(fresh[k], n_fresh[k], sizeof(*fresh[k]), cmp_ident);
+        if (n_fresh[k] > 1)
+            qsort(fresh[k], n_fresh[k], sizeof(*fresh[k]), cmp_ident);
     }
     /* Merge-join by identity: copies that already exist on both sides (first sync of two
      * non-empty accounts, or copies that arrived before a crash) are paired, not copied. */
@@ -198,7 +202,8 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
         free(fresh[k]);
         free(paired[k]);
         for (size_t g = 0; g < p->n_groups[k]; g++)
-            qsort(p->groups[k][g].uids, p->groups[k][g].n, sizeof(uint32_t), cmp_u32);
+            if (p->groups[k][g].n > 1)
+                qsort(p->groups[k][g].uids, p->groups[k][g].n, sizeof(uint32_t), cmp_u32);
         if (p->n_expunge[k] > 1)
             qsort(p->expunge[k], p->n_expunge[k], sizeof(uint32_t), cmp_u32);
     }

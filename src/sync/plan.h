@@ -7,8 +7,11 @@
 #include "store/store.h"
 #include "twinbox/state.h"
 
+/* One UID STORE: '+' adds, '-' removes, '=' replaces (a message needing both an addition
+ * and a removal gets one replace, so its two changes never race each other's
+ * UNCHANGEDSINCE). */
 struct tb_flag_group {
-    bool add;
+    char op;
     char *flags;
     uint32_t *uids;
     size_t n, cap;

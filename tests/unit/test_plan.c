@@ -17,10 +17,10 @@ static void msg(struct tb_delta *d, uint32_t uid, const char *flags, const char 
     m->internaldate = 1000;
 }
 
-static const struct tb_flag_group *group(const struct tb_plan *p, int side, bool add)
+static const struct tb_flag_group *group(const struct tb_plan *p, int side, char op)
 {
     for (size_t i = 0; i < p->n_groups[side]; i++)
-        if (p->groups[side][i].add == add)
+        if (p->groups[side][i].op == op)
             return &p->groups[side][i];
     return NULL;
 }
@@ -46,13 +46,14 @@ int main(void)
     uint32_t next[2] = {4, 14};
     struct tb_plan p;
     tb_plan_compute(&p, pairs, 3, d, next);
-    const struct tb_flag_group *g = group(&p, 0, true);
-    CHECK(g && strcmp(g->flags, "\\Seen") == 0 && g->n == 1 && g->uids[0] == 1,
-          "a gets +\\Seen for the conflict");
-    g = group(&p, 0, false);
-    CHECK(g && strcmp(g->flags, "\\Flagged") == 0 && g->uids[0] == 1, "a gets -\\Flagged");
-    g = group(&p, 1, true);
-    CHECK(g != NULL, "b gets additions");
+    const struct tb_flag_group *g = group(&p, 0, '=');
+    CHECK(g && strcmp(g->flags, "\\Answered \\Seen") == 0 && g->n == 1 && g->uids[0] == 1,
+          "a needs +\\Seen -\\Flagged: one FLAGS replace");
+    const struct tb_flag_group *plus = group(&p, 0, '+');
+    CHECK(group(&p, 0, '-') == NULL && plus && plus->n == 1 && plus->uids[0] == 6,
+          "no separate +/- for uid 1 on a (only the matched pair's +$X)");
+    g = group(&p, 1, '+');
+    CHECK(g && strcmp(g->flags, "\\Answered") == 0 && g->uids[0] == 11, "b gets +\\Answered");
     CHECK(p.conflicts == 1, "one conflict merged");
     CHECK(p.n_expunge[1] == 1 && p.expunge[1][0] == 12 && p.n_expunge[0] == 0,
           "expunge on a is replayed on b despite b's flag change");
