@@ -34,6 +34,9 @@ struct tb_copy {
     int inflight;
     size_t bytes_held;
     uint64_t bytes;
+    /* Set by tb_copy_finish. After a failure, commands may still be in flight on the other
+     * connection; their callbacks still need cp, so the last job frees it. */
+    bool finished;
 };
 
 static void pump(struct tb_copy *cp);
@@ -63,13 +66,28 @@ void tb_copy_add(struct tb_copy *cp, const struct tb_msg_info *m)
     pump(cp);
 }
 
-static void job_free(struct job *j)
+static void copy_free(struct tb_copy *cp)
 {
-    j->cp->inflight--;
-    j->cp->bytes_held -= j->m.size;
+    for (size_t i = cp->next; i < cp->n; i++)
+        free(cp->queue[i].flags);
+    free(cp->queue);
+    free(cp->mailbox);
+    free(cp);
+}
+
+/* Frees a finished job, then either starts more or, once abandoned and idle, frees cp. */
+static void job_done(struct job *j)
+{
+    struct tb_copy *cp = j->cp;
+    cp->inflight--;
+    cp->bytes_held -= j->m.size;
     free(j->m.flags);
     free(j->body);
     free(j);
+    if (!cp->finished)
+        pump(cp);
+    else if (cp->inflight == 0)
+        copy_free(cp);
 }
 
 static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
@@ -103,8 +121,7 @@ static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void 
         snprintf(cp->dst->err, sizeof(cp->dst->err), "%s: mailbox %s: APPEND failed: %s",
                  cp->dst->label, cp->mailbox, r->text);
     }
-    job_free(j);
-    pump(cp);
+    job_done(j);
 }
 
 static void format_date(const struct tb_msg_info *m, char *buf, size_t len)
@@ -158,8 +175,7 @@ static void fetch_done(struct tb_imap *c, const struct tb_imap_result *r, void *
                          r->text);
             }
         }
-        job_free(j);
-        pump(cp);
+        job_done(j);
         return;
     }
     struct tb_cmd *cmd = tb_cmd_new("APPEND");
@@ -201,10 +217,8 @@ int tb_copy_finish(struct tb_copy *cp, uint64_t *bytes)
     int rc = tb_store_wait(both, 2);
     if (bytes)
         *bytes += cp->bytes;
-    for (size_t i = cp->next; i < cp->n; i++)
-        free(cp->queue[i].flags);
-    free(cp->queue);
-    free(cp->mailbox);
-    free(cp);
+    cp->finished = true;
+    if (cp->inflight == 0)
+        copy_free(cp);
     return rc;
 }

@@ -30,12 +30,13 @@ class SyncBase(TestCase):
         self.b.stop()
         self.tmp.cleanup()
 
-    def write_config(self, a_port=None, b_port=None):
+    def write_config(self, a_port=None, b_port=None, compress="yes"):
         with open(self.cfg, "w") as f:
             for name, dv, port in (("a", self.a, a_port), ("b", self.b, b_port)):
                 if port:
                     f.write(f"[account {name}]\ntype = imap\nhost = 127.0.0.1\nport = {port}\n"
-                            f"user = alice\npassword = secret\nstarttls = no\n\n")
+                            f"user = alice\npassword = secret\nstarttls = no\n"
+                            f"compress = {compress}\n\n")
                 else:
                     f.write(f"[account {name}]\ntype = tunnel\n"
                             f"command = {dv.tunnel_command('alice')}\n\n")
