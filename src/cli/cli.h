@@ -26,6 +26,7 @@ void tb_cli_account_free(struct tb_cli_account *a);
 
 int tb_cmd_probe(const struct tb_cli *cli, int argc, char **argv);
 int tb_cmd_sync(const struct tb_cli *cli, int argc, char **argv);
+int tb_cmd_status(const struct tb_cli *cli, int argc, char **argv);
 
 /* JSON string output with escaping. */
 void tb_json_string(FILE *f, const char *s);

@@ -16,6 +16,7 @@ static void usage(FILE *f)
                "  probe [--json] ACCOUNT   connect and report capabilities and mailboxes\n"
                "  sync [PAIR...] [--mailbox NAME...] [--dry-run]\n"
                "                           make each pair's two accounts identical\n"
+               "  status [PAIR...]         what the state says, and what changed since\n"
                "\n"
                "ACCOUNT is an [account NAME] of the configuration file or a URL:\n"
                "  imap://USER@HOST[:PORT][/?key=value&...]  (STARTTLS unless starttls=no)\n"
@@ -74,6 +75,8 @@ int main(int argc, char **argv)
         return tb_cmd_probe(&cli, n, rest);
     if (strcmp(cmd, "sync") == 0)
         return tb_cmd_sync(&cli, n, rest);
+    if (strcmp(cmd, "status") == 0)
+        return tb_cmd_status(&cli, n, rest);
     tb_log_error("unknown command '%s' (see twinbox --help)", cmd);
     return TB_EXIT_USAGE;
 }

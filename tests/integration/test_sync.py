@@ -205,6 +205,16 @@ class MergeTest(SyncBase):
         self.assertNotIn("Old", snap)
         self.assertIn("New/Sub", snap)
 
+    def test_status_reports_changes(self):
+        ic.load_messages(self.a, "alice", "INBOX", 2)
+        self.sync()
+        r = twinbox("-c", self.cfg, "status")
+        self.assertEqual(r.code, 0, r)
+        self.assertRegex(r.out, r"INBOX +a: \d+/\d+/\d+ in sync +b: \d+/\d+/\d+ in sync")
+        ic.load_messages(self.b, "alice", "INBOX", 1, start=50)
+        r = twinbox("-c", self.cfg, "status")
+        self.assertRegex(r.out, r"INBOX +a: .* in sync +b: .* new messages")
+
     def test_dry_run_changes_nothing(self):
         ic.load_messages(self.a, "alice", "INBOX", 3)
         r = self.sync("--dry-run")

@@ -1,0 +1,141 @@
+/* `twinbox status [PAIR...]`: per mailbox, what the state recorded and whether either
+ * server changed since (one LIST-STATUS per server; nothing is selected or written). */
+#include "cli/cli.h"
+
+#include "store/store.h"
+#include "twinbox/config.h"
+#include "twinbox/exit.h"
+#include "twinbox/log.h"
+#include "twinbox/state.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct tb_mbox_info *find(const struct tb_store *s, const char *canon)
+{
+    for (size_t i = 0; i < s->n_boxes; i++) {
+        const struct tb_mbox_info *b = &s->boxes[i];
+        char sep = b->sep ? b->sep : s->sep;
+        size_t n = strlen(b->name);
+        if (n != strlen(canon))
+            continue;
+        bool same = true;
+        for (size_t j = 0; j < n && same; j++)
+            same = b->name[j] == canon[j] || (b->name[j] == sep && canon[j] == '/');
+        if (same || (strcasecmp(canon, "INBOX") == 0 && strcasecmp(b->name, "INBOX") == 0))
+            return b;
+    }
+    return NULL;
+}
+
+static const char *side_state(const struct tb_mbox_info *b, const struct tb_state_side *s)
+{
+    if (!b)
+        return "gone";
+    if (b->uidvalidity != s->uidvalidity)
+        return "uidvalidity changed";
+    if (b->uidnext != s->uidnext)
+        return "new messages";
+    if (b->highestmodseq != s->highestmodseq)
+        return "changed";
+    return "in sync";
+}
+
+static int status_one(const struct tb_config *cfg, const struct tb_pair *pair)
+{
+    char path[4096], err[1024];
+    if (pair->state)
+        snprintf(path, sizeof(path), "%s", pair->state);
+    else if (tb_state_default_path(pair->name, path, sizeof(path)) < 0)
+        return TB_EXIT_CONFIG;
+    struct tb_state *st;
+    if (tb_state_open(path, &st, err, sizeof(err)) < 0) {
+        tb_log_error("pair %s: %s", pair->name, err);
+        return TB_EXIT_CONFIG;
+    }
+    const struct tb_account *acct[2] = {tb_config_account(cfg, pair->a),
+                                        tb_config_account(cfg, pair->b)};
+    char *pw[2] = {NULL, NULL};
+    int rc = TB_EXIT_OK;
+    for (int k = 0; k < 2 && rc == TB_EXIT_OK; k++)
+        if (tb_account_needs_password(acct[k]) &&
+            tb_account_password(acct[k], &pw[k], err, sizeof(err)) < 0) {
+            tb_log_error("%s", err);
+            rc = TB_EXIT_CONFIG;
+        }
+    struct tb_state_mailbox *mb = NULL;
+    size_t n = 0;
+    if (rc == TB_EXIT_OK && tb_state_mailboxes(st, &mb, &n) < 0) {
+        tb_log_error("pair %s: state: %s", pair->name, tb_state_error(st));
+        rc = TB_EXIT_INTERNAL;
+    }
+    if (rc == TB_EXIT_OK) {
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        struct tb_store s[2];
+        struct tb_store *both[2] = {&s[0], &s[1]};
+        for (int k = 0; k < 2; k++)
+            tb_store_init(&s[k], &loop, acct[k], pw[k]);
+        if (tb_store_wait(both, 2) == 0) {
+            tb_store_list_start(&s[0]);
+            tb_store_list_start(&s[1]);
+        }
+        if (tb_store_wait(both, 2) < 0) {
+            for (int k = 0; k < 2; k++)
+                if (s[k].failed)
+                    tb_log_error("%s", s[k].err);
+            rc = TB_EXIT_TEMPFAIL;
+        } else {
+            printf("pair %s (state %s): %zu mailboxes\n", pair->name, path, n);
+            for (size_t i = 0; i < n; i++) {
+                printf("  %-30s a: %u/%u/%llu %-19s b: %u/%u/%llu %s\n", mb[i].name,
+                       mb[i].side[0].uidvalidity, mb[i].side[0].uidnext,
+                       (unsigned long long)mb[i].side[0].highestmodseq,
+                       side_state(find(&s[0], mb[i].name), &mb[i].side[0]),
+                       mb[i].side[1].uidvalidity, mb[i].side[1].uidnext,
+                       (unsigned long long)mb[i].side[1].highestmodseq,
+                       side_state(find(&s[1], mb[i].name), &mb[i].side[1]));
+            }
+        }
+        for (int k = 0; k < 2; k++)
+            tb_store_free(&s[k]);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+    }
+    tb_state_mailboxes_free(mb, n);
+    tb_state_close(st);
+    for (int k = 0; k < 2; k++)
+        if (pw[k])
+            tb_password_free(pw[k]);
+    return rc;
+}
+
+int tb_cmd_status(const struct tb_cli *cli, int argc, char **argv)
+{
+    char path[4096], err[1024];
+    const char *p = cli->config_path;
+    if (!p) {
+        if (tb_config_default_path(path, sizeof(path)) < 0) {
+            tb_log_error("cannot determine the configuration file path (set -c FILE)");
+            return TB_EXIT_CONFIG;
+        }
+        p = path;
+    }
+    struct tb_config *cfg;
+    if (tb_config_load(p, &cfg, err, sizeof(err)) < 0) {
+        tb_log_error("%s", err);
+        return TB_EXIT_CONFIG;
+    }
+    int rc = TB_EXIT_OK;
+    for (int i = 0; i < argc && rc == TB_EXIT_OK; i++)
+        if (!tb_config_pair(cfg, argv[i])) {
+            tb_log_error("%s: no [pair %s] section", p, argv[i]);
+            rc = TB_EXIT_CONFIG;
+        }
+    size_t n = argc ? (size_t)argc : cfg->n_pairs;
+    for (size_t i = 0; i < n && rc == TB_EXIT_OK; i++)
+        rc = status_one(cfg, argc ? tb_config_pair(cfg, argv[i]) : cfg->pairs[i]);
+    tb_config_free(cfg);
+    return rc;
+}
