@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#define COPY_WINDOW 32
+#define COPY_WINDOW 128
 #define COPY_BYTES  (32u << 20)
 
 struct job {
