@@ -75,14 +75,15 @@ static int sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
     if (rc != TB_EXIT_OK)
         tb_log_error("%s", err);
     printf("%s%s: copied a->b %llu, b->a %llu, flag updates %llu, expunged %llu, mailboxes "
-           "created %llu deleted %llu, conflicts merged %llu, %.1f MB, %.1fs, round trips "
+           "created %llu deleted %llu renamed %llu, conflicts merged %llu, %.1f MB, %.1fs, round "
+           "trips "
            "a %llu b %llu\n",
            o->dry_run ? "dry run: " : "", pair->name, (unsigned long long)stats.copied[1],
            (unsigned long long)stats.copied[0], (unsigned long long)stats.flag_updates,
            (unsigned long long)stats.expunges, (unsigned long long)stats.created,
-           (unsigned long long)stats.deleted, (unsigned long long)stats.conflicts,
-           (double)stats.bytes / 1e6, now() - t0, (unsigned long long)stats.turns[0],
-           (unsigned long long)stats.turns[1]);
+           (unsigned long long)stats.deleted, (unsigned long long)stats.renamed,
+           (unsigned long long)stats.conflicts, (double)stats.bytes / 1e6, now() - t0,
+           (unsigned long long)stats.turns[0], (unsigned long long)stats.turns[1]);
 out:
     tb_state_unlock(lockfd);
     for (int k = 0; k < 2; k++)

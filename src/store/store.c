@@ -348,6 +348,16 @@ void tb_store_delete(struct tb_store *s, const char *mailbox)
     tb_imap_submit(s->c, cmd, TB_CMD_BARRIER, op_done, NULL, op_new(s, what));
 }
 
+void tb_store_rename(struct tb_store *s, const char *from, const char *to)
+{
+    char what[300];
+    snprintf(what, sizeof(what), "mailbox %s: RENAME", from);
+    struct tb_cmd *cmd = tb_cmd_new("RENAME");
+    tb_cmd_astring(cmd, from);
+    tb_cmd_astring(cmd, to);
+    tb_imap_submit(s->c, cmd, TB_CMD_BARRIER, op_done, NULL, op_new(s, what));
+}
+
 void tb_store_subscribe(struct tb_store *s, const char *mailbox, bool on)
 {
     char what[300];

@@ -78,6 +78,7 @@ void tb_mbox_infos_free(struct tb_mbox_info *v, size_t n);
 
 void tb_store_create(struct tb_store *s, const char *mailbox, const char *special_use);
 void tb_store_delete(struct tb_store *s, const char *mailbox);
+void tb_store_rename(struct tb_store *s, const char *from, const char *to);
 void tb_store_subscribe(struct tb_store *s, const char *mailbox, bool on);
 
 /* op '+', '-' or '=' (FLAGS replace) on a UID set (compact "1:5,9"), UNCHANGEDSINCE when

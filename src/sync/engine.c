@@ -400,42 +400,39 @@ static struct entry *find_entry(struct entry *v, size_t n, const char *canon)
     return NULL;
 }
 
-int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_account *acct[2],
-                 const char *password[2], struct tb_state *st, const struct tb_sync_opts *o,
-                 struct tb_sync_stats *stats, char *err, size_t errlen)
+static void free_entries(struct entry *ent, size_t n_ent)
 {
-    struct ctx x = {.pair = pair, .st = st, .o = o, .stats = stats, .err = err, .errlen = errlen};
-    for (int k = 0; k < 2; k++) {
-        tb_store_init(&x.s[k], loop, acct[k], password[k]);
-        x.both[k] = &x.s[k];
+    for (size_t i = 0; i < n_ent; i++) {
+        free(ent[i].canon);
+        if (ent[i].st) {
+            free(ent[i].st->name);
+            free(ent[i].st);
+        }
     }
-    int rc = 0;
+    free(ent);
+}
+
+/* LIST-STATUS on both sides and the state's mailboxes, joined by canonical name. */
+static int discover(struct ctx *x, struct entry **out, size_t *n_out)
+{
     struct tb_state_mailbox *smb = NULL;
     size_t n_smb = 0;
-    struct entry *ent = NULL;
-    size_t n_ent = 0;
-    if (tb_store_wait(x.both, 2) < 0) {
-        rc = store_fail(&x);
-        goto out;
-    }
-    tb_store_list_start(&x.s[0]);
-    tb_store_list_start(&x.s[1]);
-    if (tb_store_wait(x.both, 2) < 0) {
-        rc = store_fail(&x);
-        goto out;
-    }
-    if (tb_state_mailboxes(st, &smb, &n_smb) < 0) {
-        rc = state_fail(&x, "read");
-        goto out;
-    }
-    size_t cap = x.s[0].n_boxes + x.s[1].n_boxes + n_smb + 1;
-    ent = tb_xcalloc(cap, sizeof(*ent));
+    *out = NULL;
+    *n_out = 0;
+    tb_store_list_start(&x->s[0]);
+    tb_store_list_start(&x->s[1]);
+    if (tb_store_wait(x->both, 2) < 0)
+        return store_fail(x);
+    if (tb_state_mailboxes(x->st, &smb, &n_smb) < 0)
+        return state_fail(x, "read");
+    size_t cap = x->s[0].n_boxes + x->s[1].n_boxes + n_smb + 1, n_ent = 0;
+    struct entry *ent = tb_xcalloc(cap, sizeof(*ent));
     for (int k = 0; k < 2; k++) {
-        for (size_t i = 0; i < x.s[k].n_boxes; i++) {
-            struct tb_mbox_info *b = &x.s[k].boxes[i];
+        for (size_t i = 0; i < x->s[k].n_boxes; i++) {
+            struct tb_mbox_info *b = &x->s[k].boxes[i];
             if (b->noselect)
                 continue;
-            char *canon = to_canon(b->name, b->sep ? b->sep : x.s[k].sep);
+            char *canon = to_canon(b->name, b->sep ? b->sep : x->s[k].sep);
             struct entry *e = find_entry(ent, n_ent, canon);
             if (!e) {
                 e = &ent[n_ent++];
@@ -456,7 +453,98 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
         *e->st = smb[i];
         e->st->name = tb_xstrdup(smb[i].name);
     }
+    tb_state_mailboxes_free(smb, n_smb);
     qsort(ent, n_ent, sizeof(*ent), cmp_entry); /* parents before children */
+    *out = ent;
+    *n_out = n_ent;
+    return 0;
+}
+
+/* A mailbox renamed on side k keeps its UIDVALIDITY: the state's name is gone on k, and a
+ * name unknown to the state has that UIDVALIDITY there. Renaming it on the other side too
+ * moves no message. Children move with their parent, so a candidate under a parent renamed
+ * in the same run is left to the next discovery. Returns the number of renames. */
+static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *renamed)
+{
+    *renamed = 0;
+    char **done = NULL;
+    size_t n_done = 0;
+    for (size_t i = 0; i < n_ent; i++) {
+        struct entry *e = &ent[i];
+        if (!e->st || (e->box[0] != NULL) == (e->box[1] != NULL))
+            continue;
+        int k = e->box[0] ? 1 : 0; /* side where the old name is gone */
+        bool under = false;
+        for (size_t d = 0; d < n_done && !under; d++) {
+            size_t l = strlen(done[d]);
+            under = strncmp(e->canon, done[d], l) == 0 && e->canon[l] == '/';
+        }
+        if (under)
+            continue;
+        for (size_t j = 0; j < n_ent; j++) {
+            struct entry *f = &ent[j];
+            if (f->st || !f->box[k] || f->box[1 - k] ||
+                f->box[k]->uidvalidity != e->st->side[k].uidvalidity)
+                continue;
+            char *from = to_wire(e->canon, x->s[1 - k].sep);
+            char *to = to_wire(f->canon, x->s[1 - k].sep);
+            printf("%s: renamed on %s to %s, renaming on %s\n", e->canon, k ? "b" : "a", f->canon,
+                   k ? "a" : "b");
+            tb_store_rename(&x->s[1 - k], from, to);
+            free(from);
+            free(to);
+            if (tb_store_wait(x->both, 2) < 0) {
+                for (size_t d = 0; d < n_done; d++)
+                    free(done[d]);
+                free(done);
+                return store_fail(x);
+            }
+            if (tb_state_mailbox_rename(x->st, e->st->id, f->canon) < 0) {
+                for (size_t d = 0; d < n_done; d++)
+                    free(done[d]);
+                free(done);
+                return state_fail(x, "rename");
+            }
+            done = tb_xrealloc(done, (n_done + 1) * sizeof(*done));
+            done[n_done++] = tb_xstrdup(e->canon);
+            (*renamed)++;
+            break;
+        }
+    }
+    for (size_t d = 0; d < n_done; d++)
+        free(done[d]);
+    free(done);
+    return 0;
+}
+
+int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_account *acct[2],
+                 const char *password[2], struct tb_state *st, const struct tb_sync_opts *o,
+                 struct tb_sync_stats *stats, char *err, size_t errlen)
+{
+    struct ctx x = {.pair = pair, .st = st, .o = o, .stats = stats, .err = err, .errlen = errlen};
+    for (int k = 0; k < 2; k++) {
+        tb_store_init(&x.s[k], loop, acct[k], password[k]);
+        x.both[k] = &x.s[k];
+    }
+    int rc = 0;
+    struct entry *ent = NULL;
+    size_t n_ent = 0;
+    if (tb_store_wait(x.both, 2) < 0) {
+        rc = store_fail(&x);
+        goto out;
+    }
+    rc = discover(&x, &ent, &n_ent);
+    if (rc == 0 && !o->dry_run) {
+        int renamed = 0;
+        rc = detect_renames(&x, ent, n_ent, &renamed);
+        stats->renamed += (uint64_t)renamed;
+        if (rc == 0 && renamed) {
+            free_entries(ent, n_ent);
+            rc = discover(&x, &ent, &n_ent);
+        }
+    }
+    if (rc != 0)
+        goto out;
     for (size_t i = 0; i < n_ent; i++)
         if (wanted(&x, ent[i].canon))
             stats->mailboxes_total++;
@@ -478,15 +566,7 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
     for (int k = 0; k < 2; k++)
         stats->turns[k] = tb_imap_turns(x.s[k].c);
 out:
-    for (size_t i = 0; i < n_ent; i++) {
-        free(ent[i].canon);
-        if (ent[i].st) {
-            free(ent[i].st->name);
-            free(ent[i].st);
-        }
-    }
-    free(ent);
-    tb_state_mailboxes_free(smb, n_smb);
+    free_entries(ent, n_ent);
     clear_copied(&x);
     free(x.copied);
     for (int k = 0; k < 2; k++)

@@ -20,7 +20,7 @@ struct tb_sync_opts {
 
 struct tb_sync_stats {
     uint64_t copied[2]; /* [0]: b -> a, [1]: a -> b (index = destination side) */
-    uint64_t flag_updates, expunges, created, deleted, conflicts, bytes;
+    uint64_t flag_updates, expunges, created, deleted, renamed, conflicts, bytes;
     uint64_t mailboxes_total, mailboxes_done;
     uint64_t turns[2];
 };

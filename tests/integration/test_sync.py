@@ -205,6 +205,23 @@ class MergeTest(SyncBase):
         self.assertNotIn("Old", snap)
         self.assertIn("New/Sub", snap)
 
+    def test_rename_moves_no_message(self):
+        ic.load_messages(self.a, "alice", "Proj", 200, size=3000)
+        ic.load_messages(self.a, "alice", "Proj.Sub", 5)
+        self.sync()
+        c = self.b.client("alice")
+        self.assertEqual(c.rename("Proj", "Old")[0], "OK")
+        c.logout()
+        r = self.sync()
+        self.assertIn("copied a->b 0, b->a 0", r.out)
+        self.assertIn("renamed 1", r.out)
+        snap = self.assertSame()
+        self.assertNotIn("Proj", snap)
+        self.assertEqual(len(snap["Old"]), 200)
+        self.assertEqual(len(snap["Old/Sub"]), 5)
+        r = self.sync()
+        self.assertIn("copied a->b 0, b->a 0, flag updates 0, expunged 0", r.out)
+
     def test_status_reports_changes(self):
         ic.load_messages(self.a, "alice", "INBOX", 2)
         self.sync()
@@ -240,10 +257,23 @@ class RandomizedTest(SyncBase):
                     box = rnd.choice(sorted(snap))
                     rows = snap[box]
                     op = rnd.random()
-                    if op < 0.35 or not rows:
+                    flat = [b for b in sorted(snap) if "/" not in b and b != "INBOX"]
+                    if op < 0.06:
+                        counter += 1
+                        ic.load_messages(dv, "alice", f"M{counter}", 1, seed=9, start=counter)
+                    elif op < 0.10 and flat:
+                        c = dv.client("alice")
+                        c.delete(ic.quote(rnd.choice(flat)))
+                        c.logout()
+                    elif op < 0.14 and flat:
+                        counter += 1
+                        c = dv.client("alice")
+                        c.rename(ic.quote(rnd.choice(flat)), ic.quote(f"R{counter}"))
+                        c.logout()
+                    elif op < 0.45 or not rows:
                         counter += 1
                         ic.load_messages(dv, "alice", box, 1, seed=9, start=counter)
-                    elif op < 0.7:
+                    elif op < 0.75:
                         f = rnd.choice(["\\Seen", "\\Flagged", "$Todo", "\\Answered"])
                         self.store(dv, box, rnd.choice(rows)[0], rnd.choice(["+FLAGS", "-FLAGS"]),
                                    f)
