@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_PASSES 4
@@ -400,6 +401,26 @@ static struct entry *find_entry(struct entry *v, size_t n, const char *canon)
     return NULL;
 }
 
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* One terminal line, rewritten in place: mailboxes, messages and bytes, rate, ETA. The
+ * ETA extrapolates from the share of mailboxes done: rough, but needs no pre-scan. */
+static void progress(const char *pair, const struct tb_sync_stats *st, double t0)
+{
+    double dt = now() - t0, mb = (double)st->bytes / 1e6;
+    double eta = st->mailboxes_done ? dt * (double)(st->mailboxes_total - st->mailboxes_done) /
+                                          (double)st->mailboxes_done
+                                    : 0;
+    fprintf(stderr, "\r%s: %llu/%llu mailboxes, %llu messages, %.1f MB, %.1f MB/s, ETA %.0fs\033[K",
+            pair, (unsigned long long)st->mailboxes_done, (unsigned long long)st->mailboxes_total,
+            (unsigned long long)(st->copied[0] + st->copied[1]), mb, dt > 0 ? mb / dt : 0, eta);
+}
+
 static void free_entries(struct entry *ent, size_t n_ent)
 {
     for (size_t i = 0; i < n_ent; i++) {
@@ -549,17 +570,14 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
         if (wanted(&x, ent[i].canon))
             stats->mailboxes_total++;
     bool tty = isatty(2);
+    double t0 = now();
     for (size_t i = 0; i < n_ent && rc == 0; i++) {
         if (!wanted(&x, ent[i].canon))
             continue;
         rc = sync_entry(&x, &ent[i]);
         stats->mailboxes_done++;
         if (tty)
-            fprintf(stderr, "\r%s: %llu/%llu mailboxes, copied %llu, %.1f MB   ", pair->name,
-                    (unsigned long long)stats->mailboxes_done,
-                    (unsigned long long)stats->mailboxes_total,
-                    (unsigned long long)(stats->copied[0] + stats->copied[1]),
-                    (double)stats->bytes / 1e6);
+            progress(pair->name, stats, t0);
     }
     if (tty)
         fprintf(stderr, "\r\033[K");

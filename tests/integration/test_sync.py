@@ -91,22 +91,26 @@ class SyncBase(TestCase):
 
 class InitialSyncTest(SyncBase):
     def test_initial_sync_then_noop(self):
-        names = ["INBOX", "Archive", "Archive.2024", "Archive.2025", "Work", "Work.Projects",
-                 "Work.Projects.twinbox", "&AMQ-rger", "Caf&AOk-", "Drafts", "Sent", "Trash"]
+        names = ["INBOX", "Archive", "Archive.2024", "Archive.2025", "Archive.2025.Q1",
+                 "Archive.2025.Q2", "Work", "Work.Projects", "Work.Projects.twinbox",
+                 "Work.Projects.twinbox.&AMQ-rger", "&AMQ-rger", "Caf&AOk-",
+                 "&ZeVnLIqe-", "Lists", "Lists.dovecot", "Lists.imap", "Drafts", "Sent", "Junk",
+                 "Trash"]
         rnd = random.Random(1)
         c = self.a.client("alice")
         for i, name in enumerate(names):
             flags = [("\\Seen",), ("\\Flagged", "$Work"), ()][i % 3]
-            ic.load_messages(self.a, "alice", name, 60 + rnd.randrange(40), size=1500,
+            ic.load_messages(self.a, "alice", name, 90 + rnd.randrange(30), size=1500,
                              seed=i, flags=flags, client=c)
         c.logout()
         r = self.sync()
         self.assertIn("copied a->b", r.out)
         snap = self.assertSame()
         self.assertIn("&AMQ-rger", snap)
-        self.assertIn("Work/Projects/twinbox", snap)
+        self.assertIn("Work/Projects/twinbox/&AMQ-rger", snap)
+        self.assertIn("&ZeVnLIqe-", snap)
         total = sum(len(v) for v in snap.values())
-        self.assertGreater(total, 700)
+        self.assertGreater(total, 1900)
         # Second run: nothing to copy, nothing changes.
         r = self.sync()
         self.assertIn("copied a->b 0, b->a 0, flag updates 0, expunged 0", r.out)
