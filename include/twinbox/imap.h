@@ -48,6 +48,10 @@ struct tb_imap_events {
 /* Must not be pipelined with anything: waits for all in-flight commands and holds every
  * later one until it completes (STARTTLS, COMPRESS, authentication, SELECT ordering). */
 #define TB_CMD_BARRIER 1u
+/* Waits for all in-flight commands, but later ones may follow it at once (SELECT: what
+ * follows runs in the new mailbox, which the server orders for us; what precedes must not
+ * run in it). */
+#define TB_CMD_FENCE 2u
 
 struct tb_imap *tb_imap_new(uv_loop_t *loop, const struct tb_account *acct,
                             const struct tb_imap_events *ev, void *ud);

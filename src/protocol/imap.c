@@ -423,7 +423,7 @@ static void pump(struct tb_imap *c)
     while (c->waiting_head < c->n_waiting && !c->blocked && !c->barrier &&
            c->n_inflight < (size_t)c->max_inflight) {
         struct pending *p = c->waiting[c->waiting_head];
-        if ((p->flags & TB_CMD_BARRIER) && c->n_inflight > 0)
+        if ((p->flags & (TB_CMD_BARRIER | TB_CMD_FENCE)) && c->n_inflight > 0)
             break;
         c->waiting_head++;
         send_one(c, p);

@@ -218,8 +218,9 @@ static void delta_add_vanished(struct tb_delta *d, struct mailimap_set *set)
     }
 }
 
-/* Routes SELECT/FETCH data of the selected mailbox into the delta. SELECT is a barrier, so
- * every FETCH and VANISHED between it and the next SELECT belongs to this mailbox. */
+/* Routes SELECT/FETCH data of the selected mailbox into the delta. SELECT is a fence (no
+ * command of the previous mailbox is still running) and the engine waits for the delta
+ * before anything else, so every FETCH and VANISHED until then belongs to this mailbox. */
 static bool delta_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
 {
     (void)c;
@@ -315,7 +316,7 @@ void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base
                       (unsigned long long)base_modseq);
     else if (tb_imap_has_cap(s->c, "CONDSTORE"))
         tb_cmd_atom(cmd, "(CONDSTORE)");
-    tb_imap_submit(s->c, cmd, TB_CMD_BARRIER, op_done, delta_untagged, op_new(s, what));
+    tb_imap_submit(s->c, cmd, TB_CMD_FENCE, op_done, delta_untagged, op_new(s, what));
     /* QRESYNC's SELECT reports changed flags and vanished UIDs; new messages (UID >= the
      * base UIDNEXT) are fetched with their identity. Without a base: everything. */
     out->full = !qresync;
