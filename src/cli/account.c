@@ -4,6 +4,7 @@
 #include "twinbox/exit.h"
 #include "twinbox/log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,18 +25,10 @@ int tb_cli_account_load(const struct tb_cli *cli, const char *arg, struct tb_cli
         out->acct = out->url_acct;
     } else {
         char path[4096];
-        const char *p = cli->config_path;
-        if (!p) {
-            if (tb_config_default_path(path, sizeof(path)) < 0) {
-                tb_log_error("cannot determine the configuration file path (set -c FILE)");
-                return TB_EXIT_CONFIG;
-            }
-            p = path;
-        }
-        if (tb_config_load(p, &out->cfg, err, sizeof(err)) < 0) {
-            tb_log_error("%s", err);
-            return TB_EXIT_CONFIG;
-        }
+        int rc = tb_cli_config_load(cli, &out->cfg, path, sizeof(path));
+        if (rc != TB_EXIT_OK)
+            return rc;
+        const char *p = path;
         out->acct = tb_config_account(out->cfg, arg);
         if (!out->acct) {
             tb_log_error("%s: no [account %s] section", p, arg);
@@ -47,6 +40,22 @@ int tb_cli_account_load(const struct tb_cli *cli, const char *arg, struct tb_cli
         tb_account_password(out->acct, &out->password, err, sizeof(err)) < 0) {
         tb_log_error("%s", err);
         tb_cli_account_free(out);
+        return TB_EXIT_CONFIG;
+    }
+    return TB_EXIT_OK;
+}
+
+int tb_cli_config_load(const struct tb_cli *cli, struct tb_config **cfg, char *path, size_t len)
+{
+    char err[1024];
+    if (cli->config_path)
+        snprintf(path, len, "%s", cli->config_path);
+    else if (tb_config_default_path(path, len) < 0) {
+        tb_log_error("cannot determine the configuration file path (set -c FILE)");
+        return TB_EXIT_CONFIG;
+    }
+    if (tb_config_load(path, cfg, err, sizeof(err)) < 0) {
+        tb_log_error("%s", err);
         return TB_EXIT_CONFIG;
     }
     return TB_EXIT_OK;

@@ -22,6 +22,9 @@ struct tb_cli_account {
     char *password;
 };
 int tb_cli_account_load(const struct tb_cli *cli, const char *arg, struct tb_cli_account *out);
+/* Loads -c FILE or the default configuration; the file name used is copied into path.
+ * Returns an exit code; the error is already printed. */
+int tb_cli_config_load(const struct tb_cli *cli, struct tb_config **cfg, char *path, size_t len);
 void tb_cli_account_free(struct tb_cli_account *a);
 
 int tb_cmd_probe(const struct tb_cli *cli, int argc, char **argv);

@@ -4,8 +4,8 @@
 #include "cli/cli.h"
 
 #include "protocol/cmd.h"
-#include "protocol/mboxname.h"
 #include "protocol/parse.h"
+#include "store/fetch.h"
 #include "twinbox/config.h"
 #include "twinbox/exit.h"
 #include "twinbox/imap.h"
@@ -17,92 +17,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct mbox {
-    char *name;
-    char sep;
-    bool noselect;
-    bool have_status;
-    uint32_t messages, uidvalidity, uidnext;
-    uint64_t highestmodseq;
-};
-
 struct probe {
     const struct tb_cli *cli;
     struct tb_imap *c;
-    struct mbox *boxes;
+    struct tb_mbox_info *boxes;
     size_t n_boxes;
     size_t outstanding;
     int exit_code;
     uint64_t turns;
     bool done;
 };
-
-static struct mbox *find_box(struct probe *p, const char *name)
-{
-    for (size_t i = 0; i < p->n_boxes; i++)
-        if (strcmp(p->boxes[i].name, name) == 0)
-            return &p->boxes[i];
-    return NULL;
-}
-
-static void add_list(struct probe *p, struct mailimap_mailbox_list *ml)
-{
-    if (find_box(p, ml->mb_name))
-        return;
-    p->boxes = tb_xrealloc(p->boxes, (p->n_boxes + 1) * sizeof(*p->boxes));
-    struct mbox *b = &p->boxes[p->n_boxes++];
-    memset(b, 0, sizeof(*b));
-    b->name = tb_xstrdup(ml->mb_name);
-    b->sep = ml->mb_delimiter;
-    struct mailimap_mbx_list_flags *f = ml->mb_flag;
-    if (f && f->mbf_type == MAILIMAP_MBX_LIST_FLAGS_SFLAG &&
-        f->mbf_sflag == MAILIMAP_MBX_LIST_SFLAG_NOSELECT)
-        b->noselect = true;
-    if (f && f->mbf_oflags) {
-        for (clistiter *it = clist_begin(f->mbf_oflags); it; it = clist_next(it)) {
-            struct mailimap_mbx_list_oflag *o = clist_content(it);
-            if (o->of_type == MAILIMAP_MBX_LIST_OFLAG_FLAG_EXT && o->of_flag_ext &&
-                strcasecmp(o->of_flag_ext, "NonExistent") == 0)
-                b->noselect = true;
-        }
-    }
-}
-
-static void add_status(struct probe *p, struct mailimap_mailbox_data_status *st)
-{
-    char *name = tb_mboxname_unwire(st->st_mailbox);
-    struct mbox *b = find_box(p, name);
-    free(name);
-    if (!b)
-        return;
-    b->have_status = true;
-    for (clistiter *it = clist_begin(st->st_info_list); it; it = clist_next(it)) {
-        struct mailimap_status_info *si = clist_content(it);
-        switch (si->st_att) {
-        case MAILIMAP_STATUS_ATT_MESSAGES:
-            b->messages = si->st_value;
-            break;
-        case MAILIMAP_STATUS_ATT_UIDNEXT:
-            b->uidnext = si->st_value;
-            break;
-        case MAILIMAP_STATUS_ATT_UIDVALIDITY:
-            b->uidvalidity = si->st_value;
-            break;
-        case MAILIMAP_STATUS_ATT_HIGHESTMODSEQ:
-            b->highestmodseq = si->st_value;
-            break;
-        case MAILIMAP_STATUS_ATT_EXTENSION:
-            if (si->st_ext_data &&
-                si->st_ext_data->ext_extension->ext_id == MAILIMAP_EXTENSION_CONDSTORE) {
-                struct mailimap_condstore_status_info *cs = si->st_ext_data->ext_data;
-                b->highestmodseq = cs->cs_highestmodseq_value;
-            }
-            break;
-        default:
-            break;
-        }
-    }
-}
 
 /* Claims LIST and STATUS data for the probe's commands (routing by content). */
 static bool on_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
@@ -113,11 +37,12 @@ static bool on_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
         return false;
     struct mailimap_mailbox_data *md = r->data->rsp_data.rsp_mailbox_data;
     if (md->mbd_type == MAILIMAP_MAILBOX_DATA_LIST) {
-        add_list(p, md->mbd_data.mbd_list);
+        p->boxes = tb_xrealloc(p->boxes, (p->n_boxes + 1) * sizeof(*p->boxes));
+        tb_list_to_info(md->mbd_data.mbd_list, &p->boxes[p->n_boxes++]);
         return true;
     }
     if (md->mbd_type == MAILIMAP_MAILBOX_DATA_STATUS) {
-        add_status(p, md->mbd_data.mbd_status);
+        tb_status_apply(md->mbd_data.mbd_status, p->boxes, p->n_boxes);
         return true;
     }
     return false;
@@ -226,7 +151,7 @@ static void print_text(struct probe *p)
     printf("namespace: \"%s\" separator \"%c\"\n", tb_imap_namespace_prefix(c), sep ? sep : '?');
     printf("mailboxes: %zu\n", p->n_boxes);
     for (size_t i = 0; i < p->n_boxes; i++) {
-        struct mbox *b = &p->boxes[i];
+        struct tb_mbox_info *b = &p->boxes[i];
         if (!b->have_status) {
             printf("  %s (not selectable)\n", b->name);
             continue;
@@ -260,7 +185,7 @@ static void print_json(struct probe *p)
     tb_json_string(stdout, sep);
     printf(", \"mailboxes\": [");
     for (size_t i = 0; i < p->n_boxes; i++) {
-        struct mbox *b = &p->boxes[i];
+        struct tb_mbox_info *b = &p->boxes[i];
         printf("%s{\"name\": ", i ? ", " : "");
         tb_json_string(stdout, b->name);
         if (b->have_status)
@@ -300,9 +225,7 @@ int tb_cmd_probe(const struct tb_cli *cli, int argc, char **argv)
     tb_imap_free(p.c);
     uv_run(&loop, UV_RUN_DEFAULT); /* let the handles close */
     uv_loop_close(&loop);
-    for (size_t i = 0; i < p.n_boxes; i++)
-        free(p.boxes[i].name);
-    free(p.boxes);
+    tb_mbox_infos_free(p.boxes, p.n_boxes);
     tb_cli_account_free(&a);
     return p.exit_code;
 }

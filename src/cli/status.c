@@ -113,21 +113,13 @@ static int status_one(const struct tb_config *cfg, const struct tb_pair *pair)
 
 int tb_cmd_status(const struct tb_cli *cli, int argc, char **argv)
 {
-    char path[4096], err[1024];
-    const char *p = cli->config_path;
-    if (!p) {
-        if (tb_config_default_path(path, sizeof(path)) < 0) {
-            tb_log_error("cannot determine the configuration file path (set -c FILE)");
-            return TB_EXIT_CONFIG;
-        }
-        p = path;
-    }
+    char path[4096];
     struct tb_config *cfg;
-    if (tb_config_load(p, &cfg, err, sizeof(err)) < 0) {
-        tb_log_error("%s", err);
-        return TB_EXIT_CONFIG;
-    }
-    int rc = TB_EXIT_OK;
+    int rc = tb_cli_config_load(cli, &cfg, path, sizeof(path));
+    if (rc != TB_EXIT_OK)
+        return rc;
+    const char *p = path;
+
     for (int i = 0; i < argc && rc == TB_EXIT_OK; i++)
         if (!tb_config_pair(cfg, argv[i])) {
             tb_log_error("%s: no [pair %s] section", p, argv[i]);

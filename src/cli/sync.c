@@ -112,21 +112,13 @@ int tb_cmd_sync(const struct tb_cli *cli, int argc, char **argv)
         }
     }
     o.only = o.n_only ? only : NULL;
-    char path[4096], err[1024];
-    const char *p = cli->config_path;
-    if (!p) {
-        if (tb_config_default_path(path, sizeof(path)) < 0) {
-            tb_log_error("cannot determine the configuration file path (set -c FILE)");
-            return TB_EXIT_CONFIG;
-        }
-        p = path;
-    }
+    char path[4096];
     struct tb_config *cfg;
-    if (tb_config_load(p, &cfg, err, sizeof(err)) < 0) {
-        tb_log_error("%s", err);
-        return TB_EXIT_CONFIG;
-    }
-    int rc = TB_EXIT_OK;
+    int rc = tb_cli_config_load(cli, &cfg, path, sizeof(path));
+    if (rc != TB_EXIT_OK)
+        return rc;
+    const char *p = path;
+
     if (n_names == 0 && cfg->n_pairs == 0) {
         tb_log_error("%s: no [pair NAME] section", p);
         rc = TB_EXIT_CONFIG;

@@ -46,5 +46,8 @@ int tb_account_check(struct tb_account *a, const bool set[TB_K_COUNT], int *bad_
 /* "~" and "~/..." become $HOME (or the passwd entry's home); other paths are copied as
  * given. 0 ok (*out malloc'd), -1 with the reason in WHY. */
 int tb_config_expand_path(const char *v, char **out, char *why, size_t n);
+/* Writes "WHO: message" into ERR (when ERR is not NULL) and returns -1. */
+int tb_config_fail(char *err, size_t errlen, const char *who, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif

@@ -4,6 +4,8 @@
  * message contains secret bytes: errors name the account, the source and the cause only.
  * The result is a malloc'd string owned by the caller and released with tb_password_free. */
 #include "twinbox/config.h"
+
+#include "config/config_internal.h"
 #include "util/buf.h"
 
 #include <errno.h>
@@ -24,22 +26,7 @@ extern char **environ;
 /* A password longer than this is certainly a mistake (a key file, a binary). */
 #define MAX_SECRET 4096
 
-static int fail(const struct tb_account *a, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(const struct tb_account *a, char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return -1;
-    int off = snprintf(err, errlen, "%s: ", a->name);
-    if (off >= 0 && (size_t)off < errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err + off, errlen - (size_t)off, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
+#define fail(a, err, errlen, ...) tb_config_fail(err, errlen, (a)->name, __VA_ARGS__)
 
 /* Copies the first line of BUF[0..N) (without "\n" or "\r\n") into a new string, or returns
  * NULL if that line is empty. */

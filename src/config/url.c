@@ -15,10 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
-static int fail(char *err, size_t errlen, const char *who, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, const char *who, const char *fmt, ...)
+int tb_config_fail(char *err, size_t errlen, const char *who, const char *fmt, ...)
 {
     if (!err || !errlen)
         return -1;
@@ -31,6 +28,8 @@ static int fail(char *err, size_t errlen, const char *who, const char *fmt, ...)
     }
     return -1;
 }
+
+#define fail tb_config_fail
 
 static int hexval(char c)
 {

@@ -84,21 +84,7 @@ static void expunge(struct tb_plan *p, int side, uint32_t uid)
     p->expunge[side][p->n_expunge[side]++] = uid;
 }
 
-/* Identity key: Message-ID, size and INTERNALDATE. */
-static int cmp_ident(const void *a, const void *b)
-{
-    const struct tb_msg_info *x = *(const struct tb_msg_info *const *)a;
-    const struct tb_msg_info *y = *(const struct tb_msg_info *const *)b;
-    int c = strcmp(x->ident ? x->ident : "", y->ident ? y->ident : "");
-    if (c)
-        return c;
-    if (x->size != y->size)
-        return x->size < y->size ? -1 : 1;
-    if (x->internaldate != y->internaldate)
-        return x->internaldate < y->internaldate ? -1 : 1;
-    return x->uid < y->uid ? -1 : x->uid > y->uid;
-}
-
+/* Identity: Message-ID, size and INTERNALDATE (0 when equal). */
 static int same_ident(const struct tb_msg_info *x, const struct tb_msg_info *y)
 {
     int c = strcmp(x->ident ? x->ident : "", y->ident ? y->ident : "");
@@ -109,6 +95,15 @@ static int same_ident(const struct tb_msg_info *x, const struct tb_msg_info *y)
     if (x->internaldate != y->internaldate)
         return x->internaldate < y->internaldate ? -1 : 1;
     return 0;
+}
+
+/* Sort order for the merge-join: identity, then UID so equal identities pair in order. */
+static int cmp_ident(const void *a, const void *b)
+{
+    const struct tb_msg_info *x = *(const struct tb_msg_info *const *)a;
+    const struct tb_msg_info *y = *(const struct tb_msg_info *const *)b;
+    int c = same_ident(x, y);
+    return c ? c : (x->uid < y->uid ? -1 : x->uid > y->uid);
 }
 
 void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t n_pairs,

@@ -12,6 +12,35 @@ from tests.integration.common import binary
 from tests.integration.test_sync import SyncBase
 
 
+def descendants(pid):
+    """Every live descendant pid of pid (from /proc/*/task/*/children)."""
+    out, todo = [], [pid]
+    while todo and len(out) < 1000:
+        p = todo.pop()
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+                out += kids
+                todo += kids
+        except OSError:
+            pass
+    return out
+
+
+def wait_gone(pids, timeout=15.0):
+    """The servers of a killed run finish what they had already received (a pipelined
+    APPEND still commits); a rerun starts once they are done, as a cron rerun would."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if os.path.exists(f"/proc/{p}")
+                 and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
+        if not alive:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"tunnel processes of the killed run still alive: {alive}")
+
+
 class CrashTest(SyncBase):
     ROUNDS = 20
 
@@ -34,8 +63,10 @@ class CrashTest(SyncBase):
             p = subprocess.Popen([binary("twinbox"), "-c", self.cfg, "sync"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(rnd.uniform(0.0, 0.25))
+            kids = descendants(p.pid)
             p.send_signal(signal.SIGKILL)
             p.wait(timeout=30)
+            wait_gone(kids)
             self.sync()
             snap = self.assertSame()
             ids = self.ids(snap)
