@@ -236,6 +236,18 @@ class MergeTest(SyncBase):
         r = twinbox("-c", self.cfg, "status")
         self.assertRegex(r.out, r"INBOX +a: .* in sync +b: .* new messages")
 
+    def test_auth_failure_is_one_line_exit_4(self):
+        self.write_config(a_port=self.a.imap_port)
+        with open(self.cfg) as f:
+            text = f.read().replace("password = secret", "password = wrong", 1)
+        with open(self.cfg, "w") as f:
+            f.write(text)
+        r = self.sync(code=4)
+        lines = [l for l in r.err.splitlines() if l.strip()]
+        self.assertEqual(len(lines), 1, r)
+        self.assertIn("a: login: login failed", lines[0])
+        self.assertNotIn("wrong", r.err + r.out)
+
     def test_dry_run_changes_nothing(self):
         ic.load_messages(self.a, "alice", "INBOX", 3)
         r = self.sync("--dry-run")
