@@ -98,6 +98,8 @@ static int status_one(const struct tb_config *cfg, const struct tb_pair *pair)
                        side_state(find(&s[1], mb[i].name), &mb[i].side[1]));
             }
         }
+        if (rc == TB_EXIT_OK)
+            tb_store_logout(both, 2);
         for (int k = 0; k < 2; k++)
             tb_store_free(&s[k]);
         uv_run(&loop, UV_RUN_DEFAULT);

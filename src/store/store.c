@@ -47,12 +47,28 @@ void tb_store_init(struct tb_store *s, uv_loop_t *loop, const struct tb_account 
     tb_imap_start(s->c);
 }
 
+static void logout_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
+{
+    (void)c;
+    (void)r;
+    ((struct tb_store *)ud)->pending--;
+}
+
+void tb_store_logout(struct tb_store **stores, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct tb_store *s = stores[i];
+        if (!s->c || s->failed || !s->ready || s->pending)
+            continue;
+        s->pending++;
+        tb_imap_logout(s->c, logout_done, s);
+    }
+    /* A failure here (the server closing first) changes nothing: the work is done. */
+    tb_store_wait(stores, n);
+}
+
 void tb_store_free(struct tb_store *s)
 {
-    if (s->c && !s->failed) {
-        tb_imap_logout(s->c, NULL, NULL);
-        s->pending = 0;
-    }
     tb_imap_free(s->c);
     s->c = NULL;
     free(s->selected);

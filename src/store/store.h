@@ -64,6 +64,8 @@ struct tb_store {
 
 void tb_store_init(struct tb_store *s, uv_loop_t *loop, const struct tb_account *acct,
                    const char *password);
+/* LOGOUT on every ready, idle store at once, waiting for the answers. */
+void tb_store_logout(struct tb_store **stores, int n);
 void tb_store_free(struct tb_store *s);
 /* Runs the loop until all stores are idle or one failed; -1 if any failed. */
 int tb_store_wait(struct tb_store **stores, int n);

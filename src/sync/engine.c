@@ -587,6 +587,8 @@ out:
     free_entries(ent, n_ent);
     clear_copied(&x);
     free(x.copied);
+    if (rc == 0)
+        tb_store_logout(x.both, 2);
     for (int k = 0; k < 2; k++)
         tb_store_free(&x.s[k]);
     uv_run(loop, UV_RUN_DEFAULT);
