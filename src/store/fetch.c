@@ -48,18 +48,27 @@ static int64_t to_epoch(const struct mailimap_date_time *d, int *tz_minutes)
     return (int64_t)timegm(&tm) - (int64_t)*tz_minutes * 60;
 }
 
-/* "Message-ID: <x@y>\r\n\r\n" -> "<x@y>"; empty when absent. */
-static char *header_value(const char *p, size_t n)
+/* The identity part of a message: its Message-ID, Date, From, To and Subject header lines
+ * (as the server returns them, in message order), whitespace runs folded to one space.
+ * Two copies of one message have the same bytes, hence the same text; a message without a
+ * Message-ID is still told apart from others of the same size and date by the rest. */
+static char *header_ident(const char *p, size_t n)
 {
-    const char *colon = memchr(p, ':', n);
-    if (!colon)
-        return tb_xstrdup("");
-    const char *v = colon + 1, *end = p + n;
-    while (v < end && isspace((unsigned char)*v))
-        v++;
-    while (end > v && isspace((unsigned char)end[-1]))
-        end--;
-    return tb_xstrndup(v, (size_t)(end - v));
+    char *out = tb_xmalloc(n + 1);
+    size_t o = 0;
+    bool space = false;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n') {
+            space = o > 0;
+            continue;
+        }
+        if (space)
+            out[o++] = ' ';
+        space = false;
+        out[o++] = p[i];
+    }
+    out[o] = 0;
+    return out;
 }
 
 bool tb_fetch_to_info(struct mailimap_msg_att *att, struct tb_msg_info *m, const char **body,
@@ -103,7 +112,7 @@ bool tb_fetch_to_info(struct mailimap_msg_att *att, struct tb_msg_info *m, const
                               sec->sec_spec->sec_type == MAILIMAP_SECTION_SPEC_SECTION_MSGTEXT;
                 if (header) {
                     free(m->ident);
-                    m->ident = header_value(bs->sec_body_part ? bs->sec_body_part : "",
+                    m->ident = header_ident(bs->sec_body_part ? bs->sec_body_part : "",
                                             bs->sec_body_part ? bs->sec_length : 0);
                 } else if (body) {
                     *body = bs->sec_body_part ? bs->sec_body_part : "";

@@ -313,7 +313,9 @@ static bool delta_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
     return false;
 }
 
-#define FETCH_ITEMS "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
+#define FETCH_ITEMS                                                                                \
+    "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO "        \
+    "SUBJECT)])"
 
 void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
                           uint64_t base_modseq, uint32_t base_uidnext, struct tb_delta *out)

@@ -175,6 +175,18 @@ class MergeTest(SyncBase):
         self.assertEqual(len(ids), len(set(ids)), "a message was duplicated")
         self.assertEqual(set(ids), set(both + only_a + only_b))
 
+    def test_messages_without_message_id_are_told_apart(self):
+        # Same size and INTERNALDATE, no Message-ID, different subjects: not the same message.
+        day = 1700000000
+        for dv, subj in ((self.a, "Subject: aaaa"), (self.b, "Subject: bbbb")):
+            c = dv.client("alice")
+            ic.append(c, "INBOX", f"{subj}\r\nFrom: x@example.org\r\n\r\nbody\r\n".encode(),
+                      date=day)
+            c.logout()
+        self.sync()
+        snap = self.assertSame()
+        self.assertEqual(len(snap["INBOX"]), 2, snap)
+
     def test_uidvalidity_change_rematches(self):
         ids = ic.load_messages(self.a, "alice", "Box", 8)
         self.sync()
