@@ -357,8 +357,28 @@ void tb_store_create(struct tb_store *s, const char *mailbox, const char *specia
     tb_imap_submit(s->c, cmd, 0, op_done, NULL, op_new(s, what));
 }
 
+/* Dovecot disconnects a client whose selected mailbox is deleted ("BYE Selected mailbox
+ * was deleted"): leave it first. UNSELECT, not CLOSE: CLOSE would expunge the user's
+ * \Deleted messages. */
+static void leave_mailbox(struct tb_store *s, const char *mailbox)
+{
+    if (!s->selected || strcmp(s->selected, mailbox) != 0)
+        return;
+    struct tb_cmd *cmd;
+    if (tb_imap_has_cap(s->c, "UNSELECT")) {
+        cmd = tb_cmd_new("UNSELECT");
+    } else {
+        cmd = tb_cmd_new("EXAMINE");
+        tb_cmd_atom(cmd, "INBOX");
+    }
+    tb_imap_submit(s->c, cmd, TB_CMD_BARRIER, op_done, NULL, op_new(s, "UNSELECT"));
+    free(s->selected);
+    s->selected = NULL;
+}
+
 void tb_store_delete(struct tb_store *s, const char *mailbox)
 {
+    leave_mailbox(s, mailbox);
     char what[300];
     snprintf(what, sizeof(what), "mailbox %s: DELETE", mailbox);
     struct tb_cmd *cmd = tb_cmd_new("DELETE");
@@ -369,6 +389,7 @@ void tb_store_delete(struct tb_store *s, const char *mailbox)
 
 void tb_store_rename(struct tb_store *s, const char *from, const char *to)
 {
+    leave_mailbox(s, from);
     char what[300];
     snprintf(what, sizeof(what), "mailbox %s: RENAME", from);
     struct tb_cmd *cmd = tb_cmd_new("RENAME");

@@ -571,14 +571,25 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
             stats->mailboxes_total++;
     bool tty = isatty(2);
     double t0 = now();
-    for (size_t i = 0; i < n_ent && rc == 0; i++) {
-        if (!wanted(&x, ent[i].canon))
-            continue;
-        rc = sync_entry(&x, &ent[i]);
-        stats->mailboxes_done++;
-        if (tty)
-            progress(pair->name, stats, t0);
+    /* Mailboxes gone on one side last and children first, so a parent is deleted after
+     * its children (a server may refuse, or keep, a parent that still has children). */
+    /* Classified once, before anything runs: syncing an entry gives it a state row. */
+    bool *late = tb_xcalloc(n_ent + 1, sizeof(bool));
+    for (size_t j = 0; j < n_ent; j++)
+        late[j] = ent[j].st && (ent[j].box[0] == NULL) != (ent[j].box[1] == NULL);
+    for (int phase = 0; phase < 2 && rc == 0; phase++) {
+        for (size_t j = 0; j < n_ent && rc == 0; j++) {
+            size_t idx = phase ? n_ent - 1 - j : j;
+            struct entry *e = &ent[idx];
+            if (late[idx] != (phase == 1) || !wanted(&x, e->canon))
+                continue;
+            rc = sync_entry(&x, e);
+            stats->mailboxes_done++;
+            if (tty)
+                progress(pair->name, stats, t0);
+        }
     }
+    free(late);
     if (tty)
         fprintf(stderr, "\r\033[K");
     for (int k = 0; k < 2; k++)

@@ -1,5 +1,6 @@
 #include "transport/deflate.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 struct tb_deflate {
     z_stream out;
     z_stream in;
+    bool in_ended; /* the server finished its stream (it is closing): ignore the rest */
 };
 
 struct tb_deflate *tb_deflate_new(void)
@@ -57,6 +59,8 @@ int tb_deflate_send(struct tb_deflate *z, const char *p, size_t n, struct tb_buf
 int tb_deflate_recv(struct tb_deflate *z, const char *p, size_t n, struct tb_buf *out, char *err,
                     size_t errlen)
 {
+    if (z->in_ended)
+        return 0;
     z->in.next_in = (Bytef *)p;
     z->in.avail_in = (uInt)n;
     /* Keep going while input remains or the last call filled the output window (zlib may
@@ -67,6 +71,10 @@ int tb_deflate_recv(struct tb_deflate *z, const char *p, size_t n, struct tb_buf
         z->in.avail_out = 65536;
         int r = inflate(&z->in, Z_SYNC_FLUSH);
         out->len += 65536 - z->in.avail_out;
+        if (r == Z_STREAM_END) {
+            z->in_ended = true;
+            break;
+        }
         if (r != Z_OK && r != Z_BUF_ERROR) {
             snprintf(err, errlen, "COMPRESS stream corrupt: %s",
                      z->in.msg ? z->in.msg : "inflate error");

@@ -260,6 +260,23 @@ class MergeTest(SyncBase):
         self.assertIn("a: login: login failed", lines[0])
         self.assertNotIn("wrong", r.err + r.out)
 
+    def test_delete_parent_and_children(self):
+        ic.load_messages(self.a, "alice", "P", 2)
+        ic.load_messages(self.a, "alice", "P.C", 2)
+        ic.load_messages(self.a, "alice", "P.C.D", 2)
+        self.sync()
+        c = self.a.client("alice")
+        for name in ("P.C.D", "P.C", "P"):
+            self.assertEqual(c.delete(name)[0], "OK")
+        c.logout()
+        r = self.sync()
+        self.assertIn("deleted 3", r.out)
+        snap = self.assertSame()
+        self.assertFalse([m for m in snap if m.startswith("P")], snap)
+        r = self.sync()
+        self.assertIn("copied a->b 0, b->a 0, flag updates 0, expunged 0, mailboxes created 0",
+                      r.out)
+
     def test_dry_run_changes_nothing(self):
         ic.load_messages(self.a, "alice", "INBOX", 3)
         r = self.sync("--dry-run")
