@@ -398,6 +398,33 @@ void tb_store_rename(struct tb_store *s, const char *from, const char *to)
     tb_imap_submit(s->c, cmd, TB_CMD_BARRIER, op_done, NULL, op_new(s, what));
 }
 
+struct exists_op {
+    struct tb_store *s;
+    bool *exists;
+};
+
+static void exists_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
+{
+    (void)c;
+    struct exists_op *o = ud;
+    o->s->pending--;
+    *o->exists = r->status == TB_IMAP_OK;
+    free(o);
+}
+
+void tb_store_exists(struct tb_store *s, const char *mailbox, bool *exists)
+{
+    struct exists_op *o = tb_xcalloc(1, sizeof(*o));
+    o->s = s;
+    o->exists = exists;
+    *exists = true; /* until the server says otherwise */
+    struct tb_cmd *cmd = tb_cmd_new("STATUS");
+    tb_cmd_astring(cmd, mailbox);
+    tb_cmd_atom(cmd, "(UIDVALIDITY)");
+    s->pending++;
+    tb_imap_submit(s->c, cmd, 0, exists_done, NULL, o);
+}
+
 void tb_store_subscribe(struct tb_store *s, const char *mailbox, bool on)
 {
     char what[300];

@@ -80,6 +80,8 @@ void tb_mbox_infos_free(struct tb_mbox_info *v, size_t n);
 
 void tb_store_create(struct tb_store *s, const char *mailbox, const char *special_use);
 void tb_store_delete(struct tb_store *s, const char *mailbox);
+/* STATUS on one name: *exists is false only when the server answered NO. */
+void tb_store_exists(struct tb_store *s, const char *mailbox, bool *exists);
 void tb_store_rename(struct tb_store *s, const char *from, const char *to);
 void tb_store_subscribe(struct tb_store *s, const char *mailbox, bool on);
 

@@ -338,6 +338,18 @@ static int sync_entry(struct ctx *x, struct entry *e)
         bool quiet = o->have_status && o->uidvalidity == s->uidvalidity &&
                      o->uidnext == s->uidnext && o->highestmodseq == s->highestmodseq;
         if (quiet) {
+            /* Never delete on the strength of a LIST alone: ask for the name itself. */
+            bool still = true;
+            char *gw = to_wire(e->canon, x->s[gone].sep);
+            tb_store_exists(&x->s[gone], gw, &still);
+            free(gw);
+            if (tb_store_wait(x->both, 2) < 0)
+                return store_fail(x);
+            if (still) {
+                tb_log_warn("%s: missing from the LIST of %s but STATUS finds it; left alone",
+                            e->canon, gone ? "b" : "a");
+                return 0;
+            }
             printf("%s: deleted on %s, deleting on %s\n", e->canon, gone ? "b" : "a",
                    gone ? "a" : "b");
             if (x->o->dry_run)
