@@ -277,6 +277,21 @@ class MergeTest(SyncBase):
         self.assertIn("copied a->b 0, b->a 0, flag updates 0, expunged 0, mailboxes created 0",
                       r.out)
 
+    def test_mailbox_filters(self):
+        for box in ("INBOX", "Keep", "Skip", "Trash"):
+            ic.load_messages(self.a, "alice", box, 1, seed=hash(box) % 100)
+        with open(self.cfg, "a") as f:
+            f.write("exclude = Trash, Sk*\n")
+        self.sync("--mailbox", "INBOX")
+        sb = self.snap(self.b)
+        self.assertEqual(len(sb["INBOX"]), 1)
+        self.assertNotIn("Keep", sb)
+        self.sync()
+        sb = self.snap(self.b)
+        self.assertIn("Keep", sb)
+        self.assertNotIn("Skip", sb)
+        self.assertNotIn("Trash", sb)
+
     def test_dry_run_changes_nothing(self):
         ic.load_messages(self.a, "alice", "INBOX", 3)
         r = self.sync("--dry-run")
