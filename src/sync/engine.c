@@ -268,8 +268,21 @@ static int sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
             tb_delta_clear(d[1]);
             break;
         }
-        for (int k = 0; k < 2; k++)
+        bool moved = false;
+        for (int k = 0; k < 2; k++) {
             base_next[k] = d[k]->full ? 0 : e->st->side[k].uidnext;
+            /* Recreated between LIST-STATUS and SELECT: the QRESYNC base does not apply;
+             * leave the mailbox to the next run rather than diff against the wrong UIDs. */
+            if (!d[k]->full && d[k]->uidvalidity != e->st->side[k].uidvalidity)
+                moved = true;
+        }
+        if (moved) {
+            tb_log_warn("%s: UIDVALIDITY changed during the run; skipped until the next run",
+                        e->canon);
+            tb_delta_clear(d[0]);
+            tb_delta_clear(d[1]);
+            break;
+        }
         struct tb_state_msg *pairs = NULL;
         size_t n_pairs = 0;
         if (e->st && !reset && tb_state_messages(x->st, e->st->id, &pairs, &n_pairs) < 0) {
