@@ -59,4 +59,25 @@ int tb_state_msg_put(struct tb_state *st, int64_t mailbox, uint32_t uid_a, uint3
 int tb_state_msg_delete(struct tb_state *st, int64_t mailbox, uint32_t uid_a);
 int tb_state_msgs_clear(struct tb_state *st, int64_t mailbox);
 
+/* Copies in flight. run identifies this process's run; intents of other runs are copies a
+ * crashed run had sent, whose APPEND the server may still complete after the crash. */
+struct tb_state_intent {
+    int side; /* the destination */
+    char *ident;
+    uint32_t size;
+    int64_t internaldate;
+};
+int tb_state_intent_add(struct tb_state *st, const char *mailbox, const char *run, int side,
+                        const char *ident, uint32_t size, int64_t internaldate);
+/* Intents of other runs for this mailbox. */
+int tb_state_intents(struct tb_state *st, const char *mailbox, const char *run,
+                     struct tb_state_intent **out, size_t *n);
+void tb_state_intents_free(struct tb_state_intent *v, size_t n);
+/* Drops one intent of another run (it was resolved: the copy was found). */
+int tb_state_intent_drop(struct tb_state *st, const char *mailbox, const char *run,
+                         const struct tb_state_intent *i);
+/* Drops this run's intents and those older than max_age seconds. */
+int tb_state_intents_done(struct tb_state *st, const char *mailbox, const char *run,
+                          int64_t max_age);
+
 #endif

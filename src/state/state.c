@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 struct tb_state {
     sqlite3 *db;
@@ -29,6 +29,15 @@ static const char *schema_v1 =
     "  uid_a INTEGER NOT NULL, uid_b INTEGER NOT NULL, flags TEXT NOT NULL,"
     "  PRIMARY KEY (mailbox, uid_a));"
     "CREATE UNIQUE INDEX message_b ON message(mailbox, uid_b);";
+
+/* v2: copies in flight. A row is written before a copy batch and removed with the pass
+ * that recorded the copies; rows of another run are that run's unfinished copies, whose
+ * APPEND the server may still complete after the crash (see tb_state_intents). */
+static const char *schema_v2 = "CREATE TABLE intent ("
+                               "  mailbox TEXT NOT NULL, run TEXT NOT NULL, side INTEGER NOT NULL,"
+                               "  ident TEXT NOT NULL, size INTEGER NOT NULL,"
+                               "  internaldate INTEGER NOT NULL, created INTEGER NOT NULL);"
+                               "CREATE INDEX intent_mailbox ON intent(mailbox);";
 
 static int exec(struct tb_state *st, const char *sql)
 {
@@ -71,19 +80,24 @@ int tb_state_open(const char *path, struct tb_state **out, char *err, size_t err
         return -1;
     }
     int v = user_version(st);
-    if (v == 0) {
-        if (exec(st, "BEGIN") < 0 || exec(st, schema_v1) < 0 ||
-            exec(st, "PRAGMA user_version = 1") < 0 || exec(st, "COMMIT") < 0) {
-            snprintf(err, errlen, "state %s: cannot create schema: %s", path,
-                     sqlite3_errmsg(st->db));
-            tb_state_close(st);
-            return -1;
-        }
-    } else if (v != SCHEMA_VERSION) {
+    if (v > SCHEMA_VERSION || v < 0) {
         snprintf(err, errlen, "state %s: schema version %d is not supported (expected %d)", path, v,
                  SCHEMA_VERSION);
         tb_state_close(st);
         return -1;
+    }
+    /* Each step upgrades by one version in its own transaction. */
+    static const char **steps[] = {&schema_v1, &schema_v2};
+    for (; v < SCHEMA_VERSION; v++) {
+        char bump[64];
+        snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", v + 1);
+        if (exec(st, "BEGIN") < 0 || exec(st, *steps[v]) < 0 || exec(st, bump) < 0 ||
+            exec(st, "COMMIT") < 0) {
+            snprintf(err, errlen, "state %s: cannot create schema version %d: %s", path, v + 1,
+                     sqlite3_errmsg(st->db));
+            tb_state_close(st);
+            return -1;
+        }
     }
     *out = st;
     return 0;
@@ -330,6 +344,97 @@ int tb_state_msg_delete(struct tb_state *st, int64_t mailbox, uint32_t uid_a)
         return -1;
     sqlite3_bind_int64(s, 1, mailbox);
     sqlite3_bind_int64(s, 2, uid_a);
+    int r = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return r == SQLITE_DONE ? 0 : -1;
+}
+
+int tb_state_intent_add(struct tb_state *st, const char *mailbox, const char *run, int side,
+                        const char *ident, uint32_t size, int64_t internaldate)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "INSERT INTO intent (mailbox, run, side, ident, size, internaldate,"
+                           " created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%s','now'))",
+                           -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(s, 1, mailbox, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, run, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, side);
+    sqlite3_bind_text(s, 4, ident ? ident : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, size);
+    sqlite3_bind_int64(s, 6, internaldate);
+    int r = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return r == SQLITE_DONE ? 0 : -1;
+}
+
+int tb_state_intents(struct tb_state *st, const char *mailbox, const char *run,
+                     struct tb_state_intent **out, size_t *n)
+{
+    sqlite3_stmt *s;
+    *out = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT side, ident, size, internaldate FROM intent"
+                           " WHERE mailbox = ?1 AND run <> ?2",
+                           -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(s, 1, mailbox, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, run, -1, SQLITE_STATIC);
+    int r;
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        *out = tb_xrealloc(*out, (*n + 1) * sizeof(**out));
+        struct tb_state_intent *i = &(*out)[(*n)++];
+        i->side = sqlite3_column_int(s, 0);
+        i->ident = tb_xstrdup((const char *)sqlite3_column_text(s, 1));
+        i->size = (uint32_t)sqlite3_column_int64(s, 2);
+        i->internaldate = sqlite3_column_int64(s, 3);
+    }
+    sqlite3_finalize(s);
+    return r == SQLITE_DONE ? 0 : -1;
+}
+
+void tb_state_intents_free(struct tb_state_intent *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].ident);
+    free(v);
+}
+
+int tb_state_intents_done(struct tb_state *st, const char *mailbox, const char *run,
+                          int64_t max_age)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "DELETE FROM intent WHERE mailbox = ?1 AND (run = ?2 OR"
+                           " created < strftime('%s','now') - ?3)",
+                           -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(s, 1, mailbox, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, run, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, max_age);
+    int r = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return r == SQLITE_DONE ? 0 : -1;
+}
+
+int tb_state_intent_drop(struct tb_state *st, const char *mailbox, const char *run,
+                         const struct tb_state_intent *i)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "DELETE FROM intent WHERE rowid = (SELECT rowid FROM intent"
+                           " WHERE mailbox = ?1 AND run <> ?2 AND side = ?3 AND ident = ?4"
+                           " AND size = ?5 AND internaldate = ?6 LIMIT 1)",
+                           -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(s, 1, mailbox, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, run, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, i->side);
+    sqlite3_bind_text(s, 4, i->ident, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, i->size);
+    sqlite3_bind_int64(s, 6, i->internaldate);
     int r = sqlite3_step(s);
     sqlite3_finalize(s);
     return r == SQLITE_DONE ? 0 : -1;

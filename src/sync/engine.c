@@ -44,6 +44,7 @@ struct ctx {
     char *err;
     size_t errlen;
     int rc;
+    char run[64]; /* this run's id for copy intents */
     /* pairs recorded by the copy callbacks of the current pass */
     struct tb_pair_update *copied;
     size_t n_copied, cap_copied;
@@ -139,6 +140,24 @@ static void print_plan(struct ctx *x, const char *canon, const struct tb_plan *p
 
 /* Executes the writes of a plan on both sides; fills `modified` with UIDs refused by
  * UNCHANGEDSINCE per side (their pairs keep the old base and are merged next pass). */
+/* Before a copy batch: what it may leave behind if this run dies (see tb_state_intents). */
+static int record_intents(struct ctx *x, const char *canon, const struct tb_plan *p)
+{
+    if (!p->n_copies[0] && !p->n_copies[1])
+        return 0;
+    if (tb_state_begin(x->st) < 0)
+        return state_fail(x, "begin");
+    int r = 0;
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; r == 0 && i < p->n_copies[k]; i++) {
+            const struct tb_msg_info *m = p->copies[k][i];
+            r = tb_state_intent_add(x->st, canon, x->run, k, m->ident, m->size, m->internaldate);
+        }
+    if (r < 0 || tb_state_commit(x->st) < 0)
+        return state_fail(x, "intents");
+    return 0;
+}
+
 static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct tb_delta *d[2],
                    struct tb_buf modified[2])
 {
@@ -189,7 +208,8 @@ static bool uid_in(const uint32_t *v, size_t n, uint32_t u)
 
 /* Records one pass: pair changes, copies, and the side values seen by its SELECTs. */
 static int commit_pass(struct ctx *x, struct entry *e, struct tb_delta *d[2], struct tb_plan *p,
-                       struct tb_buf modified[2], bool reset, bool subscribed)
+                       struct tb_buf modified[2], bool reset, bool subscribed,
+                       const struct tb_state_intent *sus)
 {
     uint32_t *mod[2] = {NULL, NULL};
     size_t n_mod[2] = {0, 0};
@@ -226,6 +246,12 @@ static int commit_pass(struct ctx *x, struct entry *e, struct tb_delta *d[2], st
     for (size_t i = 0; r == 0 && i < x->n_copied; i++)
         r = tb_state_msg_put(x->st, row.id, x->copied[i].uid[0], x->copied[i].uid[1],
                              x->copied[i].flags);
+    /* This pass's copies are recorded: their intents go; a crashed run's intents go once
+     * resolved, or after ten minutes (by then its server has long finished). */
+    for (size_t i = 0; r == 0 && i < p->n_resolved; i++)
+        r = tb_state_intent_drop(x->st, e->canon, x->run, &sus[p->resolved[i]]);
+    if (r == 0)
+        r = tb_state_intents_done(x->st, e->canon, x->run, 600);
     free(mod[0]);
     free(mod[1]);
     if (r < 0 || tb_state_commit(x->st) < 0)
@@ -285,23 +311,31 @@ static int sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
         }
         struct tb_state_msg *pairs = NULL;
         size_t n_pairs = 0;
-        if (e->st && !reset && tb_state_messages(x->st, e->st->id, &pairs, &n_pairs) < 0) {
+        struct tb_state_intent *sus = NULL;
+        size_t n_sus = 0;
+        if ((e->st && !reset && tb_state_messages(x->st, e->st->id, &pairs, &n_pairs) < 0) ||
+            tb_state_intents(x->st, e->canon, x->run, &sus, &n_sus) < 0) {
             rc = state_fail(x, "read");
         } else {
             struct tb_plan p;
-            tb_plan_compute(&p, pairs, n_pairs, d, base_next);
+            tb_plan_compute(&p, pairs, n_pairs, d, base_next, sus, n_sus);
             bool writes = tb_plan_has_writes(&p);
             struct tb_buf modified[2];
             tb_buf_init(&modified[0]);
             tb_buf_init(&modified[1]);
+            if (p.late)
+                tb_log_warn("%s: %llu late copies of an interrupted run found and expunged",
+                            e->canon, (unsigned long long)p.late);
             if (x->o->dry_run) {
                 print_plan(x, e->canon, &p);
                 writes = false;
             } else {
-                if (writes && execute(x, (const char **)wire, &p, d, modified) < 0)
+                if (writes)
+                    rc = record_intents(x, e->canon, &p);
+                if (rc == 0 && writes && execute(x, (const char **)wire, &p, d, modified) < 0)
                     rc = store_fail(x);
                 if (rc == 0)
-                    rc = commit_pass(x, e, d, &p, modified, reset, subscribed);
+                    rc = commit_pass(x, e, d, &p, modified, reset, subscribed, sus);
                 x->stats->conflicts += p.conflicts;
             }
             clear_copied(x);
@@ -312,6 +346,7 @@ static int sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
             if (!writes)
                 pass = MAX_PASSES; /* settled: the state matches both sides */
         }
+        tb_state_intents_free(sus, n_sus);
         tb_state_messages_free(pairs, n_pairs);
         tb_delta_clear(d[0]);
         tb_delta_clear(d[1]);
@@ -568,6 +603,7 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
                  struct tb_sync_stats *stats, char *err, size_t errlen)
 {
     struct ctx x = {.pair = pair, .st = st, .o = o, .stats = stats, .err = err, .errlen = errlen};
+    snprintf(x.run, sizeof(x.run), "%lld-%d", (long long)time(NULL), (int)getpid());
     for (int k = 0; k < 2; k++) {
         tb_store_init(&x.s[k], loop, acct[k], password[k]);
         x.both[k] = &x.s[k];

@@ -106,8 +106,35 @@ static int cmp_ident(const void *a, const void *b)
     return c ? c : (x->uid < y->uid ? -1 : x->uid > y->uid);
 }
 
+/* Index of an unused suspect copy to `side` with m's identity, or -1. */
+static long suspect(const struct tb_plan *p, const struct tb_state_intent *sus, size_t n, int side,
+                    const struct tb_msg_info *m)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (sus[i].side != side || sus[i].size != m->size ||
+            sus[i].internaldate != m->internaldate ||
+            strcmp(sus[i].ident, m->ident ? m->ident : ""))
+            continue;
+        bool used = false;
+        for (size_t j = 0; j < p->n_resolved && !used; j++)
+            used = p->resolved[j] == i;
+        if (!used)
+            return (long)i;
+    }
+    return -1;
+}
+
+static void resolve(struct tb_plan *p, long i)
+{
+    if (i < 0)
+        return;
+    p->resolved = tb_xrealloc(p->resolved, (p->n_resolved + 1) * sizeof(*p->resolved));
+    p->resolved[p->n_resolved++] = (size_t)i;
+}
+
 void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t n_pairs,
-                     struct tb_delta *delta[2], const uint32_t base_next[2])
+                     struct tb_delta *delta[2], const uint32_t base_next[2],
+                     const struct tb_state_intent *sus, size_t n_sus)
 {
     memset(p, 0, sizeof(*p));
     uint32_t *paired[2];
@@ -182,15 +209,25 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
         int c = i >= n_fresh[0] ? 1 : j >= n_fresh[1] ? -1 : same_ident(fresh[0][i], fresh[1][j]);
         if (c == 0) {
             const struct tb_msg_info *a = fresh[0][i++], *b = fresh[1][j++];
+            /* A crashed run's copy that arrived in time: found, and paired here. */
+            long s0 = suspect(p, sus, n_sus, 0, a);
+            resolve(p, s0 >= 0 ? s0 : suspect(p, sus, n_sus, 1, b));
             char *merged = tb_flags_merge("", a->flags, b->flags);
             converge(p, 0, a->uid, a->flags, merged);
             converge(p, 1, b->uid, b->flags, merged);
             update(p, a->uid, b->uid, merged, false);
             free(merged);
-        } else if (c < 0) {
-            p->copies[1][p->n_copies[1]++] = fresh[0][i++];
         } else {
-            p->copies[0][p->n_copies[0]++] = fresh[1][j++];
+            int k = c < 0 ? 0 : 1; /* the side holding the unmatched new message */
+            const struct tb_msg_info *m = c < 0 ? fresh[0][i++] : fresh[1][j++];
+            long s = suspect(p, sus, n_sus, k, m);
+            if (s >= 0) {
+                resolve(p, s);
+                expunge(p, k, m->uid);
+                p->late++;
+            } else {
+                p->copies[1 - k][p->n_copies[1 - k]++] = m;
+            }
         }
     }
     for (int k = 0; k < 2; k++) {
@@ -226,5 +263,6 @@ void tb_plan_free(struct tb_plan *p)
     for (size_t i = 0; i < p->n_updates; i++)
         free(p->updates[i].flags);
     free(p->updates);
+    free(p->resolved);
     memset(p, 0, sizeof(*p));
 }

@@ -34,12 +34,22 @@ struct tb_plan {
     struct tb_pair_update *updates;
     size_t n_updates, cap_updates;
     uint64_t conflicts;
+    /* Intents of a crashed run resolved by this plan (the copy was found: paired, or a late
+     * duplicate expunged), by index into the suspects given; late: how many expunged. */
+    size_t *resolved;
+    size_t n_resolved;
+    uint64_t late;
 };
 
 /* state: the pairs recorded for this mailbox (sorted by uid a); base_next: the UIDNEXT the
  * state recorded per side (0 when the side's listing is full). */
+/* suspects: copies a crashed run had in flight (tb_state_intents). A new message on side k
+ * that matches no new message on the other side but matches a suspect copy to k is that
+ * copy, landed after its run died while this run copied the original again: it is
+ * expunged instead of being copied back. */
 void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t n_pairs,
-                     struct tb_delta *delta[2], const uint32_t base_next[2]);
+                     struct tb_delta *delta[2], const uint32_t base_next[2],
+                     const struct tb_state_intent *suspects, size_t n_suspects);
 bool tb_plan_has_writes(const struct tb_plan *p);
 void tb_plan_free(struct tb_plan *p);
 

@@ -3,6 +3,7 @@ link mid-sync; every rerun must converge with nothing lost and nothing duplicate
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import time
 
@@ -29,12 +30,20 @@ def descendants(pid):
 
 
 def wait_gone(pids, timeout=15.0):
-    """The servers of a killed run finish what they had already received (a pipelined
-    APPEND still commits); a rerun starts once they are done, as a cron rerun would."""
+    """A killed run's server sessions still complete the commands they had received (an
+    APPEND can land after the next run finished: test_late_copy_of_a_crashed_run covers
+    how that run's successor cleans it up). The rerun here starts once they are done."""
     deadline = time.monotonic() + timeout
+    alive = list(pids)
     while time.monotonic() < deadline:
-        alive = [p for p in pids if os.path.exists(f"/proc/{p}")
-                 and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
+        alive = []
+        for p in pids:
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                        alive.append(p)
+            except OSError:
+                pass
         if not alive:
             return
         time.sleep(0.02)
@@ -72,6 +81,41 @@ class CrashTest(SyncBase):
             ids = self.ids(snap)
             self.assertEqual(len(ids), len(set(ids)), f"round {rnd_i}: duplicates")
             self.assertEqual(set(ids), expected, f"round {rnd_i}: lost or unexpected mail")
+
+    def test_late_copy_of_a_crashed_run(self):
+        """A crashed run's APPEND that the server completed after the next run had copied
+        the original again: the run after that finds the copy through the crashed run's
+        intent and expunges it (deterministic replay of the race)."""
+        ids = ic.load_messages(self.a, "alice", "INBOX", 3, seed=11)
+        self.sync()
+        c = self.a.client("alice")
+        c.select("INBOX", readonly=True)
+        typ, data = c.uid("FETCH", "1", "(RFC822.SIZE INTERNALDATE BODY.PEEK[] "
+                          "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO SUBJECT)])")
+        c.logout()
+        full = hdr = None
+        for part in data:
+            if isinstance(part, tuple) and b"HEADER.FIELDS" in part[0]:
+                hdr = part[1]
+            elif isinstance(part, tuple):
+                full = part[1]
+        first = [m for m in ic.fetch_all(self.a.client("alice"), "INBOX")][0]
+        # The late copy lands on b, and the state holds the dead run's intent for it.
+        ic.append(self.b.client("alice"), "INBOX", full, date=first["internaldate"])
+        db = sqlite3.connect(self.state)
+        db.execute("INSERT INTO intent (mailbox, run, side, ident, size, internaldate, created)"
+                   " VALUES ('INBOX', 'crashed-run', 1, ?, ?, ?, strftime('%s','now'))",
+                   (" ".join(hdr.decode().split()), first["size"], first["internaldate"]))
+        db.commit()
+        db.close()
+        r = self.sync()
+        self.assertIn("late copies", r.err)
+        snap = self.assertSame()
+        self.assertEqual(sorted(x[0] for x in snap["INBOX"]), sorted(ids))
+        # Without the intent the same copy is a new message, copied to a (control).
+        ic.append(self.b.client("alice"), "INBOX", full, date=first["internaldate"])
+        self.sync()
+        self.assertEqual(len(self.snap(self.a)["INBOX"]), 4)
 
     def test_connection_cut_mid_sync(self):
         ic.load_messages(self.a, "alice", "INBOX", 40, size=20000)
