@@ -3,6 +3,7 @@
 #include "twinbox/config.h"
 #include "twinbox/exit.h"
 #include "twinbox/log.h"
+#include "twinbox/state.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,4 +85,37 @@ void tb_json_string(FILE *f, const char *s)
             fputc(*q, f);
     }
     fputc('"', f);
+}
+
+int tb_cli_pair_load(const struct tb_config *cfg, const struct tb_pair *pair,
+                     struct tb_cli_pair *out)
+{
+    char err[1024];
+    memset(out, 0, sizeof(*out));
+    out->acct[0] = tb_config_account(cfg, pair->a);
+    out->acct[1] = tb_config_account(cfg, pair->b);
+    for (int k = 0; k < 2; k++) {
+        if (tb_account_needs_password(out->acct[k]) &&
+            tb_account_password(out->acct[k], &out->pw[k], err, sizeof(err)) < 0) {
+            tb_log_error("%s", err);
+            tb_cli_pair_free(out);
+            return TB_EXIT_CONFIG;
+        }
+    }
+    if (pair->state) {
+        snprintf(out->path, sizeof(out->path), "%s", pair->state);
+    } else if (tb_state_default_path(pair->name, out->path, sizeof(out->path)) < 0) {
+        tb_log_error("pair %s: cannot create the state directory", pair->name);
+        tb_cli_pair_free(out);
+        return TB_EXIT_CONFIG;
+    }
+    return TB_EXIT_OK;
+}
+
+void tb_cli_pair_free(struct tb_cli_pair *p)
+{
+    for (int k = 0; k < 2; k++) {
+        tb_password_free(p->pw[k]);
+        p->pw[k] = NULL;
+    }
 }

@@ -7,6 +7,7 @@
 
 struct tb_account;
 struct tb_config;
+struct tb_pair;
 
 struct tb_cli {
     const char *config_path; /* -c, or NULL for the default */
@@ -26,6 +27,17 @@ int tb_cli_account_load(const struct tb_cli *cli, const char *arg, struct tb_cli
  * Returns an exit code; the error is already printed. */
 int tb_cli_config_load(const struct tb_cli *cli, struct tb_config **cfg, char *path, size_t len);
 void tb_cli_account_free(struct tb_cli_account *a);
+
+/* A pair's two accounts, their passwords and its state path, resolved for a command. */
+struct tb_cli_pair {
+    const struct tb_account *acct[2];
+    char *pw[2];
+    char path[4096];
+};
+/* Returns an exit code; the error is already printed and nothing is left to free. */
+int tb_cli_pair_load(const struct tb_config *cfg, const struct tb_pair *pair,
+                     struct tb_cli_pair *out);
+void tb_cli_pair_free(struct tb_cli_pair *p);
 
 int tb_cmd_probe(const struct tb_cli *cli, int argc, char **argv);
 int tb_cmd_sync(const struct tb_cli *cli, int argc, char **argv);

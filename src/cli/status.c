@@ -44,26 +44,20 @@ static const char *side_state(const struct tb_mbox_info *b, const struct tb_stat
 
 static int status_one(const struct tb_config *cfg, const struct tb_pair *pair)
 {
-    char path[4096], err[1024];
-    if (pair->state)
-        snprintf(path, sizeof(path), "%s", pair->state);
-    else if (tb_state_default_path(pair->name, path, sizeof(path)) < 0)
-        return TB_EXIT_CONFIG;
+    char err[1024];
+    struct tb_cli_pair cp;
+    int rc = tb_cli_pair_load(cfg, pair, &cp);
+    if (rc != TB_EXIT_OK)
+        return rc;
+    const char *path = cp.path;
     struct tb_state *st;
     if (tb_state_open(path, &st, err, sizeof(err)) < 0) {
         tb_log_error("pair %s: %s", pair->name, err);
+        tb_cli_pair_free(&cp);
         return TB_EXIT_CONFIG;
     }
-    const struct tb_account *acct[2] = {tb_config_account(cfg, pair->a),
-                                        tb_config_account(cfg, pair->b)};
-    char *pw[2] = {NULL, NULL};
-    int rc = TB_EXIT_OK;
-    for (int k = 0; k < 2 && rc == TB_EXIT_OK; k++)
-        if (tb_account_needs_password(acct[k]) &&
-            tb_account_password(acct[k], &pw[k], err, sizeof(err)) < 0) {
-            tb_log_error("%s", err);
-            rc = TB_EXIT_CONFIG;
-        }
+    const struct tb_account **acct = cp.acct;
+    char **pw = cp.pw;
     struct tb_state_mailbox *mb = NULL;
     size_t n = 0;
     if (rc == TB_EXIT_OK && tb_state_mailboxes(st, &mb, &n) < 0) {
@@ -107,9 +101,7 @@ static int status_one(const struct tb_config *cfg, const struct tb_pair *pair)
     }
     tb_state_mailboxes_free(mb, n);
     tb_state_close(st);
-    for (int k = 0; k < 2; k++)
-        if (pw[k])
-            tb_password_free(pw[k]);
+    tb_cli_pair_free(&cp);
     return rc;
 }
 

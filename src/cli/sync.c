@@ -32,26 +32,13 @@ static int sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
                     const struct tb_sync_opts *o)
 {
     char err[1024];
-    const struct tb_account *acct[2] = {tb_config_account(cfg, pair->a),
-                                        tb_config_account(cfg, pair->b)};
-    char *pw[2] = {NULL, NULL};
-    for (int k = 0; k < 2; k++) {
-        if (tb_account_needs_password(acct[k]) &&
-            tb_account_password(acct[k], &pw[k], err, sizeof(err)) < 0) {
-            tb_log_error("%s", err);
-            for (int j = 0; j < k; j++)
-                tb_password_free(pw[j]);
-            return TB_EXIT_CONFIG;
-        }
-    }
-    char path[4096];
-    if (pair->state)
-        snprintf(path, sizeof(path), "%s", pair->state);
-    else if (tb_state_default_path(pair->name, path, sizeof(path)) < 0) {
-        tb_log_error("pair %s: cannot create the state directory", pair->name);
-        return TB_EXIT_CONFIG;
-    }
-    int lockfd = -1, rc;
+    struct tb_cli_pair cp;
+    int rc = tb_cli_pair_load(cfg, pair, &cp);
+    if (rc != TB_EXIT_OK)
+        return rc;
+    const char *path = cp.path;
+    const struct tb_account **acct = cp.acct;
+    int lockfd = -1;
     int lr = tb_state_lock(path, &lockfd, err, sizeof(err));
     if (lr != 0) {
         tb_log_error("pair %s: %s", pair->name, err);
@@ -68,7 +55,7 @@ static int sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
     uv_loop_init(&loop);
     struct tb_sync_stats stats = {0};
     double t0 = now();
-    const char *pws[2] = {pw[0], pw[1]};
+    const char *pws[2] = {cp.pw[0], cp.pw[1]};
     rc = tb_sync_pair(&loop, pair, acct, pws, st, o, &stats, err, sizeof(err));
     uv_loop_close(&loop);
     tb_state_close(st);
@@ -86,9 +73,7 @@ static int sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
            (unsigned long long)stats.turns[0], (unsigned long long)stats.turns[1]);
 out:
     tb_state_unlock(lockfd);
-    for (int k = 0; k < 2; k++)
-        if (pw[k])
-            tb_password_free(pw[k]);
+    tb_cli_pair_free(&cp);
     return rc;
 }
 
