@@ -33,19 +33,7 @@ static bool on_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
 {
     (void)c;
     struct probe *p = ud;
-    if (!r->data || r->data->rsp_type != MAILIMAP_RESP_DATA_TYPE_MAILBOX_DATA)
-        return false;
-    struct mailimap_mailbox_data *md = r->data->rsp_data.rsp_mailbox_data;
-    if (md->mbd_type == MAILIMAP_MAILBOX_DATA_LIST) {
-        p->boxes = tb_xrealloc(p->boxes, (p->n_boxes + 1) * sizeof(*p->boxes));
-        tb_list_to_info(md->mbd_data.mbd_list, &p->boxes[p->n_boxes++]);
-        return true;
-    }
-    if (md->mbd_type == MAILIMAP_MAILBOX_DATA_STATUS) {
-        tb_status_apply(md->mbd_data.mbd_status, p->boxes, p->n_boxes);
-        return true;
-    }
-    return false;
+    return tb_list_status_collect(r->data, &p->boxes, &p->n_boxes);
 }
 
 static void finish(struct probe *p)

@@ -72,8 +72,6 @@ struct tb_imap {
     uv_prepare_t flush;
     int open_handles; /* idle + flush, closed by tb_imap_free */
     char bye[256];
-    bool in_callback; /* guards tb_imap_free from inside a callback */
-    bool free_requested;
     enum tb_imap_error err_kind; /* set before tb_imap_fail when not a network error */
     /* Snapshot of the link taken when it is closed, so accessors keep answering. */
     char tls_desc[128];
@@ -88,7 +86,6 @@ void tb_imap_fail(struct tb_imap *c, const char *fmt, ...) __attribute__((format
 void tb_imap_submit_internal(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags,
                              tb_imap_done_fn *done, void *ud);
 const char *tb_imap_phase_name(enum phase p);
-void tb_imap_set_caps_from_list(struct tb_imap *c, void *clist_of_caps);
 void tb_imap_observe(struct tb_imap *c, const struct tb_resp *r);
 
 /* session (session.c) */

@@ -201,3 +201,21 @@ void tb_status_apply(struct mailimap_mailbox_data_status *st, struct tb_mbox_inf
                                    ->cs_highestmodseq_value;
     }
 }
+
+bool tb_list_status_collect(const struct mailimap_response_data *d, struct tb_mbox_info **boxes,
+                            size_t *n)
+{
+    if (!d || d->rsp_type != MAILIMAP_RESP_DATA_TYPE_MAILBOX_DATA)
+        return false;
+    struct mailimap_mailbox_data *md = d->rsp_data.rsp_mailbox_data;
+    if (md->mbd_type == MAILIMAP_MAILBOX_DATA_LIST) {
+        *boxes = tb_xrealloc(*boxes, (*n + 1) * sizeof(**boxes));
+        tb_list_to_info(md->mbd_data.mbd_list, &(*boxes)[(*n)++]);
+        return true;
+    }
+    if (md->mbd_type == MAILIMAP_MAILBOX_DATA_STATUS) {
+        tb_status_apply(md->mbd_data.mbd_status, *boxes, *n);
+        return true;
+    }
+    return false;
+}

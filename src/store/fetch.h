@@ -13,5 +13,9 @@ bool tb_fetch_to_info(struct mailimap_msg_att *att, struct tb_msg_info *m, const
 void tb_msg_info_clear(struct tb_msg_info *m);
 void tb_list_to_info(struct mailimap_mailbox_list *ml, struct tb_mbox_info *b);
 void tb_status_apply(struct mailimap_mailbox_data_status *st, struct tb_mbox_info *boxes, size_t n);
+/* Collects a LIST (appended to *boxes) or STATUS (applied to its mailbox) response;
+ * false for anything else. */
+bool tb_list_status_collect(const struct mailimap_response_data *d, struct tb_mbox_info **boxes,
+                            size_t *n);
 
 #endif

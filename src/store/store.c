@@ -169,23 +169,12 @@ void tb_mbox_infos_free(struct tb_mbox_info *v, size_t n)
 static bool list_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
 {
     (void)c;
-    struct op *o = ud;
-    struct tb_store *s = o->s;
-    if (!r->data || r->data->rsp_type != MAILIMAP_RESP_DATA_TYPE_MAILBOX_DATA)
+    struct tb_store *s = ((struct op *)ud)->s;
+    if (!tb_list_status_collect(r->data, &s->boxes, &s->n_boxes))
         return false;
-    struct mailimap_mailbox_data *md = r->data->rsp_data.rsp_mailbox_data;
-    if (md->mbd_type == MAILIMAP_MAILBOX_DATA_LIST) {
-        s->boxes = tb_xrealloc(s->boxes, (s->n_boxes + 1) * sizeof(*s->boxes));
-        tb_list_to_info(md->mbd_data.mbd_list, &s->boxes[s->n_boxes++]);
-        if (!s->sep && md->mbd_data.mbd_list->mb_delimiter)
-            s->sep = md->mbd_data.mbd_list->mb_delimiter;
-        return true;
-    }
-    if (md->mbd_type == MAILIMAP_MAILBOX_DATA_STATUS) {
-        tb_status_apply(md->mbd_data.mbd_status, s->boxes, s->n_boxes);
-        return true;
-    }
-    return false;
+    if (!s->sep && s->n_boxes && s->boxes[s->n_boxes - 1].sep)
+        s->sep = s->boxes[s->n_boxes - 1].sep;
+    return true;
 }
 
 void tb_store_list_start(struct tb_store *s)
