@@ -95,14 +95,15 @@ class _Result(unittest.TestResult):
         print(f"skip - {self._name(test)}: {reason}", flush=True)
 
 
-def run_integration(build, counter, pattern):
+def run_integration(build, counter, pattern, plugin_tests):
     os.environ["TWINBOX_BUILD"] = os.path.join(ROOT, build)
     os.environ.update(SAN_ENV)
     loader = unittest.TestLoader()
     if pattern:
         loader.testNamePatterns = [pattern if "*" in pattern else f"*{pattern}*"]
     suite = unittest.TestSuite()
-    for d in ("tests/integration", "tests/plugin"):
+    # tests/plugin speaks to Dovecot alone (no twinbox binary): once is enough.
+    for d in ("tests/integration",) + (("tests/plugin",) if plugin_tests else ()):
         if os.path.isdir(os.path.join(ROOT, d)):
             suite.addTests(loader.discover(os.path.join(ROOT, d), top_level_dir=ROOT))
     suite.run(_Result(build, counter))
@@ -118,10 +119,17 @@ def main():
     builds = args or ["build"]
     sys.path.insert(0, ROOT)
     counter = Counter()
+    # The X-REPLICATE plugin is loaded into Dovecot from the first build that has it
+    # (a sanitized build leaves it out: Dovecot cannot load an instrumented module).
     for b in builds:
+        pdir = os.path.join(ROOT, b, "src", "dovecot")
+        if "TWINBOX_PLUGIN_DIR" not in os.environ and os.path.exists(
+                os.path.join(pdir, "lib95_imap_xreplicate_plugin.so")):
+            os.environ["TWINBOX_PLUGIN_DIR"] = pdir
+    for i, b in enumerate(builds):
         if not pattern:
             run_unit(b, counter)
-        run_integration(b, counter, pattern)
+        run_integration(b, counter, pattern, plugin_tests=(i == 0))
     if counter.failures:
         print("\nfailed:\n  " + "\n  ".join(counter.failures))
     print(f"{counter.passed} passed, {counter.failed} failed", flush=True)

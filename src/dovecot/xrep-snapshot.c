@@ -1,0 +1,257 @@
+/* Snapshot of the user's mailbox list with cheap per-mailbox status. */
+
+#include "lib.h"
+#include "array.h"
+#include "ioloop.h"
+#include "mail-namespace.h"
+#include "mail-storage.h"
+#include "mailbox-list-iter.h"
+#include "xrep-snapshot.h"
+
+#include <stdlib.h>
+
+struct xrep_snapshot *xrep_snapshot_new(void)
+{
+	pool_t pool = pool_alloconly_create("xreplicate snapshot", 4096);
+	struct xrep_snapshot *snap = p_new(pool, struct xrep_snapshot, 1);
+
+	snap->pool = pool;
+	p_array_init(&snap->boxes, pool, 32);
+	p_array_init(&snap->by_guid, pool, 32);
+	return snap;
+}
+
+void xrep_snapshot_free(struct xrep_snapshot **_snap)
+{
+	struct xrep_snapshot *snap = *_snap;
+
+	if (snap == NULL)
+		return;
+	*_snap = NULL;
+	pool_unref(&snap->pool);
+}
+
+void xrep_snapshot_add(struct xrep_snapshot *snap,
+		       const struct xrep_mailbox *box)
+{
+	struct xrep_mailbox *copy = array_append_space(&snap->boxes);
+
+	*copy = *box;
+	copy->vname = p_strdup(snap->pool, box->vname);
+}
+
+struct xrep_snapshot *xrep_snapshot_dup(const struct xrep_snapshot *snap)
+{
+	struct xrep_snapshot *copy = xrep_snapshot_new();
+	const struct xrep_mailbox *box;
+	struct xrep_mailbox *dest;
+
+	array_foreach(&snap->boxes, box)
+	{
+		dest = array_append_space(&copy->boxes);
+		*dest = *box;
+		dest->vname = p_strdup(copy->pool, box->vname);
+		dest->ns = NULL;
+	}
+	array_append_array(&copy->by_guid, &snap->by_guid);
+	return copy;
+}
+
+static int xrep_mailbox_name_cmp(const struct xrep_mailbox *a,
+				 const struct xrep_mailbox *b)
+{
+	return strcmp(a->vname, b->vname);
+}
+
+/* qsort() has no context argument: the GUID index sort needs the box array. */
+static const struct xrep_mailbox *sort_boxes;
+
+static int xrep_guid_idx_cmp(const void *p1, const void *p2)
+{
+	const unsigned int *i1 = p1, *i2 = p2;
+
+	return guid_128_cmp(sort_boxes[*i1].guid, sort_boxes[*i2].guid);
+}
+
+int xrep_snapshot_finish(struct xrep_snapshot *snap)
+{
+	const struct xrep_mailbox *boxes;
+	unsigned int i, count, *idx;
+
+	array_sort(&snap->boxes, xrep_mailbox_name_cmp);
+	boxes = array_get(&snap->boxes, &count);
+	for (i = 1; i < count; i++) {
+		if (strcmp(boxes[i - 1].vname, boxes[i].vname) == 0)
+			return -1;
+	}
+
+	array_clear(&snap->by_guid);
+	for (i = 0; i < count; i++)
+		array_push_back(&snap->by_guid, &i);
+	if (count > 1) {
+		idx = array_front_modifiable(&snap->by_guid);
+		sort_boxes = boxes;
+		qsort(idx, count, sizeof(*idx), xrep_guid_idx_cmp);
+		sort_boxes = NULL;
+		for (i = 1; i < count; i++) {
+			if (guid_128_cmp(boxes[idx[i - 1]].guid,
+					 boxes[idx[i]].guid) == 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+const struct xrep_mailbox *
+xrep_snapshot_find_guid(const struct xrep_snapshot *snap, const guid_128_t guid)
+{
+	const struct xrep_mailbox *boxes;
+	const unsigned int *idx;
+	unsigned int count, lo = 0, hi, mid;
+	int cmp;
+
+	boxes = array_get(&snap->boxes, &count);
+	idx = array_get(&snap->by_guid, &hi);
+	if (hi != count)
+		return NULL; /* not finished: treat as empty */
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		cmp = guid_128_cmp(guid, boxes[idx[mid]].guid);
+		if (cmp == 0)
+			return &boxes[idx[mid]];
+		if (cmp < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+const struct xrep_mailbox *
+xrep_snapshot_find_name(const struct xrep_snapshot *snap, const char *vname)
+{
+	const struct xrep_mailbox *boxes;
+	unsigned int count, lo = 0, hi, mid;
+	int cmp;
+
+	boxes = array_get(&snap->boxes, &count);
+	hi = count;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		cmp = strcmp(vname, boxes[mid].vname);
+		if (cmp == 0)
+			return &boxes[mid];
+		if (cmp < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+/* Status of one listed mailbox.  The fast path reads the mailbox list index
+   only.  A mailbox opens (index files, never message bodies) only when the
+   cache lacks data: no UIDVALIDITY yet, or HIGHESTMODSEQ <= 1, which is what
+   Dovecot reports while modseq tracking is still off for the index; we turn
+   it on (CONDSTORE), because positions are expressed in modseqs and the
+   transaction log carries modseqs only once tracking is enabled.
+   Returns 1 if filled, 0 if the mailbox vanished meanwhile, -1 on error. */
+static int xrep_mailbox_get_state(struct mailbox *box, struct xrep_mailbox *out)
+{
+	const enum mailbox_status_items items =
+		STATUS_UIDVALIDITY | STATUS_UIDNEXT | STATUS_HIGHESTMODSEQ;
+	struct mailbox_metadata metadata;
+	struct mailbox_status status;
+	enum mail_error error;
+
+	if (mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0 ||
+	    mailbox_get_status(box, items, &status) < 0)
+		goto failed;
+	if (status.uidvalidity == 0 || status.highest_modseq <= 1) {
+		if (mailbox_enable(box, MAILBOX_FEATURE_CONDSTORE) < 0 ||
+		    mailbox_sync(box, 0) < 0 ||
+		    mailbox_get_status(box, items, &status) < 0)
+			goto failed;
+	}
+	memcpy(out->guid, metadata.guid, sizeof(out->guid));
+	out->uidvalidity = status.uidvalidity;
+	out->uidnext = status.uidnext;
+	out->modseq = status.highest_modseq;
+	out->verified_at = ioloop_time;
+	return 1;
+failed:
+	(void)mailbox_get_last_internal_error(box, &error);
+	if (error == MAIL_ERROR_NOTFOUND || error == MAIL_ERROR_NOTPOSSIBLE)
+		return 0; /* deleted while listing, or not a real mailbox */
+	return -1;
+}
+
+int xrep_snapshot_build(struct mail_user *user, struct xrep_snapshot **snap_r,
+			const char **error_r)
+{
+	static const char *const patterns[] = {"*", NULL};
+	const enum mailbox_list_iter_flags flags =
+		MAILBOX_LIST_ITER_SKIP_ALIASES |
+		MAILBOX_LIST_ITER_NO_AUTO_BOXES |
+		MAILBOX_LIST_ITER_RETURN_SUBSCRIBED;
+	struct mailbox_list_iterate_context *iter;
+	const struct mailbox_info *info;
+	struct xrep_snapshot *snap;
+	struct xrep_mailbox mbox;
+	struct mailbox *box;
+	enum mail_error error;
+	char *errstr = NULL; /* heap: outlives the loop's data stack frames */
+	int ret = 0;
+
+	snap = xrep_snapshot_new();
+	iter = mailbox_list_iter_init_namespaces(
+		user->namespaces, patterns, MAIL_NAMESPACE_TYPE_PRIVATE, flags);
+	while (ret == 0 && (info = mailbox_list_iter_next(iter)) != NULL)
+		T_BEGIN
+		{
+			if ((info->flags &
+			     (MAILBOX_NONEXISTENT | MAILBOX_NOSELECT)) == 0) {
+				i_zero(&mbox);
+				mbox.vname = info->vname;
+				mbox.ns = info->ns;
+				mbox.subscribed =
+					(info->flags & MAILBOX_SUBSCRIBED) != 0;
+				box = mailbox_alloc(info->ns->list, info->vname,
+						    MAILBOX_FLAG_READONLY);
+				switch (xrep_mailbox_get_state(box, &mbox)) {
+				case 1:
+					xrep_snapshot_add(snap, &mbox);
+					break;
+				case 0:
+					break;
+				default:
+					errstr = i_strdup_printf(
+						"%s: %s", info->vname,
+						mailbox_get_last_internal_error(
+							box, NULL));
+					ret = -1;
+				}
+				mailbox_free(&box);
+			}
+		}
+	T_END;
+	if (mailbox_list_iter_deinit(&iter) < 0 && ret == 0) {
+		errstr = i_strdup(mailbox_list_get_last_internal_error(
+			user->namespaces->list, &error));
+		ret = -1;
+	}
+	if (ret == 0 && xrep_snapshot_finish(snap) < 0) {
+		/* Two mailboxes with one GUID: Dovecot's own dsync repairs
+		   these; we refuse rather than report a wrong history. */
+		errstr = i_strdup("Duplicate mailbox GUIDs in mailbox list");
+		ret = -1;
+	}
+	if (ret < 0) {
+		*error_r = t_strdup(errstr);
+		i_free(errstr);
+		xrep_snapshot_free(&snap);
+		return -1;
+	}
+	*snap_r = snap;
+	return 0;
+}

@@ -1,0 +1,101 @@
+"""Shared set-up for the X-REPLICATE plugin tests: a private Dovecot (the
+tests/fixture one) loading the plugin from $TWINBOX_PLUGIN_DIR."""
+import itertools
+import os
+import unittest
+
+from tests.fixture.dovecot import Dovecot
+from tests.plugin.xrclient import Client, Report
+
+PLUGIN_ENV = "TWINBOX_PLUGIN_DIR"
+IMAP_PLUGIN = "lib95_imap_xreplicate_plugin.so"
+MAIL_PLUGIN = "lib90_xreplicate_plugin.so"
+
+_users = itertools.count(1)
+# Users exist from the start: Dovecot's passwd-file reload after add_user() is
+# keyed on mtime and can miss a rewrite within the same second.
+USERS_PER_CLASS = 40
+
+
+def plugin_dir():
+    d = os.environ.get(PLUGIN_ENV)
+    if not d:
+        raise unittest.SkipTest("%s not set (path of the built plugin)" % PLUGIN_ENV)
+    if not os.path.exists(os.path.join(d, IMAP_PLUGIN)):
+        raise unittest.SkipTest("%s not found in %s" % (IMAP_PLUGIN, d))
+    return d
+
+
+def message(subject, body="hello"):
+    return ("From: a@example.org\r\nTo: b@example.org\r\nSubject: %s\r\n"
+            "Message-ID: <%s@example.org>\r\n\r\n%s\r\n" % (subject, subject, body)).encode()
+
+
+class PluginTestCase(unittest.TestCase):
+    """One Dovecot per test class; every test gets a fresh user."""
+    extra_conf = ""
+
+    @classmethod
+    def setUpClass(cls):
+        pdir = plugin_dir()
+        mail_plugins = []
+        if os.path.exists(os.path.join(pdir, MAIL_PLUGIN)):
+            mail_plugins = ["notify", "xreplicate"]
+        cls.free_users = ["u%d" % next(_users) for _ in range(USERS_PER_CLASS)]
+        cls.dovecot = Dovecot(users={u: "pw" for u in cls.free_users},
+                              plugin_dir=pdir, extra_mail_plugins=mail_plugins,
+                              extra_imap_plugins=["imap_xreplicate"],
+                              extra_conf=cls.extra_conf, compress=False)
+        cls.dovecot.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dovecot.stop()
+
+    def setUp(self):
+        self.user = self.free_users.pop(0)
+        self.clients = []
+        self.c = self.connect()
+
+    def tearDown(self):
+        for c in self.clients:
+            c.close()
+        with open(self.dovecot.log_file, errors="replace") as f:
+            mine = [l for l in f if "(%s)" % self.user in l]
+        errors = [l for l in mine if "Panic" in l or "Fatal" in l or
+                  ("xreplicate" in l and "Error" in l)]
+        self.assertEqual(errors, [], "errors in the Dovecot log")
+
+    def connect(self):
+        c = Client.connect(self.dovecot.imap_port, self.user, "pw")
+        self.clients.append(c)
+        return c
+
+    def ok(self, line, c=None, literal=None):
+        status, text, untagged = (c or self.c).command(line, literal=literal)
+        self.assertEqual(status, "OK", "%s -> %s %s" % (line, status, text))
+        return untagged
+
+    def position(self, c=None):
+        rep = Report(self.ok("XREPLICATE POSITION", c))
+        self.assertIsNotNone(rep.position)
+        return rep
+
+    def changes(self, token, c=None):
+        rep = Report(self.ok("XREPLICATE CHANGES " + token, c))
+        self.assertIsNotNone(rep.position)
+        return rep
+
+    def append(self, box, subject, flags="", c=None):
+        untagged = self.ok("APPEND %s (%s)" % (box, flags), c, literal=message(subject))
+        return untagged
+
+    def doveadm(self, *args, input=None):
+        p = self.dovecot.doveadm(*args, input=input)
+        self.assertEqual(p.returncode, 0, "doveadm %s: %s" % (args, p.stderr))
+        return p
+
+    def guid(self, rep, name):
+        st = rep.status(name)
+        self.assertIsNotNone(st, "no STATUS for %s" % name)
+        return st["guid"]
