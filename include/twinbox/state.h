@@ -80,4 +80,14 @@ int tb_state_intent_drop(struct tb_state *st, const char *mailbox, const char *r
 int tb_state_intents_done(struct tb_state *st, const char *mailbox, const char *run,
                           int64_t max_age);
 
+/* X-REPLICATE positions (schema v3). The token of side 0/1 (NULL when none); setting one
+ * (NULL clears) forgets every mailbox number of that side, which the caller then records
+ * with tb_state_xrep_mailbox_put in the same transaction: the HIGHESTMODSEQ the token holds
+ * for a mailbox (canonical name), recorded only where it equals the state's own. */
+int tb_state_xrep_token(struct tb_state *st, int side, char **token);
+int tb_state_xrep_set(struct tb_state *st, int side, const char *token);
+int tb_state_xrep_mailbox_put(struct tb_state *st, int side, const char *name, uint64_t hms);
+/* *hms = 0 when the token holds no usable number for the mailbox. */
+int tb_state_xrep_mailbox(struct tb_state *st, int side, const char *name, uint64_t *hms);
+
 #endif

@@ -64,13 +64,15 @@ static int sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
     printf("%s%s: copied a->b %llu, b->a %llu, flag updates %llu, expunged %llu, mailboxes "
            "created %llu deleted %llu renamed %llu, conflicts merged %llu, %.1f MB, %.1fs, round "
            "trips "
-           "a %llu b %llu\n",
+           "a %llu b %llu, X-REPLICATE a %s b %s (%llu exact deltas)\n",
            o->dry_run ? "dry run: " : "", pair->name, (unsigned long long)stats.copied[1],
            (unsigned long long)stats.copied[0], (unsigned long long)stats.flag_updates,
            (unsigned long long)stats.expunges, (unsigned long long)stats.created,
            (unsigned long long)stats.deleted, (unsigned long long)stats.renamed,
            (unsigned long long)stats.conflicts, (double)stats.bytes / 1e6, now() - t0,
-           (unsigned long long)stats.turns[0], (unsigned long long)stats.turns[1]);
+           (unsigned long long)stats.turns[0], (unsigned long long)stats.turns[1],
+           stats.xr[0] ? "yes" : "no", stats.xr[1] ? "yes" : "no",
+           (unsigned long long)stats.xr_deltas);
 out:
     tb_state_unlock(lockfd);
     tb_cli_pair_free(&cp);

@@ -199,9 +199,21 @@ int xrep_snapshot_build(struct mail_user *user, struct xrep_snapshot **snap_r,
 	struct xrep_snapshot *snap;
 	struct xrep_mailbox mbox;
 	struct mailbox *box;
+	struct mail_namespace *inbox_ns;
 	enum mail_error error;
 	char *errstr = NULL; /* heap: outlives the loop's data stack frames */
 	int ret = 0;
+
+	/* A fresh account's INBOX does not exist on disk until something
+	   opens it, and is then not listed: open it (which creates it, as
+	   any client's SELECT would), so the listing never lacks the one
+	   mailbox IMAP says always exists. */
+	inbox_ns = mail_namespace_find_inbox(user->namespaces);
+	if (inbox_ns != NULL) {
+		box = mailbox_alloc(inbox_ns->list, "INBOX", 0);
+		(void)mailbox_open(box);
+		mailbox_free(&box);
+	}
 
 	snap = xrep_snapshot_new();
 	iter = mailbox_list_iter_init_namespaces(

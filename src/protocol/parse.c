@@ -1,6 +1,7 @@
 #include "protocol/parse.h"
 
 #include "protocol/etpan_private.h"
+#include "protocol/xrep.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@ static int is_tag_char(unsigned char c)
 int tb_parse_response(const char *p, size_t len, int greeting, struct tb_resp *out, char *err,
                       size_t errlen)
 {
+    tb_xrep_register(); /* libetpan only tries extensions registered before the parse */
     memset(out, 0, sizeof(*out));
     out->raw = p;
     out->raw_len = len;

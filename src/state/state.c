@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 struct tb_state {
     sqlite3 *db;
@@ -38,6 +38,13 @@ static const char *schema_v2 = "CREATE TABLE intent ("
                                "  ident TEXT NOT NULL, size INTEGER NOT NULL,"
                                "  internaldate INTEGER NOT NULL, created INTEGER NOT NULL);"
                                "CREATE INDEX intent_mailbox ON intent(mailbox);";
+
+/* v3: X-REPLICATE positions. Per side, the token (meta "xrep.token.a"/"xrep.token.b") and
+ * per mailbox the HIGHESTMODSEQ that token holds for it, kept only where it equals the
+ * state's own: only then is the server's delta relative to the state's base flags. */
+static const char *schema_v3 = "CREATE TABLE xrep_mailbox ("
+                               "  side INTEGER NOT NULL, name TEXT NOT NULL,"
+                               "  hms INTEGER NOT NULL, PRIMARY KEY (side, name));";
 
 static int exec(struct tb_state *st, const char *sql)
 {
@@ -87,7 +94,7 @@ int tb_state_open(const char *path, struct tb_state **out, char *err, size_t err
         return -1;
     }
     /* Each step upgrades by one version in its own transaction. */
-    static const char **steps[] = {&schema_v1, &schema_v2};
+    static const char **steps[] = {&schema_v1, &schema_v2, &schema_v3};
     for (; v < SCHEMA_VERSION; v++) {
         char bump[64];
         snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", v + 1);
@@ -438,4 +445,70 @@ int tb_state_intent_drop(struct tb_state *st, const char *mailbox, const char *r
     int r = sqlite3_step(s);
     sqlite3_finalize(s);
     return r == SQLITE_DONE ? 0 : -1;
+}
+
+/* ---- X-REPLICATE positions ---- */
+
+int tb_state_xrep_token(struct tb_state *st, int side, char **token)
+{
+    sqlite3_stmt *s;
+    *token = NULL;
+    if (sqlite3_prepare_v2(st->db, "SELECT value FROM meta WHERE key=?1", -1, &s, NULL) !=
+        SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(s, 1, side ? "xrep.token.b" : "xrep.token.a", -1, SQLITE_STATIC);
+    int r = sqlite3_step(s);
+    if (r == SQLITE_ROW)
+        *token = tb_xstrdup((const char *)sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? 0 : -1;
+}
+
+int tb_state_xrep_set(struct tb_state *st, int side, const char *token)
+{
+    sqlite3_stmt *s;
+    const char *key = side ? "xrep.token.b" : "xrep.token.a";
+    if (exec_id(st, "DELETE FROM xrep_mailbox WHERE side=?1", side, NULL) < 0)
+        return -1;
+    if (!token)
+        return exec_id(st, "DELETE FROM meta WHERE key=?2", 0, key);
+    if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", -1,
+                           &s, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, token, -1, SQLITE_TRANSIENT);
+    int r = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return r == SQLITE_DONE ? 0 : -1;
+}
+
+int tb_state_xrep_mailbox_put(struct tb_state *st, int side, const char *name, uint64_t hms)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(
+            st->db, "INSERT OR REPLACE INTO xrep_mailbox (side, name, hms) VALUES (?1,?2,?3)", -1,
+            &s, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int(s, 1, side);
+    sqlite3_bind_text(s, 2, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)hms);
+    int r = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return r == SQLITE_DONE ? 0 : -1;
+}
+
+int tb_state_xrep_mailbox(struct tb_state *st, int side, const char *name, uint64_t *hms)
+{
+    sqlite3_stmt *s;
+    *hms = 0;
+    if (sqlite3_prepare_v2(st->db, "SELECT hms FROM xrep_mailbox WHERE side=?1 AND name=?2", -1, &s,
+                           NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int(s, 1, side);
+    sqlite3_bind_text(s, 2, name, -1, SQLITE_TRANSIENT);
+    int r = sqlite3_step(s);
+    if (r == SQLITE_ROW)
+        *hms = (uint64_t)sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? 0 : -1;
 }

@@ -306,31 +306,45 @@ static bool delta_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
     "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO "        \
     "SUBJECT)])"
 
-void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
-                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_delta *out)
+/* SELECT (QRESYNC from the base when base_modseq > 0) as a fence. */
+static void select_mailbox(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
+                           uint64_t base_modseq, tb_imap_untagged_fn *untagged)
 {
-    memset(out, 0, sizeof(*out));
-    s->delta = out;
     free(s->selected);
     s->selected = tb_xstrdup(mailbox);
     char what[300];
     snprintf(what, sizeof(what), "mailbox %s: SELECT", mailbox);
     struct tb_cmd *cmd = tb_cmd_new("SELECT");
     tb_cmd_astring(cmd, mailbox);
-    bool qresync = base_modseq > 0 && base_uidvalidity > 0 && tb_imap_has_cap(s->c, "QRESYNC");
-    if (qresync)
+    if (base_modseq > 0)
         tb_cmd_printf(cmd, "(QRESYNC (%u %llu))", base_uidvalidity,
                       (unsigned long long)base_modseq);
     else if (tb_imap_has_cap(s->c, "CONDSTORE"))
         tb_cmd_atom(cmd, "(CONDSTORE)");
-    tb_imap_submit(s->c, cmd, TB_CMD_FENCE, op_done, delta_untagged, op_new(s, what));
+    tb_imap_submit(s->c, cmd, TB_CMD_FENCE, op_done, untagged, op_new(s, what));
+}
+
+void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
+                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_delta *out)
+{
+    memset(out, 0, sizeof(*out));
+    s->delta = out;
+    bool qresync = base_modseq > 0 && base_uidvalidity > 0 && tb_imap_has_cap(s->c, "QRESYNC");
+    select_mailbox(s, mailbox, base_uidvalidity, qresync ? base_modseq : 0, delta_untagged);
     /* QRESYNC's SELECT reports changed flags and vanished UIDs; new messages (UID >= the
      * base UIDNEXT) are fetched with their identity. Without a base: everything. */
     out->full = !qresync;
-    cmd = tb_cmd_new("UID FETCH");
+    char what[300];
+    struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
     tb_cmd_printf(cmd, "%u:* " FETCH_ITEMS, qresync && base_uidnext ? base_uidnext : 1);
     snprintf(what, sizeof(what), "mailbox %s: FETCH", mailbox);
     tb_imap_submit(s->c, cmd, 0, op_done, delta_untagged, op_new(s, what));
+}
+
+void tb_store_select(struct tb_store *s, const char *mailbox)
+{
+    if (!s->selected || strcmp(s->selected, mailbox) != 0)
+        select_mailbox(s, mailbox, 0, 0, NULL);
 }
 
 /* ---- writes ---- */
@@ -469,6 +483,9 @@ void tb_uidset_append(struct tb_buf *b, const uint32_t *uids, size_t n)
     tb_buf_cstr(b);
 }
 
+/* At most this many UIDs from one set: a server's "1:4294967295" must not take 16 GB. */
+#define UIDSET_MAX (16u * 1024 * 1024)
+
 int tb_uidset_expand(const char *set, uint32_t **out, size_t *n)
 {
     *out = NULL;
@@ -479,18 +496,20 @@ int tb_uidset_expand(const char *set, uint32_t **out, size_t *n)
         char *end;
         unsigned long lo = strtoul(p, &end, 10), hi = lo;
         if (end == p)
-            return -1;
+            goto bad;
         if (*end == ':') {
             p = end + 1;
             hi = strtoul(p, &end, 10);
             if (end == p)
-                return -1;
+                goto bad;
         }
         if (lo > hi) {
             unsigned long t = lo;
             lo = hi;
             hi = t;
         }
+        if (hi > UINT32_MAX || hi - lo >= UIDSET_MAX - *n)
+            goto bad;
         for (unsigned long u = lo; u <= hi; u++) {
             if (*n == cap) {
                 cap = cap ? cap * 2 : 64;
@@ -502,7 +521,12 @@ int tb_uidset_expand(const char *set, uint32_t **out, size_t *n)
         if (*p == ',')
             p++;
         else if (*p)
-            return -1;
+            goto bad;
     }
     return 0;
+bad:
+    free(*out);
+    *out = NULL;
+    *n = 0;
+    return -1;
 }

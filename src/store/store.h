@@ -78,6 +78,51 @@ void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base
 void tb_delta_clear(struct tb_delta *d);
 void tb_mbox_infos_free(struct tb_mbox_info *v, size_t n);
 
+/* ---- X-REPLICATE (store/xrep.c) ---- */
+
+struct tb_xrep_flagchg {
+    uint32_t uid;
+    uint64_t modseq;
+    char *add, *remove; /* flags as the server sent them, space-separated */
+};
+
+/* What one mailbox reported: a RESYNC reason, or its exact delta since the position. */
+struct tb_xrep_section {
+    char guid[33];
+    char *name;  /* from its STATUS line (wire form) */
+    bool closed; /* its STATUS line arrived */
+    uint32_t uidvalidity, uidnext;
+    uint64_t highestmodseq;
+    char *resync; /* EXPIRED, UIDVALIDITY, RECREATED, ERROR, ...: no delta; or NULL */
+    uint32_t *expunged, *appended;
+    size_t n_expunged, n_appended;
+    struct tb_xrep_flagchg *flags; /* one per UID */
+    size_t n_flags;
+};
+
+struct tb_xrep_reply {
+    bool refused;   /* NO/BAD: nothing below is usable */
+    bool badtoken;  /* ... with [XREPLICATE-BADTOKEN] */
+    bool malformed; /* a line could not be parsed: treated as refused */
+    char reason[300];
+    char *position; /* the new token */
+    struct tb_xrep_section *sec;
+    size_t n_sec, cap_sec;
+    struct {
+        int event; /* enum tb_xrep_event */
+        char *name, *new_name;
+    } * ev;
+    size_t n_ev;
+};
+
+/* XREPLICATE CHANGES token (POSITION when token is NULL or empty); the listing replaces
+ * s->boxes, like tb_store_list_start. */
+void tb_store_xrep_start(struct tb_store *s, const char *token, struct tb_xrep_reply *out);
+void tb_xrep_reply_clear(struct tb_xrep_reply *r);
+/* SELECT without collecting anything, unless the mailbox is selected already: for writes
+ * to a mailbox whose delta came from X-REPLICATE. */
+void tb_store_select(struct tb_store *s, const char *mailbox);
+
 void tb_store_create(struct tb_store *s, const char *mailbox, const char *special_use);
 void tb_store_delete(struct tb_store *s, const char *mailbox);
 /* STATUS on one name: *exists is false only when the server answered NO. */

@@ -11,11 +11,14 @@
 
 #include "store/store.h"
 #include "sync/flags.h"
+#include "sync/names.h"
 #include "sync/plan.h"
+#include "sync/xr.h"
 #include "twinbox/config.h"
 #include "twinbox/exit.h"
 #include "twinbox/imap.h"
 #include "twinbox/log.h"
+#include "protocol/xrep.h"
 #include "twinbox/state.h"
 
 #include <fnmatch.h>
@@ -32,10 +35,13 @@ struct entry {
     char *canon;
     struct tb_mbox_info *box[2];
     struct tb_state_mailbox *st;
+    struct tb_xrep_section *sec[2]; /* X-REPLICATE's report on it, per side (borrowed) */
+    bool unsettled; /* its last pass still wrote: the state's numbers are pre-write */
 };
 
 struct ctx {
     const struct tb_pair *pair;
+    const struct tb_account *const *acct;
     struct tb_store s[2];
     struct tb_store *both[2];
     struct tb_state *st;
@@ -48,29 +54,11 @@ struct ctx {
     /* pairs recorded by the copy callbacks of the current pass */
     struct tb_pair_update *copied;
     size_t n_copied, cap_copied;
+    /* X-REPLICATE per side: used for discovery; rel: relative to the stored position, so
+     * its events and deltas apply (see sync/xr.h). */
+    struct tb_xrep_reply xr[2];
+    bool xr_used[2], xr_rel[2], xr_logged[2];
 };
-
-static char *to_canon(const char *wire, char sep)
-{
-    char *c = tb_xstrdup(wire);
-    if (strcasecmp(c, "INBOX") == 0)
-        memcpy(c, "INBOX", 5);
-    if (sep && sep != '/')
-        for (char *q = c; *q; q++)
-            if (*q == sep)
-                *q = '/';
-    return c;
-}
-
-static char *to_wire(const char *canon, char sep)
-{
-    char *w = tb_xstrdup(canon);
-    if (sep && sep != '/')
-        for (char *q = w; *q; q++)
-            if (*q == '/')
-                *q = sep;
-    return w;
-}
 
 static bool wanted(struct ctx *x, const char *canon)
 {
@@ -162,6 +150,10 @@ static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct
                    struct tb_buf modified[2])
 {
     struct tb_copy *cp[2] = {NULL, NULL};
+    /* A side whose delta came from X-REPLICATE has not selected the mailbox yet. */
+    for (int k = 0; k < 2; k++)
+        if (p->n_groups[k] || p->n_expunge[k] || p->n_copies[1 - k])
+            tb_store_select(&x->s[k], wire[k]);
     for (int k = 0; k < 2; k++) {
         if (!p->n_copies[k])
             continue;
@@ -274,17 +266,48 @@ static void clear_copied(struct ctx *x)
     x->n_copied = 0;
 }
 
+/* The first pass's delta of side k from X-REPLICATE instead of a SELECT, where the stored
+ * position's numbers for the mailbox are the state's (see sync/xr.h). */
+static bool xr_delta(struct ctx *x, struct entry *e, int k, const struct tb_state_msg *pairs,
+                     size_t n_pairs, struct tb_delta *out)
+{
+    const struct tb_xrep_section *sec = e->sec[k];
+    const struct tb_state_side *b = &e->st->side[k];
+    uint64_t hms = 0;
+    if (!x->xr_rel[k] || !sec || sec->uidvalidity != b->uidvalidity ||
+        tb_state_xrep_mailbox(x->st, k, e->canon, &hms) < 0 || hms == 0 || hms != b->highestmodseq)
+        return false;
+    if (!tb_xr_delta(sec, k, pairs, n_pairs, out))
+        return false;
+    x->stats->xr_deltas++;
+    return true;
+}
+
 static int sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscribed)
 {
     char *wire[2];
     for (int k = 0; k < 2; k++)
-        wire[k] = to_wire(e->canon, x->s[k].sep);
+        wire[k] = tb_name_wire(e->canon, x->s[k].sep);
     int rc = 0;
+    bool settled = false;
     for (int pass = 0; pass < MAX_PASSES && rc == 0; pass++) {
         struct tb_delta dd[2], *d[2] = {&dd[0], &dd[1]};
         uint32_t base_next[2] = {0, 0};
+        struct tb_state_msg *pairs = NULL;
+        size_t n_pairs = 0;
+        struct tb_state_intent *sus = NULL;
+        size_t n_sus = 0;
+        if ((e->st && !reset && tb_state_messages(x->st, e->st->id, &pairs, &n_pairs) < 0) ||
+            tb_state_intents(x->st, e->canon, x->run, &sus, &n_sus) < 0) {
+            rc = state_fail(x, "read");
+            tb_state_intents_free(sus, n_sus);
+            tb_state_messages_free(pairs, n_pairs);
+            break;
+        }
         for (int k = 0; k < 2; k++) {
             const struct tb_state_side *b = e->st && !reset ? &e->st->side[k] : NULL;
+            if (pass == 0 && b && xr_delta(x, e, k, pairs, n_pairs, d[k]))
+                continue;
             tb_store_delta_start(&x->s[k], wire[k], b ? b->uidvalidity : 0,
                                  b ? b->highestmodseq : 0, b ? b->uidnext : 0, d[k]);
         }
@@ -292,6 +315,8 @@ static int sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
             rc = store_fail(x);
             tb_delta_clear(d[0]);
             tb_delta_clear(d[1]);
+            tb_state_intents_free(sus, n_sus);
+            tb_state_messages_free(pairs, n_pairs);
             break;
         }
         bool moved = false;
@@ -307,16 +332,11 @@ static int sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
                         e->canon);
             tb_delta_clear(d[0]);
             tb_delta_clear(d[1]);
+            tb_state_intents_free(sus, n_sus);
+            tb_state_messages_free(pairs, n_pairs);
             break;
         }
-        struct tb_state_msg *pairs = NULL;
-        size_t n_pairs = 0;
-        struct tb_state_intent *sus = NULL;
-        size_t n_sus = 0;
-        if ((e->st && !reset && tb_state_messages(x->st, e->st->id, &pairs, &n_pairs) < 0) ||
-            tb_state_intents(x->st, e->canon, x->run, &sus, &n_sus) < 0) {
-            rc = state_fail(x, "read");
-        } else {
+        {
             struct tb_plan p;
             tb_plan_compute(&p, pairs, n_pairs, d, base_next, sus, n_sus);
             bool writes = tb_plan_has_writes(&p);
@@ -343,14 +363,17 @@ static int sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
             tb_buf_free(&modified[1]);
             tb_plan_free(&p);
             reset = false;
-            if (!writes)
+            if (!writes) {
                 pass = MAX_PASSES; /* settled: the state matches both sides */
+                settled = true;
+            }
         }
         tb_state_intents_free(sus, n_sus);
         tb_state_messages_free(pairs, n_pairs);
         tb_delta_clear(d[0]);
         tb_delta_clear(d[1]);
     }
+    e->unsettled = !settled;
     free(wire[0]);
     free(wire[1]);
     return rc;
@@ -388,11 +411,16 @@ static int sync_entry(struct ctx *x, struct entry *e)
         if (quiet) {
             /* Never delete on the strength of a LIST alone: ask for the name itself. */
             bool still = true;
-            char *gw = to_wire(e->canon, x->s[gone].sep);
-            tb_store_exists(&x->s[gone], gw, &still);
-            free(gw);
-            if (tb_store_wait(x->both, 2) < 0)
-                return store_fail(x);
+            if (x->xr_rel[gone] &&
+                tb_xr_event(&x->xr[gone], x->s[gone].sep, TB_XREP_DELETED, e->canon, NULL)) {
+                still = false; /* X-REPLICATE saw its GUID go */
+            } else {
+                char *gw = tb_name_wire(e->canon, x->s[gone].sep);
+                tb_store_exists(&x->s[gone], gw, &still);
+                free(gw);
+                if (tb_store_wait(x->both, 2) < 0)
+                    return store_fail(x);
+            }
             if (still) {
                 tb_log_warn("%s: missing from the LIST of %s but STATUS finds it; left alone",
                             e->canon, gone ? "b" : "a");
@@ -402,7 +430,7 @@ static int sync_entry(struct ctx *x, struct entry *e)
                    gone ? "a" : "b");
             if (x->o->dry_run)
                 return 0;
-            char *w = to_wire(e->canon, x->s[1 - gone].sep);
+            char *w = tb_name_wire(e->canon, x->s[1 - gone].sep);
             tb_store_delete(&x->s[1 - gone], w);
             free(w);
             if (tb_store_wait(x->both, 2) < 0)
@@ -431,7 +459,7 @@ static int sync_entry(struct ctx *x, struct entry *e)
             printf("%s: %s on %s\n", e->canon, present[k] ? "subscribe" : "create", k ? "b" : "a");
             continue;
         }
-        char *w = to_wire(e->canon, x->s[k].sep);
+        char *w = tb_name_wire(e->canon, x->s[k].sep);
         if (!present[k]) {
             const struct tb_mbox_info *src = e->box[1 - k];
             tb_store_create(&x->s[k], w, src ? src->special_use : NULL);
@@ -493,17 +521,90 @@ static void free_entries(struct entry *ent, size_t n_ent)
     free(ent);
 }
 
-/* LIST-STATUS on both sides and the state's mailboxes, joined by canonical name. */
+static bool xr_wanted(struct ctx *x, int k)
+{
+    const struct tb_account *a = x->acct[k];
+    return a->xreplicate && tb_imap_has_cap(x->s[k].c, "X-REPLICATE");
+}
+
+/* Each side's listing: XREPLICATE CHANGES from the stored position where the server offers
+ * it, POSITION when there is none or it was refused, LIST-STATUS when that fails too.
+ * Round 0 asks; rounds 1 and 2 retry only the sides whose answer was unusable. */
+static int list_both(struct ctx *x)
+{
+    char *token[2] = {NULL, NULL};
+    int step[2] = {0, 0}; /* 0 CHANGES/POSITION, 1 POSITION, 2 LIST-STATUS, 3 done */
+    int rc = 0;
+    for (int k = 0; k < 2; k++) {
+        tb_xrep_reply_clear(&x->xr[k]);
+        x->xr_used[k] = x->xr_rel[k] = false;
+        if (!xr_wanted(x, k))
+            step[k] = 2;
+        else if (tb_state_xrep_token(x->st, k, &token[k]) < 0)
+            rc = state_fail(x, "read");
+        else if (!token[k])
+            step[k] = 1;
+    }
+    for (int round = 0; round < 3 && rc == 0; round++) {
+        bool busy = false;
+        for (int k = 0; k < 2; k++) {
+            if (step[k] == 3 || (round > 0 && step[k] < round))
+                continue;
+            busy = true;
+            if (step[k] == 2)
+                tb_store_list_start(&x->s[k]);
+            else
+                tb_store_xrep_start(&x->s[k], step[k] == 0 ? token[k] : NULL, &x->xr[k]);
+        }
+        if (!busy)
+            break;
+        if (tb_store_wait(x->both, 2) < 0) {
+            rc = store_fail(x);
+            break;
+        }
+        for (int k = 0; k < 2; k++) {
+            if (step[k] == 3 || (round > 0 && step[k] < round))
+                continue;
+            struct tb_xrep_reply *r = &x->xr[k];
+            if (step[k] == 2 || !r->refused) {
+                x->xr_used[k] = step[k] < 2;
+                x->xr_rel[k] = step[k] == 0;
+                step[k] = 3;
+                continue;
+            }
+            if (!x->xr_logged[k])
+                tb_log_warn("%s: X-REPLICATE %s: %s; falling back to QRESYNC%s", x->s[k].label,
+                            step[k] == 0 ? "position refused" : "failed", r->reason,
+                            step[k] == 0 ? " and a new position" : "");
+            x->xr_logged[k] = true;
+            tb_xrep_reply_clear(r);
+            step[k]++;
+        }
+    }
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        char *why = x->xr_used[k] ? tb_xr_resync_summary(&x->xr[k]) : NULL;
+        if (why && !x->xr_logged[k])
+            tb_log_warn("%s: X-REPLICATE cannot serve %s; falling back to QRESYNC there",
+                        x->s[k].label, why);
+        x->xr_logged[k] = x->xr_logged[k] || why;
+        free(why);
+    }
+    free(token[0]);
+    free(token[1]);
+    return rc;
+}
+
+/* LIST-STATUS (or X-REPLICATE) on both sides and the state's mailboxes, joined by
+ * canonical name. */
 static int discover(struct ctx *x, struct entry **out, size_t *n_out)
 {
     struct tb_state_mailbox *smb = NULL;
     size_t n_smb = 0;
     *out = NULL;
     *n_out = 0;
-    tb_store_list_start(&x->s[0]);
-    tb_store_list_start(&x->s[1]);
-    if (tb_store_wait(x->both, 2) < 0)
-        return store_fail(x);
+    int rc = list_both(x);
+    if (rc != 0)
+        return rc;
     if (tb_state_mailboxes(x->st, &smb, &n_smb) < 0)
         return state_fail(x, "read");
     size_t cap = x->s[0].n_boxes + x->s[1].n_boxes + n_smb + 1, n_ent = 0;
@@ -513,7 +614,7 @@ static int discover(struct ctx *x, struct entry **out, size_t *n_out)
             struct tb_mbox_info *b = &x->s[k].boxes[i];
             if (b->noselect)
                 continue;
-            char *canon = to_canon(b->name, b->sep ? b->sep : x->s[k].sep);
+            char *canon = tb_name_canon(b->name, b->sep ? b->sep : x->s[k].sep);
             struct entry *e = find_entry(ent, n_ent, canon);
             if (!e) {
                 e = &ent[n_ent++];
@@ -522,6 +623,10 @@ static int discover(struct ctx *x, struct entry **out, size_t *n_out)
                 free(canon);
             }
             e->box[k] = b;
+            /* STATUS lines and sections come in the same order, one each */
+            for (size_t j = 0; x->xr_used[k] && j < x->xr[k].n_sec && !e->sec[k]; j++)
+                if (x->xr[k].sec[j].name && strcmp(x->xr[k].sec[j].name, b->name) == 0)
+                    e->sec[k] = &x->xr[k].sec[j];
         }
     }
     for (size_t i = 0; i < n_smb; i++) {
@@ -562,13 +667,21 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
         }
         if (under)
             continue;
+        bool known =
+            x->xr_rel[k] && (tb_xr_event(&x->xr[k], x->s[k].sep, TB_XREP_RENAMED, e->canon, NULL) ||
+                             tb_xr_event(&x->xr[k], x->s[k].sep, TB_XREP_DELETED, e->canon, NULL));
         for (size_t j = 0; j < n_ent; j++) {
             struct entry *f = &ent[j];
-            if (f->st || !f->box[k] || f->box[1 - k] ||
-                f->box[k]->uidvalidity != e->st->side[k].uidvalidity)
+            if (f->st || !f->box[k] || f->box[1 - k])
                 continue;
-            char *from = to_wire(e->canon, x->s[1 - k].sep);
-            char *to = to_wire(f->canon, x->s[1 - k].sep);
+            /* By GUID when X-REPLICATE reported what became of the old name; else (no
+             * X-REPLICATE, or a mailbox created after the stored position, which the
+             * position does not know) by UIDVALIDITY. */
+            if (known ? !tb_xr_event(&x->xr[k], x->s[k].sep, TB_XREP_RENAMED, e->canon, f->canon)
+                      : f->box[k]->uidvalidity != e->st->side[k].uidvalidity)
+                continue;
+            char *from = tb_name_wire(e->canon, x->s[1 - k].sep);
+            char *to = tb_name_wire(f->canon, x->s[1 - k].sep);
             printf("%s: renamed on %s to %s, renaming on %s\n", e->canon, k ? "b" : "a", f->canon,
                    k ? "a" : "b");
             tb_store_rename(&x->s[1 - k], from, to);
@@ -598,11 +711,42 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
     return 0;
 }
 
+/* After a complete run: each X-REPLICATE side's new position, and per mailbox the number
+ * it holds where that equals the state's (a settled mailbox the position saw as the state
+ * records it). A failed run stores nothing: the old position and its numbers stay
+ * consistent with each other, and the state's newer numbers simply do not match them. */
+static int record_positions(struct ctx *x, struct entry *ent, size_t n_ent)
+{
+    if (!x->xr_used[0] && !x->xr_used[1])
+        return 0;
+    if (tb_state_begin(x->st) < 0)
+        return state_fail(x, "begin");
+    int r = 0;
+    for (int k = 0; k < 2 && r == 0; k++) {
+        if (!x->xr_used[k] || !x->xr[k].position)
+            continue;
+        r = tb_state_xrep_set(x->st, k, x->xr[k].position);
+        for (size_t i = 0; i < n_ent && r == 0; i++) {
+            const struct entry *e = &ent[i];
+            const struct tb_xrep_section *sec = e->sec[k];
+            if (!e->st || !sec || e->unsettled || sec->uidvalidity != e->st->side[k].uidvalidity ||
+                sec->uidnext != e->st->side[k].uidnext ||
+                sec->highestmodseq != e->st->side[k].highestmodseq)
+                continue;
+            r = tb_state_xrep_mailbox_put(x->st, k, e->canon, sec->highestmodseq);
+        }
+    }
+    if (r < 0 || tb_state_commit(x->st) < 0)
+        return state_fail(x, "positions");
+    return 0;
+}
+
 int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_account *acct[2],
                  const char *password[2], struct tb_state *st, const struct tb_sync_opts *o,
                  struct tb_sync_stats *stats, char *err, size_t errlen)
 {
-    struct ctx x = {.pair = pair, .st = st, .o = o, .stats = stats, .err = err, .errlen = errlen};
+    struct ctx x = {
+        .pair = pair, .acct = acct, .st = st, .o = o, .stats = stats, .err = err, .errlen = errlen};
     snprintf(x.run, sizeof(x.run), "%lld-%d", (long long)time(NULL), (int)getpid());
     for (int k = 0; k < 2; k++) {
         tb_store_init(&x.s[k], loop, acct[k], password[k]);
@@ -651,12 +795,18 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
         }
     }
     free(late);
+    if (rc == 0 && !o->dry_run)
+        rc = record_positions(&x, ent, n_ent);
     if (tty)
         fprintf(stderr, "\r\033[K");
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < 2; k++) {
         stats->turns[k] = tb_imap_turns(x.s[k].c);
+        stats->xr[k] = x.xr_used[k];
+    }
 out:
     free_entries(ent, n_ent);
+    tb_xrep_reply_clear(&x.xr[0]);
+    tb_xrep_reply_clear(&x.xr[1]);
     clear_copied(&x);
     free(x.copied);
     if (rc == 0)

@@ -23,6 +23,8 @@ struct tb_sync_stats {
     uint64_t flag_updates, expunges, created, deleted, renamed, conflicts, bytes;
     uint64_t mailboxes_total, mailboxes_done;
     uint64_t turns[2];
+    bool xr[2];         /* side used X-REPLICATE for discovery */
+    uint64_t xr_deltas; /* mailbox sides whose first pass took X-REPLICATE's delta */
 };
 
 /* Returns an exit code (twinbox/exit.h); err holds one line when it is not 0. */
