@@ -53,6 +53,11 @@ struct tb_imap_events {
  * run in it). */
 #define TB_CMD_FENCE 2u
 
+/* IDLE-like: the command's last continuation chunk (e.g. "DONE", added with
+ * tb_cmd_continuation) is not sent on the server's "+" but held until tb_imap_release();
+ * meanwhile the server streams untagged data and no response timeout applies. */
+#define TB_CMD_HOLD 4u
+
 struct tb_imap *tb_imap_new(uv_loop_t *loop, const struct tb_account *acct,
                             const struct tb_imap_events *ev, void *ud);
 /* The password is copied and wiped once authentication completed. */
@@ -60,6 +65,9 @@ void tb_imap_set_password(struct tb_imap *c, const char *password);
 int tb_imap_start(struct tb_imap *c);
 void tb_imap_submit(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags, tb_imap_done_fn *done,
                     tb_imap_untagged_fn *untagged, void *ud);
+/* Sends the held last chunk of the TB_CMD_HOLD command in flight (at once, or on its "+"
+ * if that has not come yet). */
+void tb_imap_release(struct tb_imap *c);
 void tb_imap_add_handler(struct tb_imap *c, tb_imap_untagged_fn *fn, void *ud);
 /* LOGOUT then close; `done` (may be NULL) fires when the LOGOUT completed or failed. */
 void tb_imap_logout(struct tb_imap *c, tb_imap_done_fn *done, void *ud);

@@ -39,9 +39,15 @@ int tb_cli_pair_load(const struct tb_config *cfg, const struct tb_pair *pair,
                      struct tb_cli_pair *out);
 void tb_cli_pair_free(struct tb_cli_pair *p);
 
+struct tb_sync_opts;
+/* One sync run of a pair, with its lock, state and summary line; returns an exit code. */
+int tb_cli_sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
+                    const struct tb_sync_opts *o);
+
 int tb_cmd_probe(const struct tb_cli *cli, int argc, char **argv);
 int tb_cmd_sync(const struct tb_cli *cli, int argc, char **argv);
 int tb_cmd_status(const struct tb_cli *cli, int argc, char **argv);
+int tb_cmd_watch(const struct tb_cli *cli, int argc, char **argv);
 
 /* JSON string output with escaping. */
 void tb_json_string(FILE *f, const char *s);

@@ -17,6 +17,9 @@ static void usage(FILE *f)
                "  sync [PAIR...] [--mailbox NAME...] [--dry-run]\n"
                "                           make each pair's two accounts identical\n"
                "  status [PAIR...]         what the state says, and what changed since\n"
+               "  watch [PAIR] [--interval SECONDS] [--max-runs N]\n"
+               "                           sync, wait for a change (X-REPLICATE WATCH or the\n"
+               "                           interval, default 300), sync again, until stopped\n"
                "\n"
                "ACCOUNT is an [account NAME] of the configuration file or a URL:\n"
                "  imap://USER@HOST[:PORT][/?key=value&...]  (STARTTLS unless starttls=no)\n"
@@ -77,6 +80,8 @@ int main(int argc, char **argv)
         return tb_cmd_sync(&cli, n, rest);
     if (strcmp(cmd, "status") == 0)
         return tb_cmd_status(&cli, n, rest);
+    if (strcmp(cmd, "watch") == 0)
+        return tb_cmd_watch(&cli, n, rest);
     tb_log_error("unknown command '%s' (see twinbox --help)", cmd);
     return TB_EXIT_USAGE;
 }

@@ -28,7 +28,7 @@ static int worse(int a, int b)
     return rank[b] > rank[a] ? b : a;
 }
 
-static int sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
+int tb_cli_sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
                     const struct tb_sync_opts *o)
 {
     char err[1024];
@@ -119,10 +119,10 @@ int tb_cmd_sync(const struct tb_cli *cli, int argc, char **argv)
     if (rc == TB_EXIT_OK) {
         if (n_names) {
             for (size_t i = 0; i < n_names; i++)
-                rc = worse(rc, sync_one(cfg, tb_config_pair(cfg, names[i]), &o));
+                rc = worse(rc, tb_cli_sync_one(cfg, tb_config_pair(cfg, names[i]), &o));
         } else {
             for (size_t i = 0; i < cfg->n_pairs; i++)
-                rc = worse(rc, sync_one(cfg, cfg->pairs[i], &o));
+                rc = worse(rc, tb_cli_sync_one(cfg, cfg->pairs[i], &o));
         }
     }
     tb_config_free(cfg);

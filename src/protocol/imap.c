@@ -41,7 +41,7 @@ static void abort_all(struct tb_imap *c, const char *msg)
         tb_cmd_free(p->cmd);
         free(p);
     }
-    c->blocked = c->barrier = NULL;
+    c->blocked = c->barrier = c->held = NULL;
 }
 
 static void detach_link(struct tb_imap *c)
@@ -96,7 +96,9 @@ static void arm_idle(struct tb_imap *c)
 {
     if (c->phase == PH_FAILED)
         return;
-    bool waiting_for_server = c->n_inflight > 0 || c->phase < PH_READY;
+    /* A held command (WATCH, IDLE) waits for changes, not for an answer: its caller
+     * bounds the wait and releases it. */
+    bool waiting_for_server = (c->n_inflight > 0 && !c->held) || c->phase < PH_READY;
     if (waiting_for_server)
         uv_timer_start(&c->idle, on_idle_timeout, (uint64_t)c->acct->timeout_s * 1000, 0);
     else
@@ -184,6 +186,10 @@ static void complete(struct tb_imap *c, const struct tb_resp *r)
         c->blocked = NULL;
     if (c->barrier == p)
         c->barrier = NULL;
+    if (c->held == p) {
+        c->held = NULL;
+        c->release_early = false;
+    }
     struct tb_imap_result res = {TB_IMAP_OK, "", NULL, r};
     switch (tb_resp_tagged_status(r)) {
     case MAILIMAP_RESP_COND_STATE_OK:
@@ -207,6 +213,14 @@ static void complete(struct tb_imap *c, const struct tb_resp *r)
     free(p);
 }
 
+static void send_next_chunk(struct tb_imap *c, struct pending *p)
+{
+    const struct tb_buf *chunk = tb_cmd_chunk(p->cmd, p->next_chunk++);
+    tb_link_write(c->link, chunk->data, chunk->len);
+    if (p->next_chunk >= p->n_chunks)
+        c->blocked = NULL;
+}
+
 static void on_continuation(struct tb_imap *c)
 {
     struct pending *p = c->blocked;
@@ -214,10 +228,26 @@ static void on_continuation(struct tb_imap *c)
         tb_log_debug(2, "%s: ignoring unexpected continuation request", tb_imap_account_name(c));
         return;
     }
-    const struct tb_buf *chunk = tb_cmd_chunk(p->cmd, p->next_chunk++);
-    tb_link_write(c->link, chunk->data, chunk->len);
-    if (p->next_chunk >= p->n_chunks)
-        c->blocked = NULL;
+    if ((p->flags & TB_CMD_HOLD) && p->next_chunk + 1 == p->n_chunks && !c->release_early) {
+        c->held = p; /* the server now streams until the last chunk (DONE) is released */
+        return;
+    }
+    c->release_early = false;
+    send_next_chunk(c, p);
+}
+
+void tb_imap_release(struct tb_imap *c)
+{
+    if (c->phase == PH_FAILED)
+        return;
+    struct pending *p = c->held;
+    if (!p) {
+        c->release_early = c->blocked && (c->blocked->flags & TB_CMD_HOLD);
+        return;
+    }
+    c->held = NULL;
+    send_next_chunk(c, p);
+    arm_idle(c);
 }
 
 static void dispatch_untagged(struct tb_imap *c, const struct tb_resp *r)

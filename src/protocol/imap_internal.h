@@ -58,6 +58,8 @@ struct tb_imap {
     struct pending **inflight; /* sorted by seq */
     size_t n_inflight, cap_inflight;
     struct pending *blocked; /* waits for "+" before its next chunk */
+    struct pending *held;    /* TB_CMD_HOLD: got its "+", last chunk waits for release */
+    bool release_early;      /* tb_imap_release() came before the "+" */
     struct pending *barrier; /* in flight; nothing else may be sent */
     uint32_t next_seq;
     struct handler *handlers;

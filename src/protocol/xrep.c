@@ -425,3 +425,12 @@ const struct tb_xrep *tb_xrep_of(const struct tb_resp *r)
         return NULL;
     return e->ext_data;
 }
+
+bool tb_xrep_unreadable(const struct tb_resp *r)
+{
+    if (r->kind != TB_RESP_UNTAGGED || tb_xrep_of(r))
+        return false;
+    char kw[16];
+    tb_resp_untagged_keyword(r, kw, sizeof(kw));
+    return strcmp(kw, "XREPLICATE") == 0;
+}

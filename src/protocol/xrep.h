@@ -61,5 +61,8 @@ void tb_xrep_register(void);
 
 /* The X-REPLICATE value of a parsed untagged response, or NULL if it is none. */
 const struct tb_xrep *tb_xrep_of(const struct tb_resp *r);
+/* An untagged XREPLICATE response that did not parse: it could report any change, so a
+ * caller must not treat what it collected as complete. */
+bool tb_xrep_unreadable(const struct tb_resp *r);
 
 #endif

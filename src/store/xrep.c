@@ -96,12 +96,9 @@ static bool xrep_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
     struct tb_xrep_reply *out = o->out;
     const struct tb_xrep *x = tb_xrep_of(r);
     if (!x) {
-        /* An X-REPLICATE line we cannot read could be any change: the reply is void. */
-        char kw[16];
-        tb_resp_untagged_keyword(r, kw, sizeof(kw));
-        if (strcmp(kw, "XREPLICATE") != 0)
+        if (!tb_xrep_unreadable(r))
             return false;
-        out->malformed = true;
+        out->malformed = true; /* it could be any change: the reply is void */
         return true;
     }
     struct tb_xrep_section *sec;

@@ -21,7 +21,6 @@
 #include "protocol/xrep.h"
 #include "twinbox/state.h"
 
-#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,13 +68,7 @@ static bool wanted(struct ctx *x, const char *canon)
         if (!hit)
             return false;
     }
-    bool inc = x->pair->n_mailboxes == 0;
-    for (size_t i = 0; i < x->pair->n_mailboxes && !inc; i++)
-        inc = fnmatch(x->pair->mailboxes[i], canon, 0) == 0;
-    for (size_t i = 0; i < x->pair->n_exclude && inc; i++)
-        if (fnmatch(x->pair->exclude[i], canon, 0) == 0)
-            inc = false;
-    return inc;
+    return tb_pair_wants(x->pair, canon);
 }
 
 static int store_fail(struct ctx *x)

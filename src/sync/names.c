@@ -1,7 +1,9 @@
 #include "sync/names.h"
 
+#include "twinbox/config.h"
 #include "util/buf.h"
 
+#include <fnmatch.h>
 #include <string.h>
 #include <strings.h>
 
@@ -25,4 +27,15 @@ char *tb_name_wire(const char *canon, char sep)
             if (*q == '/')
                 *q = sep;
     return w;
+}
+
+bool tb_pair_wants(const struct tb_pair *pair, const char *canon)
+{
+    bool inc = pair->n_mailboxes == 0;
+    for (size_t i = 0; i < pair->n_mailboxes && !inc; i++)
+        inc = fnmatch(pair->mailboxes[i], canon, 0) == 0;
+    for (size_t i = 0; i < pair->n_exclude && inc; i++)
+        if (fnmatch(pair->exclude[i], canon, 0) == 0)
+            inc = false;
+    return inc;
 }

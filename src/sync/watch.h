@@ -1,0 +1,24 @@
+/* Waiting between sync runs for a change on either side of a pair (twinbox watch).
+ *
+ * A side that offers X-REPLICATE and has a stored position gets XREPLICATE WATCH from that
+ * position; its first report is compared with the state (our own last writes are no
+ * change), later batches wake the caller at once. Sides without it are covered by the
+ * caller's interval alone. */
+#ifndef TWINBOX_SYNC_WATCH_H
+#define TWINBOX_SYNC_WATCH_H
+
+#include <signal.h>
+#include <uv.h>
+
+struct tb_account;
+struct tb_pair;
+struct tb_state;
+
+/* 1: a change was reported; 0: max_wait_s passed or *stop became non-zero (checked a few
+ * times a second); -1: a connection failed (err holds one line); then the caller should
+ * sync anyway after its interval. *watched receives how many sides were watched. */
+int tb_watch_wait(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_account *acct[2],
+                  const char *password[2], struct tb_state *st, double max_wait_s,
+                  volatile sig_atomic_t *stop, int *watched, char *err, size_t errlen);
+
+#endif
