@@ -377,6 +377,10 @@ static bool unchanged(const struct entry *e)
     for (int k = 0; k < 2; k++) {
         const struct tb_mbox_info *b = e->box[k];
         const struct tb_state_side *s = &e->st->side[k];
+        /* RESYNC ERROR repeats the old numbers of a mailbox the server could not read:
+         * look with QRESYNC rather than trust them. */
+        if (e->sec[k] && e->sec[k]->resync)
+            return false;
         if (!b->have_status || b->uidvalidity != s->uidvalidity || b->uidnext != s->uidnext ||
             b->highestmodseq != s->highestmodseq)
             return false;
