@@ -57,6 +57,7 @@ struct ctx {
      * its events and deltas apply (see sync/xr.h). */
     struct tb_xrep_reply xr[2];
     bool xr_used[2], xr_rel[2], xr_logged[2];
+    bool xr_drop[2]; /* forget the stored position: the server stopped offering it */
 };
 
 static bool wanted(struct ctx *x, const char *canon)
@@ -299,10 +300,22 @@ static int sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
         }
         for (int k = 0; k < 2; k++) {
             const struct tb_state_side *b = e->st && !reset ? &e->st->side[k] : NULL;
-            if (pass == 0 && b && xr_delta(x, e, k, pairs, n_pairs, d[k]))
+            uint64_t base_ms = b ? b->highestmodseq : 0;
+            if (pass == 0 && b && e->box[k] && e->box[k]->have_status &&
+                e->box[k]->highestmodseq < b->highestmodseq) {
+                /* The server's MODSEQs went back (Dovecot rebuilt the index after its
+                 * logs were lost): QRESYNC from ours would miss changes. A full
+                 * UID/FLAGS listing, diffed against the state's pairs, misses none. */
+                tb_log_warn("%s: HIGHESTMODSEQ on %s went back from %llu to %llu; listing "
+                            "every message",
+                            e->canon, k ? "b" : "a", (unsigned long long)b->highestmodseq,
+                            (unsigned long long)e->box[k]->highestmodseq);
+                base_ms = 0;
+            } else if (pass == 0 && b && xr_delta(x, e, k, pairs, n_pairs, d[k])) {
                 continue;
-            tb_store_delta_start(&x->s[k], wire[k], b ? b->uidvalidity : 0,
-                                 b ? b->highestmodseq : 0, b ? b->uidnext : 0, d[k]);
+            }
+            tb_store_delta_start(&x->s[k], wire[k], b ? b->uidvalidity : 0, base_ms,
+                                 b ? b->uidnext : 0, d[k]);
         }
         if (tb_store_wait(x->both, 2) < 0) {
             rc = store_fail(x);
@@ -535,6 +548,19 @@ static int list_both(struct ctx *x)
     for (int k = 0; k < 2; k++) {
         tb_xrep_reply_clear(&x->xr[k]);
         x->xr_used[k] = x->xr_rel[k] = false;
+        if (!xr_wanted(x, k) && x->acct[k]->xreplicate && !x->xr_logged[k]) {
+            /* Offered before (a position is stored), not now: say so once, forget it. */
+            if (tb_state_xrep_token(x->st, k, &token[k]) < 0)
+                rc = state_fail(x, "read");
+            else if (token[k])
+                tb_log_warn("%s: the server no longer offers X-REPLICATE; falling back to "
+                            "QRESYNC",
+                            x->s[k].label);
+            x->xr_drop[k] = token[k] != NULL;
+            x->xr_logged[k] = true;
+            free(token[k]);
+            token[k] = NULL;
+        }
         if (!xr_wanted(x, k))
             step[k] = 2;
         else if (tb_state_xrep_token(x->st, k, &token[k]) < 0)
@@ -714,12 +740,14 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
  * consistent with each other, and the state's newer numbers simply do not match them. */
 static int record_positions(struct ctx *x, struct entry *ent, size_t n_ent)
 {
-    if (!x->xr_used[0] && !x->xr_used[1])
+    if (!x->xr_used[0] && !x->xr_used[1] && !x->xr_drop[0] && !x->xr_drop[1])
         return 0;
     if (tb_state_begin(x->st) < 0)
         return state_fail(x, "begin");
     int r = 0;
     for (int k = 0; k < 2 && r == 0; k++) {
+        if (x->xr_drop[k])
+            r = tb_state_xrep_set(x->st, k, NULL);
         if (!x->xr_used[k] || !x->xr[k].position)
             continue;
         r = tb_state_xrep_set(x->st, k, x->xr[k].position);
