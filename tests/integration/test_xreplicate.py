@@ -594,6 +594,18 @@ class _HistoryBase(XrBase):
         else:
             self.assertEqual(lines, [], r)
 
+    def resync_then_sync(self, token, check):
+        """Confirms the server cannot serve the stored position for the changed mailboxes
+        (the set-up works), then syncs and checks the result and the fallback line."""
+        resync = []
+        if token:
+            status, text, rep = self.server_answer(self.a, token)
+            self.assertEqual(status, "OK", text)
+            resync = [t[3] for t in rep.of("RESYNC")]
+            print("\nserver a: RESYNC for %r" % resync, file=sys.stderr)
+            self.assertLessEqual({"INBOX", "One", "Two"}, set(resync))
+        self.sync_and_check(check, expect_fallback=bool(resync))
+
 
 class HistoryRotatedTest(_HistoryBase):
     """(a) side a rotates its transaction logs on every write, and the old logs
@@ -611,15 +623,7 @@ class HistoryRotatedTest(_HistoryBase):
                 os.unlink(os.path.join(root, "dovecot.index.log.2"))
                 gone.append(root)
         self.assertTrue(gone, "no dovecot.index.log.2 to delete")
-        resync = []
-        if token:
-            status, text, rep = self.server_answer(self.a, token)
-            self.assertEqual(status, "OK", text)
-            resync = [t[3] for t in rep.of("RESYNC")]
-            print("\nserver a: RESYNC for %r" % resync, file=sys.stderr)
-            # the set-up works: the stored position cannot be served for those three
-            self.assertLessEqual({"INBOX", "One", "Two"}, set(resync))
-        self.sync_and_check(check, expect_fallback=bool(resync))
+        self.resync_then_sync(token, check)
 
 
 class HistoryLostLogsTest(_HistoryBase):
@@ -636,14 +640,7 @@ class HistoryLostLogsTest(_HistoryBase):
                     os.unlink(os.path.join(root, f))
         key = self.token_key("a")
         token = self.xrep_meta().get(key) if key else None
-        resync = []
-        if token:
-            status, text, rep = self.server_answer(self.a, token)
-            self.assertEqual(status, "OK", text)
-            resync = [t[3] for t in rep.of("RESYNC")]
-            print("\nserver a: RESYNC for %r" % resync, file=sys.stderr)
-            self.assertLessEqual({"INBOX", "One", "Two"}, set(resync))
-        self.sync_and_check(check, expect_fallback=bool(resync))
+        self.resync_then_sync(token, check)
 
 
 class HistoryLostLogsNoXrTest(HistoryLostLogsTest):
