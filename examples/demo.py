@@ -72,8 +72,13 @@ def change_both(a, b):
 
 def main():
     twinbox = os.path.abspath(sys.argv[1])
-    a = Dovecot(users={"demo": "demo"})
-    b = Dovecot(users={"demo": "demo"}, separator="/")
+    # Both stores load the X-REPLICATE plugin when the build made it (dovecot-dev present).
+    pdir = os.path.join(os.path.dirname(twinbox), "src", "dovecot")
+    xr = {}
+    if os.path.exists(os.path.join(pdir, "lib95_imap_xreplicate_plugin.so")):
+        xr = dict(plugin_dir=pdir, extra_imap_plugins=["imap_xreplicate"])
+    a = Dovecot(users={"demo": "demo"}, **xr)
+    b = Dovecot(users={"demo": "demo"}, separator="/", **xr)
     tmp = tempfile.TemporaryDirectory()
     try:
         n = seed(a)
@@ -84,7 +89,10 @@ def main():
                     f"[pair demo]\na = A\nb = B\nstate = {tmp.name}/demo.db\n")
         print(f"store A: {a.mail_dir('demo')} ({n} messages, separator '.')")
         print(f"store B: {b.mail_dir('demo')} (empty, separator '/')")
-        print(f"config: {cfg}\n")
+        print(f"config: {cfg}")
+        print("X-REPLICATE plugin: " + ("loaded in both stores (the first sync takes a "
+                                        "position, the second asks for changes since it)"
+                                        if xr else "not built (install dovecot-dev)") + "\n")
         for step in ("first sync", None, "second sync"):
             if step is None:
                 change_both(a, b)
