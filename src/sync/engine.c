@@ -673,6 +673,23 @@ static int discover(struct ctx *x, struct entry **out, size_t *n_out)
  * name unknown to the state has that UIDVALIDITY there. Renaming it on the other side too
  * moves no message. Children move with their parent, so a candidate under a parent renamed
  * in the same run is left to the next discovery. Returns the number of renames. */
+/* The side on which a state mailbox was renamed away, or -1: its name is gone there, or
+ * (known only from X-REPLICATE's GUIDs) the name holds a new mailbox while the old one
+ * was renamed, and the other side still has the old one. */
+static int renamed_side(struct ctx *x, const struct entry *e)
+{
+    if (!e->st)
+        return -1;
+    if ((e->box[0] != NULL) != (e->box[1] != NULL))
+        return e->box[0] ? 1 : 0;
+    for (int k = 0; k < 2 && e->box[0]; k++)
+        if (x->xr_rel[k] && e->box[k]->uidvalidity != e->st->side[k].uidvalidity &&
+            e->box[1 - k]->uidvalidity == e->st->side[1 - k].uidvalidity &&
+            tb_xr_event(&x->xr[k], x->s[k].sep, TB_XREP_RENAMED, e->canon, NULL))
+            return k;
+    return -1;
+}
+
 static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *renamed)
 {
     *renamed = 0;
@@ -680,9 +697,9 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
     size_t n_done = 0;
     for (size_t i = 0; i < n_ent; i++) {
         struct entry *e = &ent[i];
-        if (!e->st || (e->box[0] != NULL) == (e->box[1] != NULL))
+        int k = renamed_side(x, e); /* side where the old mailbox left the name */
+        if (k < 0)
             continue;
-        int k = e->box[0] ? 1 : 0; /* side where the old name is gone */
         bool under = false;
         for (size_t d = 0; d < n_done && !under; d++) {
             size_t l = strlen(done[d]);

@@ -516,6 +516,32 @@ class RenameBigMailboxTest(XrBase):
                         "bodies went through the relay of side b")
 
 
+class RenameAndRecreateTest(XrBase):
+    """Renamed away and a new mailbox created under the old name before the next run: only
+    the GUIDs tell the two apart. The old one is renamed on the other side too (no bodies
+    move), the new one is created there with its own messages, and nothing is doubled."""
+
+    def test_rename_then_new_mailbox_with_the_old_name(self):
+        ic.load_messages(self.a, "alice", "Proj", 5, seed=7)
+        self.sync()
+        self.sync()  # from a stored position
+        c = self.a.client("alice")
+        try:
+            self.assertEqual(c.rename("Proj", "Done")[0], "OK")
+            self.assertEqual(c.create("Proj")[0], "OK")
+        finally:
+            c.logout()
+        ic.load_messages(self.a, "alice", "Proj", 1, seed=8, start=100)
+        res = self.sync()
+        self.assertIn("renamed 1", res.out)
+        self.assertIn("copied a->b 1, b->a 0", res.out)
+        snap = self.assertSame()
+        self.assertNoDuplicates(snap)
+        self.assertEqual(len(snap["Done"]), 5)
+        self.assertEqual(len(snap["Proj"]), 1)
+        self.assertIn("copied a->b 0, b->a 0, flag updates 0, expunged 0", self.sync().out)
+
+
 # ---- 5. history gone: the fallback ---------------------------------------------------
 
 class _HistoryBase(XrBase):
