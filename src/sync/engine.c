@@ -4,7 +4,10 @@
  * plan (plan.c), its execution, and one state transaction recording the pairs and the
  * pre-write UIDNEXT/HIGHESTMODSEQ of that pass. Passes repeat until one finds nothing to
  * do: that pass sees only our own writes echoed back, and its values make the next run's
- * LIST-STATUS match the state, so a run with nothing to do is one LIST-STATUS per server.
+ * listing match the state, so a run with nothing to do is one LIST-STATUS (or one
+ * XREPLICATE CHANGES, sync/xr.h) per server. The first pass may take a side's delta from
+ * X-REPLICATE instead of a SELECT; a later pass selects only the sides the previous one
+ * wrote to (the other side's unseen changes are left to the next run's listing).
  * A crash between execution and commit leaves an older state; the next run pairs the
  * copies that arrived by identity instead of copying them again. */
 #include "sync/engine.h"
@@ -284,6 +287,7 @@ static int sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
         wire[k] = tb_name_wire(e->canon, x->s[k].sep);
     int rc = 0;
     bool settled = false;
+    bool wrote[2] = {true, true}; /* by the previous pass, per side */
     for (int pass = 0; pass < MAX_PASSES && rc == 0; pass++) {
         struct tb_delta dd[2], *d[2] = {&dd[0], &dd[1]};
         uint32_t base_next[2] = {0, 0};
@@ -312,6 +316,16 @@ static int sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
                             (unsigned long long)e->box[k]->highestmodseq);
                 base_ms = 0;
             } else if (pass == 0 && b && xr_delta(x, e, k, pairs, n_pairs, d[k])) {
+                continue;
+            } else if (pass > 0 && b && !wrote[k]) {
+                /* Nothing was written there: its delta is still the one the state now
+                 * records. A change made there meanwhile moves its numbers past the
+                 * state's, so the next run sees it; only the written side must show
+                 * that our writes settled. */
+                memset(d[k], 0, sizeof(*d[k]));
+                d[k]->uidvalidity = b->uidvalidity;
+                d[k]->uidnext = b->uidnext;
+                d[k]->highestmodseq = b->highestmodseq;
                 continue;
             }
             tb_store_delta_start(&x->s[k], wire[k], b ? b->uidvalidity : 0, base_ms,
@@ -346,6 +360,8 @@ static int sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
             struct tb_plan p;
             tb_plan_compute(&p, pairs, n_pairs, d, base_next, sus, n_sus);
             bool writes = tb_plan_has_writes(&p);
+            for (int k = 0; k < 2; k++)
+                wrote[k] = p.n_copies[k] || p.n_groups[k] || p.n_expunge[k];
             struct tb_buf modified[2];
             tb_buf_init(&modified[0]);
             tb_buf_init(&modified[1]);
