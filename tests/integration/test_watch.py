@@ -138,6 +138,16 @@ class WatchTest(TestCase):
         self.assertEqual(code, 0, err)
         self.assertEqual(err.strip(), "")
 
+    def test_failing_account_is_retried_after_the_interval(self):
+        self.config()
+        self.a.stop()  # its tunnel command now fails: Dovecot's config is gone
+        self.w = Watcher(self.cfg, "--interval", "1", "--max-runs", "2")
+        code, out, err = self.w.finish(timeout=60)
+        self.assertEqual(code, 5, err)  # the last run's: temporary failure
+        lines = [l for l in err.splitlines() if l.strip()]
+        self.assertEqual(len(lines), 2, err)  # one line per failed run, naming the account
+        self.assertTrue(all(l.startswith("twinbox: a: ") for l in lines), err)
+
     def test_bad_arguments(self):
         self.config()
         from tests.integration.common import twinbox
