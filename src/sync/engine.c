@@ -711,7 +711,8 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
     *renamed = 0;
     char **done = NULL;
     size_t n_done = 0;
-    for (size_t i = 0; i < n_ent; i++) {
+    int rc = 0;
+    for (size_t i = 0; i < n_ent && rc == 0; i++) {
         struct entry *e = &ent[i];
         int k = renamed_side(x, e); /* side where the old mailbox left the name */
         if (k < 0)
@@ -723,17 +724,17 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
         }
         if (under)
             continue;
-        bool known =
-            x->xr_rel[k] && (tb_xr_event(&x->xr[k], x->s[k].sep, TB_XREP_RENAMED, e->canon, NULL) ||
-                             tb_xr_event(&x->xr[k], x->s[k].sep, TB_XREP_DELETED, e->canon, NULL));
+        /* By GUID when X-REPLICATE reported what became of the old name; else (no
+         * X-REPLICATE, or a mailbox created after the stored position, which the
+         * position does not know) by UIDVALIDITY. */
+        char *new_name = x->xr_rel[k] ? tb_xr_renamed_to(&x->xr[k], x->s[k].sep, e->canon) : NULL;
+        bool known = new_name || (x->xr_rel[k] && tb_xr_event(&x->xr[k], x->s[k].sep,
+                                                              TB_XREP_DELETED, e->canon, NULL));
         for (size_t j = 0; j < n_ent; j++) {
             struct entry *f = &ent[j];
             if (f->st || !f->box[k] || f->box[1 - k])
                 continue;
-            /* By GUID when X-REPLICATE reported what became of the old name; else (no
-             * X-REPLICATE, or a mailbox created after the stored position, which the
-             * position does not know) by UIDVALIDITY. */
-            if (known ? !tb_xr_event(&x->xr[k], x->s[k].sep, TB_XREP_RENAMED, e->canon, f->canon)
+            if (known ? !new_name || strcmp(new_name, f->canon) != 0
                       : f->box[k]->uidvalidity != e->st->side[k].uidvalidity)
                 continue;
             char *from = tb_name_wire(e->canon, x->s[1 - k].sep);
@@ -743,28 +744,23 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
             tb_store_rename(&x->s[1 - k], from, to);
             free(from);
             free(to);
-            if (tb_store_wait(x->both, 2) < 0) {
-                for (size_t d = 0; d < n_done; d++)
-                    free(done[d]);
-                free(done);
-                return store_fail(x);
-            }
-            if (tb_state_mailbox_rename(x->st, e->st->id, f->canon) < 0) {
-                for (size_t d = 0; d < n_done; d++)
-                    free(done[d]);
-                free(done);
-                return state_fail(x, "rename");
-            }
+            if (tb_store_wait(x->both, 2) < 0)
+                rc = store_fail(x);
+            else if (tb_state_mailbox_rename(x->st, e->st->id, f->canon) < 0)
+                rc = state_fail(x, "rename");
+            if (rc != 0)
+                break;
             done = tb_xrealloc(done, (n_done + 1) * sizeof(*done));
             done[n_done++] = tb_xstrdup(e->canon);
             (*renamed)++;
             break;
         }
+        free(new_name);
     }
     for (size_t d = 0; d < n_done; d++)
         free(done[d]);
     free(done);
-    return 0;
+    return rc;
 }
 
 /* After a complete run: each X-REPLICATE side's new position, and per mailbox the number

@@ -28,6 +28,20 @@ bool tb_xr_event(const struct tb_xrep_reply *r, char sep, int event, const char 
     return false;
 }
 
+char *tb_xr_renamed_to(const struct tb_xrep_reply *r, char sep, const char *canon)
+{
+    for (size_t i = 0; i < r->n_ev; i++) {
+        if (r->ev[i].event != TB_XREP_RENAMED || !r->ev[i].new_name)
+            continue;
+        char *a = tb_name_canon(r->ev[i].name, sep);
+        bool hit = strcmp(a, canon) == 0;
+        free(a);
+        if (hit)
+            return tb_name_canon(r->ev[i].new_name, sep);
+    }
+    return NULL;
+}
+
 /* Pairs are sorted by uid a; side b looks up through an index sorted by uid b. */
 static const struct tb_state_msg *g_pairs;
 

@@ -20,6 +20,10 @@
 bool tb_xr_event(const struct tb_xrep_reply *r, char sep, int event, const char *canon,
                  const char *to_canon);
 
+/* The canonical new name of a mailbox the reply reports renamed from `canon`, or NULL;
+ * malloc'd. */
+char *tb_xr_renamed_to(const struct tb_xrep_reply *r, char sep, const char *canon);
+
 /* Builds a tb_delta for side `side` from a section whose base is the state's: changed
  * messages get base flags + ADD - REMOVE. False (out left empty) when the section has
  * new messages (their bodies need a SELECT anyway) or names a UID the state has not

@@ -136,6 +136,10 @@ int main(void)
     CHECK(tb_xr_event(&r, '.', TB_XREP_RENAMED, "Old/Sub", NULL), "rename of the old name");
     CHECK(!tb_xr_event(&r, '.', TB_XREP_RENAMED, "Old/Sub", "Other"), "not to another name");
     CHECK(!tb_xr_event(&r, '.', TB_XREP_DELETED, "Old/Sub", NULL), "a rename is no delete");
+    char *to = tb_xr_renamed_to(&r, '.', "Old/Sub");
+    CHECK_STR(to, "New/Sub", "the new name, canonical");
+    free(to);
+    CHECK(tb_xr_renamed_to(&r, '.', "New/Sub") == NULL, "nothing was renamed from the new name");
     CHECK(tb_xr_resync_summary(&r) == NULL, "nothing to fall back for");
     tb_xrep_reply_clear(&r);
     return tap_done();
