@@ -337,8 +337,9 @@ class RandomizedTest(SyncBase):
                         # FLAGS replaces: Dovecot logs them as "add these, remove all
                         # others", which X-REPLICATE must not report as more than happened
                         kind = rnd.choice(["+FLAGS", "-FLAGS", "+FLAGS", "-FLAGS", "FLAGS"])
-                        pool = ["\\Seen", "\\Flagged", "$Todo", "\\Answered"]
-                        f = (" ".join(rnd.sample(pool, rnd.randint(0, 2))) if kind == "FLAGS"
+                        pool = ["\\Seen", "\\Flagged", "$Todo", "\\Answered", "$Label1",
+                                "Work", "\\Draft"]
+                        f = (" ".join(rnd.sample(pool, rnd.randint(0, 3))) if kind == "FLAGS"
                              else rnd.choice(pool))
                         self.store(dv, box, rnd.choice(rows)[0], kind, f)
                     else:
