@@ -13,11 +13,8 @@
 
 /* Accumulated change of one UID over the scanned log range. */
 struct uid_change {
+	/* the last operation on each flag in the range: added or removed */
 	uint8_t add, remove;
-	/* Flags some record in the range has named, and among them those
-	   whose state before the range is known ("known") with that state
-	   ("prior"); see scan_flag_update(). */
-	uint8_t seen, known, prior;
 	/* keyword index (into scan.kw_names) +1, negated for a removal;
 	   one entry per keyword, the last operation wins */
 	ARRAY(int) kw;
@@ -127,11 +124,6 @@ static bool known_seq_range(struct delta_scan *scan, uint32_t uid1,
 	return TRUE;
 }
 
-static bool single_flag(uint8_t mask)
-{
-	return mask != 0 && (mask & (mask - 1)) == 0;
-}
-
 static void scan_flag_update(struct delta_scan *scan, const void *data,
 			     uint32_t size)
 {
@@ -152,20 +144,13 @@ static void scan_flag_update(struct delta_scan *scan, const void *data,
 		for (seq = seq1; seq <= seq2; seq++) {
 			mail_index_lookup_uid(scan->view, seq, &uid);
 			change = change_get(scan, uid);
-			/* Dovecot's mailbox transactions drop flag updates
-			   that would change nothing at commit (AVOID_FLAG_
-			   UPDATES), so a logged single-flag +X proves X was
-			   clear before it, and -X that it was set.  If this is
-			   the first record in the range naming X, that is X's
-			   state at the position.  (A racing writer can only
-			   make this as wrong as the fallback rule, never
-			   worse.) */
-			if (single_flag((uint8_t)(add | remove)) &&
-			    (change->seen & (add | remove)) == 0) {
-				change->known |= add | remove;
-				change->prior |= remove;
-			}
-			change->seen |= add | remove;
+			/* No inference about the flag's state before this
+			   record: Dovecot drops no-op flag updates
+			   (AVOID_FLAG_UPDATES) only against the writer's own
+			   view, which "is reliable only when syncing"
+			   (lib-index), so a logged +X does not prove X was
+			   clear.  The last operation per flag, filtered
+			   against the current flags, never misses a change. */
 			change->add = (change->add & ~remove) | add;
 			change->remove = (change->remove & ~add) | remove;
 		}
@@ -553,11 +538,11 @@ static void build_flag_groups(struct delta_scan *scan)
 		if (change != NULL) {
 			rec = mail_index_lookup(scan->view, seq);
 			now = rec->flags & MAIL_FLAGS_NONRECENT;
-			/* known prior state: exact; else the filter rule */
-			add = (now & ~change->prior & change->known) |
-			      (change->add & now & ~change->known);
-			remove = (change->prior & ~now & change->known) |
-				 (change->remove & ~now & ~change->known);
+			/* kept only where the current flags agree: an add
+			   undone later, or a removal of a flag set again, is
+			   dropped */
+			add = change->add & now;
+			remove = change->remove & ~now;
 			t_array_init(&kw_add, 4);
 			t_array_init(&kw_remove, 4);
 			change_keywords(scan, change, *uidp, seq, &kw_add,
