@@ -278,11 +278,22 @@ static int exec_id(struct tb_state *st, const char *sql, int64_t id, const char 
 
 int tb_state_mailbox_delete(struct tb_state *st, int64_t id)
 {
+    /* Intents are kept by name: a later mailbox of that name must not inherit them. */
+    if (exec_id(st, "DELETE FROM intent WHERE mailbox=(SELECT name FROM mailbox WHERE id=?1)", id,
+                NULL) < 0)
+        return -1;
     return exec_id(st, "DELETE FROM mailbox WHERE id=?1", id, NULL);
 }
 
 int tb_state_mailbox_rename(struct tb_state *st, int64_t id, const char *name)
 {
+    /* A renamed mailbox keeps its messages, so a crashed run's copies into it are still
+     * to be recognised there. */
+    if (exec_id(st,
+                "UPDATE intent SET mailbox=?2 WHERE mailbox=(SELECT name FROM mailbox "
+                "WHERE id=?1)",
+                id, name) < 0)
+        return -1;
     return exec_id(st, "UPDATE mailbox SET name=?2 WHERE id=?1", id, name);
 }
 

@@ -567,8 +567,3 @@ const struct tb_link_stats *tb_link_stats(const struct tb_link *l)
 {
     return &l->stats;
 }
-
-const char *tb_link_stderr_tail(const struct tb_link *l)
-{
-    return l->err_tail;
-}

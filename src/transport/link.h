@@ -53,7 +53,5 @@ bool tb_link_tls_active(const struct tb_link *l);
 bool tb_link_compress_active(const struct tb_link *l);
 const char *tb_link_tls_description(const struct tb_link *l);
 const struct tb_link_stats *tb_link_stats(const struct tb_link *l);
-/* Last line the tunnel child wrote to stderr, or "". */
-const char *tb_link_stderr_tail(const struct tb_link *l);
 
 #endif

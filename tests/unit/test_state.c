@@ -45,13 +45,39 @@ int main(void)
               m[0].uid[1] == 2 && strcmp(m[0].flags, "\\Seen") == 0 && m[1].uid[0] == 5,
           "message rows sorted by uid a; the stale pair (3,4) is gone");
     tb_state_messages_free(m, n);
+    struct tb_state_intent *in;
+    CHECK(tb_state_intent_add(st, "Archive/2025", "dead-run", 1, "<m@x>", 100, 7) == 0,
+          "a crashed run's intent");
     CHECK(tb_state_mailbox_rename(st, mb.id, "Old") == 0, "rename");
+    CHECK(tb_state_intents(st, "Old", "this-run", &in, &n) == 0 && n == 1 &&
+              strcmp(in[0].ident, "<m@x>") == 0,
+          "its intents follow a renamed mailbox");
+    tb_state_intents_free(in, n);
     CHECK(tb_state_msg_delete(st, mb.id, 1) == 0, "delete one message");
     CHECK(tb_state_messages(st, mb.id, &m, &n) == 0 && n == 1, "one left");
     tb_state_messages_free(m, n);
     CHECK(tb_state_mailbox_delete(st, mb.id) == 0, "delete mailbox");
     CHECK(tb_state_messages(st, mb.id, &m, &n) == 0 && n == 0, "its messages went with it");
     tb_state_messages_free(m, n);
+    CHECK(tb_state_intents(st, "Old", "this-run", &in, &n) == 0 && n == 0,
+          "and its intents: a new mailbox of that name starts clean");
+    tb_state_intents_free(in, n);
+    CHECK(tb_state_xrep_set(st, 0, "TOKEN-a") == 0 &&
+              tb_state_xrep_mailbox_put(st, 0, "INBOX", 42) == 0,
+          "an X-REPLICATE position with one mailbox number");
+    char *tok = NULL;
+    uint64_t hms = 0;
+    CHECK(tb_state_xrep_token(st, 0, &tok) == 0 && tok && strcmp(tok, "TOKEN-a") == 0 &&
+              tb_state_xrep_mailbox(st, 0, "INBOX", &hms) == 0 && hms == 42,
+          "read back");
+    free(tok);
+    CHECK(tb_state_xrep_token(st, 1, &tok) == 0 && tok == NULL, "side b has none");
+    CHECK(tb_state_xrep_set(st, 0, "TOKEN-a2") == 0 &&
+              tb_state_xrep_mailbox(st, 0, "INBOX", &hms) == 0 && hms == 0,
+          "a new position forgets the old one's numbers");
+    CHECK(tb_state_xrep_set(st, 0, NULL) == 0 && tb_state_xrep_token(st, 0, &tok) == 0 &&
+              tok == NULL,
+          "cleared");
     tb_state_close(st);
 
     int fd;
