@@ -9,6 +9,8 @@
 #include "unichar.h"
 #include "xrep-token.h"
 
+#include <ctype.h> /* i_isalnum() expands to isalnum() */
+
 /* Hard bounds so a hostile token cannot make us allocate much: Dovecot's
    line limit already bounds the text, these bound what it may claim. */
 #define XREP_TOKEN_MAX_MAILBOXES 200000
