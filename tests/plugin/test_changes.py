@@ -109,6 +109,31 @@ class TestChanges(PluginTestCase):
         else:
             self.assertIn("$C", t[6])
 
+    def test_rolled_back_changes_are_not_reported(self):
+        self.append("INBOX", "m1")
+        rep = self.position()
+        inbox = self.guid(rep, "INBOX")
+        # An APPEND whose connection dies inside its literal can never commit.
+        other = self.connect()
+        other.send("r1 APPEND INBOX {2000+}\r\n" + "x" * 700)
+        other.close()
+        # A MULTIAPPEND whose second message is refused (empty) saves neither (RFC 3502).
+        msg = message("m2")
+        self.c.send(b"r2 APPEND INBOX {%d+}\r\n" % len(msg) + msg + b" {0+}\r\n\r\n")
+        status, text, _ = self.c.collect("r2")
+        self.assertNotEqual(status, "OK", text)
+        ch = self.changes(rep.position)
+        self.assertEqual(ch.of("APPENDED"), [])
+        self.assertEqual(ch.of("FLAGS"), [])
+        # what is not reported did not happen: still the one message
+        self.assertEqual(self.ok("UID SEARCH ALL", c=self.connect_selected()), [b"* SEARCH 1"])
+        self.assertEqual(ch.status("INBOX")["guid"], inbox)
+
+    def connect_selected(self):
+        c = self.connect()
+        self.ok("SELECT INBOX", c=c)
+        return c
+
     def test_flag_set_and_cleared_leaves_it_clear(self):
         # The log cannot tell whether \Flagged was clear before the +FLAGS (Dovecot drops
         # no-op updates only against the writer's possibly stale view), so the net
