@@ -108,6 +108,7 @@ struct op {
     struct tb_store *s;
     char what[320];
     struct tb_buf *modified;
+    struct tb_delta *delta; /* SELECT/FETCH of a delta: where its data goes */
 };
 
 static void fail_store(struct tb_store *s, const char *fmt, const char *a, const char *b)
@@ -223,14 +224,16 @@ static void delta_add_vanished(struct tb_delta *d, struct mailimap_set *set)
     }
 }
 
-/* Routes SELECT/FETCH data of the selected mailbox into the delta. SELECT is a fence (no
- * command of the previous mailbox is still running) and the engine waits for the delta
- * before anything else, so every FETCH and VANISHED until then belongs to this mailbox. */
+/* Routes SELECT/FETCH data into the delta of the command. Untagged data is offered to the
+ * oldest command in flight first, and the server runs a connection's commands in order: all
+ * data of one mailbox comes before the tagged completion of its FETCH, so several
+ * mailboxes' SELECT+FETCH may be pipelined (tb_store_delta_queue) as long as each claims
+ * what it recorded. */
 static bool delta_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
 {
     (void)c;
     struct op *o = ud;
-    struct tb_delta *d = o->s->delta;
+    struct tb_delta *d = o->delta;
     if (!r->data || !d)
         return false;
     struct mailimap_response_data *rd = r->data;
@@ -288,15 +291,21 @@ static bool delta_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
         struct mailimap_resp_text_code *code = rd->rsp_data.rsp_cond_state->rsp_text->rsp_code;
         if (!code)
             return false;
-        if (code->rc_type == MAILIMAP_RESP_TEXT_CODE_UIDVALIDITY)
+        if (code->rc_type == MAILIMAP_RESP_TEXT_CODE_UIDVALIDITY) {
             d->uidvalidity = code->rc_data.rc_uidvalidity;
-        else if (code->rc_type == MAILIMAP_RESP_TEXT_CODE_UIDNEXT)
+            return true;
+        }
+        if (code->rc_type == MAILIMAP_RESP_TEXT_CODE_UIDNEXT) {
             d->uidnext = code->rc_data.rc_uidnext;
-        else if (code->rc_type == MAILIMAP_RESP_TEXT_CODE_EXTENSION &&
-                 code->rc_data.rc_ext_data->ext_extension->ext_id == MAILIMAP_EXTENSION_CONDSTORE) {
+            return true;
+        }
+        if (code->rc_type == MAILIMAP_RESP_TEXT_CODE_EXTENSION &&
+            code->rc_data.rc_ext_data->ext_extension->ext_id == MAILIMAP_EXTENSION_CONDSTORE) {
             struct mailimap_condstore_resptextcode *cs = code->rc_data.rc_ext_data->ext_data;
-            if (cs->cs_type == MAILIMAP_CONDSTORE_RESPTEXTCODE_HIGHESTMODSEQ)
+            if (cs->cs_type == MAILIMAP_CONDSTORE_RESPTEXTCODE_HIGHESTMODSEQ) {
                 d->highestmodseq = cs->cs_data.cs_modseq_value;
+                return true;
+            }
         }
     }
     return false;
@@ -306,9 +315,9 @@ static bool delta_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
     "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO "        \
     "SUBJECT)])"
 
-/* SELECT (QRESYNC from the base when base_modseq > 0) as a fence. */
+/* SELECT (QRESYNC from the base when base_modseq > 0); a fence unless `queued`. */
 static void select_mailbox(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
-                           uint64_t base_modseq, tb_imap_untagged_fn *untagged)
+                           uint64_t base_modseq, struct tb_delta *delta, bool queued)
 {
     free(s->selected);
     s->selected = tb_xstrdup(mailbox);
@@ -321,16 +330,19 @@ static void select_mailbox(struct tb_store *s, const char *mailbox, uint32_t bas
                       (unsigned long long)base_modseq);
     else if (tb_imap_has_cap(s->c, "CONDSTORE"))
         tb_cmd_atom(cmd, "(CONDSTORE)");
-    tb_imap_submit(s->c, cmd, TB_CMD_FENCE, op_done, untagged, op_new(s, what));
+    struct op *o = op_new(s, what);
+    o->delta = delta;
+    tb_imap_submit(s->c, cmd, queued ? 0 : TB_CMD_FENCE, op_done, delta ? delta_untagged : NULL,
+                   o);
 }
 
-void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
-                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_delta *out)
+static void delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
+                        uint64_t base_modseq, uint32_t base_uidnext, struct tb_delta *out,
+                        bool queued)
 {
     memset(out, 0, sizeof(*out));
-    s->delta = out;
     bool qresync = base_modseq > 0 && base_uidvalidity > 0 && tb_imap_has_cap(s->c, "QRESYNC");
-    select_mailbox(s, mailbox, base_uidvalidity, qresync ? base_modseq : 0, delta_untagged);
+    select_mailbox(s, mailbox, base_uidvalidity, qresync ? base_modseq : 0, out, queued);
     /* QRESYNC's SELECT reports changed flags and vanished UIDs; new messages (UID >= the
      * base UIDNEXT) are fetched with their identity. Without a base: everything. */
     out->full = !qresync;
@@ -338,13 +350,27 @@ void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base
     struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
     tb_cmd_printf(cmd, "%u:* " FETCH_ITEMS, qresync && base_uidnext ? base_uidnext : 1);
     snprintf(what, sizeof(what), "mailbox %s: FETCH", mailbox);
-    tb_imap_submit(s->c, cmd, 0, op_done, delta_untagged, op_new(s, what));
+    struct op *o = op_new(s, what);
+    o->delta = out;
+    tb_imap_submit(s->c, cmd, 0, op_done, delta_untagged, o);
+}
+
+void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
+                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_delta *out)
+{
+    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, out, false);
+}
+
+void tb_store_delta_queue(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
+                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_delta *out)
+{
+    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, out, true);
 }
 
 void tb_store_select(struct tb_store *s, const char *mailbox)
 {
     if (!s->selected || strcmp(s->selected, mailbox) != 0)
-        select_mailbox(s, mailbox, 0, 0, NULL);
+        select_mailbox(s, mailbox, 0, 0, NULL, false);
 }
 
 /* ---- writes ---- */

@@ -58,7 +58,6 @@ struct tb_store {
     /* collection targets of the command(s) in flight */
     struct tb_mbox_info *boxes;
     size_t n_boxes;
-    struct tb_delta *delta;
     char *selected;
 };
 
@@ -74,6 +73,11 @@ void tb_store_list_start(struct tb_store *s);
 /* SELECT (with QRESYNC when base_modseq > 0 and base_uidvalidity matches) and the UID FETCH
  * of new messages from base_uidnext on, or of everything when no usable base. */
 void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
+                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_delta *out);
+/* The same without waiting for the commands in flight: several mailboxes' deltas go out
+ * in one write. Only when nothing but other deltas is in flight (no write may run in a
+ * mailbox the SELECT leaves). */
+void tb_store_delta_queue(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
                           uint64_t base_modseq, uint32_t base_uidnext, struct tb_delta *out);
 void tb_delta_clear(struct tb_delta *d);
 void tb_mbox_infos_free(struct tb_mbox_info *v, size_t n);

@@ -7,7 +7,9 @@
  * listing match the state, so a run with nothing to do is one LIST-STATUS (or one
  * XREPLICATE CHANGES, sync/xr.h) per server. The first pass may take a side's delta from
  * X-REPLICATE instead of a SELECT; a later pass selects only the sides the previous one
- * wrote to (the other side's unseen changes are left to the next run's listing).
+ * wrote to (the other side's unseen changes are left to the next run's listing). The pass
+ * after the first one's writes is deferred: settle_deferred sends those of up to 64
+ * mailboxes in one write per server.
  * A crash between execution and commit leaves an older state; the next run pairs the
  * copies that arrived by identity instead of copying them again. */
 #include "sync/engine.h"
@@ -39,6 +41,9 @@ struct entry {
     struct tb_state_mailbox *st;
     struct tb_xrep_section *sec[2]; /* X-REPLICATE's report on it, per side (borrowed) */
     bool unsettled; /* its last pass still wrote: the state's numbers are pre-write */
+    /* Written and committed; the pass that confirms the writes settled is left to
+     * settle_deferred, which pipelines it with other mailboxes'. */
+    bool deferred, wrote[2], subscribed;
 };
 
 struct ctx {
@@ -61,6 +66,7 @@ struct ctx {
     struct tb_xrep_reply xr[2];
     bool xr_used[2], xr_rel[2], xr_logged[2];
     bool xr_drop[2]; /* forget the stored position: the server stopped offering it */
+    bool may_defer;  /* sync_messages may leave its settling pass to settle_deferred */
 };
 
 static bool wanted(struct ctx *x, const char *canon)
@@ -388,6 +394,12 @@ static int sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
             if (!writes) {
                 pass = MAX_PASSES; /* settled: the state matches both sides */
                 settled = true;
+            } else if (rc == 0 && x->may_defer && pass == 0) {
+                e->deferred = true;
+                e->wrote[0] = wrote[0];
+                e->wrote[1] = wrote[1];
+                e->subscribed = subscribed;
+                pass = MAX_PASSES;
             }
         }
         tb_state_intents_free(sus, n_sus);
@@ -398,6 +410,91 @@ static int sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
     e->unsettled = !settled;
     free(wire[0]);
     free(wire[1]);
+    return rc;
+}
+
+/* The settling passes of the mailboxes written to, in batches: every written side's
+ * SELECT+FETCH of a batch goes out in one write (tb_store_delta_queue), instead of one
+ * round trip per mailbox. A mailbox whose pass finds nothing to do is settled and
+ * committed; one that changed meanwhile gets the ordinary passes. */
+#define SETTLE_BATCH 64
+
+static int settle_one(struct ctx *x, struct entry *e, struct tb_delta *d[2])
+{
+    for (int k = 0; k < 2; k++)
+        if (!d[k]->full && d[k]->uidvalidity != e->st->side[k].uidvalidity)
+            return sync_messages(x, e, false, e->subscribed); /* moved: look again */
+    struct tb_state_msg *pairs = NULL;
+    size_t n_pairs = 0;
+    struct tb_state_intent *sus = NULL;
+    size_t n_sus = 0;
+    int rc = 0;
+    if (tb_state_messages(x->st, e->st->id, &pairs, &n_pairs) < 0 ||
+        tb_state_intents(x->st, e->canon, x->run, &sus, &n_sus) < 0) {
+        rc = state_fail(x, "read");
+    } else {
+        uint32_t base_next[2] = {e->st->side[0].uidnext, e->st->side[1].uidnext};
+        struct tb_plan p;
+        tb_plan_compute(&p, pairs, n_pairs, d, base_next, sus, n_sus);
+        bool writes = tb_plan_has_writes(&p);
+        if (!writes) {
+            struct tb_buf modified[2];
+            tb_buf_init(&modified[0]);
+            tb_buf_init(&modified[1]);
+            rc = commit_pass(x, e, d, &p, modified, false, e->subscribed, sus);
+            e->unsettled = false;
+        }
+        tb_plan_free(&p);
+        if (writes) /* changed meanwhile: the ordinary passes, from the state */
+            rc = sync_messages(x, e, false, e->subscribed);
+    }
+    tb_state_intents_free(sus, n_sus);
+    tb_state_messages_free(pairs, n_pairs);
+    return rc;
+}
+
+static int settle_deferred(struct ctx *x, struct entry *ent, size_t n_ent)
+{
+    int rc = 0;
+    struct entry *batch[SETTLE_BATCH];
+    struct tb_delta dd[SETTLE_BATCH][2];
+    bool may_defer = x->may_defer;
+    x->may_defer = false; /* the passes started from here finish their mailbox */
+    for (size_t i = 0; i < n_ent && rc == 0;) {
+        size_t n = 0;
+        for (; i < n_ent && n < SETTLE_BATCH; i++)
+            if (ent[i].deferred)
+                batch[n++] = &ent[i];
+        for (size_t j = 0; j < n; j++) {
+            struct entry *e = batch[j];
+            e->deferred = false;
+            for (int k = 0; k < 2; k++) {
+                const struct tb_state_side *b = &e->st->side[k];
+                if (!e->wrote[k]) {
+                    /* as in sync_messages: the unwritten side's delta is the state's */
+                    memset(&dd[j][k], 0, sizeof(dd[j][k]));
+                    dd[j][k].uidvalidity = b->uidvalidity;
+                    dd[j][k].uidnext = b->uidnext;
+                    dd[j][k].highestmodseq = b->highestmodseq;
+                    continue;
+                }
+                char *w = tb_name_wire(e->canon, x->s[k].sep);
+                tb_store_delta_queue(&x->s[k], w, b->uidvalidity, b->highestmodseq, b->uidnext,
+                                     &dd[j][k]);
+                free(w);
+            }
+        }
+        if (n && tb_store_wait(x->both, 2) < 0)
+            rc = store_fail(x);
+        for (size_t j = 0; j < n; j++) {
+            struct tb_delta *d[2] = {&dd[j][0], &dd[j][1]};
+            if (rc == 0)
+                rc = settle_one(x, batch[j], d);
+            tb_delta_clear(d[0]);
+            tb_delta_clear(d[1]);
+        }
+    }
+    x->may_defer = may_defer;
     return rc;
 }
 
@@ -799,8 +896,14 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
                  const char *password[2], struct tb_state *st, const struct tb_sync_opts *o,
                  struct tb_sync_stats *stats, char *err, size_t errlen)
 {
-    struct ctx x = {
-        .pair = pair, .acct = acct, .st = st, .o = o, .stats = stats, .err = err, .errlen = errlen};
+    struct ctx x = {.pair = pair,
+                    .acct = acct,
+                    .st = st,
+                    .o = o,
+                    .stats = stats,
+                    .err = err,
+                    .errlen = errlen,
+                    .may_defer = !o->dry_run};
     snprintf(x.run, sizeof(x.run), "%lld-%d", (long long)time(NULL), (int)getpid());
     for (int k = 0; k < 2; k++) {
         tb_store_init(&x.s[k], loop, acct[k], password[k]);
@@ -847,6 +950,8 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
             if (tty)
                 progress(pair->name, stats, t0);
         }
+        if (rc == 0)
+            rc = settle_deferred(&x, ent, n_ent);
     }
     free(late);
     if (rc == 0 && !o->dry_run)

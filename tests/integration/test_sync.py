@@ -116,6 +116,30 @@ class InitialSyncTest(SyncBase):
         self.assertIn("copied a->b 0, b->a 0, flag updates 0, expunged 0", r.out)
         self.assertEqual(self.assertSame(), snap)
 
+    def test_settling_passes_share_one_round_trip(self):
+        """After copying into 10 mailboxes, the passes that confirm the writes settled go out
+        together: side b pays one round trip for all of them, not one per mailbox."""
+        names = [f"M{i}" for i in range(10)]
+        for n in names:
+            ic.load_messages(self.a, "alice", n, 2, seed=len(n))
+        self.sync()
+        for i, n in enumerate(names):
+            ic.load_messages(self.a, "alice", n, 1, seed=5, start=100 + i)
+        rb = Relay(self.b.imap_port)
+        try:
+            self.write_config(b_port=rb.port)
+            rb.reset_counters()
+            r = self.sync()
+            self.assertIn("copied a->b 10, b->a 0", r.out)
+            # login 3 + LIST 1 + per mailbox (SELECT, APPEND) 2 + settling 1 + LOGOUT 1;
+            # one round trip per mailbox more if the settling SELECTs were not pipelined
+            self.assertLessEqual(rb.stats()["turns"], 3 + 1 + 2 * len(names) + 1 + 1,
+                                 r.out)
+            self.assertSame()
+            self.assertIn("copied a->b 0, b->a 0, flag updates 0, expunged 0", self.sync().out)
+        finally:
+            rb.stop()
+
     def test_noop_rerun_turns(self):
         ic.load_messages(self.a, "alice", "INBOX", 20)
         ic.load_messages(self.a, "alice", "Box", 20)
