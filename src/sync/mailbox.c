@@ -1,0 +1,415 @@
+/* One mailbox's passes: SELECT (or X-REPLICATE's delta), plan, execution, commit; and the
+ * deferred passes that confirm writes settled, pipelined across mailboxes. See engine.c
+ * for the pass structure. */
+#include "sync/engine_internal.h"
+
+#include "protocol/xrep.h"
+#include "store/store.h"
+#include "sync/flags.h"
+#include "sync/names.h"
+#include "sync/plan.h"
+#include "sync/xr.h"
+#include "twinbox/config.h"
+#include "twinbox/exit.h"
+#include "twinbox/imap.h"
+#include "twinbox/log.h"
+#include "twinbox/state.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void on_copied(void *ud, uint32_t src_uid, uint32_t dst_uid, const char *flags)
+{
+    /* ud points at the ctx with the destination side encoded in the low bit. */
+    uintptr_t v = (uintptr_t)ud;
+    struct ctx *x = (struct ctx *)(v & ~(uintptr_t)1);
+    int dst = (int)(v & 1);
+    if (x->n_copied == x->cap_copied) {
+        x->cap_copied = x->cap_copied ? x->cap_copied * 2 : 64;
+        x->copied = tb_xrealloc(x->copied, x->cap_copied * sizeof(*x->copied));
+    }
+    struct tb_pair_update *u = &x->copied[x->n_copied++];
+    u->uid[dst] = dst_uid;
+    u->uid[1 - dst] = src_uid;
+    u->flags = tb_xstrdup(flags);
+    u->remove = false;
+    x->stats->copied[dst]++;
+}
+
+static void print_plan(struct ctx *x, const char *canon, const struct tb_plan *p)
+{
+    printf("%s: copy a->b %zu, b->a %zu; flag stores a %zu, b %zu; expunge a %zu, b %zu\n", canon,
+           p->n_copies[1], p->n_copies[0], p->n_groups[0], p->n_groups[1], p->n_expunge[0],
+           p->n_expunge[1]);
+    (void)x;
+}
+
+/* Executes the writes of a plan on both sides; fills `modified` with UIDs refused by
+ * UNCHANGEDSINCE per side (their pairs keep the old base and are merged next pass). */
+/* Before a copy batch: what it may leave behind if this run dies (see tb_state_intents). */
+static int record_intents(struct ctx *x, const char *canon, const struct tb_plan *p)
+{
+    if (!p->n_copies[0] && !p->n_copies[1])
+        return 0;
+    if (tb_state_begin(x->st) < 0)
+        return tb_eng_state_fail(x, "begin");
+    int r = 0;
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; r == 0 && i < p->n_copies[k]; i++) {
+            const struct tb_msg_info *m = p->copies[k][i];
+            r = tb_state_intent_add(x->st, canon, x->run, k, m->ident, m->size, m->internaldate);
+        }
+    if (r < 0 || tb_state_commit(x->st) < 0)
+        return tb_eng_state_fail(x, "intents");
+    return 0;
+}
+
+static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct tb_delta *d[2],
+                   struct tb_buf modified[2])
+{
+    struct tb_copy *cp[2] = {NULL, NULL};
+    /* A side whose delta came from X-REPLICATE has not selected the mailbox yet. */
+    for (int k = 0; k < 2; k++)
+        if (p->n_groups[k] || p->n_expunge[k] || p->n_copies[1 - k])
+            tb_store_select(&x->s[k], wire[k]);
+    for (int k = 0; k < 2; k++) {
+        if (!p->n_copies[k])
+            continue;
+        cp[k] = tb_copy_new(&x->s[1 - k], &x->s[k], wire[k], on_copied,
+                            (void *)((uintptr_t)x | (uintptr_t)k));
+        for (size_t i = 0; i < p->n_copies[k]; i++)
+            tb_copy_add(cp[k], p->copies[k][i]);
+    }
+    for (int k = 0; k < 2; k++) {
+        for (size_t g = 0; g < p->n_groups[k]; g++) {
+            struct tb_buf set;
+            tb_buf_init(&set);
+            tb_uidset_append(&set, p->groups[k][g].uids, p->groups[k][g].n);
+            tb_store_flags(&x->s[k], set.data, p->groups[k][g].op, p->groups[k][g].flags,
+                           d[k]->highestmodseq, &modified[k]);
+            x->stats->flag_updates += p->groups[k][g].n;
+            tb_buf_free(&set);
+        }
+        if (p->n_expunge[k]) {
+            struct tb_buf set;
+            tb_buf_init(&set);
+            tb_uidset_append(&set, p->expunge[k], p->n_expunge[k]);
+            tb_store_expunge(&x->s[k], set.data);
+            x->stats->expunges += p->n_expunge[k];
+            tb_buf_free(&set);
+        }
+    }
+    int rc = 0;
+    for (int k = 0; k < 2; k++)
+        if (cp[k] && tb_copy_finish(cp[k], &x->stats->bytes) < 0)
+            rc = -1;
+    if (rc == 0)
+        rc = tb_store_wait(x->both, 2);
+    return rc;
+}
+
+static bool uid_in(const uint32_t *v, size_t n, uint32_t u)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == u)
+            return true;
+    return false;
+}
+
+/* Records one pass: pair changes, copies, and the side values seen by its SELECTs. */
+static int commit_pass(struct ctx *x, struct entry *e, struct tb_delta *d[2], struct tb_plan *p,
+                       struct tb_buf modified[2], bool reset, bool subscribed,
+                       const struct tb_state_intent *sus)
+{
+    uint32_t *mod[2] = {NULL, NULL};
+    size_t n_mod[2] = {0, 0};
+    for (int k = 0; k < 2; k++)
+        if (modified[k].len)
+            tb_uidset_expand(tb_buf_cstr(&modified[k]), &mod[k], &n_mod[k]);
+    if (tb_state_begin(x->st) < 0)
+        return tb_eng_state_fail(x, "begin");
+    struct tb_state_mailbox row = {0};
+    if (e->st)
+        row = *e->st;
+    row.name = e->canon;
+    row.subscribed = subscribed;
+    /* A store refused as MODIFIED keeps its pair's old base; the other side's change to
+     * that message would then be invisible from this pass's HIGHESTMODSEQ on, so the
+     * mailbox keeps its previous values and the next pass looks again from there. */
+    bool keep = n_mod[0] || n_mod[1];
+    for (int k = 0; k < 2; k++) {
+        row.side[k].uidvalidity = d[k]->uidvalidity;
+        row.side[k].uidnext = keep ? (e->st ? e->st->side[k].uidnext : 0) : d[k]->uidnext;
+        row.side[k].highestmodseq =
+            keep ? (e->st ? e->st->side[k].highestmodseq : 0) : d[k]->highestmodseq;
+    }
+    int r = tb_state_mailbox_put(x->st, &row);
+    if (r == 0 && reset)
+        r = tb_state_msgs_clear(x->st, row.id);
+    for (size_t i = 0; r == 0 && i < p->n_updates; i++) {
+        struct tb_pair_update *u = &p->updates[i];
+        if (u->remove)
+            r = tb_state_msg_delete(x->st, row.id, u->uid[0]);
+        else if (!uid_in(mod[0], n_mod[0], u->uid[0]) && !uid_in(mod[1], n_mod[1], u->uid[1]))
+            r = tb_state_msg_put(x->st, row.id, u->uid[0], u->uid[1], u->flags);
+    }
+    for (size_t i = 0; r == 0 && i < x->n_copied; i++)
+        r = tb_state_msg_put(x->st, row.id, x->copied[i].uid[0], x->copied[i].uid[1],
+                             x->copied[i].flags);
+    /* This pass's copies are recorded: their intents go; a crashed run's intents go once
+     * resolved, or after ten minutes (by then its server has long finished). */
+    for (size_t i = 0; r == 0 && i < p->n_resolved; i++)
+        r = tb_state_intent_drop(x->st, e->canon, x->run, &sus[p->resolved[i]]);
+    if (r == 0)
+        r = tb_state_intents_done(x->st, e->canon, x->run, 600);
+    free(mod[0]);
+    free(mod[1]);
+    if (r < 0 || tb_state_commit(x->st) < 0)
+        return tb_eng_state_fail(x, "write");
+    if (!e->st) {
+        e->st = tb_xcalloc(1, sizeof(*e->st));
+        e->st->name = tb_xstrdup(e->canon);
+    }
+    e->st->id = row.id;
+    e->st->side[0] = row.side[0];
+    e->st->side[1] = row.side[1];
+    e->st->subscribed = subscribed;
+    return 0;
+}
+
+void tb_eng_clear_copied(struct ctx *x)
+{
+    for (size_t i = 0; i < x->n_copied; i++)
+        free(x->copied[i].flags);
+    x->n_copied = 0;
+}
+
+/* The first pass's delta of side k from X-REPLICATE instead of a SELECT, where the stored
+ * position's numbers for the mailbox are the state's (see sync/xr.h). */
+static bool xr_delta(struct ctx *x, struct entry *e, int k, const struct tb_state_msg *pairs,
+                     size_t n_pairs, struct tb_delta *out)
+{
+    const struct tb_xrep_section *sec = e->sec[k];
+    const struct tb_state_side *b = &e->st->side[k];
+    uint64_t hms = 0;
+    if (!x->xr_rel[k] || !sec || sec->uidvalidity != b->uidvalidity ||
+        tb_state_xrep_mailbox(x->st, k, e->canon, &hms) < 0 || hms == 0 || hms != b->highestmodseq)
+        return false;
+    if (!tb_xr_delta(sec, k, pairs, n_pairs, out))
+        return false;
+    x->stats->xr_deltas++;
+    return true;
+}
+
+int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscribed)
+{
+    char *wire[2];
+    for (int k = 0; k < 2; k++)
+        wire[k] = tb_name_wire(e->canon, x->s[k].sep);
+    int rc = 0;
+    bool settled = false;
+    bool wrote[2] = {true, true}; /* by the previous pass, per side */
+    for (int pass = 0; pass < MAX_PASSES && rc == 0; pass++) {
+        struct tb_delta dd[2], *d[2] = {&dd[0], &dd[1]};
+        uint32_t base_next[2] = {0, 0};
+        struct tb_state_msg *pairs = NULL;
+        size_t n_pairs = 0;
+        struct tb_state_intent *sus = NULL;
+        size_t n_sus = 0;
+        if ((e->st && !reset && tb_state_messages(x->st, e->st->id, &pairs, &n_pairs) < 0) ||
+            tb_state_intents(x->st, e->canon, x->run, &sus, &n_sus) < 0) {
+            rc = tb_eng_state_fail(x, "read");
+            tb_state_intents_free(sus, n_sus);
+            tb_state_messages_free(pairs, n_pairs);
+            break;
+        }
+        for (int k = 0; k < 2; k++) {
+            const struct tb_state_side *b = e->st && !reset ? &e->st->side[k] : NULL;
+            uint64_t base_ms = b ? b->highestmodseq : 0;
+            if (pass == 0 && b && e->box[k] && e->box[k]->have_status &&
+                e->box[k]->highestmodseq < b->highestmodseq) {
+                /* The server's MODSEQs went back (Dovecot rebuilt the index after its
+                 * logs were lost): QRESYNC from ours would miss changes. A full
+                 * UID/FLAGS listing, diffed against the state's pairs, misses none. */
+                tb_log_warn("%s: HIGHESTMODSEQ on %s went back from %llu to %llu; listing "
+                            "every message",
+                            e->canon, k ? "b" : "a", (unsigned long long)b->highestmodseq,
+                            (unsigned long long)e->box[k]->highestmodseq);
+                base_ms = 0;
+            } else if (pass == 0 && b && xr_delta(x, e, k, pairs, n_pairs, d[k])) {
+                continue;
+            } else if (pass > 0 && b && !wrote[k]) {
+                /* Nothing was written there: its delta is still the one the state now
+                 * records. A change made there meanwhile moves its numbers past the
+                 * state's, so the next run sees it; only the written side must show
+                 * that our writes settled. */
+                memset(d[k], 0, sizeof(*d[k]));
+                d[k]->uidvalidity = b->uidvalidity;
+                d[k]->uidnext = b->uidnext;
+                d[k]->highestmodseq = b->highestmodseq;
+                continue;
+            }
+            tb_store_delta_start(&x->s[k], wire[k], b ? b->uidvalidity : 0, base_ms,
+                                 b ? b->uidnext : 0, d[k]);
+        }
+        if (tb_store_wait(x->both, 2) < 0) {
+            rc = tb_eng_store_fail(x);
+            tb_delta_clear(d[0]);
+            tb_delta_clear(d[1]);
+            tb_state_intents_free(sus, n_sus);
+            tb_state_messages_free(pairs, n_pairs);
+            break;
+        }
+        bool moved = false;
+        for (int k = 0; k < 2; k++) {
+            base_next[k] = d[k]->full ? 0 : e->st->side[k].uidnext;
+            /* Recreated between LIST-STATUS and SELECT: the QRESYNC base does not apply;
+             * leave the mailbox to the next run rather than diff against the wrong UIDs. */
+            if (!d[k]->full && d[k]->uidvalidity != e->st->side[k].uidvalidity)
+                moved = true;
+        }
+        if (moved) {
+            tb_log_warn("%s: UIDVALIDITY changed during the run; skipped until the next run",
+                        e->canon);
+            tb_delta_clear(d[0]);
+            tb_delta_clear(d[1]);
+            tb_state_intents_free(sus, n_sus);
+            tb_state_messages_free(pairs, n_pairs);
+            break;
+        }
+        {
+            struct tb_plan p;
+            tb_plan_compute(&p, pairs, n_pairs, d, base_next, sus, n_sus);
+            bool writes = tb_plan_has_writes(&p);
+            for (int k = 0; k < 2; k++)
+                wrote[k] = p.n_copies[k] || p.n_groups[k] || p.n_expunge[k];
+            struct tb_buf modified[2];
+            tb_buf_init(&modified[0]);
+            tb_buf_init(&modified[1]);
+            if (p.late)
+                tb_log_warn("%s: %llu late copies of an interrupted run found and expunged",
+                            e->canon, (unsigned long long)p.late);
+            if (x->o->dry_run) {
+                print_plan(x, e->canon, &p);
+                writes = false;
+            } else {
+                if (writes)
+                    rc = record_intents(x, e->canon, &p);
+                if (rc == 0 && writes && execute(x, (const char **)wire, &p, d, modified) < 0)
+                    rc = tb_eng_store_fail(x);
+                if (rc == 0)
+                    rc = commit_pass(x, e, d, &p, modified, reset, subscribed, sus);
+                x->stats->conflicts += p.conflicts;
+            }
+            tb_eng_clear_copied(x);
+            tb_buf_free(&modified[0]);
+            tb_buf_free(&modified[1]);
+            tb_plan_free(&p);
+            reset = false;
+            if (!writes) {
+                pass = MAX_PASSES; /* settled: the state matches both sides */
+                settled = true;
+            } else if (rc == 0 && x->may_defer && pass == 0) {
+                e->deferred = true;
+                e->wrote[0] = wrote[0];
+                e->wrote[1] = wrote[1];
+                e->subscribed = subscribed;
+                pass = MAX_PASSES;
+            }
+        }
+        tb_state_intents_free(sus, n_sus);
+        tb_state_messages_free(pairs, n_pairs);
+        tb_delta_clear(d[0]);
+        tb_delta_clear(d[1]);
+    }
+    e->unsettled = !settled;
+    free(wire[0]);
+    free(wire[1]);
+    return rc;
+}
+
+/* The settling passes of the mailboxes written to, in batches: every written side's
+ * SELECT+FETCH of a batch goes out in one write (tb_store_delta_queue), instead of one
+ * round trip per mailbox. A mailbox whose pass finds nothing to do is settled and
+ * committed; one that changed meanwhile gets the ordinary passes. */
+#define SETTLE_BATCH 64
+
+static int settle_one(struct ctx *x, struct entry *e, struct tb_delta *d[2])
+{
+    for (int k = 0; k < 2; k++)
+        if (!d[k]->full && d[k]->uidvalidity != e->st->side[k].uidvalidity)
+            return tb_eng_sync_messages(x, e, false, e->subscribed); /* moved: look again */
+    struct tb_state_msg *pairs = NULL;
+    size_t n_pairs = 0;
+    struct tb_state_intent *sus = NULL;
+    size_t n_sus = 0;
+    int rc = 0;
+    if (tb_state_messages(x->st, e->st->id, &pairs, &n_pairs) < 0 ||
+        tb_state_intents(x->st, e->canon, x->run, &sus, &n_sus) < 0) {
+        rc = tb_eng_state_fail(x, "read");
+    } else {
+        uint32_t base_next[2] = {e->st->side[0].uidnext, e->st->side[1].uidnext};
+        struct tb_plan p;
+        tb_plan_compute(&p, pairs, n_pairs, d, base_next, sus, n_sus);
+        bool writes = tb_plan_has_writes(&p);
+        if (!writes) {
+            struct tb_buf modified[2];
+            tb_buf_init(&modified[0]);
+            tb_buf_init(&modified[1]);
+            rc = commit_pass(x, e, d, &p, modified, false, e->subscribed, sus);
+            e->unsettled = false;
+        }
+        tb_plan_free(&p);
+        if (writes) /* changed meanwhile: the ordinary passes, from the state */
+            rc = tb_eng_sync_messages(x, e, false, e->subscribed);
+    }
+    tb_state_intents_free(sus, n_sus);
+    tb_state_messages_free(pairs, n_pairs);
+    return rc;
+}
+
+int tb_eng_settle_deferred(struct ctx *x, struct entry *ent, size_t n_ent)
+{
+    int rc = 0;
+    struct entry *batch[SETTLE_BATCH];
+    struct tb_delta dd[SETTLE_BATCH][2];
+    bool may_defer = x->may_defer;
+    x->may_defer = false; /* the passes started from here finish their mailbox */
+    for (size_t i = 0; i < n_ent && rc == 0;) {
+        size_t n = 0;
+        for (; i < n_ent && n < SETTLE_BATCH; i++)
+            if (ent[i].deferred)
+                batch[n++] = &ent[i];
+        for (size_t j = 0; j < n; j++) {
+            struct entry *e = batch[j];
+            e->deferred = false;
+            for (int k = 0; k < 2; k++) {
+                const struct tb_state_side *b = &e->st->side[k];
+                if (!e->wrote[k]) {
+                    /* as in sync_messages: the unwritten side's delta is the state's */
+                    memset(&dd[j][k], 0, sizeof(dd[j][k]));
+                    dd[j][k].uidvalidity = b->uidvalidity;
+                    dd[j][k].uidnext = b->uidnext;
+                    dd[j][k].highestmodseq = b->highestmodseq;
+                    continue;
+                }
+                char *w = tb_name_wire(e->canon, x->s[k].sep);
+                tb_store_delta_queue(&x->s[k], w, b->uidvalidity, b->highestmodseq, b->uidnext,
+                                     &dd[j][k]);
+                free(w);
+            }
+        }
+        if (n && tb_store_wait(x->both, 2) < 0)
+            rc = tb_eng_store_fail(x);
+        for (size_t j = 0; j < n; j++) {
+            struct tb_delta *d[2] = {&dd[j][0], &dd[j][1]};
+            if (rc == 0)
+                rc = settle_one(x, batch[j], d);
+            tb_delta_clear(d[0]);
+            tb_delta_clear(d[1]);
+        }
+    }
+    x->may_defer = may_defer;
+    return rc;
+}
