@@ -20,15 +20,16 @@ from tests.fixture.dovecot import Dovecot, stop_all  # noqa: E402
 from tests.fixture.relay import Relay  # noqa: E402
 
 
-def load(dv, boxes, per_box, size):
+def load(dv, boxes, per_box, size, seed=3, seen=True):
+    """per_box messages into each of boxes (created); every other one \\Seen if seen."""
     c = imaplib.IMAP4_stream(dv.tunnel_command("alice") + " 2>/dev/null")
     n = 0
     for b in boxes:
         if b != "INBOX":
             c.create(ic.quote(b))
         for i in range(per_box):
-            msg, day = ic.make_message(n, size=size, seed=3, mailbox=b)
-            ic.append(c, b, msg, flags=("\\Seen",) if i % 2 else (), date=day)
+            msg, day = ic.make_message(n, size=size, seed=seed, mailbox=b)
+            ic.append(c, b, msg, flags=("\\Seen",) if seen and i % 2 else (), date=day)
             n += 1
     c.logout()
     return n

@@ -18,19 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tests.fixture import imapcheck as ic  # noqa: E402
 from tests.fixture.dovecot import Dovecot, stop_all  # noqa: E402
 from tests.fixture.relay import Relay  # noqa: E402
-
-
-def load(dv, boxes, per_box):
-    c = imaplib.IMAP4_stream(dv.tunnel_command("alice") + " 2>/dev/null")
-    n = 0
-    for b in boxes:
-        if b != "INBOX":
-            c.create(ic.quote(b))
-        for _ in range(per_box):
-            msg, day = ic.make_message(n, size=1500, seed=5, mailbox=b)
-            ic.append(c, b, msg, date=day)
-            n += 1
-    c.logout()
+from bench.sync_bench import load  # noqa: E402
 
 
 def change_three(dv, boxes, round_no):
@@ -66,7 +54,7 @@ def scenario(twinbox, plugin_dir, xreplicate, a_args):
     rows = []
     try:
         boxes = ["INBOX"] + [f"Box{i // 10}.Sub{i}" for i in range(a_args.mailboxes - 1)]
-        load(A, boxes, a_args.per_box)
+        load(A, boxes, a_args.per_box, 1500, seed=5, seen=False)
         cfg = os.path.join(tmp.name, "config")
         with open(cfg, "w") as f:
             for name, r in (("a", ra), ("b", rb)):

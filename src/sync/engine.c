@@ -104,7 +104,7 @@ static int sync_entry(struct ctx *x, struct entry *e)
             /* Never delete on the strength of a LIST alone: ask for the name itself. */
             bool still = true;
             if (x->xr_rel[gone] &&
-                tb_xr_event(&x->xr[gone], x->s[gone].sep, TB_XREP_DELETED, e->canon, NULL)) {
+                tb_xr_event(&x->xr[gone], x->s[gone].sep, TB_XREP_DELETED, e->canon)) {
                 still = false; /* X-REPLICATE saw its GUID go */
             } else {
                 char *gw = tb_name_wire(e->canon, x->s[gone].sep);
@@ -281,7 +281,7 @@ static int renamed_side(struct ctx *x, const struct entry *e)
     for (int k = 0; k < 2 && e->box[0]; k++)
         if (x->xr_rel[k] && e->box[k]->uidvalidity != e->st->side[k].uidvalidity &&
             e->box[1 - k]->uidvalidity == e->st->side[1 - k].uidvalidity &&
-            tb_xr_event(&x->xr[k], x->s[k].sep, TB_XREP_RENAMED, e->canon, NULL))
+            tb_xr_event(&x->xr[k], x->s[k].sep, TB_XREP_RENAMED, e->canon))
             return k;
     return -1;
 }
@@ -308,8 +308,8 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
          * X-REPLICATE, or a mailbox created after the stored position, which the
          * position does not know) by UIDVALIDITY. */
         char *new_name = x->xr_rel[k] ? tb_xr_renamed_to(&x->xr[k], x->s[k].sep, e->canon) : NULL;
-        bool known = new_name || (x->xr_rel[k] && tb_xr_event(&x->xr[k], x->s[k].sep,
-                                                              TB_XREP_DELETED, e->canon, NULL));
+        bool known = new_name || (x->xr_rel[k] &&
+                                  tb_xr_event(&x->xr[k], x->s[k].sep, TB_XREP_DELETED, e->canon));
         for (size_t j = 0; j < n_ent; j++) {
             struct entry *f = &ent[j];
             if (f->st || !f->box[k] || f->box[1 - k])

@@ -19,6 +19,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* "Nothing changed since the state": the delta of a side a pass does not look at. */
+static void delta_of_state(struct tb_delta *d, const struct tb_state_side *b)
+{
+    memset(d, 0, sizeof(*d));
+    d->uidvalidity = b->uidvalidity;
+    d->uidnext = b->uidnext;
+    d->highestmodseq = b->highestmodseq;
+}
+
 static void on_copied(void *ud, uint32_t src_uid, uint32_t dst_uid, const char *flags)
 {
     /* ud points at the ctx with the destination side encoded in the low bit. */
@@ -244,10 +253,7 @@ int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
                  * records. A change made there meanwhile moves its numbers past the
                  * state's, so the next run sees it; only the written side must show
                  * that our writes settled. */
-                memset(d[k], 0, sizeof(*d[k]));
-                d[k]->uidvalidity = b->uidvalidity;
-                d[k]->uidnext = b->uidnext;
-                d[k]->highestmodseq = b->highestmodseq;
+                delta_of_state(d[k], b);
                 continue;
             }
             tb_store_delta_start(&x->s[k], wire[k], b ? b->uidvalidity : 0, base_ms,
@@ -388,10 +394,7 @@ int tb_eng_settle_deferred(struct ctx *x, struct entry *ent, size_t n_ent)
                 const struct tb_state_side *b = &e->st->side[k];
                 if (!e->wrote[k]) {
                     /* as in sync_messages: the unwritten side's delta is the state's */
-                    memset(&dd[j][k], 0, sizeof(dd[j][k]));
-                    dd[j][k].uidvalidity = b->uidvalidity;
-                    dd[j][k].uidnext = b->uidnext;
-                    dd[j][k].highestmodseq = b->highestmodseq;
+                    delta_of_state(&dd[j][k], b);
                     continue;
                 }
                 char *w = tb_name_wire(e->canon, x->s[k].sep);

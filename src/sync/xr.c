@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool tb_xr_event(const struct tb_xrep_reply *r, char sep, int event, const char *canon,
-                 const char *to_canon)
+/* Index of the first event of that kind whose (old) name is `canon`, or -1. */
+static long find_event(const struct tb_xrep_reply *r, char sep, int event, const char *canon)
 {
     for (size_t i = 0; i < r->n_ev; i++) {
         if (r->ev[i].event != event)
@@ -17,29 +17,21 @@ bool tb_xr_event(const struct tb_xrep_reply *r, char sep, int event, const char 
         char *a = tb_name_canon(r->ev[i].name, sep);
         bool hit = strcmp(a, canon) == 0;
         free(a);
-        if (hit && to_canon && r->ev[i].new_name) {
-            char *b = tb_name_canon(r->ev[i].new_name, sep);
-            hit = strcmp(b, to_canon) == 0;
-            free(b);
-        }
         if (hit)
-            return true;
+            return (long)i;
     }
-    return false;
+    return -1;
+}
+
+bool tb_xr_event(const struct tb_xrep_reply *r, char sep, int event, const char *canon)
+{
+    return find_event(r, sep, event, canon) >= 0;
 }
 
 char *tb_xr_renamed_to(const struct tb_xrep_reply *r, char sep, const char *canon)
 {
-    for (size_t i = 0; i < r->n_ev; i++) {
-        if (r->ev[i].event != TB_XREP_RENAMED || !r->ev[i].new_name)
-            continue;
-        char *a = tb_name_canon(r->ev[i].name, sep);
-        bool hit = strcmp(a, canon) == 0;
-        free(a);
-        if (hit)
-            return tb_name_canon(r->ev[i].new_name, sep);
-    }
-    return NULL;
+    long i = find_event(r, sep, TB_XREP_RENAMED, canon);
+    return i >= 0 && r->ev[i].new_name ? tb_name_canon(r->ev[i].new_name, sep) : NULL;
 }
 
 /* Pairs are sorted by uid a; side b looks up through an index sorted by uid b. */

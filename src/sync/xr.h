@@ -15,10 +15,9 @@
 
 #include <stdbool.h>
 
-/* Whether side `side`'s reply reports event (enum tb_xrep_event) for the canonical names
- * (to_canon NULL: any new name). */
-bool tb_xr_event(const struct tb_xrep_reply *r, char sep, int event, const char *canon,
-                 const char *to_canon);
+/* Whether the reply reports event (enum tb_xrep_event) for the canonical name (for
+ * RENAMED: the old one). */
+bool tb_xr_event(const struct tb_xrep_reply *r, char sep, int event, const char *canon);
 
 /* The canonical new name of a mailbox the reply reports renamed from `canon`, or NULL;
  * malloc'd. */

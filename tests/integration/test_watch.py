@@ -11,16 +11,7 @@ import unittest
 from tests.fixture import imapcheck as ic
 from tests.fixture.dovecot import Dovecot
 from tests.integration.common import SAN_RE, TestCase, binary
-
-IMAP_PLUGIN = "lib95_imap_xreplicate_plugin.so"
-
-
-def plugin_dir():
-    d = os.environ.get("TWINBOX_PLUGIN_DIR")
-    if not d or not os.path.exists(os.path.join(d, IMAP_PLUGIN)):
-        raise unittest.SkipTest("TWINBOX_PLUGIN_DIR with the X-REPLICATE plugin not set")
-    return d
-
+from tests.plugin.common import plugin_dir
 
 class Watcher:
     """A `twinbox watch` process whose summary lines are read with a deadline."""
