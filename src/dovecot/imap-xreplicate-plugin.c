@@ -11,8 +11,8 @@
 #include "mail-user.h"
 #include "module-context.h"
 #include "xrep-commands.h"
+#include "xrep-position.h"
 #include "xrep-report.h"
-#include "xrep-token.h"
 
 #define XREP_CAPABILITY "X-REPLICATE"
 
@@ -50,7 +50,11 @@ static bool cmd_xreplicate_continue(struct client_command_context *cmd)
 	ret = xrep_report_more(ctx->rep, &error);
 	if (ret == 0)
 		return FALSE;
-	if (ret < 0) {
+	if (ret < 0 && xrep_report_toobig(ctx->rep)) {
+		/* not an error of the server: the client falls back */
+		client_send_tagline(cmd, t_strconcat("NO [XREPLICATE-TOOBIG] ",
+						     error, NULL));
+	} else if (ret < 0) {
 		e_error(cmd->client->event, "xreplicate: %s", error);
 		client_send_internal_error(cmd);
 	} else {
@@ -63,12 +67,14 @@ static bool cmd_xreplicate_continue(struct client_command_context *cmd)
 }
 
 static bool cmd_xreplicate_report(struct client_command_context *cmd,
-				  struct xrep_snapshot *old)
+				  struct xrep_snapshot *old, const char *token)
 {
 	struct cmd_xreplicate_context *ctx;
 
 	ctx = p_new(cmd->pool, struct cmd_xreplicate_context, 1);
 	ctx->rep = xrep_report_init(cmd->client, old, XREP_REPORT_ALL_STATUS);
+	if (token != NULL)
+		xrep_report_set_prev_position(ctx->rep, token);
 	cmd->context = ctx;
 	if (cmd_xreplicate_continue(cmd))
 		return TRUE;
@@ -81,13 +87,19 @@ static bool cmd_xreplicate_report(struct client_command_context *cmd,
 static struct xrep_snapshot *
 cmd_xreplicate_token(struct client_command_context *cmd, const char *text)
 {
+	struct xrep_position_settings set;
 	struct xrep_snapshot *snap;
 	const char *reason;
 
-	switch (xrep_token_decode(text, cmd->client->user->username, &snap,
-				  &reason)) {
+	xrep_position_settings_read(cmd->client, &set);
+	switch (xrep_position_parse(cmd->client->user, &set, text, &snap,
+				    &reason)) {
 	case XREP_TOKEN_OK:
 		return snap;
+	case XREP_TOKEN_INTERNAL:
+		e_error(cmd->client->event, "xreplicate: %s", reason);
+		client_send_internal_error(cmd);
+		return NULL;
 	case XREP_TOKEN_MALFORMED:
 		/* not client_send_command_error(): its "Error in IMAP
 		   command" prefix would hide the response code */
@@ -130,7 +142,7 @@ static bool cmd_xreplicate(struct client_command_context *cmd)
 				cmd, "POSITION takes no arguments.");
 			return TRUE;
 		}
-		return cmd_xreplicate_report(cmd, NULL);
+		return cmd_xreplicate_report(cmd, NULL, NULL);
 	}
 	if (strcasecmp(sub, "CHANGES") == 0)
 		watch = FALSE;
@@ -155,8 +167,8 @@ static bool cmd_xreplicate(struct client_command_context *cmd)
 	}
 	if ((old = cmd_xreplicate_token(cmd, token)) == NULL)
 		return TRUE;
-	return watch ? xrep_cmd_watch(cmd, old)
-		     : cmd_xreplicate_report(cmd, old);
+	return watch ? xrep_cmd_watch(cmd, old, token)
+		     : cmd_xreplicate_report(cmd, old, token);
 }
 
 static void imap_xreplicate_client_created(struct client **client)

@@ -9,8 +9,10 @@
 	SUBSCRIBED, UNSUBSCRIBED)
      2. one section per existing mailbox, in name order: RESYNC, or
 	EXPUNGED / FLAGS / APPENDED; then its STATUS (always in CHANGES;
-	in WATCH batches only for mailboxes that changed)
-     3. POSITION <token> for exactly what 1 and 2 reported.
+	in WATCH batches only for mailboxes that changed); a mailbox that
+	cannot be read gets RESYNC UNREADABLE alone
+     3. POSITION <token> for exactly what 1 and 2 reported (an inline token
+	or a handle, xrep-position.h).
 
    It is resumable: when the client's output buffer fills it returns 0 at a
    mailbox boundary and continues on the next call, so a large account never
@@ -34,9 +36,16 @@ enum xrep_report_flags {
 struct xrep_report *xrep_report_init(struct client *client,
 				     struct xrep_snapshot *old,
 				     enum xrep_report_flags flags);
+/* The position text the command was given: a handle whose stored position
+   equals the result is handed out again. */
+void xrep_report_set_prev_position(struct xrep_report *rep, const char *text);
 /* 1 = finished, 0 = output buffer full (call again when it drains),
-   -1 = failed (nothing after the already sent lines is valid; *error_r). */
+   -1 = failed (nothing after the already sent lines is valid; *error_r,
+   valid until deinit). */
 int xrep_report_more(struct xrep_report *rep, const char **error_r);
+/* After more() returned -1: the position would be too large to hand out
+   (inline too long, server-side positions off): [XREPLICATE-TOOBIG]. */
+bool xrep_report_toobig(const struct xrep_report *rep);
 /* After more() returned 1: the snapshot the emitted POSITION stands for.
    Ownership moves to the caller. */
 struct xrep_snapshot *xrep_report_take_result(struct xrep_report *rep);

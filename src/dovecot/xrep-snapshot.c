@@ -38,6 +38,7 @@ void xrep_snapshot_add(struct xrep_snapshot *snap,
 
 	*copy = *box;
 	copy->vname = p_strdup(snap->pool, box->vname);
+	snap->finished = FALSE;
 }
 
 struct xrep_snapshot *xrep_snapshot_dup(const struct xrep_snapshot *snap)
@@ -54,6 +55,7 @@ struct xrep_snapshot *xrep_snapshot_dup(const struct xrep_snapshot *snap)
 		dest->ns = NULL;
 	}
 	array_append_array(&copy->by_guid, &snap->by_guid);
+	copy->finished = snap->finished;
 	return copy;
 }
 
@@ -76,7 +78,7 @@ static int xrep_guid_idx_cmp(const void *p1, const void *p2)
 int xrep_snapshot_finish(struct xrep_snapshot *snap)
 {
 	const struct xrep_mailbox *boxes;
-	unsigned int i, count, *idx;
+	unsigned int i, count, n, *idx;
 
 	array_sort(&snap->boxes, xrep_mailbox_name_cmp);
 	boxes = array_get(&snap->boxes, &count);
@@ -86,19 +88,22 @@ int xrep_snapshot_finish(struct xrep_snapshot *snap)
 	}
 
 	array_clear(&snap->by_guid);
-	for (i = 0; i < count; i++)
-		array_push_back(&snap->by_guid, &i);
-	if (count > 1) {
-		idx = array_front_modifiable(&snap->by_guid);
+	for (i = 0; i < count; i++) {
+		if (!boxes[i].unreadable)
+			array_push_back(&snap->by_guid, &i);
+	}
+	idx = array_get_modifiable(&snap->by_guid, &n);
+	if (n > 1) {
 		sort_boxes = boxes;
-		qsort(idx, count, sizeof(*idx), xrep_guid_idx_cmp);
+		qsort(idx, n, sizeof(*idx), xrep_guid_idx_cmp);
 		sort_boxes = NULL;
-		for (i = 1; i < count; i++) {
+		for (i = 1; i < n; i++) {
 			if (guid_128_cmp(boxes[idx[i - 1]].guid,
 					 boxes[idx[i]].guid) == 0)
 				return -1;
 		}
 	}
+	snap->finished = TRUE;
 	return 0;
 }
 
@@ -110,10 +115,10 @@ xrep_snapshot_find_guid(const struct xrep_snapshot *snap, const guid_128_t guid)
 	unsigned int count, lo = 0, hi, mid;
 	int cmp;
 
+	if (!snap->finished)
+		return NULL; /* not finished: treat as empty */
 	boxes = array_get(&snap->boxes, &count);
 	idx = array_get(&snap->by_guid, &hi);
-	if (hi != count)
-		return NULL; /* not finished: treat as empty */
 	while (lo < hi) {
 		mid = lo + (hi - lo) / 2;
 		cmp = guid_128_cmp(guid, boxes[idx[mid]].guid);
@@ -155,35 +160,57 @@ xrep_snapshot_find_name(const struct xrep_snapshot *snap, const char *vname)
    Dovecot reports while modseq tracking is still off for the index; we turn
    it on (CONDSTORE), because positions are expressed in modseqs and the
    transaction log carries modseqs only once tracking is enabled.
-   Returns 1 if filled, 0 if the mailbox vanished meanwhile, -1 on error. */
+   Returns 0 if filled, -1 if the mailbox cannot be read (error in box). */
 static int xrep_mailbox_get_state(struct mailbox *box, struct xrep_mailbox *out)
 {
 	const enum mailbox_status_items items =
 		STATUS_UIDVALIDITY | STATUS_UIDNEXT | STATUS_HIGHESTMODSEQ;
 	struct mailbox_metadata metadata;
 	struct mailbox_status status;
-	enum mail_error error;
 
-	if (mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0 ||
-	    mailbox_get_status(box, items, &status) < 0)
-		goto failed;
+	if (mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0)
+		return -1;
+	/* known from here on, even if the status cannot be read */
+	memcpy(out->guid, metadata.guid, sizeof(out->guid));
+	if (mailbox_get_status(box, items, &status) < 0)
+		return -1;
 	if (status.uidvalidity == 0 || status.highest_modseq <= 1) {
 		if (mailbox_enable(box, MAILBOX_FEATURE_CONDSTORE) < 0 ||
 		    mailbox_sync(box, 0) < 0 ||
 		    mailbox_get_status(box, items, &status) < 0)
-			goto failed;
+			return -1;
 	}
-	memcpy(out->guid, metadata.guid, sizeof(out->guid));
 	out->uidvalidity = status.uidvalidity;
 	out->uidnext = status.uidnext;
 	out->modseq = status.highest_modseq;
 	out->verified_at = ioloop_time;
-	return 1;
-failed:
-	(void)mailbox_get_last_internal_error(box, &error);
-	if (error == MAIL_ERROR_NOTFOUND || error == MAIL_ERROR_NOTPOSSIBLE)
-		return 0; /* deleted while listing, or not a real mailbox */
-	return -1;
+	return 0;
+}
+
+/* A listed mailbox whose status cannot be read stays in the snapshot,
+   marked unreadable: left out, it would read as deleted. */
+static void xrep_mailbox_set_unreadable(struct mail_user *user,
+					struct mailbox *box,
+					struct xrep_mailbox *mbox)
+{
+	enum mail_error error;
+	const char *errstr = mailbox_get_last_internal_error(box, &error);
+
+	mbox->unreadable = TRUE;
+	mbox->uidvalidity = 0;
+	mbox->uidnext = 0;
+	mbox->modseq = 0;
+	mbox->verified_at = 0;
+	if (error == MAIL_ERROR_NOTFOUND) {
+		/* deleted while listing: the next reply reports it */
+		e_debug(user->event, "xreplicate: %s: %s", mbox->vname,
+			errstr);
+	} else {
+		e_warning(user->event,
+			  "xreplicate: %s: cannot read mailbox, "
+			  "reported UNREADABLE: %s",
+			  mbox->vname, errstr);
+	}
 }
 
 int xrep_snapshot_build(struct mail_user *user, struct xrep_snapshot **snap_r,
@@ -201,7 +228,7 @@ int xrep_snapshot_build(struct mail_user *user, struct xrep_snapshot **snap_r,
 	struct mailbox *box;
 	struct mail_namespace *inbox_ns;
 	enum mail_error error;
-	char *errstr = NULL; /* heap: outlives the loop's data stack frames */
+	char *errstr = NULL; /* heap: outlives the data stack frame */
 	int ret = 0;
 
 	/* A fresh account's INBOX does not exist on disk until something
@@ -218,7 +245,7 @@ int xrep_snapshot_build(struct mail_user *user, struct xrep_snapshot **snap_r,
 	snap = xrep_snapshot_new();
 	iter = mailbox_list_iter_init_namespaces(
 		user->namespaces, patterns, MAIL_NAMESPACE_TYPE_PRIVATE, flags);
-	while (ret == 0 && (info = mailbox_list_iter_next(iter)) != NULL)
+	while ((info = mailbox_list_iter_next(iter)) != NULL)
 		T_BEGIN
 		{
 			if ((info->flags &
@@ -230,24 +257,16 @@ int xrep_snapshot_build(struct mail_user *user, struct xrep_snapshot **snap_r,
 					(info->flags & MAILBOX_SUBSCRIBED) != 0;
 				box = mailbox_alloc(info->ns->list, info->vname,
 						    MAILBOX_FLAG_READONLY);
-				switch (xrep_mailbox_get_state(box, &mbox)) {
-				case 1:
-					xrep_snapshot_add(snap, &mbox);
-					break;
-				case 0:
-					break;
-				default:
-					errstr = i_strdup_printf(
-						"%s: %s", info->vname,
-						mailbox_get_last_internal_error(
-							box, NULL));
-					ret = -1;
+				if (xrep_mailbox_get_state(box, &mbox) < 0) {
+					xrep_mailbox_set_unreadable(user, box,
+								    &mbox);
 				}
+				xrep_snapshot_add(snap, &mbox);
 				mailbox_free(&box);
 			}
 		}
 	T_END;
-	if (mailbox_list_iter_deinit(&iter) < 0 && ret == 0) {
+	if (mailbox_list_iter_deinit(&iter) < 0) {
 		errstr = i_strdup(mailbox_list_get_last_internal_error(
 			user->namespaces->list, &error));
 		ret = -1;

@@ -28,6 +28,12 @@ struct xrep_mailbox {
 	   the numbers belong to is gone (see xrep-delta.c). */
 	time_t verified_at;
 	bool subscribed;
+	/* Only in snapshots built from the live mailbox list: the listing
+	   returned the mailbox as selectable, but its status could not be
+	   read (permissions, I/O error, deleted meanwhile).  guid is then the
+	   GUID Dovecot could still tell, or all zeros; the numbers are zero.
+	   Such entries are not in the GUID index and never in a position. */
+	bool unreadable;
 	/* Only set in snapshots built from the live mailbox list. */
 	struct mail_namespace *ns;
 };
@@ -38,8 +44,10 @@ struct xrep_snapshot {
 	/* Sorted by vname (strcmp order), names unique. */
 	ARRAY_TYPE(xrep_mailbox) boxes;
 	/* Indexes into boxes, sorted by GUID; built by xrep_snapshot_finish().
-	 */
+	   Unreadable entries are left out. */
 	ARRAY(unsigned int) by_guid;
+	/* xrep_snapshot_finish() succeeded and nothing was added since. */
+	bool finished;
 };
 
 struct xrep_snapshot *xrep_snapshot_new(void);
@@ -52,9 +60,11 @@ struct xrep_snapshot *xrep_snapshot_dup(const struct xrep_snapshot *snap);
 void xrep_snapshot_add(struct xrep_snapshot *snap,
 		       const struct xrep_mailbox *box);
 /* Sort by name and build the GUID index.  Returns -1 if two mailboxes share
-   a GUID or a name (a corrupted token, or a broken mail store). */
+   a name, or two readable ones a GUID (a corrupted token, or a broken mail
+   store). */
 int xrep_snapshot_finish(struct xrep_snapshot *snap);
 
+/* Readable mailboxes only. */
 const struct xrep_mailbox *
 xrep_snapshot_find_guid(const struct xrep_snapshot *snap,
 			const guid_128_t guid);
@@ -63,7 +73,10 @@ xrep_snapshot_find_name(const struct xrep_snapshot *snap, const char *vname);
 
 /* List the user's private mailboxes with their status as Dovecot caches it
    (mailbox list index: no mailbox is opened unless the cache lacks data).
-   Returns 0, or -1 with *error_r set if the listing itself failed. */
+   Every mailbox the listing returns as selectable is in the snapshot: one
+   whose status cannot be read is marked unreadable (never left out, which
+   would read as a deletion).  Returns 0, or -1 with *error_r set if the
+   listing itself failed. */
 int xrep_snapshot_build(struct mail_user *user, struct xrep_snapshot **snap_r,
 			const char **error_r);
 

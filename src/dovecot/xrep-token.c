@@ -45,26 +45,31 @@ static size_t common_prefix(const char *a, const char *b)
 	return i;
 }
 
-void xrep_token_encode(const struct xrep_snapshot *snap, const char *username,
-		       string_t *dest)
+void xrep_token_encode_binary(const struct xrep_snapshot *snap,
+			      const char *username, buffer_t *buf)
 {
 	const struct xrep_mailbox *box;
 	const char *prev = "";
-	buffer_t *buf = t_buffer_create(64 + array_count(&snap->boxes) * 40);
-	size_t shared, len;
+	size_t start = buf->used, shared, len;
+	unsigned int count = 0;
 	time_t base = 0;
 
 	array_foreach(&snap->boxes, box)
 	{
+		if (box->unreadable)
+			continue;
+		count++;
 		if (box->verified_at > base)
 			base = box->verified_at;
 	}
 	buffer_append_c(buf, XREP_TOKEN_VERSION);
 	put_u32be(buf, crc32_str(username));
 	put_u32be(buf, (uint32_t)base);
-	put_varint(buf, array_count(&snap->boxes));
+	put_varint(buf, count);
 	array_foreach(&snap->boxes, box)
 	{
+		if (box->unreadable)
+			continue;
 		shared = common_prefix(prev, box->vname);
 		len = strlen(box->vname + shared);
 		put_varint(buf, shared);
@@ -80,9 +85,25 @@ void xrep_token_encode(const struct xrep_snapshot *snap, const char *username,
 		buffer_append_c(buf, box->subscribed ? 1 : 0);
 		prev = box->vname;
 	}
-	put_u32be(buf, crc32_data(buf->data, buf->used));
+	put_u32be(buf, crc32_data(CONST_PTR_OFFSET(buf->data, start),
+				  buf->used - start));
+}
+
+void xrep_token_encode(const struct xrep_snapshot *snap, const char *username,
+		       string_t *dest)
+{
+	buffer_t *buf = t_buffer_create(64 + array_count(&snap->boxes) * 40);
+
+	xrep_token_encode_binary(snap, username, buf);
 	base64url_encode(BASE64_ENCODE_FLAG_NO_PADDING, SIZE_MAX, buf->data,
 			 buf->used, dest);
+}
+
+size_t xrep_token_text_length(size_t binary_size)
+{
+	/* base64 without padding: 4 characters per 3 bytes, rounded up */
+	return binary_size / 3 * 4 + (binary_size % 3 == 0 ? 0 :
+				      binary_size % 3 + 1);
 }
 
 struct reader {
@@ -195,38 +216,30 @@ static const char *decode_entries(struct reader *r, struct xrep_snapshot *snap,
 	return NULL;
 }
 
-enum xrep_token_error xrep_token_decode(const char *text, const char *username,
-					struct xrep_snapshot **snap_r,
-					const char **reason_r)
+enum xrep_token_error
+xrep_token_decode_binary(const void *data, size_t size, const char *username,
+			 struct xrep_snapshot **snap_r, const char **reason_r)
 {
 	struct xrep_snapshot *snap;
 	struct reader r;
-	buffer_t *buf;
 	const char *reason;
 	uint32_t crc, base;
 
 	*snap_r = NULL;
-	if (*text == '\0' || !token_text_is_base64url(text)) {
-		*reason_r = "Position token is not base64url";
-		return XREP_TOKEN_MALFORMED;
-	}
-	buf = t_buffer_create(strlen(text));
-	if (base64url_decode(BASE64_DECODE_FLAG_NO_PADDING, text, strlen(text),
-			     buf) < 0 ||
-	    buf->used < 1 + 4 + 4 + 1 + 4) {
+	if (size < 1 + 4 + 4 + 1 + 4) {
 		*reason_r = "Position token is truncated";
 		return XREP_TOKEN_MALFORMED;
 	}
 	i_zero(&r);
-	r.p = CONST_PTR_OFFSET(buf->data, buf->used - 4);
-	r.end = CONST_PTR_OFFSET(buf->data, buf->used);
-	crc = crc32_data(buf->data, buf->used - 4);
+	r.p = CONST_PTR_OFFSET(data, size - 4);
+	r.end = CONST_PTR_OFFSET(data, size);
+	crc = crc32_data(data, size - 4);
 	if (get_u32be(&r) != crc) {
 		*reason_r = "Position token checksum mismatch";
 		return XREP_TOKEN_MALFORMED;
 	}
-	r.p = buf->data;
-	r.end = r.p + buf->used - 4;
+	r.p = data;
+	r.end = r.p + size - 4;
 	if (*r.p++ != XREP_TOKEN_VERSION) {
 		*reason_r = "Position token version not supported";
 		return XREP_TOKEN_FOREIGN;
@@ -251,4 +264,26 @@ enum xrep_token_error xrep_token_decode(const char *text, const char *username,
 	}
 	*snap_r = snap;
 	return XREP_TOKEN_OK;
+}
+
+enum xrep_token_error xrep_token_decode(const char *text, const char *username,
+					struct xrep_snapshot **snap_r,
+					const char **reason_r)
+{
+	buffer_t *buf;
+	size_t len = strlen(text);
+
+	*snap_r = NULL;
+	if (len == 0 || !token_text_is_base64url(text)) {
+		*reason_r = "Position token is not base64url";
+		return XREP_TOKEN_MALFORMED;
+	}
+	buf = t_buffer_create(len / 4 * 3 + 3);
+	if (base64url_decode(BASE64_DECODE_FLAG_NO_PADDING, text, len, buf) <
+	    0) {
+		*reason_r = "Position token is truncated";
+		return XREP_TOKEN_MALFORMED;
+	}
+	return xrep_token_decode_binary(buf->data, buf->used, username, snap_r,
+					reason_r);
 }

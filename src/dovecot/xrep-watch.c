@@ -39,6 +39,7 @@ struct xrep_watch {
 	bool watching : 1;     /* "+ watching" sent */
 	bool wake_pending : 1; /* woken while a batch ran */
 	bool manual_cork : 1;  /* running from a callback, not command_exec */
+	bool in_wake : 1;      /* watch_continue() called by watch_wake() */
 };
 
 static bool watch_continue(struct client_command_context *cmd);
@@ -59,20 +60,28 @@ static void watch_cleanup(struct xrep_watch *ctx)
 	xrep_snapshot_free(&ctx->pos);
 }
 
-static void watch_finish(struct xrep_watch *ctx, bool done_ok, bool free_cmd)
+static void watch_finish_with(struct xrep_watch *ctx, const char *tagline,
+			      bool free_cmd)
 {
 	struct client *client = ctx->client;
 
 	watch_cleanup(ctx);
 	o_stream_cork(client->output);
 	io_remove(&client->io);
-	client_send_tagline(ctx->cmd, done_ok ? "OK XREPLICATE WATCH completed."
-					      : "BAD Expected DONE.");
+	client_send_tagline(ctx->cmd, tagline);
 	o_stream_uncork(client->output);
 	if (client->input_lock == ctx->cmd)
 		client->input_lock = NULL;
 	if (free_cmd)
 		client_command_free(&ctx->cmd);
+}
+
+static void watch_finish(struct xrep_watch *ctx, bool done_ok, bool free_cmd)
+{
+	watch_finish_with(ctx,
+			  done_ok ? "OK XREPLICATE WATCH completed."
+				  : "BAD Expected DONE.",
+			  free_cmd);
 }
 
 /* Consume buffered input lines.  Returns TRUE if the command finished. */
@@ -140,9 +149,15 @@ static void watch_wake(struct xrep_watch *ctx)
 	}
 	watch_start_batch(ctx);
 	ctx->manual_cork = TRUE;
+	ctx->in_wake = TRUE;
 	(void)watch_continue(ctx->cmd);
+	/* ctx is freed with the command if the batch ended it */
 	if (client->disconnected)
 		client_destroy(client, NULL);
+	else if (client->input_lock == NULL)
+		client_continue_pending_input(client);
+	else
+		ctx->in_wake = FALSE;
 }
 
 static void watch_notify_callback(struct xrep_watch *ctx)
@@ -229,6 +244,20 @@ static bool watch_continue(struct client_command_context *cmd)
 			}
 			return FALSE;
 		}
+		if (ret < 0 && xrep_report_toobig(ctx->rep)) {
+			/* no position can be handed out: the client falls
+			   back; a batch already sent is void without its
+			   POSITION */
+			const char *tagline = t_strconcat(
+				"NO [XREPLICATE-TOOBIG] ", error, NULL);
+
+			if (ctx->manual_cork) {
+				ctx->manual_cork = FALSE;
+				o_stream_uncork(client->output);
+			}
+			watch_finish_with(ctx, tagline, ctx->in_wake);
+			return TRUE;
+		}
 		if (ret < 0) {
 			/* the position is unchanged: the next wake retries */
 			e_error(client->event, "xreplicate: %s", error);
@@ -269,7 +298,7 @@ static bool watch_continue(struct client_command_context *cmd)
 }
 
 bool xrep_cmd_watch(struct client_command_context *cmd,
-		    struct xrep_snapshot *pos)
+		    struct xrep_snapshot *pos, const char *token)
 {
 	struct client *client = cmd->client;
 	struct xrep_watch *ctx;
@@ -278,6 +307,7 @@ bool xrep_cmd_watch(struct client_command_context *cmd,
 	ctx->cmd = cmd;
 	ctx->client = client;
 	ctx->rep = xrep_report_init(client, pos, XREP_REPORT_ALL_STATUS);
+	xrep_report_set_prev_position(ctx->rep, token);
 
 	/* Like IDLE: the command owns the input until DONE.  input_lock
 	   makes Dovecot hand any buffered input to this command rather than
