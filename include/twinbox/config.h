@@ -22,8 +22,15 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum tb_account_type { TB_ACCOUNT_IMAP, TB_ACCOUNT_IMAPS, TB_ACCOUNT_TUNNEL };
+
+/* RFC 7162 section 4: a client should keep command lines under 8,000 octets; Dovecot's
+ * default limit is 64 KiB, others are lower. */
+#define TB_DEFAULT_MAX_LINE          8000
+#define TB_DEFAULT_MAX_RESPONSE_LINE (16u << 20)
+#define TB_DEFAULT_MAX_MESSAGE_SIZE  ((uint64_t)128 << 20)
 
 /* After a successful load every field obeys its documented range; optional strings are
  * NULL when unset. Keys that do not apply to the type (e.g. host for tunnel) are refused
@@ -48,6 +55,9 @@ struct tb_account {
     int max_inflight;              /* 1..10000, default 128 */
     int timeout_s;                 /* 1..3600, default 60 */
     bool xreplicate;               /* use X-REPLICATE when offered; default true */
+    size_t max_line;               /* longest command line sent (octets, literals excluded) */
+    size_t max_response_line;      /* longest response line accepted (literals excluded) */
+    uint64_t max_message_size;     /* larger messages are skipped, larger literals refused */
     char *source;                  /* "FILE:LINE" of its section, or "URL" */
 };
 

@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "twinbox/error.h"
+
 struct tb_imap;
 struct tb_account;
 struct tb_cmd;
@@ -30,19 +32,19 @@ struct tb_imap_result {
     const char *text;                     /* resp-text, or the connection error */
     struct mailimap_resp_text_code *code; /* NULL when the response had no code */
     const struct tb_resp *resp;           /* the tagged response; NULL when aborted */
+    /* The code held a number out of range and was dropped (code is then NULL): a command
+     * that needs it must fail rather than act as if there had been none. */
+    bool code_unreadable;
 };
 
 typedef void tb_imap_done_fn(struct tb_imap *c, const struct tb_imap_result *r, void *ud);
 /* Returns true to claim the response. */
 typedef bool tb_imap_untagged_fn(struct tb_imap *c, const struct tb_resp *r, void *ud);
 
-/* What kind of failure ended the connection: decides the exit code. */
-enum tb_imap_error { TB_ERR_NETWORK, TB_ERR_PROTOCOL, TB_ERR_AUTH, TB_ERR_TLS, TB_ERR_CONFIG };
-
 struct tb_imap_events {
     void (*ready)(struct tb_imap *c, void *ud);
-    /* Fatal; msg is one line "ACCOUNT: STEP: cause". */
-    void (*error)(struct tb_imap *c, const char *msg, void *ud);
+    /* Fatal; e->msg is one line "ACCOUNT: STEP: cause", e->kind what failed. */
+    void (*error)(struct tb_imap *c, const struct tb_error *e, void *ud);
 };
 
 /* Must not be pipelined with anything: waits for all in-flight commands and holds every
@@ -74,7 +76,8 @@ void tb_imap_logout(struct tb_imap *c, tb_imap_done_fn *done, void *ud);
 void tb_imap_free(struct tb_imap *c);
 
 const char *tb_imap_account_name(const struct tb_imap *c);
-enum tb_imap_error tb_imap_error_kind(const struct tb_imap *c);
+/* Why the connection failed; TB_ERR_NONE while it works. */
+enum tb_err_kind tb_imap_error_kind(const struct tb_imap *c);
 bool tb_imap_has_cap(const struct tb_imap *c, const char *cap);
 /* Space-separated capability list as last announced. */
 const char *tb_imap_caps(const struct tb_imap *c);

@@ -5,6 +5,7 @@
 #include "twinbox/log.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -35,6 +36,9 @@ int main(int argc, char **argv)
     int i = 1;
     /* A server closing the connection must surface as an error, not kill us. */
     signal(SIGPIPE, SIG_IGN);
+    /* Passwords live in this process's memory: no core dump, no ptrace by other processes
+     * of the same user, no /proc/PID/mem for them. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-c") == 0 && i + 1 < argc) {

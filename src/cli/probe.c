@@ -88,7 +88,7 @@ static void list_done(struct tb_imap *c, const struct tb_imap_result *r, void *u
         p->outstanding++;
         tb_imap_submit(c, cmd, 0, step_done, on_untagged, p);
     }
-    struct tb_imap_result ok = {TB_IMAP_OK, "", NULL, NULL};
+    struct tb_imap_result ok = {.status = TB_IMAP_OK, .text = ""};
     step_done(c, &ok, p);
 }
 
@@ -103,26 +103,14 @@ static void on_ready(struct tb_imap *c, void *ud)
     tb_imap_submit(c, cmd, 0, list_done, on_untagged, p);
 }
 
-static int exit_for(enum tb_imap_error e)
+static void on_error(struct tb_imap *c, const struct tb_error *e, void *ud)
 {
-    switch (e) {
-    case TB_ERR_AUTH:
-    case TB_ERR_TLS:
-        return TB_EXIT_AUTH;
-    case TB_ERR_CONFIG:
-        return TB_EXIT_CONFIG;
-    default:
-        return TB_EXIT_TEMPFAIL;
-    }
-}
-
-static void on_error(struct tb_imap *c, const char *msg, void *ud)
-{
+    (void)c;
     struct probe *p = ud;
     if (p->done)
         return; /* the server closing after LOGOUT */
-    tb_log_error("%s", msg);
-    p->exit_code = exit_for(tb_imap_error_kind(c));
+    tb_log_error("%s", e->msg);
+    p->exit_code = tb_error_exit(e->kind);
     p->done = true;
 }
 

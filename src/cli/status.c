@@ -78,7 +78,7 @@ static int status_one(const struct tb_config *cfg, const struct tb_pair *pair)
         if (tb_store_wait(both, 2) < 0) {
             for (int k = 0; k < 2; k++)
                 if (s[k].failed)
-                    tb_log_error("%s", s[k].err);
+                    tb_log_error("%s", s[k].err.msg);
             rc = TB_EXIT_TEMPFAIL;
         } else {
             printf("pair %s (state %s): %zu mailboxes\n", pair->name, path, n);

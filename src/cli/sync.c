@@ -3,6 +3,7 @@
 
 #include "sync/engine.h"
 #include "twinbox/config.h"
+#include "twinbox/error.h"
 #include "twinbox/exit.h"
 #include "twinbox/log.h"
 #include "twinbox/state.h"
@@ -56,11 +57,12 @@ int tb_cli_sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
     struct tb_sync_stats stats = {0};
     double t0 = now();
     const char *pws[2] = {cp.pw[0], cp.pw[1]};
-    rc = tb_sync_pair(&loop, pair, acct, pws, st, o, &stats, err, sizeof(err));
+    struct tb_error e;
+    rc = tb_sync_pair(&loop, pair, acct, pws, st, o, &stats, &e);
     uv_loop_close(&loop);
     tb_state_close(st);
     if (rc != TB_EXIT_OK)
-        tb_log_error("%s", err);
+        tb_log_error("%s", e.msg);
     printf("%s%s: copied a->b %llu, b->a %llu, flag updates %llu, expunged %llu, mailboxes "
            "created %llu deleted %llu renamed %llu, conflicts merged %llu, %.1f MB, %.1fs, round "
            "trips "

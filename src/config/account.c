@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <pwd.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,9 @@ static const char *const key_names[TB_K_COUNT] = {
     [TB_K_MAX_INFLIGHT] = "max-inflight",
     [TB_K_TIMEOUT] = "timeout",
     [TB_K_XREPLICATE] = "xreplicate",
+    [TB_K_MAX_LINE] = "max-line",
+    [TB_K_MAX_RESPONSE_LINE] = "max-response-line",
+    [TB_K_MAX_MESSAGE_SIZE] = "max-message-size",
 };
 
 /* ---- values ---------------------------------------------------------------------------- */
@@ -68,6 +72,36 @@ static int parse_int(const char *v, int lo, int hi, int *out)
     if (n < lo)
         return -1;
     *out = (int)n;
+    return 0;
+}
+
+/* A byte count: digits with an optional K, M or G suffix (binary units), within [lo, hi]. */
+static int parse_size(const char *v, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    uint64_t n = 0;
+    const char *p = v;
+    if (*p < '0' || *p > '9')
+        return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        n = n * 10 + (uint64_t)(*p - '0');
+        if (n > hi)
+            return -1;
+    }
+    unsigned shift = 0;
+    if (*p == 'k' || *p == 'K')
+        shift = 10;
+    else if (*p == 'm' || *p == 'M')
+        shift = 20;
+    else if (*p == 'g' || *p == 'G')
+        shift = 30;
+    if (shift)
+        p++;
+    if (*p || n > (hi >> shift))
+        return -1;
+    n <<= shift;
+    if (n < lo)
+        return -1;
+    *out = n;
     return 0;
 }
 
@@ -150,6 +184,9 @@ struct tb_account *tb_account_new(void)
     a->xreplicate = true;
     a->max_inflight = 128;
     a->timeout_s = 60;
+    a->max_line = TB_DEFAULT_MAX_LINE;
+    a->max_response_line = TB_DEFAULT_MAX_RESPONSE_LINE;
+    a->max_message_size = TB_DEFAULT_MAX_MESSAGE_SIZE;
     return a;
 }
 
@@ -214,6 +251,30 @@ int tb_account_set(struct tb_account *a, int key, const char *v, char *why, size
     case TB_K_TIMEOUT:
         if (parse_int(v, 1, 3600, &a->timeout_s) < 0) {
             snprintf(why, n, "timeout: '%.64s' is not a number of seconds in 1..3600", v);
+            return -1;
+        }
+        return 0;
+    case TB_K_MAX_LINE: {
+        uint64_t v64;
+        if (parse_size(v, 1000, 1u << 20, &v64) < 0) {
+            snprintf(why, n, "max-line: '%.64s' is not a size in 1000..1M", v);
+            return -1;
+        }
+        a->max_line = (size_t)v64;
+        return 0;
+    }
+    case TB_K_MAX_RESPONSE_LINE: {
+        uint64_t v64;
+        if (parse_size(v, 64u << 10, 1u << 30, &v64) < 0) {
+            snprintf(why, n, "max-response-line: '%.64s' is not a size in 64K..1G", v);
+            return -1;
+        }
+        a->max_response_line = (size_t)v64;
+        return 0;
+    }
+    case TB_K_MAX_MESSAGE_SIZE:
+        if (parse_size(v, 1u << 10, (uint64_t)4 << 30, &a->max_message_size) < 0) {
+            snprintf(why, n, "max-message-size: '%.64s' is not a size in 1K..4G", v);
             return -1;
         }
         return 0;

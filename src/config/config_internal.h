@@ -28,6 +28,9 @@ enum tb_key {
     TB_K_MAX_INFLIGHT,
     TB_K_TIMEOUT,
     TB_K_XREPLICATE,
+    TB_K_MAX_LINE,
+    TB_K_MAX_RESPONSE_LINE,
+    TB_K_MAX_MESSAGE_SIZE,
     TB_K_COUNT
 };
 

@@ -7,6 +7,7 @@
 
 #include "config/config_internal.h"
 #include "util/buf.h"
+#include "util/env.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -129,7 +130,7 @@ static int from_command(const struct tb_account *a, char **out, char *err, size_
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
     char *argv[] = {(char *)"sh", (char *)"-c", a->password_command, NULL};
     pid_t pid;
-    int src = posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, environ);
+    int src = posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, tb_env_child());
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     close(pfd[1]);
@@ -266,6 +267,7 @@ int tb_account_password(const struct tb_account *a, char **out, char *err, size_
     if (a->password_command)
         return from_command(a, out, err, errlen);
     if (a->password_env) {
+        tb_env_hide(a->password_env); /* never passed on to a child process */
         const char *v = getenv(a->password_env);
         if (v && *v) {
             *out = tb_xstrdup(v);

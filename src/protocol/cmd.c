@@ -30,8 +30,12 @@ struct tb_cmd *tb_cmd_new(const char *verb)
 
 static void free_chunks(struct tb_cmd *c)
 {
-    for (size_t i = 0; i < c->n_chunks; i++)
+    bool secret = tb_cmd_has_secret(c);
+    for (size_t i = 0; i < c->n_chunks; i++) {
+        if (secret && c->chunks[i].data)
+            explicit_bzero(c->chunks[i].data, c->chunks[i].cap);
         tb_buf_free(&c->chunks[i]);
+    }
     free(c->chunks);
     c->chunks = NULL;
     c->n_chunks = 0;
@@ -44,13 +48,22 @@ void tb_cmd_free(struct tb_cmd *c)
     for (size_t i = 0; i < c->n; i++) {
         if (c->items[i].kind == IT_SECRET_TEXT || c->items[i].kind == IT_SECRET_LITERAL ||
             c->items[i].kind == IT_CONT)
-            memset(c->items[i].data, 0, c->items[i].len);
+            explicit_bzero(c->items[i].data, c->items[i].len);
         free(c->items[i].data);
     }
     free(c->items);
     free_chunks(c);
     free(c->verb);
     free(c);
+}
+
+bool tb_cmd_has_secret(const struct tb_cmd *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (c->items[i].kind == IT_SECRET_TEXT || c->items[i].kind == IT_SECRET_LITERAL ||
+            c->items[i].kind == IT_CONT)
+            return true;
+    return false;
 }
 
 const char *tb_cmd_verb(const struct tb_cmd *c)
@@ -133,6 +146,8 @@ static void add_string(struct tb_cmd *c, const char *s, bool allow_atom, bool se
     }
     struct tb_buf b;
     tb_buf_init(&b);
+    /* Sized once: a growing buffer would leave copies of a secret in freed blocks. */
+    tb_buf_reserve(&b, 2 * len + 3);
     if (form == 1)
         tb_buf_puts(&b, "\"");
     for (size_t i = 0; i < len; i++) {
@@ -143,7 +158,8 @@ static void add_string(struct tb_cmd *c, const char *s, bool allow_atom, bool se
     if (form == 1)
         tb_buf_puts(&b, "\"");
     add(c, secret ? IT_SECRET_TEXT : IT_TEXT, b.data, b.len);
-    memset(b.data, 0, b.len);
+    if (b.data)
+        explicit_bzero(b.data, b.cap);
     tb_buf_free(&b);
 }
 
@@ -176,8 +192,16 @@ void tb_cmd_continuation(struct tb_cmd *c, const char *text)
 static struct tb_buf *new_chunk(struct tb_cmd *c)
 {
     c->chunks = tb_xrealloc(c->chunks, (c->n_chunks + 1) * sizeof(*c->chunks));
-    tb_buf_init(&c->chunks[c->n_chunks]);
-    return &c->chunks[c->n_chunks++];
+    struct tb_buf *b = &c->chunks[c->n_chunks++];
+    tb_buf_init(b);
+    if (tb_cmd_has_secret(c)) {
+        /* Room for the whole command at once, so no secret is left behind by a realloc. */
+        size_t total = strlen(c->verb) + 64;
+        for (size_t i = 0; i < c->n; i++)
+            total += c->items[i].len + 32;
+        tb_buf_reserve(b, total);
+    }
+    return b;
 }
 
 size_t tb_cmd_render(struct tb_cmd *c, const char *tag, bool literal_plus, bool literal_minus)

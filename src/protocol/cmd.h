@@ -30,6 +30,9 @@ void tb_cmd_secret(struct tb_cmd *c, const char *s);
  * (AUTHENTICATE without SASL-IR). The text is secret in traces. */
 void tb_cmd_continuation(struct tb_cmd *c, const char *text);
 const char *tb_cmd_verb(const struct tb_cmd *c);
+/* Whether the command carries a secret (password, SASL response): its rendered bytes must be
+ * wiped wherever they are copied. */
+bool tb_cmd_has_secret(const struct tb_cmd *c);
 
 /* Rendering for the pipeline. literal_plus: {n+} allowed for any size; literal_minus: for
  * literals of at most 4096 bytes. Produces chunk k (0-based) into out; returns the number of

@@ -1,5 +1,6 @@
 #include "protocol/framer.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,6 +71,32 @@ static int literal_suffix(struct tb_framer *f, const char *ls, const char *le, u
     return 1;
 }
 
+/* Parenthesis depth over one line (literal bytes are never scanned: they sit between
+ * lines); quoted strings cannot span lines, so their state starts fresh on each. */
+static int track_depth(struct tb_framer *f, const char *ls, const char *le)
+{
+    bool quoted = false;
+    for (const char *q = ls; q < le; q++) {
+        if (quoted) {
+            if (*q == '\\' && q + 1 < le)
+                q++;
+            else if (*q == '"')
+                quoted = false;
+        } else if (*q == '"') {
+            quoted = true;
+        } else if (*q == '(') {
+            if (++f->depth > TB_FRAMER_MAX_DEPTH) {
+                snprintf(f->error, sizeof(f->error), "response nested deeper than %d levels",
+                         TB_FRAMER_MAX_DEPTH);
+                return -1;
+            }
+        } else if (*q == ')' && f->depth > 0) {
+            f->depth--;
+        }
+    }
+    return 0;
+}
+
 int tb_framer_next(struct tb_framer *f, const char **resp, size_t *len)
 {
     if (f->error[0])
@@ -107,6 +134,8 @@ int tb_framer_next(struct tb_framer *f, const char **resp, size_t *len)
                      f->max_line);
             return -1;
         }
+        if (track_depth(f, ls, le) < 0)
+            return -1;
         uint64_t lit = 0;
         int r = literal_suffix(f, ls, le, &lit);
         if (r < 0)
@@ -120,6 +149,7 @@ int tb_framer_next(struct tb_framer *f, const char **resp, size_t *len)
         *resp = base + f->start;
         *len = f->scan - f->start;
         f->start = f->scan;
+        f->depth = 0;
         return 1;
     }
 }
@@ -130,4 +160,5 @@ void tb_framer_take_rest(struct tb_framer *f, struct tb_buf *out)
     f->buf.len = 0;
     f->start = f->line_start = f->scan = 0;
     f->literal_left = 0;
+    f->depth = 0;
 }

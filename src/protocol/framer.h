@@ -3,7 +3,9 @@
  *
  * Invariants: every byte is scanned once (the scan position survives between feeds) and the
  * buffer is compacted only when the consumed prefix is at least as large as what remains, so
- * total work is linear in the stream length whatever the literal sizes or chunking. */
+ * total work is linear in the stream length whatever the literal sizes or chunking.
+ * Bounds: a line longer than max_line, a literal larger than max_literal and a response
+ * nested deeper than TB_FRAMER_MAX_DEPTH are protocol errors. */
 #ifndef TWINBOX_PROTOCOL_FRAMER_H
 #define TWINBOX_PROTOCOL_FRAMER_H
 
@@ -19,8 +21,14 @@ struct tb_framer {
     uint64_t literal_left; /* literal bytes still expected before the next line */
     size_t max_line;       /* longest line (without literals) accepted */
     uint64_t max_literal;
+    int depth; /* parenthesis depth of the response being assembled (outside strings) */
     char error[160];
 };
+
+/* libetpan parses nested lists recursively: a response nested deeper than this is refused
+ * here, before its parser could exhaust the stack. Real responses stay below ~20 (nested
+ * BODYSTRUCTURE of a deeply multipart message). */
+#define TB_FRAMER_MAX_DEPTH 100
 
 void tb_framer_init(struct tb_framer *f, size_t max_line, uint64_t max_literal);
 void tb_framer_free(struct tb_framer *f);

@@ -23,7 +23,7 @@ const char *tb_imap_phase_name(enum phase p)
 
 static void abort_all(struct tb_imap *c, const char *msg)
 {
-    struct tb_imap_result r = {TB_IMAP_ABORTED, msg, NULL, NULL};
+    struct tb_imap_result r = {.status = TB_IMAP_ABORTED, .text = msg};
     /* Detach the queues first: callbacks may submit (and are aborted at once). */
     for (;;) {
         struct pending *p = NULL;
@@ -56,32 +56,31 @@ static void detach_link(struct tb_imap *c)
     c->link = NULL;
 }
 
-void tb_imap_fail(struct tb_imap *c, const char *fmt, ...)
+void tb_imap_fail(struct tb_imap *c, enum tb_err_kind kind, const char *fmt, ...)
 {
     if (c->phase == PH_FAILED)
         return;
     enum phase was = c->phase;
     c->phase = PH_FAILED;
-    char cause[512], msg[700];
+    c->err_kind = kind == TB_ERR_NONE ? TB_ERR_INTERNAL : kind;
+    char cause[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(cause, sizeof(cause), fmt, ap);
     va_end(ap);
-    snprintf(msg, sizeof(msg), "%s: %s: %s", tb_imap_account_name(c), tb_imap_phase_name(was),
-             cause);
+    struct tb_error e;
+    tb_error_set(&e, c->err_kind, "%s: %s: %s", tb_imap_account_name(c), tb_imap_phase_name(was),
+                 cause);
+    const char *msg = e.msg;
     if (c->idle_init)
         uv_timer_stop(&c->idle);
-    if (c->password) {
-        memset(c->password, 0, strlen(c->password));
-        free(c->password);
-        c->password = NULL;
-    }
+    tb_secret_free(&c->password);
     abort_all(c, msg);
     /* Close the link now: its handles (socket, timers, tunnel child) would otherwise keep
      * the owner's event loop alive after the failure. */
     detach_link(c);
     if (c->ev->error)
-        c->ev->error(c, msg, c->ud);
+        c->ev->error(c, &e, c->ud);
 }
 
 /* ---- link callbacks ---- */
@@ -89,7 +88,7 @@ void tb_imap_fail(struct tb_imap *c, const char *fmt, ...)
 static void on_idle_timeout(uv_timer_t *t)
 {
     struct tb_imap *c = t->data;
-    tb_imap_fail(c, "no response from server for %d s", c->acct->timeout_s);
+    tb_imap_fail(c, TB_ERR_TEMP, "no response from server for %d s", c->acct->timeout_s);
 }
 
 static void arm_idle(struct tb_imap *c)
@@ -117,18 +116,15 @@ static void link_tls_ready(struct tb_link *l, void *ud)
     tb_session_on_tls_ready(ud);
 }
 
-static void link_error(struct tb_link *l, const char *msg, void *ud)
+static void link_error(struct tb_link *l, const struct tb_error *e, void *ud)
 {
     (void)l;
     struct tb_imap *c = ud;
-    if (strncmp(msg, "TLS certificate", 15) == 0)
-        c->err_kind = TB_ERR_TLS;
-    else if (strncmp(msg, "cannot load", 11) == 0 || strncmp(msg, "cannot start tunnel", 19) == 0)
-        c->err_kind = TB_ERR_CONFIG;
-    if (c->bye[0] && strstr(msg, "closed"))
-        tb_imap_fail(c, "server closed the connection: %s", c->bye);
+    /* A BYE before the connection ended says why better than "closed". */
+    if (c->bye[0] && e->kind == TB_ERR_TEMP)
+        tb_imap_fail(c, TB_ERR_TEMP, "server closed the connection: %s", c->bye);
     else
-        tb_imap_fail(c, "%s", msg);
+        tb_imap_fail(c, e->kind, "%s", e->msg);
 }
 
 static void trace_response(const char *p, size_t n)
@@ -175,8 +171,7 @@ static void complete(struct tb_imap *c, const struct tb_resp *r)
     size_t pos;
     struct pending *p = find_inflight(c, r->tag, &pos);
     if (!p) {
-        c->err_kind = TB_ERR_PROTOCOL;
-        tb_imap_fail(c, "protocol error: response for unknown tag %s", r->tag);
+        tb_imap_fail(c, TB_ERR_PROTOCOL, "protocol error: response for unknown tag %.20s", r->tag);
         return;
     }
     memmove(c->inflight + pos, c->inflight + pos + 1,
@@ -190,7 +185,7 @@ static void complete(struct tb_imap *c, const struct tb_resp *r)
         c->held = NULL;
         c->release_early = false;
     }
-    struct tb_imap_result res = {TB_IMAP_OK, "", NULL, r};
+    struct tb_imap_result res = {TB_IMAP_OK, "", NULL, r, r->code_unreadable};
     switch (tb_resp_tagged_status(r)) {
     case MAILIMAP_RESP_COND_STATE_OK:
         res.status = TB_IMAP_OK;
@@ -216,7 +211,10 @@ static void complete(struct tb_imap *c, const struct tb_resp *r)
 static void send_next_chunk(struct tb_imap *c, struct pending *p)
 {
     const struct tb_buf *chunk = tb_cmd_chunk(p->cmd, p->next_chunk++);
-    tb_link_write(c->link, chunk->data, chunk->len);
+    if (tb_cmd_has_secret(p->cmd))
+        tb_link_write_secret(c->link, chunk->data, chunk->len);
+    else
+        tb_link_write(c->link, chunk->data, chunk->len);
     if (p->next_chunk >= p->n_chunks)
         c->blocked = NULL;
 }
@@ -275,8 +273,7 @@ static void link_data(struct tb_link *l, const char *data, size_t n, void *ud)
         size_t len;
         int r = tb_framer_next(&c->framer, &p, &len);
         if (r < 0) {
-            c->err_kind = TB_ERR_PROTOCOL;
-            tb_imap_fail(c, "protocol error: %s", c->framer.error);
+            tb_imap_fail(c, TB_ERR_PROTOCOL, "protocol error: %s", c->framer.error);
             return;
         }
         if (r == 0)
@@ -285,8 +282,7 @@ static void link_data(struct tb_link *l, const char *data, size_t n, void *ud)
         struct tb_resp resp;
         char err[160];
         if (tb_parse_response(p, len, !c->got_greeting, &resp, err, sizeof(err)) < 0) {
-            c->err_kind = TB_ERR_PROTOCOL;
-            tb_imap_fail(c, "protocol error: %s: %.60s", err, p);
+            tb_imap_fail(c, TB_ERR_PROTOCOL, "protocol error: %s: %.60s", err, p);
             return;
         }
         switch (resp.kind) {
@@ -334,7 +330,10 @@ struct tb_imap *tb_imap_new(uv_loop_t *loop, const struct tb_account *acct,
     c->ev = ev;
     c->ud = ud;
     c->max_inflight = acct->max_inflight > 0 ? acct->max_inflight : 128;
-    tb_framer_init(&c->framer, 64u << 20, (uint64_t)4 << 30);
+    /* A literal may be a whole message (BODY[]); anything larger than the account accepts
+     * as a message is refused before it is buffered. */
+    tb_framer_init(&c->framer, acct->max_response_line ? acct->max_response_line : 16u << 20,
+                   acct->max_message_size ? acct->max_message_size + 4096 : (uint64_t)128 << 20);
     tb_buf_init(&c->caps);
     tb_buf_init(&c->enabled);
     tb_buf_init(&c->out);
@@ -364,10 +363,7 @@ int tb_imap_start(struct tb_imap *c)
 
 void tb_imap_set_password(struct tb_imap *c, const char *password)
 {
-    if (c->password) {
-        memset(c->password, 0, strlen(c->password));
-        free(c->password);
-    }
+    tb_secret_free(&c->password);
     c->password = password ? tb_xstrdup(password) : NULL;
 }
 
@@ -388,7 +384,7 @@ void tb_imap_submit(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags, tb_im
                     tb_imap_untagged_fn *untagged, void *ud)
 {
     if (c->phase == PH_FAILED) {
-        struct tb_imap_result r = {TB_IMAP_ABORTED, "connection failed", NULL, NULL};
+        struct tb_imap_result r = {.status = TB_IMAP_ABORTED, .text = "connection failed"};
         if (done)
             done(c, &r, ud);
         tb_cmd_free(cmd);
@@ -424,6 +420,11 @@ static void send_one(struct tb_imap *c, struct pending *p)
     p->n_chunks = tb_cmd_render(p->cmd, p->tag, tb_imap_has_cap(c, "LITERAL+"),
                                 tb_imap_has_cap(c, "LITERAL-"));
     const struct tb_buf *chunk = tb_cmd_chunk(p->cmd, 0);
+    if (tb_cmd_has_secret(p->cmd)) {
+        /* Reserved first: growing c->out would leave the secret in a freed block. */
+        tb_buf_reserve(&c->out, chunk->len);
+        c->out_secret = true;
+    }
     tb_buf_append(&c->out, chunk->data, chunk->len);
     p->next_chunk = 1;
     if (tb_verbosity >= 1) {
@@ -461,7 +462,13 @@ static void pump(struct tb_imap *c)
     if (c->waiting_head == c->n_waiting)
         c->waiting_head = c->n_waiting = 0;
     if (c->out.len) {
-        tb_link_write(c->link, c->out.data, c->out.len);
+        if (c->out_secret) {
+            tb_link_write_secret(c->link, c->out.data, c->out.len);
+            explicit_bzero(c->out.data, c->out.len);
+            c->out_secret = false;
+        } else {
+            tb_link_write(c->link, c->out.data, c->out.len);
+        }
         c->out.len = 0;
     }
     c->pumping = false;
@@ -528,10 +535,7 @@ void tb_imap_free(struct tb_imap *c)
     free(c->handlers);
     free(c->greeting);
     free(c->ns_prefix);
-    if (c->password) {
-        memset(c->password, 0, strlen(c->password));
-        free(c->password);
-    }
+    tb_secret_free(&c->password);
     /* Both handles live inside c: it is freed when libuv has closed the last one. */
     uv_timer_stop(&c->idle);
     uv_prepare_stop(&c->flush);
@@ -555,7 +559,7 @@ static bool has_word(const struct tb_buf *b, const char *word)
     return b->data && memmem(b->data, b->len, pat, strlen(pat)) != NULL;
 }
 
-enum tb_imap_error tb_imap_error_kind(const struct tb_imap *c)
+enum tb_err_kind tb_imap_error_kind(const struct tb_imap *c)
 {
     return c->err_kind;
 }

@@ -6,6 +6,7 @@
 #include "protocol/framer.h"
 #include "protocol/parse.h"
 #include "transport/link.h"
+#include "twinbox/error.h"
 #include "twinbox/imap.h"
 
 struct pending {
@@ -65,6 +66,7 @@ struct tb_imap {
     struct handler *handlers;
     size_t n_handlers;
     struct tb_buf out; /* bytes gathered by one pump, written at once */
+    bool out_secret;   /* out holds a secret: wiped once handed to the link */
     bool pumping;
     int max_inflight;
     uv_timer_t idle;
@@ -74,7 +76,7 @@ struct tb_imap {
     uv_prepare_t flush;
     int open_handles; /* idle + flush, closed by tb_imap_free */
     char bye[256];
-    enum tb_imap_error err_kind; /* set before tb_imap_fail when not a network error */
+    enum tb_err_kind err_kind; /* why the connection failed (TB_ERR_NONE while it works) */
     /* Snapshot of the link taken when it is closed, so accessors keep answering. */
     char tls_desc[128];
     bool tls_was_active, compress_was_active;
@@ -84,7 +86,8 @@ struct tb_imap {
 };
 
 /* pipeline (imap.c) */
-void tb_imap_fail(struct tb_imap *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void tb_imap_fail(struct tb_imap *c, enum tb_err_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 void tb_imap_submit_internal(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags,
                              tb_imap_done_fn *done, void *ud);
 const char *tb_imap_phase_name(enum phase p);

@@ -1,6 +1,7 @@
 #include "protocol/parse.h"
 
 #include "protocol/etpan_private.h"
+#include "protocol/strict.h"
 #include "protocol/xrep.h"
 
 #include <ctype.h>
@@ -41,8 +42,11 @@ int tb_parse_response(const char *p, size_t len, int greeting, struct tb_resp *o
     int r, rc = -1;
     if (greeting) {
         out->kind = TB_RESP_GREETING;
-        r = mailimap_greeting_parse(NULL, s, ctx(), &idx, &out->greeting, 0, NULL);
-        if (r != MAILIMAP_NO_ERROR)
+        char why[96];
+        if (!tb_numbers_ok(p, len, why, sizeof(why)))
+            snprintf(err, errlen, "greeting: %s", why);
+        else if ((r = mailimap_greeting_parse(NULL, s, ctx(), &idx, &out->greeting, 0, NULL)) !=
+                 MAILIMAP_NO_ERROR)
             snprintf(err, errlen, "malformed greeting");
         else
             rc = 0;
@@ -51,7 +55,11 @@ int tb_parse_response(const char *p, size_t len, int greeting, struct tb_resp *o
         rc = 0; /* the text of a continuation request is never needed */
     } else if (p[0] == '*' && p[1] == ' ') {
         out->kind = TB_RESP_UNTAGGED;
-        r = mailimap_response_data_parse(NULL, s, ctx(), &idx, &out->data, 0, NULL);
+        char why[96];
+        if (!tb_numbers_ok(p, len, why, sizeof(why)))
+            r = MAILIMAP_ERROR_PARSE; /* not handed to libetpan, whose numbers would wrap */
+        else
+            r = mailimap_response_data_parse(NULL, s, ctx(), &idx, &out->data, 0, NULL);
         if (r != MAILIMAP_NO_ERROR || idx != len) {
             if (out->data)
                 mailimap_response_data_free(out->data);
@@ -78,6 +86,13 @@ int tb_parse_response(const char *p, size_t len, int greeting, struct tb_resp *o
                 snprintf(err, errlen, "malformed tagged response");
             } else {
                 rc = 0;
+                char why[96];
+                struct mailimap_resp_text *t = tb_resp_tagged_text(out);
+                if (t && t->rsp_code && !tb_numbers_ok(p, len, why, sizeof(why))) {
+                    mailimap_resp_text_code_free(t->rsp_code);
+                    t->rsp_code = NULL;
+                    out->code_unreadable = true;
+                }
             }
         }
     }

@@ -22,11 +22,16 @@ struct tb_resp {
     struct mailimap_greeting *greeting;
     const char *raw;
     size_t raw_len;
+    /* Tagged only: the response code held a number out of range (protocol/strict.h) and
+     * was dropped: a command that needs its code (APPENDUID, MODIFIED) must not act as if
+     * there had been none. */
+    bool code_unreadable;
 };
 
 /* 0 on success; -1 for a response that is not IMAP at all (err says why).
- * An untagged response libetpan cannot parse is not an error: data stays NULL and the
- * extension parsers beside libetpan (or nobody) look at raw. */
+ * An untagged response libetpan cannot parse, or one with a number out of range
+ * (protocol/strict.h), is not an error here: data stays NULL and whoever reads it as part
+ * of a command's answer must treat it as unreadable, never as absent. */
 int tb_parse_response(const char *p, size_t len, int greeting, struct tb_resp *out, char *err,
                       size_t errlen);
 void tb_resp_clear(struct tb_resp *r);

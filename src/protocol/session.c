@@ -129,7 +129,7 @@ static void capability_then_login(struct tb_imap *c, const struct tb_imap_result
     if (r->status == TB_IMAP_ABORTED)
         return;
     if (r->status != TB_IMAP_OK) {
-        tb_imap_fail(c, "CAPABILITY failed: %s", r->text);
+        tb_imap_fail(c, TB_ERR_PROTOCOL, "CAPABILITY failed: %s", r->text);
         return;
     }
     do_login(c);
@@ -156,7 +156,7 @@ static void starttls_done(struct tb_imap *c, const struct tb_imap_result *r, voi
     if (r->status == TB_IMAP_ABORTED)
         return;
     if (r->status != TB_IMAP_OK) {
-        tb_imap_fail(c, "server refused STARTTLS: %s", r->text);
+        tb_imap_fail(c, TB_ERR_TLS, "server refused STARTTLS: %s", r->text);
         return;
     }
     struct tb_tls_opts o;
@@ -171,7 +171,7 @@ void tb_session_on_greeting(struct tb_imap *c, const struct tb_resp *r)
     struct mailimap_resp_text *text = NULL;
     if (g->gr_type == MAILIMAP_GREETING_RESP_COND_BYE) {
         struct mailimap_resp_text *t = g->gr_data.gr_bye->rsp_text;
-        tb_imap_fail(c, "server refused the connection: %s",
+        tb_imap_fail(c, TB_ERR_TEMP, "server refused the connection: %s",
                      t && t->rsp_text ? t->rsp_text : "BYE");
         return;
     }
@@ -183,11 +183,19 @@ void tb_session_on_greeting(struct tb_imap *c, const struct tb_resp *r)
     c->greeting = tb_xstrdup(text && text->rsp_text ? text->rsp_text : "");
     if (text)
         caps_from_code(c, text->rsp_code);
-    if (need_starttls(c) && !c->preauth) {
+    if (need_starttls(c) && c->preauth) {
+        /* PREAUTH in clear text skips the STARTTLS the account requires: whoever answered
+         * could be anyone on the path. Nothing has been sent yet; send nothing. */
+        tb_imap_fail(c, TB_ERR_TLS,
+                     "server greeted with PREAUTH before STARTTLS; refusing an unencrypted "
+                     "session on an account that requires TLS");
+        return;
+    }
+    if (need_starttls(c)) {
         if (c->caps.len > 1 && !tb_imap_has_cap(c, "STARTTLS")) {
-            c->err_kind = TB_ERR_CONFIG;
-            tb_imap_fail(c, "server does not offer STARTTLS (set starttls = no only for a "
-                            "trusted network)");
+            tb_imap_fail(c, TB_ERR_TLS,
+                         "server does not offer STARTTLS (set starttls = no only for a "
+                         "trusted network)");
             return;
         }
         c->phase = PH_STARTTLS;
@@ -213,11 +221,7 @@ static void capability_then_post_login(struct tb_imap *c, const struct tb_imap_r
 static void login_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
 {
     (void)ud;
-    if (c->password) {
-        memset(c->password, 0, strlen(c->password));
-        free(c->password);
-        c->password = NULL;
-    }
+    tb_secret_free(&c->password);
     if (r->status == TB_IMAP_ABORTED)
         return;
     if (r->status != TB_IMAP_OK) {
@@ -225,8 +229,7 @@ static void login_done(struct tb_imap *c, const struct tb_imap_result *r, void *
         if (r->code && r->code->rc_type == MAILIMAP_RESP_TEXT_CODE_OTHER &&
             r->code->rc_data.rc_atom.atom_name)
             snprintf(code, sizeof(code), "[%s] ", r->code->rc_data.rc_atom.atom_name);
-        c->err_kind = TB_ERR_AUTH;
-        tb_imap_fail(c, "login failed: %s%s", code, r->text);
+        tb_imap_fail(c, TB_ERR_AUTH, "login failed: %s%s", code, r->text);
         return;
     }
     caps_from_code(c, r->code);
@@ -246,15 +249,14 @@ static void do_login(struct tb_imap *c)
     bool encrypted = tb_link_tls_active(c->link);
     if (!encrypted && !tb_link_is_loopback(c->link) && !tb_link_is_tunnel(c->link) &&
         !c->acct->allow_plaintext_password) {
-        c->err_kind = TB_ERR_CONFIG;
-        tb_imap_fail(c,
+        tb_imap_fail(c, TB_ERR_CONFIG,
                      "refusing to send the password over an unencrypted connection to %s "
                      "(use imaps or starttls, or allow-plaintext-password = yes)",
                      c->acct->host);
         return;
     }
     if (!c->password) {
-        tb_imap_fail(c, "no password available");
+        tb_imap_fail(c, TB_ERR_CONFIG, "no password available");
         return;
     }
     const char *user = c->acct->user ? c->acct->user : "";
@@ -275,8 +277,8 @@ static void do_login(struct tb_imap *c)
             tb_cmd_secret(cmd, b64);
         else
             tb_cmd_continuation(cmd, b64);
-        memset(raw, 0, raw_len);
-        memset(b64, 0, strlen(b64));
+        explicit_bzero(raw, raw_len);
+        explicit_bzero(b64, strlen(b64));
         free(raw);
         free(b64);
     } else if (!tb_imap_has_cap(c, "LOGINDISABLED")) {
@@ -284,7 +286,7 @@ static void do_login(struct tb_imap *c)
         tb_cmd_astring(cmd, user);
         tb_cmd_secret(cmd, c->password);
     } else {
-        tb_imap_fail(c, "server offers neither AUTH=PLAIN nor LOGIN");
+        tb_imap_fail(c, TB_ERR_AUTH, "server offers neither AUTH=PLAIN nor LOGIN");
         return;
     }
     tb_imap_submit_internal(c, cmd, TB_CMD_BARRIER, login_done, NULL);
@@ -328,7 +330,7 @@ static void enable_and_friends(struct tb_imap *c)
         c->setup_outstanding++;
         tb_imap_submit_internal(c, tb_cmd_new("NAMESPACE"), 0, setup_step_done, "NAMESPACE");
     }
-    struct tb_imap_result ok = {TB_IMAP_OK, "", NULL, NULL};
+    struct tb_imap_result ok = {.status = TB_IMAP_OK, .text = ""};
     setup_step_done(c, &ok, "setup");
 }
 

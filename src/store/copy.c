@@ -110,16 +110,15 @@ static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void 
         if (uid) {
             cp->bytes += j->len;
             cp->done(cp->ud, j->m.uid, uid, j->m.flags);
-        } else if (!cp->dst->failed) {
-            cp->dst->failed = true;
-            snprintf(cp->dst->err, sizeof(cp->dst->err),
-                     "%s: mailbox %s: APPEND gave no APPENDUID (server lacks UIDPLUS)",
-                     cp->dst->label, cp->mailbox);
+        } else {
+            /* The message is there under a UID we do not know: fail the pass, so its intent
+             * stays and the next run pairs it by identity instead of copying it again. */
+            tb_store_fail(cp->dst, TB_ERR_PROTOCOL, "mailbox %s: APPEND gave %s", cp->mailbox,
+                          r->code_unreadable ? "an APPENDUID out of range"
+                                             : "no APPENDUID (server lacks UIDPLUS)");
         }
-    } else if (r->status != TB_IMAP_ABORTED && !cp->dst->failed) {
-        cp->dst->failed = true;
-        snprintf(cp->dst->err, sizeof(cp->dst->err), "%s: mailbox %s: APPEND failed: %s",
-                 cp->dst->label, cp->mailbox, r->text);
+    } else if (r->status != TB_IMAP_ABORTED) {
+        tb_store_fail(cp->dst, TB_ERR_TEMP, "mailbox %s: APPEND failed: %s", cp->mailbox, r->text);
     }
     job_done(j);
 }
@@ -168,13 +167,8 @@ static void fetch_done(struct tb_imap *c, const struct tb_imap_result *r, void *
     cp->src->pending--;
     if (r->status != TB_IMAP_OK || !j->have_body) {
         /* Expunged on the source meanwhile: nothing to copy; the next run sees it gone. */
-        if (r->status == TB_IMAP_NO || r->status == TB_IMAP_BAD) {
-            if (!cp->src->failed) {
-                cp->src->failed = true;
-                snprintf(cp->src->err, sizeof(cp->src->err), "%s: FETCH failed: %s", cp->src->label,
-                         r->text);
-            }
-        }
+        if (r->status == TB_IMAP_NO || r->status == TB_IMAP_BAD)
+            tb_store_fail(cp->src, TB_ERR_TEMP, "FETCH failed: %s", r->text);
         job_done(j);
         return;
     }

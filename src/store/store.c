@@ -7,6 +7,7 @@
 #include "twinbox/imap.h"
 #include "twinbox/log.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,17 +22,14 @@ static void on_ready(struct tb_imap *c, void *ud)
     s->pending--;
 }
 
-static void on_error(struct tb_imap *c, const char *msg, void *ud)
+static void on_error(struct tb_imap *c, const struct tb_error *e, void *ud)
 {
+    (void)c;
     struct tb_store *s = ud;
     if (s->failed)
         return;
     s->failed = true;
-    enum tb_imap_error e = tb_imap_error_kind(c);
-    s->err_kind = e == TB_ERR_AUTH || e == TB_ERR_TLS ? STORE_ERR_AUTH
-                  : e == TB_ERR_CONFIG                ? STORE_ERR_CONFIG
-                                                      : STORE_ERR_NET;
-    snprintf(s->err, sizeof(s->err), "%s", msg);
+    s->err = *e;
 }
 
 void tb_store_init(struct tb_store *s, uv_loop_t *loop, const struct tb_account *acct,
@@ -41,6 +39,7 @@ void tb_store_init(struct tb_store *s, uv_loop_t *loop, const struct tb_account 
     memset(s, 0, sizeof(*s));
     s->label = acct->name;
     s->loop = loop;
+    s->max_line = acct->max_line ? acct->max_line : TB_DEFAULT_MAX_LINE;
     s->c = tb_imap_new(loop, acct, &ev, s);
     tb_imap_set_password(s->c, password);
     s->pending = 1;
@@ -94,9 +93,8 @@ int tb_store_wait(struct tb_store **stores, int n)
             for (int i = 0; i < n; i++)
                 if (stores[i]->pending > 0 && !stores[i]->failed) {
                     stores[i]->failed = true;
-                    stores[i]->err_kind = STORE_ERR_NET;
-                    snprintf(stores[i]->err, sizeof(stores[i]->err), "%s: connection stalled",
-                             stores[i]->label);
+                    tb_error_set(&stores[i]->err, TB_ERR_INTERNAL, "%s: connection stalled",
+                                 stores[i]->label);
                 }
             return -1;
         }
@@ -107,20 +105,25 @@ int tb_store_wait(struct tb_store **stores, int n)
 struct op {
     struct tb_store *s;
     char what[320];
-    struct tb_buf *modified;
+    struct tb_uidset *modified;
     struct tb_delta *delta; /* SELECT/FETCH of a delta: where its data goes */
+    bool fetch;             /* the delta's FETCH: its completion checks the delta */
 };
 
-static void fail_store(struct tb_store *s, const char *fmt, const char *a, const char *b)
+void tb_store_fail(struct tb_store *s, enum tb_err_kind kind, const char *fmt, ...)
 {
     if (s->failed)
         return;
     s->failed = true;
-    s->err_kind = STORE_ERR_NET;
-    char tmp[500];
-    snprintf(tmp, sizeof(tmp), fmt, a, b);
-    snprintf(s->err, sizeof(s->err), "%s: %s", s->label, tmp);
+    char tmp[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    tb_error_set(&s->err, kind, "%s: %s", s->label, tmp);
 }
+
+static void delta_check(struct tb_delta *d);
 
 static void op_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
 {
@@ -136,14 +139,18 @@ static void op_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
                 for (clistiter *it = clist_begin(cs->cs_data.cs_modified_set->set_list); it;
                      it = clist_next(it)) {
                     struct mailimap_set_item *si = clist_content(it);
-                    tb_buf_printf(o->modified, "%s%u:%u", o->modified->len ? "," : "",
-                                  si->set_first, si->set_last);
+                    tb_uidset_add_range(o->modified, si->set_first, si->set_last);
                 }
             }
         }
     }
     if (r->status == TB_IMAP_NO || r->status == TB_IMAP_BAD)
-        fail_store(o->s, "%s: %s", o->what, r->text);
+        tb_store_fail(o->s, TB_ERR_TEMP, "%s: %s", o->what, r->text);
+    /* Which UIDs a STORE refused is unknown: recording any new base would be a guess. */
+    if (r->status == TB_IMAP_OK && r->code_unreadable && o->modified)
+        tb_store_fail(o->s, TB_ERR_PROTOCOL, "%s: response code out of range", o->what);
+    if (r->status == TB_IMAP_OK && o->fetch)
+        delta_check(o->delta);
     free(o);
 }
 
@@ -171,6 +178,19 @@ static bool list_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
 {
     (void)c;
     struct tb_store *s = ((struct op *)ud)->s;
+    if (!r->data && r->kind == TB_RESP_UNTAGGED) {
+        /* Could be any mailbox: the listing no longer proves that a name is absent. */
+        if (!s->list_incomplete) {
+            char line[100];
+            size_t n = r->raw_len < 80 ? r->raw_len : 80;
+            for (size_t i = 0; i < n; i++)
+                line[i] = r->raw[i] >= 0x20 && r->raw[i] < 0x7f ? r->raw[i] : '?';
+            line[n] = 0;
+            snprintf(s->list_bad, sizeof(s->list_bad), "unreadable response: %s", line);
+        }
+        s->list_incomplete = true;
+        return true;
+    }
     if (!tb_list_status_collect(r->data, &s->boxes, &s->n_boxes))
         return false;
     if (!s->sep && s->n_boxes && s->boxes[s->n_boxes - 1].sep)
@@ -183,6 +203,8 @@ void tb_store_list_start(struct tb_store *s)
     tb_mbox_infos_free(s->boxes, s->n_boxes);
     s->boxes = NULL;
     s->n_boxes = 0;
+    s->list_incomplete = false;
+    s->list_bad[0] = 0;
     struct tb_cmd *cmd = tb_cmd_new("LIST");
     tb_cmd_string(cmd, "");
     tb_cmd_string(cmd, "*");
@@ -200,89 +222,148 @@ void tb_delta_clear(struct tb_delta *d)
     for (size_t i = 0; i < d->n_msgs; i++)
         tb_msg_info_clear(&d->msgs[i]);
     free(d->msgs);
-    free(d->vanished);
+    tb_uidset_free(&d->vanished);
+    free(d->unreadable);
     memset(d, 0, sizeof(*d));
 }
 
-static void delta_add_vanished(struct tb_delta *d, struct mailimap_set *set)
+void tb_delta_unreadable(struct tb_delta *d, const char *why, const char *raw, size_t len)
 {
-    for (clistiter *it = clist_begin(set->set_list); it; it = clist_next(it)) {
-        struct mailimap_set_item *si = clist_content(it);
-        uint32_t lo = si->set_first, hi = si->set_last;
-        if (lo > hi) {
-            uint32_t t = lo;
-            lo = hi;
-            hi = t;
-        }
-        for (uint64_t u = lo; u <= hi && hi - lo < 10000000; u++) {
-            if (d->n_vanished == d->cap_vanished) {
-                d->cap_vanished = d->cap_vanished ? d->cap_vanished * 2 : 64;
-                d->vanished = tb_xrealloc(d->vanished, d->cap_vanished * sizeof(uint32_t));
-            }
-            d->vanished[d->n_vanished++] = (uint32_t)u;
-        }
+    if (d->unreadable)
+        return; /* the first cause is the one worth showing */
+    size_t n = len;
+    while (n && (raw[n - 1] == '\n' || raw[n - 1] == '\r'))
+        n--;
+    struct tb_buf b;
+    tb_buf_init(&b);
+    tb_buf_printf(&b, "%s: ", why);
+    /* The first bytes of the line, printable ASCII only: it goes into one log line. */
+    for (size_t i = 0; i < n && i < 80; i++)
+        tb_buf_printf(&b, "%c", raw[i] >= 0x20 && raw[i] < 0x7f ? raw[i] : '?');
+    if (n > 80)
+        tb_buf_puts(&b, "...");
+    d->unreadable = tb_xstrdup(tb_buf_cstr(&b));
+    tb_buf_free(&b);
+}
+
+/* Once the delta's FETCH completed: what it holds must be a consistent picture, or the pass
+ * must not act on it. A VANISHED UID at or above UIDNEXT was never assigned (the server is
+ * wrong, so nothing it said about this mailbox can be trusted); a full listing must list
+ * exactly EXISTS messages, or absences in it prove nothing. */
+static void delta_check(struct tb_delta *d)
+{
+    if (!d || d->unreadable)
+        return;
+    char why[160];
+    if (!tb_uidset_empty(&d->vanished) && d->uidnext && tb_uidset_max(&d->vanished) >= d->uidnext) {
+        snprintf(why, sizeof(why), "VANISHED names UID %u, at or above UIDNEXT %u",
+                 tb_uidset_max(&d->vanished), d->uidnext);
+        d->unreadable = tb_xstrdup(why);
+        return;
     }
+    if (d->full && (!d->have_exists || d->n_msgs != d->exists)) {
+        if (d->have_exists)
+            snprintf(why, sizeof(why), "the listing has %zu messages, EXISTS says %u", d->n_msgs,
+                     d->exists);
+        else
+            snprintf(why, sizeof(why), "the server sent no EXISTS");
+        d->unreadable = tb_xstrdup(why);
+    }
+}
+
+/* One FETCH of a delta: merged into the record of its UID (the same UID can arrive twice:
+ * the SELECT's changes, then the new-message FETCH). A FETCH without a UID is unusable. */
+static bool delta_fetch(struct tb_delta *d, struct mailimap_msg_att *att, const struct tb_resp *r)
+{
+    struct tb_msg_info m;
+    if (!tb_fetch_to_info(att, &m, NULL, NULL)) {
+        tb_msg_info_clear(&m);
+        tb_delta_unreadable(d, "FETCH without UID", r->raw, r->raw_len);
+        return true;
+    }
+    for (size_t i = 0; i < d->n_msgs; i++) {
+        if (d->msgs[i].uid != m.uid)
+            continue;
+        struct tb_msg_info *x = &d->msgs[i];
+        if (m.flags) {
+            free(x->flags);
+            x->flags = m.flags;
+            m.flags = NULL;
+        }
+        if (m.ident) {
+            free(x->ident);
+            x->ident = m.ident;
+            m.ident = NULL;
+        }
+        if (m.size)
+            x->size = m.size;
+        if (m.internaldate) {
+            x->internaldate = m.internaldate;
+            x->tz_minutes = m.tz_minutes;
+        }
+        if (m.modseq)
+            x->modseq = m.modseq;
+        tb_msg_info_clear(&m);
+        return true;
+    }
+    if (d->n_msgs == d->cap_msgs) {
+        d->cap_msgs = d->cap_msgs ? d->cap_msgs * 2 : 256;
+        d->msgs = tb_xrealloc(d->msgs, d->cap_msgs * sizeof(*d->msgs));
+    }
+    d->msgs[d->n_msgs++] = m;
+    return true;
 }
 
 /* Routes SELECT/FETCH data into the delta of the command. Untagged data is offered to the
  * oldest command in flight first, and the server runs a connection's commands in order: all
  * data of one mailbox comes before the tagged completion of its FETCH, so several
  * mailboxes' SELECT+FETCH may be pipelined (tb_store_delta_queue) as long as each claims
- * what it recorded. */
+ * what it recorded. A response nobody could parse, arriving while a delta is being read,
+ * is claimed by that delta and makes it unreadable: it could have been any message. */
 static bool delta_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
 {
     (void)c;
     struct op *o = ud;
     struct tb_delta *d = o->delta;
-    if (!r->data || !d)
+    if (!d)
         return false;
+    if (!r->data) {
+        if (r->kind != TB_RESP_UNTAGGED)
+            return false;
+        tb_delta_unreadable(d, "unreadable response", r->raw, r->raw_len);
+        return true;
+    }
     struct mailimap_response_data *rd = r->data;
     if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_MESSAGE_DATA &&
-        rd->rsp_data.rsp_message_data->mdt_type == MAILIMAP_MESSAGE_DATA_FETCH) {
-        struct tb_msg_info m;
-        if (!tb_fetch_to_info(rd->rsp_data.rsp_message_data->mdt_msg_att, &m, NULL, NULL)) {
-            tb_msg_info_clear(&m);
-            return true;
-        }
-        /* The same UID can arrive twice (SELECT's changes, then the new-message FETCH):
-         * merge into one record. */
-        for (size_t i = 0; i < d->n_msgs; i++) {
-            if (d->msgs[i].uid != m.uid)
-                continue;
-            struct tb_msg_info *x = &d->msgs[i];
-            if (m.flags) {
-                free(x->flags);
-                x->flags = m.flags;
-                m.flags = NULL;
-            }
-            if (m.ident) {
-                free(x->ident);
-                x->ident = m.ident;
-                m.ident = NULL;
-            }
-            if (m.size)
-                x->size = m.size;
-            if (m.internaldate) {
-                x->internaldate = m.internaldate;
-                x->tz_minutes = m.tz_minutes;
-            }
-            if (m.modseq)
-                x->modseq = m.modseq;
-            tb_msg_info_clear(&m);
-            return true;
-        }
-        if (d->n_msgs == d->cap_msgs) {
-            d->cap_msgs = d->cap_msgs ? d->cap_msgs * 2 : 256;
-            d->msgs = tb_xrealloc(d->msgs, d->cap_msgs * sizeof(*d->msgs));
-        }
-        d->msgs[d->n_msgs++] = m;
+        rd->rsp_data.rsp_message_data->mdt_type == MAILIMAP_MESSAGE_DATA_FETCH)
+        return delta_fetch(d, rd->rsp_data.rsp_message_data->mdt_msg_att, r);
+    if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_MESSAGE_DATA &&
+        rd->rsp_data.rsp_message_data->mdt_type == MAILIMAP_MESSAGE_DATA_EXPUNGE) {
+        if (d->exists)
+            d->exists--;
+        return true;
+    }
+    if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_MAILBOX_DATA &&
+        rd->rsp_data.rsp_mailbox_data->mbd_type == MAILIMAP_MAILBOX_DATA_EXISTS) {
+        d->exists = rd->rsp_data.rsp_mailbox_data->mbd_data.mbd_exists;
+        d->have_exists = true;
         return true;
     }
     if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_EXTENSION_DATA) {
         struct mailimap_extension_data *e = rd->rsp_data.rsp_extension_data;
         if (e->ext_extension->ext_id == MAILIMAP_EXTENSION_QRESYNC &&
             e->ext_type == MAILIMAP_QRESYNC_TYPE_VANISHED) {
-            delta_add_vanished(d, ((struct mailimap_qresync_vanished *)e->ext_data)->qr_known_uids);
+            struct mailimap_qresync_vanished *v = e->ext_data;
+            uint64_t before = tb_uidset_count(&d->vanished);
+            for (clistiter *it = clist_begin(v->qr_known_uids->set_list); it; it = clist_next(it)) {
+                struct mailimap_set_item *si = clist_content(it);
+                tb_uidset_add_range(&d->vanished, si->set_first, si->set_last);
+            }
+            /* Without EARLIER: expunged now, announced instead of EXPUNGE (RFC 7162). */
+            if (!v->qr_earlier) {
+                uint64_t gone = tb_uidset_count(&d->vanished) - before;
+                d->exists = gone >= d->exists ? 0 : d->exists - (uint32_t)gone;
+            }
             return true;
         }
     }
@@ -332,8 +413,7 @@ static void select_mailbox(struct tb_store *s, const char *mailbox, uint32_t bas
         tb_cmd_atom(cmd, "(CONDSTORE)");
     struct op *o = op_new(s, what);
     o->delta = delta;
-    tb_imap_submit(s->c, cmd, queued ? 0 : TB_CMD_FENCE, op_done, delta ? delta_untagged : NULL,
-                   o);
+    tb_imap_submit(s->c, cmd, queued ? 0 : TB_CMD_FENCE, op_done, delta ? delta_untagged : NULL, o);
 }
 
 static void delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
@@ -352,6 +432,7 @@ static void delta_start(struct tb_store *s, const char *mailbox, uint32_t base_u
     snprintf(what, sizeof(what), "mailbox %s: FETCH", mailbox);
     struct op *o = op_new(s, what);
     o->delta = out;
+    o->fetch = true;
     tb_imap_submit(s->c, cmd, 0, op_done, delta_untagged, o);
 }
 
@@ -463,96 +544,61 @@ void tb_store_subscribe(struct tb_store *s, const char *mailbox, bool on)
     tb_imap_submit(s->c, cmd, 0, op_done, NULL, op_new(s, what));
 }
 
-void tb_store_flags(struct tb_store *s, const char *uidset, char op, const char *flags,
-                    uint64_t unchangedsince, struct tb_buf *modified)
+/* Room for the UID set of a command whose other parts take `fixed` bytes: the whole line
+ * (tag and CRLF included) stays within the account's max-line. */
+static size_t set_budget(const struct tb_store *s, size_t fixed)
+{
+    size_t overhead = fixed + 32; /* tag, spaces, CRLF */
+    return s->max_line > overhead + 16 ? s->max_line - overhead : 16;
+}
+
+void tb_store_flags(struct tb_store *s, struct tb_uidset *uids, char op, const char *flags,
+                    uint64_t unchangedsince, struct tb_uidset *modified)
 {
     char what[300];
     snprintf(what, sizeof(what), "mailbox %s: STORE", s->selected ? s->selected : "?");
-    struct tb_cmd *cmd = tb_cmd_new("UID STORE");
-    tb_cmd_atom(cmd, uidset);
+    char fixed[64] = "";
     if (unchangedsince)
-        tb_cmd_printf(cmd, "(UNCHANGEDSINCE %llu)", (unsigned long long)unchangedsince);
-    tb_cmd_printf(cmd, "%sFLAGS.SILENT (%s)", op == '+' ? "+" : op == '-' ? "-" : "", flags);
-    struct op *o = op_new(s, what);
-    o->modified = modified;
-    tb_imap_submit(s->c, cmd, 0, op_done, NULL, o);
+        snprintf(fixed, sizeof(fixed), "(UNCHANGEDSINCE %llu) ",
+                 (unsigned long long)unchangedsince);
+    size_t budget = set_budget(s, strlen("UID STORE ") + strlen(fixed) + strlen(flags) + 20);
+    struct tb_buf set;
+    tb_buf_init(&set);
+    /* Split so every line fits the server's limit: a line it refuses fails every run. */
+    for (size_t pos = 0; pos < uids->n;) {
+        set.len = 0;
+        tb_uidset_render(uids, &pos, &set, budget);
+        struct tb_cmd *cmd = tb_cmd_new("UID STORE");
+        tb_cmd_atom(cmd, set.data);
+        if (unchangedsince)
+            tb_cmd_printf(cmd, "(UNCHANGEDSINCE %llu)", (unsigned long long)unchangedsince);
+        tb_cmd_printf(cmd, "%sFLAGS.SILENT (%s)", op == '+' ? "+" : op == '-' ? "-" : "", flags);
+        struct op *o = op_new(s, what);
+        o->modified = modified;
+        tb_imap_submit(s->c, cmd, 0, op_done, NULL, o);
+    }
+    tb_buf_free(&set);
 }
 
-void tb_store_expunge(struct tb_store *s, const char *uidset)
+void tb_store_expunge(struct tb_store *s, struct tb_uidset *uids)
 {
-    tb_store_flags(s, uidset, '+', "\\Deleted", 0, NULL);
+    tb_store_flags(s, uids, '+', "\\Deleted", 0, NULL);
     char what[300];
     snprintf(what, sizeof(what), "mailbox %s: UID EXPUNGE", s->selected ? s->selected : "?");
-    struct tb_cmd *cmd = tb_cmd_new("UID EXPUNGE");
-    tb_cmd_atom(cmd, uidset);
-    /* Dovecot may run a pipelined EXPUNGE before an earlier STORE took effect: the
-     * barrier makes it wait for the \Deleted flags it depends on. */
-    tb_imap_submit(s->c, cmd, TB_CMD_BARRIER, op_done, NULL, op_new(s, what));
-}
-
-/* ---- UID sets ---- */
-
-void tb_uidset_append(struct tb_buf *b, const uint32_t *uids, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j + 1 < n && uids[j + 1] == uids[j] + 1)
-            j++;
-        if (b->len)
-            tb_buf_puts(b, ",");
-        if (j > i)
-            tb_buf_printf(b, "%u:%u", uids[i], uids[j]);
-        else
-            tb_buf_printf(b, "%u", uids[i]);
-        i = j + 1;
+    size_t budget = set_budget(s, strlen("UID EXPUNGE "));
+    struct tb_buf set;
+    tb_buf_init(&set);
+    for (size_t pos = 0; pos < uids->n;) {
+        bool first = pos == 0;
+        set.len = 0;
+        tb_uidset_render(uids, &pos, &set, budget);
+        struct tb_cmd *cmd = tb_cmd_new("UID EXPUNGE");
+        tb_cmd_atom(cmd, set.data);
+        /* Dovecot may run a pipelined EXPUNGE before an earlier STORE took effect: the
+         * first waits for the \Deleted flags it depends on, the last holds what follows
+         * until all of them are done. */
+        unsigned flags = pos >= uids->n ? TB_CMD_BARRIER : first ? TB_CMD_FENCE : 0;
+        tb_imap_submit(s->c, cmd, flags, op_done, NULL, op_new(s, what));
     }
-    tb_buf_cstr(b);
-}
-
-/* At most this many UIDs from one set: a server's "1:4294967295" must not take 16 GB. */
-#define UIDSET_MAX (16u * 1024 * 1024)
-
-int tb_uidset_expand(const char *set, uint32_t **out, size_t *n)
-{
-    *out = NULL;
-    *n = 0;
-    size_t cap = 0;
-    const char *p = set;
-    while (*p) {
-        char *end;
-        unsigned long lo = strtoul(p, &end, 10), hi = lo;
-        if (end == p)
-            goto bad;
-        if (*end == ':') {
-            p = end + 1;
-            hi = strtoul(p, &end, 10);
-            if (end == p)
-                goto bad;
-        }
-        if (lo > hi) {
-            unsigned long t = lo;
-            lo = hi;
-            hi = t;
-        }
-        if (hi > UINT32_MAX || hi - lo >= UIDSET_MAX - *n)
-            goto bad;
-        for (unsigned long u = lo; u <= hi; u++) {
-            if (*n == cap) {
-                cap = cap ? cap * 2 : 64;
-                *out = tb_xrealloc(*out, cap * sizeof(uint32_t));
-            }
-            (*out)[(*n)++] = (uint32_t)u;
-        }
-        p = end;
-        if (*p == ',')
-            p++;
-        else if (*p)
-            goto bad;
-    }
-    return 0;
-bad:
-    free(*out);
-    *out = NULL;
-    *n = 0;
-    return -1;
+    tb_buf_free(&set);
 }

@@ -8,7 +8,9 @@
 #ifndef TWINBOX_STORE_STORE_H
 #define TWINBOX_STORE_STORE_H
 
+#include "twinbox/error.h"
 #include "util/buf.h"
+#include "util/uidset.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -42,8 +44,15 @@ struct tb_delta {
     uint64_t highestmodseq;
     struct tb_msg_info *msgs; /* full: all; else changed since modseq plus new ones */
     size_t n_msgs, cap_msgs;
-    uint32_t *vanished; /* expunged since the base (QRESYNC only) */
-    size_t n_vanished, cap_vanished;
+    struct tb_uidset vanished; /* expunged since the base (QRESYNC only) */
+    /* The mailbox's size as the server last announced it (EXISTS, less later EXPUNGEs): a
+     * full listing proves absences only when it lists exactly that many messages. */
+    uint32_t exists;
+    bool have_exists;
+    /* Set when a response for this delta could not be used (unparsable line, a number out
+     * of range, a set beyond UIDNEXT): the delta is not a complete picture and the
+     * mailbox's pass must be skipped. Holds the first bytes of the cause. */
+    char *unreadable;
 };
 
 struct tb_store {
@@ -52,12 +61,15 @@ struct tb_store {
     uv_loop_t *loop;
     int pending;
     bool ready, failed;
-    enum { STORE_ERR_NONE, STORE_ERR_NET, STORE_ERR_AUTH, STORE_ERR_CONFIG } err_kind;
-    char err[700];
+    size_t max_line;     /* the account's max-line: longer commands are split */
+    struct tb_error err; /* why it failed (kind and one line), once failed */
     char sep;
     /* collection targets of the command(s) in flight */
     struct tb_mbox_info *boxes;
     size_t n_boxes;
+    /* The last listing had a line nobody could read: a name missing from it may exist. */
+    bool list_incomplete;
+    char list_bad[128];
     char *selected;
 };
 
@@ -66,6 +78,9 @@ void tb_store_init(struct tb_store *s, uv_loop_t *loop, const struct tb_account 
 /* LOGOUT on every ready, idle store at once, waiting for the answers. */
 void tb_store_logout(struct tb_store **stores, int n);
 void tb_store_free(struct tb_store *s);
+/* Marks the store failed (the first failure wins); the message gets the account name. */
+void tb_store_fail(struct tb_store *s, enum tb_err_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Runs the loop until all stores are idle or one failed; -1 if any failed. */
 int tb_store_wait(struct tb_store **stores, int n);
 
@@ -80,12 +95,15 @@ void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base
 void tb_store_delta_queue(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
                           uint64_t base_modseq, uint32_t base_uidnext, struct tb_delta *out);
 void tb_delta_clear(struct tb_delta *d);
+/* Marks d unusable (first cause kept): why, then the first bytes of the raw line. */
+void tb_delta_unreadable(struct tb_delta *d, const char *why, const char *raw, size_t len);
 void tb_mbox_infos_free(struct tb_mbox_info *v, size_t n);
 
 /* ---- X-REPLICATE (store/xrep.c) ---- */
 
+/* One FLAGS line: the same change for a set of UIDs. */
 struct tb_xrep_flagchg {
-    uint32_t uid;
+    struct tb_uidset uids;
     uint64_t modseq;
     char *add, *remove; /* flags as the server sent them, space-separated */
 };
@@ -98,9 +116,10 @@ struct tb_xrep_section {
     uint32_t uidvalidity, uidnext;
     uint64_t highestmodseq;
     char *resync; /* EXPIRED, UIDVALIDITY, RECREATED, ERROR, ...: no delta; or NULL */
-    uint32_t *expunged, *appended;
-    size_t n_expunged, n_appended;
-    struct tb_xrep_flagchg *flags; /* one per UID */
+    /* Kept as ranges (a 60-byte line can name four billion UIDs); every UID is checked
+     * against the section's UIDNEXT when its STATUS line closes it. */
+    struct tb_uidset expunged, appended;
+    struct tb_xrep_flagchg *flags; /* one per FLAGS line */
     size_t n_flags;
 };
 
@@ -134,12 +153,12 @@ void tb_store_exists(struct tb_store *s, const char *mailbox, bool *exists);
 void tb_store_rename(struct tb_store *s, const char *from, const char *to);
 void tb_store_subscribe(struct tb_store *s, const char *mailbox, bool on);
 
-/* op '+', '-' or '=' (FLAGS replace) on a UID set (compact "1:5,9"), UNCHANGEDSINCE when
- * modseq > 0.
+/* op '+', '-' or '=' (FLAGS replace) on a UID set, UNCHANGEDSINCE when modseq > 0; as many
+ * commands as it takes to keep every line within the account's max-line.
  * *modified (may be NULL) receives the UIDs the server refused as MODIFIED. */
-void tb_store_flags(struct tb_store *s, const char *uidset, char op, const char *flags,
-                    uint64_t unchangedsince, struct tb_buf *modified);
-void tb_store_expunge(struct tb_store *s, const char *uidset);
+void tb_store_flags(struct tb_store *s, struct tb_uidset *uids, char op, const char *flags,
+                    uint64_t unchangedsince, struct tb_uidset *modified);
+void tb_store_expunge(struct tb_store *s, struct tb_uidset *uids);
 
 /* A bounded pipe of message copies from src (mailbox selected there) to dst. */
 struct tb_copy;
@@ -149,9 +168,5 @@ struct tb_copy *tb_copy_new(struct tb_store *src, struct tb_store *dst, const ch
 void tb_copy_add(struct tb_copy *cp, const struct tb_msg_info *m);
 /* Runs until every added message is copied; bytes moved are added to *bytes. */
 int tb_copy_finish(struct tb_copy *cp, uint64_t *bytes);
-
-/* Helpers shared with the engine. */
-void tb_uidset_append(struct tb_buf *b, const uint32_t *uids, size_t n); /* sorted input */
-int tb_uidset_expand(const char *set, uint32_t **out, size_t *n);
 
 #endif

@@ -27,13 +27,14 @@ void tb_xrep_reply_clear(struct tb_xrep_reply *r)
         struct tb_xrep_section *x = &r->sec[i];
         free(x->name);
         free(x->resync);
-        free(x->expunged);
+        tb_uidset_free(&x->expunged);
+        tb_uidset_free(&x->appended);
         for (size_t j = 0; j < x->n_flags; j++) {
+            tb_uidset_free(&x->flags[j].uids);
             free(x->flags[j].add);
             free(x->flags[j].remove);
         }
         free(x->flags);
-        free(x->appended);
     }
     free(r->sec);
     for (size_t i = 0; i < r->n_ev; i++) {
@@ -61,18 +62,23 @@ static struct tb_xrep_section *section(struct tb_xrep_reply *r, const char *guid
     return x;
 }
 
-static void add_uids(struct tb_xrep_reply *out, const char *set, uint32_t **v, size_t *n)
+static void add_uids(struct tb_xrep_reply *out, const char *set, struct tb_uidset *v)
 {
-    uint32_t *u = NULL;
-    size_t k = 0;
-    if (tb_uidset_expand(set, &u, &k) < 0) {
+    if (tb_uidset_parse(v, set, strlen(set), 0, NULL, 0) < 0)
         out->malformed = true;
-        return;
-    }
-    *v = tb_xrealloc(*v, (*n + k + 1) * sizeof(uint32_t));
-    memcpy(*v + *n, u, k * sizeof(uint32_t));
-    *n += k;
-    free(u);
+}
+
+/* A section's STATUS line gives its UIDNEXT: no UID it reported may be at or above it (such
+ * a UID was never assigned, so the report cannot be about this mailbox as it is). */
+static bool section_in_bounds(struct tb_xrep_section *sec)
+{
+    if (tb_uidset_max(&sec->expunged) >= sec->uidnext ||
+        tb_uidset_max(&sec->appended) >= sec->uidnext)
+        return false;
+    for (size_t i = 0; i < sec->n_flags; i++)
+        if (tb_uidset_max(&sec->flags[i].uids) >= sec->uidnext)
+            return false;
+    return true;
 }
 
 static void add_box(struct tb_store *s, const struct tb_xrep *x)
@@ -117,6 +123,8 @@ static bool xrep_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
         sec->uidvalidity = x->uidvalidity;
         sec->uidnext = x->uidnext;
         sec->highestmodseq = x->highestmodseq;
+        if (!section_in_bounds(sec))
+            out->malformed = true;
         add_box(o->s, x);
         break;
     case TB_XREP_RESYNC:
@@ -126,29 +134,21 @@ static bool xrep_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
         break;
     case TB_XREP_EXPUNGED:
         sec = section(out, x->guid);
-        add_uids(out, x->uids, &sec->expunged, &sec->n_expunged);
+        add_uids(out, x->uids, &sec->expunged);
         break;
     case TB_XREP_APPENDED:
         sec = section(out, x->guid);
-        add_uids(out, x->uids, &sec->appended, &sec->n_appended);
+        add_uids(out, x->uids, &sec->appended);
         break;
     case TB_XREP_FLAGS: {
         sec = section(out, x->guid);
-        uint32_t *u = NULL;
-        size_t k = 0;
-        if (tb_uidset_expand(x->uids, &u, &k) < 0) {
-            out->malformed = true;
-            break;
-        }
-        sec->flags = tb_xrealloc(sec->flags, (sec->n_flags + k + 1) * sizeof(*sec->flags));
-        for (size_t i = 0; i < k; i++) {
-            struct tb_xrep_flagchg *f = &sec->flags[sec->n_flags++];
-            f->uid = u[i];
-            f->modseq = x->modseq;
-            f->add = tb_xstrdup(x->add);
-            f->remove = tb_xstrdup(x->remove);
-        }
-        free(u);
+        sec->flags = tb_xrealloc(sec->flags, (sec->n_flags + 1) * sizeof(*sec->flags));
+        struct tb_xrep_flagchg *f = &sec->flags[sec->n_flags++];
+        tb_uidset_init(&f->uids);
+        f->modseq = x->modseq;
+        f->add = tb_xstrdup(x->add);
+        f->remove = tb_xstrdup(x->remove);
+        add_uids(out, x->uids, &f->uids);
         break;
     }
     case TB_XREP_POSITION:

@@ -50,21 +50,19 @@ int tb_eng_store_fail(struct ctx *x)
     for (int k = 0; k < 2; k++) {
         if (!x->s[k].failed)
             continue;
-        snprintf(x->err, x->errlen, "%s", x->s[k].err);
-        return x->s[k].err_kind == STORE_ERR_AUTH     ? TB_EXIT_AUTH
-               : x->s[k].err_kind == STORE_ERR_CONFIG ? TB_EXIT_CONFIG
-                                                      : TB_EXIT_TEMPFAIL;
+        *x->err = x->s[k].err;
+        return tb_error_exit(x->err->kind);
     }
-    snprintf(x->err, x->errlen, "sync failed");
-    return TB_EXIT_TEMPFAIL;
+    tb_error_set(x->err, TB_ERR_INTERNAL, "pair %s: sync failed", x->pair->name);
+    return tb_error_exit(x->err->kind);
 }
 
 int tb_eng_state_fail(struct ctx *x, const char *what)
 {
-    snprintf(x->err, x->errlen, "pair %s: state: %s: %s", x->pair->name, what,
-             tb_state_error(x->st));
+    tb_error_set(x->err, TB_ERR_INTERNAL, "pair %s: state: %s: %s", x->pair->name, what,
+                 tb_state_error(x->st));
     tb_state_rollback(x->st);
-    return TB_EXIT_INTERNAL;
+    return tb_error_exit(x->err->kind);
 }
 
 static bool unchanged(const struct entry *e)
@@ -345,7 +343,7 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
 
 int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_account *acct[2],
                  const char *password[2], struct tb_state *st, const struct tb_sync_opts *o,
-                 struct tb_sync_stats *stats, char *err, size_t errlen)
+                 struct tb_sync_stats *stats, struct tb_error *err)
 {
     struct ctx x = {.pair = pair,
                     .acct = acct,
@@ -353,8 +351,8 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
                     .o = o,
                     .stats = stats,
                     .err = err,
-                    .errlen = errlen,
                     .may_defer = !o->dry_run};
+    tb_error_clear(err);
     snprintf(x.run, sizeof(x.run), "%lld-%d", (long long)time(NULL), (int)getpid());
     for (int k = 0; k < 2; k++) {
         tb_store_init(&x.s[k], loop, acct[k], password[k]);

@@ -11,6 +11,7 @@
 struct tb_account;
 struct tb_pair;
 struct tb_state;
+struct tb_error;
 
 struct tb_sync_opts {
     bool dry_run;
@@ -27,9 +28,10 @@ struct tb_sync_stats {
     uint64_t xr_deltas; /* mailbox sides whose first pass took X-REPLICATE's delta */
 };
 
-/* Returns an exit code (twinbox/exit.h); err holds one line when it is not 0. */
+/* Returns an exit code (twinbox/exit.h), derived from err->kind; err holds the kind and one
+ * line when it is not 0. */
 int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_account *acct[2],
                  const char *password[2], struct tb_state *st, const struct tb_sync_opts *o,
-                 struct tb_sync_stats *stats, char *err, size_t errlen);
+                 struct tb_sync_stats *stats, struct tb_error *err);
 
 #endif

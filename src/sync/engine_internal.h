@@ -34,8 +34,7 @@ struct ctx {
     struct tb_state *st;
     const struct tb_sync_opts *o;
     struct tb_sync_stats *stats;
-    char *err;
-    size_t errlen;
+    struct tb_error *err;
     int rc;
     char run[64]; /* this run's id for copy intents */
     /* pairs recorded by the copy callbacks of the current pass */

@@ -74,8 +74,15 @@ static int record_intents(struct ctx *x, const char *canon, const struct tb_plan
     return 0;
 }
 
+static void uidset_of(struct tb_uidset *set, const uint32_t *uids, size_t n)
+{
+    tb_uidset_init(set);
+    for (size_t i = 0; i < n; i++)
+        tb_uidset_add(set, uids[i]);
+}
+
 static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct tb_delta *d[2],
-                   struct tb_buf modified[2])
+                   struct tb_uidset modified[2])
 {
     struct tb_copy *cp[2] = {NULL, NULL};
     /* A side whose delta came from X-REPLICATE has not selected the mailbox yet. */
@@ -92,21 +99,19 @@ static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct
     }
     for (int k = 0; k < 2; k++) {
         for (size_t g = 0; g < p->n_groups[k]; g++) {
-            struct tb_buf set;
-            tb_buf_init(&set);
-            tb_uidset_append(&set, p->groups[k][g].uids, p->groups[k][g].n);
-            tb_store_flags(&x->s[k], set.data, p->groups[k][g].op, p->groups[k][g].flags,
+            struct tb_uidset set;
+            uidset_of(&set, p->groups[k][g].uids, p->groups[k][g].n);
+            tb_store_flags(&x->s[k], &set, p->groups[k][g].op, p->groups[k][g].flags,
                            d[k]->highestmodseq, &modified[k]);
             x->stats->flag_updates += p->groups[k][g].n;
-            tb_buf_free(&set);
+            tb_uidset_free(&set);
         }
         if (p->n_expunge[k]) {
-            struct tb_buf set;
-            tb_buf_init(&set);
-            tb_uidset_append(&set, p->expunge[k], p->n_expunge[k]);
-            tb_store_expunge(&x->s[k], set.data);
+            struct tb_uidset set;
+            uidset_of(&set, p->expunge[k], p->n_expunge[k]);
+            tb_store_expunge(&x->s[k], &set);
             x->stats->expunges += p->n_expunge[k];
-            tb_buf_free(&set);
+            tb_uidset_free(&set);
         }
     }
     int rc = 0;
@@ -118,24 +123,11 @@ static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct
     return rc;
 }
 
-static bool uid_in(const uint32_t *v, size_t n, uint32_t u)
-{
-    for (size_t i = 0; i < n; i++)
-        if (v[i] == u)
-            return true;
-    return false;
-}
-
 /* Records one pass: pair changes, copies, and the side values seen by its SELECTs. */
 static int commit_pass(struct ctx *x, struct entry *e, struct tb_delta *d[2], struct tb_plan *p,
-                       struct tb_buf modified[2], bool reset, bool subscribed,
+                       struct tb_uidset modified[2], bool reset, bool subscribed,
                        const struct tb_state_intent *sus)
 {
-    uint32_t *mod[2] = {NULL, NULL};
-    size_t n_mod[2] = {0, 0};
-    for (int k = 0; k < 2; k++)
-        if (modified[k].len)
-            tb_uidset_expand(tb_buf_cstr(&modified[k]), &mod[k], &n_mod[k]);
     if (tb_state_begin(x->st) < 0)
         return tb_eng_state_fail(x, "begin");
     struct tb_state_mailbox row = {0};
@@ -146,7 +138,7 @@ static int commit_pass(struct ctx *x, struct entry *e, struct tb_delta *d[2], st
     /* A store refused as MODIFIED keeps its pair's old base; the other side's change to
      * that message would then be invisible from this pass's HIGHESTMODSEQ on, so the
      * mailbox keeps its previous values and the next pass looks again from there. */
-    bool keep = n_mod[0] || n_mod[1];
+    bool keep = !tb_uidset_empty(&modified[0]) || !tb_uidset_empty(&modified[1]);
     for (int k = 0; k < 2; k++) {
         row.side[k].uidvalidity = d[k]->uidvalidity;
         row.side[k].uidnext = keep ? (e->st ? e->st->side[k].uidnext : 0) : d[k]->uidnext;
@@ -160,7 +152,7 @@ static int commit_pass(struct ctx *x, struct entry *e, struct tb_delta *d[2], st
         struct tb_pair_update *u = &p->updates[i];
         if (u->remove)
             r = tb_state_msg_delete(x->st, row.id, u->uid[0]);
-        else if (!uid_in(mod[0], n_mod[0], u->uid[0]) && !uid_in(mod[1], n_mod[1], u->uid[1]))
+        else if (!tb_uidset_has(&modified[0], u->uid[0]) && !tb_uidset_has(&modified[1], u->uid[1]))
             r = tb_state_msg_put(x->st, row.id, u->uid[0], u->uid[1], u->flags);
     }
     for (size_t i = 0; r == 0 && i < x->n_copied; i++)
@@ -172,8 +164,6 @@ static int commit_pass(struct ctx *x, struct entry *e, struct tb_delta *d[2], st
         r = tb_state_intent_drop(x->st, e->canon, x->run, &sus[p->resolved[i]]);
     if (r == 0)
         r = tb_state_intents_done(x->st, e->canon, x->run, 600);
-    free(mod[0]);
-    free(mod[1]);
     if (r < 0 || tb_state_commit(x->st) < 0)
         return tb_eng_state_fail(x, "write");
     if (!e->st) {
@@ -290,9 +280,9 @@ int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
             bool writes = tb_plan_has_writes(&p);
             for (int k = 0; k < 2; k++)
                 wrote[k] = p.n_copies[k] || p.n_groups[k] || p.n_expunge[k];
-            struct tb_buf modified[2];
-            tb_buf_init(&modified[0]);
-            tb_buf_init(&modified[1]);
+            struct tb_uidset modified[2];
+            tb_uidset_init(&modified[0]);
+            tb_uidset_init(&modified[1]);
             if (p.late)
                 tb_log_warn("%s: %llu late copies of an interrupted run found and expunged",
                             e->canon, (unsigned long long)p.late);
@@ -309,8 +299,8 @@ int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
                 x->stats->conflicts += p.conflicts;
             }
             tb_eng_clear_copied(x);
-            tb_buf_free(&modified[0]);
-            tb_buf_free(&modified[1]);
+            tb_uidset_free(&modified[0]);
+            tb_uidset_free(&modified[1]);
             tb_plan_free(&p);
             reset = false;
             if (!writes) {
@@ -360,9 +350,9 @@ static int settle_one(struct ctx *x, struct entry *e, struct tb_delta *d[2])
         tb_plan_compute(&p, pairs, n_pairs, d, base_next, sus, n_sus);
         bool writes = tb_plan_has_writes(&p);
         if (!writes) {
-            struct tb_buf modified[2];
-            tb_buf_init(&modified[0]);
-            tb_buf_init(&modified[1]);
+            struct tb_uidset modified[2];
+            tb_uidset_init(&modified[0]);
+            tb_uidset_init(&modified[1]);
             rc = commit_pass(x, e, d, &p, modified, false, e->subscribed, sus);
             e->unsettled = false;
         }

@@ -141,8 +141,6 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
     for (int k = 0; k < 2; k++) {
         if (delta[k]->n_msgs > 1)
             qsort(delta[k]->msgs, delta[k]->n_msgs, sizeof(*delta[k]->msgs), cmp_msg);
-        if (delta[k]->n_vanished > 1)
-            qsort(delta[k]->vanished, delta[k]->n_vanished, sizeof(uint32_t), cmp_u32);
         paired[k] = tb_xmalloc((n_pairs + 1) * sizeof(uint32_t));
         for (size_t i = 0; i < n_pairs; i++)
             paired[k][i] = pairs[i].uid[k];
@@ -157,9 +155,8 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
         for (int k = 0; k < 2; k++) {
             m[k] = find_msg(delta[k], pr->uid[k]);
             /* A full listing proves absence; a QRESYNC delta reports it as VANISHED. */
-            gone[k] = delta[k]->full
-                          ? m[k] == NULL
-                          : in_sorted(delta[k]->vanished, delta[k]->n_vanished, pr->uid[k]);
+            gone[k] =
+                delta[k]->full ? m[k] == NULL : tb_uidset_has(&delta[k]->vanished, pr->uid[k]);
         }
         if (gone[0] || gone[1]) {
             /* Expunge wins over a concurrent flag change. */

@@ -166,7 +166,7 @@ int tb_watch_wait(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_a
     if (rc < 0) {
         for (int k = 0; k < 2; k++)
             if (token[k] && w.s[k].failed)
-                snprintf(err, errlen, "%s", w.s[k].err);
+                snprintf(err, errlen, "%s", w.s[k].err.msg);
     } else {
         rc = w.changed ? 1 : 0;
         tb_store_logout(w.both, n);

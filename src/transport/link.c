@@ -1,8 +1,11 @@
 #include "transport/link.h"
 
+#include "twinbox/error.h"
+
 #include "transport/deflate.h"
 #include "twinbox/log.h"
 #include "util/buf.h"
+#include "util/env.h"
 
 #include <netinet/in.h>
 #include <signal.h>
@@ -39,6 +42,7 @@ struct tb_link {
     struct tb_deflate *z;
     enum filter newest;
     bool received_since_send;
+    bool writing_secret; /* set by tb_link_write_secret for the raw writes it makes */
     size_t write_pending;
     struct tb_link_stats stats;
     char err_tail[256];
@@ -49,22 +53,31 @@ struct write_req {
     uv_write_t req;
     struct tb_link *link;
     size_t len;
+    bool wipe; /* holds a secret in clear: wiped before it is freed */
     char data[];
 };
 
-static void fail(struct tb_link *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void fail(struct tb_link *l, const char *fmt, ...)
+static void report(struct tb_link *l, const struct tb_error *e)
 {
     if (l->failed || l->closing)
         return;
     l->failed = true;
-    char msg[512];
+    l->cb->on_error(l, e, l->ud);
+}
+
+static void fail(struct tb_link *l, enum tb_err_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail(struct tb_link *l, enum tb_err_kind kind, const char *fmt, ...)
+{
+    if (l->failed || l->closing)
+        return;
+    struct tb_error e = {.kind = kind};
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
     va_end(ap);
-    l->cb->on_error(l, msg, l->ud);
+    report(l, &e);
 }
 
 static void maybe_free(struct tb_link *l)
@@ -112,9 +125,11 @@ static void on_written(uv_write_t *req, int status)
     struct write_req *w = (struct write_req *)req;
     struct tb_link *l = w->link;
     l->write_pending -= w->len;
+    if (w->wipe)
+        explicit_bzero(w->data, w->len);
     free(w);
     if (status < 0 && status != UV_ECANCELED)
-        fail(l, "write failed: %s", uv_strerror(status));
+        fail(l, TB_ERR_TEMP, "write failed: %s", uv_strerror(status));
 }
 
 static void raw_write(struct tb_link *l, const char *p, size_t n)
@@ -128,6 +143,7 @@ static void raw_write(struct tb_link *l, const char *p, size_t n)
     struct write_req *w = tb_xmalloc(sizeof(*w) + n);
     w->link = l;
     w->len = n;
+    w->wipe = l->writing_secret;
     memcpy(w->data, p, n);
     uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
     l->stats.raw_out += n;
@@ -135,8 +151,10 @@ static void raw_write(struct tb_link *l, const char *p, size_t n)
     int r = uv_write(&w->req, l->wr, &b, 1, on_written);
     if (r < 0) {
         l->write_pending -= n;
+        if (w->wipe)
+            explicit_bzero(w->data, n);
         free(w);
-        fail(l, "write failed: %s", uv_strerror(r));
+        fail(l, TB_ERR_TEMP, "write failed: %s", uv_strerror(r));
     }
 }
 
@@ -147,13 +165,20 @@ static void write_tls(struct tb_link *l, const char *p, size_t n)
         return;
     }
     struct tb_buf c;
-    char err[256];
+    struct tb_error err = {0};
     tb_buf_init(&c);
-    if (tb_tls_send(l->tls, p, n, &c, err, sizeof(err)) < 0)
-        fail(l, "%s", err);
+    if (tb_tls_send(l->tls, p, n, &c, &err) < 0)
+        report(l, &err);
     else
         raw_write(l, c.data, c.len);
     tb_buf_free(&c);
+}
+
+void tb_link_write_secret(struct tb_link *l, const char *p, size_t n)
+{
+    l->writing_secret = true;
+    tb_link_write(l, p, n);
+    l->writing_secret = false;
 }
 
 void tb_link_write(struct tb_link *l, const char *p, size_t n)
@@ -168,7 +193,7 @@ void tb_link_write(struct tb_link *l, const char *p, size_t n)
     struct tb_buf c;
     tb_buf_init(&c);
     if (tb_deflate_send(l->z, p, n, &c) < 0)
-        fail(l, "COMPRESS: deflate failed");
+        fail(l, TB_ERR_TEMP, "COMPRESS: deflate failed");
     else
         write_tls(l, c.data, c.len);
     tb_buf_free(&c);
@@ -199,7 +224,7 @@ static void up_from_tls(struct tb_link *l, const char *p, size_t n)
     char err[256];
     tb_buf_init(&plain);
     if (tb_deflate_recv(l->z, p, n, &plain, err, sizeof(err)) < 0)
-        fail(l, "%s", err);
+        fail(l, TB_ERR_PROTOCOL, "%s", err);
     else
         deliver(l, plain.data, plain.len);
     tb_buf_free(&plain);
@@ -212,14 +237,14 @@ static void up_from_socket(struct tb_link *l, const char *p, size_t n)
         return;
     }
     struct tb_buf plain, c;
-    char err[256];
+    struct tb_error err = {0};
     tb_buf_init(&plain);
     tb_buf_init(&c);
     bool was_ready = tb_tls_ready(l->tls);
-    int r = tb_tls_recv(l->tls, p, n, &plain, &c, err, sizeof(err));
+    int r = tb_tls_recv(l->tls, p, n, &plain, &c, &err);
     raw_write(l, c.data, c.len);
     if (r < 0) {
-        fail(l, "%s", err);
+        report(l, &err);
     } else {
         if (!was_ready && tb_tls_ready(l->tls) && !l->failed && !l->closing)
             l->cb->on_tls_ready(l, l->ud);
@@ -256,11 +281,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         up_from_socket(l, buf->base, (size_t)n);
     } else if (n < 0 && !l->closing) {
         if (n == UV_EOF && l->tunnel)
-            fail(l, "tunnel closed the connection%s%s", l->err_tail[0] ? ": " : "", l->err_tail);
+            fail(l, TB_ERR_TEMP, "tunnel closed the connection%s%s", l->err_tail[0] ? ": " : "",
+                 l->err_tail);
         else if (n == UV_EOF)
-            fail(l, "connection closed by server");
+            fail(l, TB_ERR_TEMP, "connection closed by server");
         else
-            fail(l, "read failed: %s", uv_strerror((int)n));
+            fail(l, TB_ERR_TEMP, "read failed: %s", uv_strerror((int)n));
         uv_read_stop(s);
     }
     free(buf->base);
@@ -270,7 +296,7 @@ static void start_reading(struct tb_link *l)
 {
     int r = uv_read_start(l->rd, on_alloc, on_read);
     if (r < 0)
-        fail(l, "read failed: %s", uv_strerror(r));
+        fail(l, TB_ERR_TEMP, "read failed: %s", uv_strerror(r));
 }
 
 /* ---- TCP ---- */
@@ -288,7 +314,7 @@ static void on_timeout(uv_timer_t *t)
         }
         return;
     }
-    fail(l, "connect to %s port %d timed out", l->host, l->port);
+    fail(l, TB_ERR_TEMP, "connect to %s port %d timed out", l->host, l->port);
 }
 
 static bool addr_is_loopback(const struct sockaddr *sa)
@@ -314,7 +340,8 @@ static void attempt_failed(struct tb_link *l, int status)
     l->ai_cur = l->ai_cur->ai_next;
     if (!l->ai_cur) {
         close_handle(l, (uv_handle_t *)&l->tcp);
-        fail(l, "connect to %s port %d failed: %s", l->host, l->port, uv_strerror(status));
+        fail(l, TB_ERR_TEMP, "connect to %s port %d failed: %s", l->host, l->port,
+             uv_strerror(status));
         return;
     }
     uv_close((uv_handle_t *)&l->tcp, on_tcp_closed_retry);
@@ -371,7 +398,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     if (status < 0 || !res) {
-        fail(l, "cannot resolve %s: %s", l->host, uv_strerror(status));
+        fail(l, TB_ERR_TEMP, "cannot resolve %s: %s", l->host, uv_strerror(status));
         return;
     }
     l->ai_list = l->ai_cur = res;
@@ -391,7 +418,7 @@ int tb_link_connect_tcp(struct tb_link *l, const char *host, int port, int timeo
     l->gai.data = l;
     int r = uv_getaddrinfo(l->loop, &l->gai, on_resolved, host, portstr, &hints);
     if (r < 0) {
-        fail(l, "cannot resolve %s: %s", host, uv_strerror(r));
+        fail(l, TB_ERR_TEMP, "cannot resolve %s: %s", host, uv_strerror(r));
         return -1;
     }
     l->gai_pending = true;
@@ -412,9 +439,10 @@ static void on_child_exit(uv_process_t *p, int64_t status, int sig)
     }
     if (!l->closing) {
         if (sig)
-            fail(l, "tunnel killed by signal %d%s%s", sig, l->err_tail[0] ? ": " : "", l->err_tail);
+            fail(l, TB_ERR_TEMP, "tunnel killed by signal %d%s%s", sig, l->err_tail[0] ? ": " : "",
+                 l->err_tail);
         else
-            fail(l, "tunnel exited with status %lld%s%s", (long long)status,
+            fail(l, TB_ERR_TEMP, "tunnel exited with status %lld%s%s", (long long)status,
                  l->err_tail[0] ? ": " : "", l->err_tail);
     }
     maybe_free(l);
@@ -462,13 +490,14 @@ int tb_link_spawn(struct tb_link *l, const char *command)
     o.file = "/bin/sh";
     o.args = args;
     o.exit_cb = on_child_exit;
+    o.env = tb_env_child(); /* without the passwords read from the environment */
     o.stdio = stdio;
     o.stdio_count = 3;
     l->proc.data = l;
     int r = uv_spawn(l->loop, &l->proc, &o);
     l->handles++; /* uv_spawn initialises the handle even when it fails */
     if (r < 0) {
-        fail(l, "cannot start tunnel: %s", uv_strerror(r));
+        fail(l, TB_ERR_CONFIG, "cannot start tunnel: %s", uv_strerror(r));
         return -1;
     }
     l->proc_running = true;
@@ -486,20 +515,20 @@ int tb_link_spawn(struct tb_link *l, const char *command)
 
 int tb_link_start_tls(struct tb_link *l, const struct tb_tls_opts *o)
 {
-    char err[256];
-    l->tls = tb_tls_new(o, err, sizeof(err));
+    struct tb_error err = {0};
+    l->tls = tb_tls_new(o, &err);
     if (!l->tls) {
-        fail(l, "%s", err);
+        report(l, &err);
         return -1;
     }
     l->newest = F_TLS;
     struct tb_buf c;
     tb_buf_init(&c);
-    int r = tb_tls_start(l->tls, &c, err, sizeof(err));
+    int r = tb_tls_start(l->tls, &c, &err);
     raw_write(l, c.data, c.len);
     tb_buf_free(&c);
     if (r < 0) {
-        fail(l, "%s", err);
+        report(l, &err);
         return -1;
     }
     return 0;
@@ -509,7 +538,7 @@ int tb_link_start_compress(struct tb_link *l)
 {
     l->z = tb_deflate_new();
     if (!l->z) {
-        fail(l, "COMPRESS: cannot initialise zlib");
+        fail(l, TB_ERR_INTERNAL, "COMPRESS: cannot initialise zlib");
         return -1;
     }
     l->newest = F_DEFLATE;

@@ -17,12 +17,15 @@
 #include <uv.h>
 
 struct tb_link;
+struct tb_error;
 
 struct tb_link_cb {
     void (*on_connected)(struct tb_link *l, void *ud);
     void (*on_tls_ready)(struct tb_link *l, void *ud);
     void (*on_data)(struct tb_link *l, const char *p, size_t n, void *ud);
-    void (*on_error)(struct tb_link *l, const char *msg, void *ud);
+    /* e->kind says what failed: TB_ERR_TLS, TB_ERR_CONFIG (tunnel cannot start), TB_ERR_TEMP
+     * (network), TB_ERR_PROTOCOL (undecodable TLS or compressed data). */
+    void (*on_error)(struct tb_link *l, const struct tb_error *e, void *ud);
 };
 
 struct tb_link_stats {
@@ -43,6 +46,8 @@ int tb_link_start_compress(struct tb_link *l);
  * (e.g. data after a COMPRESS OK in the same read) back through the filter stack. */
 void tb_link_inject(struct tb_link *l, const char *p, size_t n);
 void tb_link_write(struct tb_link *l, const char *p, size_t n);
+/* The same for bytes holding a secret: the copies this link makes are wiped once written. */
+void tb_link_write_secret(struct tb_link *l, const char *p, size_t n);
 /* Bytes handed to libuv but not yet written: the writer's back-pressure signal. */
 size_t tb_link_write_pending(const struct tb_link *l);
 void tb_link_close(struct tb_link *l);

@@ -1,5 +1,7 @@
 #include "transport/tls.h"
 
+#include "twinbox/error.h"
+
 #include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -19,16 +21,16 @@ struct tb_tls {
     char desc[128];
 };
 
-static void ssl_err(char *err, size_t errlen, const char *what)
+static void ssl_err(struct tb_error *err, enum tb_err_kind kind, const char *what)
 {
     unsigned long e = ERR_get_error();
     char buf[200];
     if (e) {
         ERR_error_string_n(e, buf, sizeof(buf));
         const char *reason = ERR_reason_error_string(e);
-        snprintf(err, errlen, "%s: %s", what, reason ? reason : buf);
+        tb_error_set(err, kind, "%s: %s", what, reason ? reason : buf);
     } else {
-        snprintf(err, errlen, "%s", what);
+        tb_error_set(err, kind, "%s", what);
     }
     ERR_clear_error();
 }
@@ -39,11 +41,11 @@ static bool is_ip_literal(const char *h)
     return inet_pton(AF_INET, h, tmp) == 1 || inet_pton(AF_INET6, h, tmp) == 1;
 }
 
-struct tb_tls *tb_tls_new(const struct tb_tls_opts *o, char *err, size_t errlen)
+struct tb_tls *tb_tls_new(const struct tb_tls_opts *o, struct tb_error *err)
 {
     struct tb_tls *t = calloc(1, sizeof(*t));
     if (!t) {
-        snprintf(err, errlen, "out of memory");
+        tb_error_set(err, TB_ERR_INTERNAL, "out of memory");
         return NULL;
     }
     t->verify = o->verify;
@@ -51,7 +53,7 @@ struct tb_tls *tb_tls_new(const struct tb_tls_opts *o, char *err, size_t errlen)
         snprintf(t->fingerprint, sizeof(t->fingerprint), "%s", o->fingerprint);
     t->ctx = SSL_CTX_new(TLS_client_method());
     if (!t->ctx) {
-        ssl_err(err, errlen, "TLS setup failed");
+        ssl_err(err, TB_ERR_INTERNAL, "TLS setup failed");
         goto fail;
     }
     SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
@@ -61,11 +63,11 @@ struct tb_tls *tb_tls_new(const struct tb_tls_opts *o, char *err, size_t errlen)
     if (chain) {
         if (o->ca_file && o->ca_file[0]) {
             if (SSL_CTX_load_verify_locations(t->ctx, o->ca_file, NULL) != 1) {
-                ssl_err(err, errlen, "cannot load tls-ca-file");
+                ssl_err(err, TB_ERR_CONFIG, "cannot load tls-ca-file");
                 goto fail;
             }
         } else if (SSL_CTX_set_default_verify_paths(t->ctx) != 1) {
-            ssl_err(err, errlen, "cannot load the system CA store");
+            ssl_err(err, TB_ERR_CONFIG, "cannot load the system CA store");
             goto fail;
         }
     }
@@ -76,7 +78,7 @@ struct tb_tls *tb_tls_new(const struct tb_tls_opts *o, char *err, size_t errlen)
     if (!t->ssl || !t->rbio || !t->wbio) {
         BIO_free(t->rbio);
         BIO_free(t->wbio);
-        ssl_err(err, errlen, "TLS setup failed");
+        ssl_err(err, TB_ERR_INTERNAL, "TLS setup failed");
         goto fail;
     }
     SSL_set_bio(t->ssl, t->rbio, t->wbio); /* SSL owns both BIOs from here */
@@ -118,11 +120,11 @@ static void drain(struct tb_tls *t, struct tb_buf *out)
         tb_buf_append(out, tmp, (size_t)n);
 }
 
-static int check_fingerprint(struct tb_tls *t, char *err, size_t errlen)
+static int check_fingerprint(struct tb_tls *t, struct tb_error *err)
 {
     X509 *cert = SSL_get1_peer_certificate(t->ssl);
     if (!cert) {
-        snprintf(err, errlen, "TLS: server sent no certificate");
+        tb_error_set(err, TB_ERR_TLS, "TLS: server sent no certificate");
         return -1;
     }
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -130,25 +132,26 @@ static int check_fingerprint(struct tb_tls *t, char *err, size_t errlen)
     int ok = X509_digest(cert, EVP_sha256(), md, &mdlen);
     X509_free(cert);
     if (!ok) {
-        snprintf(err, errlen, "TLS: cannot digest the server certificate");
+        tb_error_set(err, TB_ERR_TLS, "TLS: cannot digest the server certificate");
         return -1;
     }
     char hex[65];
     for (unsigned i = 0; i < mdlen && i < 32; i++)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
     if (strcmp(hex, t->fingerprint) != 0) {
-        snprintf(err, errlen, "TLS certificate fingerprint mismatch: server has sha256:%s", hex);
+        tb_error_set(err, TB_ERR_TLS, "TLS certificate fingerprint mismatch: server has sha256:%s",
+                     hex);
         return -1;
     }
     return 0;
 }
 
-static int handshake(struct tb_tls *t, struct tb_buf *cipher_out, char *err, size_t errlen)
+static int handshake(struct tb_tls *t, struct tb_buf *cipher_out, struct tb_error *err)
 {
     int r = SSL_do_handshake(t->ssl);
     drain(t, cipher_out);
     if (r == 1) {
-        if (t->fingerprint[0] && check_fingerprint(t, err, errlen) < 0)
+        if (t->fingerprint[0] && check_fingerprint(t, err) < 0)
             return -1;
         t->ready = true;
         snprintf(t->desc, sizeof(t->desc), "%s %s", SSL_get_version(t->ssl),
@@ -160,29 +163,29 @@ static int handshake(struct tb_tls *t, struct tb_buf *cipher_out, char *err, siz
         return 0;
     long vr = SSL_get_verify_result(t->ssl);
     if (vr != X509_V_OK) {
-        snprintf(err, errlen, "TLS certificate verify failed: %s",
-                 X509_verify_cert_error_string(vr));
+        tb_error_set(err, TB_ERR_TLS, "TLS certificate verify failed: %s",
+                     X509_verify_cert_error_string(vr));
         ERR_clear_error();
         return -1;
     }
-    ssl_err(err, errlen, "TLS handshake failed");
+    ssl_err(err, TB_ERR_TLS, "TLS handshake failed");
     return -1;
 }
 
-int tb_tls_start(struct tb_tls *t, struct tb_buf *cipher_out, char *err, size_t errlen)
+int tb_tls_start(struct tb_tls *t, struct tb_buf *cipher_out, struct tb_error *err)
 {
-    return handshake(t, cipher_out, err, errlen);
+    return handshake(t, cipher_out, err);
 }
 
 int tb_tls_recv(struct tb_tls *t, const char *p, size_t n, struct tb_buf *plain_out,
-                struct tb_buf *cipher_out, char *err, size_t errlen)
+                struct tb_buf *cipher_out, struct tb_error *err)
 {
     if (n && BIO_write(t->rbio, p, (int)n) != (int)n) {
-        snprintf(err, errlen, "TLS: buffer write failed");
+        tb_error_set(err, TB_ERR_INTERNAL, "TLS: buffer write failed");
         return -1;
     }
     if (!t->ready) {
-        if (handshake(t, cipher_out, err, errlen) < 0)
+        if (handshake(t, cipher_out, err) < 0)
             return -1;
         if (!t->ready)
             return 0;
@@ -199,23 +202,23 @@ int tb_tls_recv(struct tb_tls *t, const char *p, size_t n, struct tb_buf *plain_
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
             return 0;
         if (e == SSL_ERROR_ZERO_RETURN) {
-            snprintf(err, errlen, "TLS connection closed by server");
+            tb_error_set(err, TB_ERR_TEMP, "TLS connection closed by server");
             return -1;
         }
-        ssl_err(err, errlen, "TLS read failed");
+        ssl_err(err, TB_ERR_PROTOCOL, "TLS read failed");
         return -1;
     }
 }
 
-int tb_tls_send(struct tb_tls *t, const char *p, size_t n, struct tb_buf *cipher_out, char *err,
-                size_t errlen)
+int tb_tls_send(struct tb_tls *t, const char *p, size_t n, struct tb_buf *cipher_out,
+                struct tb_error *err)
 {
     while (n > 0) {
         int chunk = n > 65536 ? 65536 : (int)n;
         int r = SSL_write(t->ssl, p, chunk);
         drain(t, cipher_out);
         if (r <= 0) {
-            ssl_err(err, errlen, "TLS write failed");
+            ssl_err(err, TB_ERR_TEMP, "TLS write failed");
             return -1;
         }
         p += r;

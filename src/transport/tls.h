@@ -21,18 +21,22 @@ struct tb_tls_opts {
 };
 
 struct tb_tls;
+struct tb_error;
 
-struct tb_tls *tb_tls_new(const struct tb_tls_opts *o, char *err, size_t errlen);
+/* Failures fill err: TB_ERR_TLS for a handshake or verification failure, TB_ERR_CONFIG for
+ * an unreadable CA file, others for the rest. */
+
+struct tb_tls *tb_tls_new(const struct tb_tls_opts *o, struct tb_error *err);
 void tb_tls_free(struct tb_tls *t);
 /* Starts the handshake: the ClientHello goes into cipher_out. */
-int tb_tls_start(struct tb_tls *t, struct tb_buf *cipher_out, char *err, size_t errlen);
+int tb_tls_start(struct tb_tls *t, struct tb_buf *cipher_out, struct tb_error *err);
 /* Ciphertext in; plaintext appended to plain_out, protocol replies to cipher_out.
  * Returns 0, or -1 with a one-line cause (verification failures included). */
 int tb_tls_recv(struct tb_tls *t, const char *p, size_t n, struct tb_buf *plain_out,
-                struct tb_buf *cipher_out, char *err, size_t errlen);
+                struct tb_buf *cipher_out, struct tb_error *err);
 /* Plaintext in (only after the handshake), ciphertext appended to cipher_out. */
-int tb_tls_send(struct tb_tls *t, const char *p, size_t n, struct tb_buf *cipher_out, char *err,
-                size_t errlen);
+int tb_tls_send(struct tb_tls *t, const char *p, size_t n, struct tb_buf *cipher_out,
+                struct tb_error *err);
 bool tb_tls_ready(const struct tb_tls *t);
 /* e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"; valid while t lives. */
 const char *tb_tls_description(struct tb_tls *t);

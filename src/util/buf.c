@@ -129,3 +129,12 @@ const char *tb_buf_cstr(struct tb_buf *b)
     b->data[b->len] = 0;
     return b->data;
 }
+
+void tb_secret_free(char **s)
+{
+    if (!*s)
+        return;
+    explicit_bzero(*s, strlen(*s));
+    free(*s);
+    *s = NULL;
+}

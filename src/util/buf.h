@@ -30,5 +30,8 @@ void *tb_xcalloc(size_t n, size_t m);
 void *tb_xrealloc(void *p, size_t n);
 char *tb_xstrdup(const char *s);
 char *tb_xstrndup(const char *s, size_t n);
+/* Wipes a NUL-terminated secret (explicit_bzero, which the compiler keeps), frees it and
+ * clears the pointer; NULL is fine. */
+void tb_secret_free(char **s);
 
 #endif

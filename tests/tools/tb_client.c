@@ -153,16 +153,14 @@ static void on_ready(struct tb_imap *c, void *ud)
     }
 }
 
-static void on_error(struct tb_imap *c, const char *msg, void *ud)
+static void on_error(struct tb_imap *c, const struct tb_error *e, void *ud)
 {
+    (void)c;
     struct run *r = ud;
     if (r->done)
         return;
-    fprintf(stderr, "tb-client: %s\n", msg);
-    enum tb_imap_error e = tb_imap_error_kind(c);
-    r->exit_code = e == TB_ERR_AUTH || e == TB_ERR_TLS ? TB_EXIT_AUTH
-                   : e == TB_ERR_CONFIG                ? TB_EXIT_CONFIG
-                                                       : TB_EXIT_TEMPFAIL;
+    fprintf(stderr, "tb-client: %s\n", e->msg);
+    r->exit_code = tb_error_exit(e->kind);
     r->done = true;
 }
 

@@ -256,8 +256,46 @@ static void test_errors(void)
     tb_resp_clear(&resp);
 }
 
+/* A response nested 100,000 deep would exhaust libetpan's recursive parser: the framer
+ * refuses it first. Depth counts only outside quoted strings and literals, and across the
+ * lines of one response. */
+static void test_depth(void)
+{
+    struct tb_framer f;
+    const char *p;
+    size_t n;
+    struct tb_buf b;
+    tb_buf_init(&b);
+    tb_buf_puts(&b, "* 1 FETCH ");
+    for (int i = 0; i < 100000; i++)
+        tb_buf_puts(&b, "(");
+    tb_buf_puts(&b, "\r\n");
+    tb_framer_init(&f, 1 << 20, 1 << 20);
+    tb_framer_feed(&f, b.data, b.len);
+    CHECK(tb_framer_next(&f, &p, &n) == -1 && strstr(f.error, "nested"),
+          "100,000 parentheses: refused (%s)", f.error);
+    tb_framer_free(&f);
+
+    b.len = 0;
+    tb_buf_puts(&b, "* 1 FETCH (BODY[] {3}\r\n(((");
+    for (int i = 0; i < 99; i++)
+        tb_buf_puts(&b, "(");
+    tb_buf_puts(&b, " \"((((\"");
+    for (int i = 0; i < 100; i++)
+        tb_buf_puts(&b, ")");
+    tb_buf_puts(&b, "\r\n* OK (x)\r\n");
+    tb_framer_init(&f, 1 << 20, 1 << 20);
+    tb_framer_feed(&f, b.data, b.len);
+    CHECK(tb_framer_next(&f, &p, &n) == 1, "depth 100 with parentheses in a literal and a quoted "
+                                           "string: accepted");
+    CHECK(tb_framer_next(&f, &p, &n) == 1 && n == 10, "depth starts again at the next response");
+    tb_framer_free(&f);
+    tb_buf_free(&b);
+}
+
 int main(void)
 {
+    test_depth();
     test_splits();
     test_big_literal();
     test_errors();

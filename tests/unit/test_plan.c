@@ -34,9 +34,7 @@ int main(void)
     msg(&a, 1, "\\Answered \\Flagged", NULL);
     msg(&b, 11, "\\Seen", NULL);
     /* uid 2 expunged on a while b set \Seen on its copy: expunge wins. */
-    a.vanished = malloc(sizeof(uint32_t));
-    a.vanished[0] = 2;
-    a.n_vanished = 1;
+    tb_uidset_add(&a.vanished, 2);
     msg(&b, 12, "\\Seen", NULL);
     /* new on a (uid 5), new on b (uid 15, same identity as a's uid 6), new on b (uid 16) */
     msg(&a, 5, "", "<new-a>");

@@ -12,7 +12,8 @@ static void flagchg(struct tb_xrep_section *s, uint32_t uid, uint64_t modseq, co
 {
     s->flags = realloc(s->flags, (s->n_flags + 1) * sizeof(*s->flags));
     struct tb_xrep_flagchg *f = &s->flags[s->n_flags++];
-    f->uid = uid;
+    tb_uidset_init(&f->uids);
+    tb_uidset_add(&f->uids, uid);
     f->modseq = modseq;
     f->add = strdup(add);
     f->remove = strdup(rem);
@@ -58,10 +59,8 @@ int main(void)
     flagchg(s, 2, 51, "$Home", "$work \\Draft"); /* keyword case, a remove never set */
     flagchg(s, 3, 52, "\\Answered \\Answered", "");
     flagchg(s, 9, 53, "\\Seen", ""); /* expunged too */
-    s->expunged = calloc(2, sizeof(uint32_t));
-    s->expunged[0] = 4;
-    s->expunged[1] = 9;
-    s->n_expunged = 2;
+    tb_uidset_add(&s->expunged, 4);
+    tb_uidset_add(&s->expunged, 9);
     struct tb_delta d;
     CHECK(tb_xr_delta(s, 0, pairs, 3, &d), "side a: section with flags and expunges is usable");
     CHECK(d.uidvalidity == 7 && d.uidnext == 20 && d.highestmodseq == 99 && !d.full,
@@ -71,7 +70,9 @@ int main(void)
     CHECK_STR(find(&d, 2)->flags, "$Home \\Flagged \\Seen", "keywords compare case-insensitively");
     CHECK_STR(find(&d, 3)->flags, "\\Answered", "duplicates collapse");
     CHECK(find(&d, 2)->modseq == 51, "MODSEQ kept per message");
-    CHECK(d.n_vanished == 2 && d.vanished[0] == 4 && d.vanished[1] == 9, "expunged UIDs vanish");
+    CHECK(tb_uidset_count(&d.vanished) == 2 && tb_uidset_has(&d.vanished, 4) &&
+              tb_uidset_has(&d.vanished, 9),
+          "expunged UIDs vanish");
     tb_delta_clear(&d);
     section_free(s);
 
@@ -91,9 +92,7 @@ int main(void)
     section_free(s);
 
     s = section();
-    s->appended = calloc(1, sizeof(uint32_t));
-    s->appended[0] = 19;
-    s->n_appended = 1;
+    tb_uidset_add(&s->appended, 19);
     CHECK(!tb_xr_delta(s, 0, pairs, 3, &d), "new messages: their bodies need a SELECT anyway");
     section_free(s);
 
@@ -108,7 +107,7 @@ int main(void)
     section_free(s);
 
     s = section();
-    CHECK(tb_xr_delta(s, 1, pairs, 3, &d) && d.n_msgs == 0 && d.n_vanished == 0,
+    CHECK(tb_xr_delta(s, 1, pairs, 3, &d) && d.n_msgs == 0 && tb_uidset_empty(&d.vanished),
           "no change reported: an empty delta, usable");
     tb_delta_clear(&d);
     section_free(s);

@@ -1,0 +1,269 @@
+#include "protocol/strict.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* What the next token must be. */
+enum want {
+    W_NONE,
+    W_NUM32,     /* UID, size, count */
+    W_NZ32,      /* UIDVALIDITY and the like: nz-number */
+    W_NUM63,     /* mod-sequence-value */
+    W_SET,       /* UID set */
+    W_NZ32_SET,  /* APPENDUID: uidvalidity then a set */
+    W_NZ32_SET2, /* COPYUID: uidvalidity then two sets */
+    W_SET_SET,   /* the first of COPYUID's sets */
+};
+
+struct scan {
+    const char *p;
+    size_t len, i;
+    enum want want;
+    char *why;
+    size_t whylen;
+};
+
+static bool is_delim(char c)
+{
+    return c == ' ' || c == '(' || c == ')' || c == '[' || c == ']' || c == '\r' || c == '\n';
+}
+
+static bool all_of(const char *t, size_t n, const char *chars)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strchr(chars, t[i]))
+            return false;
+    return n > 0;
+}
+
+/* A decimal number within max; nz: not zero. */
+static bool number_ok(const char *t, size_t n, uint64_t max, bool nz)
+{
+    if (n == 0 || n > 20)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned d = (unsigned)(t[i] - '0');
+        if (v > (max - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    return !nz || v > 0;
+}
+
+/* sequence-set of UIDs: every number 1..2^32-1 ('*' allowed: servers may echo it). */
+static bool set_ok(const char *t, size_t n)
+{
+    size_t s = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && t[i] != ':' && t[i] != ',')
+            continue;
+        bool star = i - s == 1 && t[s] == '*';
+        if (!star && !number_ok(t + s, i - s, UINT32_MAX, true))
+            return false;
+        s = i + 1;
+    }
+    return true;
+}
+
+static bool fail(struct scan *sc, const char *t, size_t n, const char *what)
+{
+    snprintf(sc->why, sc->whylen, "%s out of range: %.*s", what, (int)(n > 40 ? 40 : n), t);
+    return false;
+}
+
+/* Checks a token against what the previous one announced; returns false on a bad value. */
+static bool check(struct scan *sc, const char *t, size_t n)
+{
+    enum want w = sc->want;
+    sc->want = W_NONE;
+    switch (w) {
+    case W_NONE:
+        break;
+    case W_NUM32:
+    case W_NZ32:
+    case W_NUM63:
+        if (!all_of(t, n, "0123456789"))
+            break; /* not a number at all: libetpan's grammar decides */
+        if (!number_ok(t, n, w == W_NUM63 ? INT64_MAX : UINT32_MAX, w == W_NZ32))
+            return fail(sc, t, n, w == W_NUM63 ? "MODSEQ" : "number");
+        break;
+    case W_SET:
+    case W_SET_SET:
+        if (n == 7 && strncasecmp(t, "EARLIER", 7) == 0) {
+            sc->want = w; /* VANISHED (EARLIER) set */
+            break;
+        }
+        if (!all_of(t, n, "0123456789:,*"))
+            break;
+        if (!set_ok(t, n))
+            return fail(sc, t, n, "UID set");
+        if (w == W_SET_SET)
+            sc->want = W_SET;
+        break;
+    case W_NZ32_SET:
+    case W_NZ32_SET2:
+        if (!all_of(t, n, "0123456789"))
+            break;
+        if (!number_ok(t, n, UINT32_MAX, true))
+            return fail(sc, t, n, "UIDVALIDITY");
+        sc->want = w == W_NZ32_SET ? W_SET : W_SET_SET;
+        break;
+    }
+    static const struct {
+        const char *kw;
+        enum want want;
+    } kws[] = {
+        {"UID", W_NZ32},           {"RFC822.SIZE", W_NUM32},   {"MESSAGES", W_NUM32},
+        {"UIDNEXT", W_NZ32},       {"UIDVALIDITY", W_NZ32},    {"UNSEEN", W_NUM32},
+        {"RECENT", W_NUM32},       {"HIGHESTMODSEQ", W_NUM63}, {"MODSEQ", W_NUM63},
+        {"SIZE", W_NUM63},         {"VANISHED", W_SET},        {"MODIFIED", W_SET},
+        {"APPENDUID", W_NZ32_SET}, {"COPYUID", W_NZ32_SET2},
+    };
+    for (size_t k = 0; k < sizeof(kws) / sizeof(*kws); k++)
+        if (strlen(kws[k].kw) == n && strncasecmp(t, kws[k].kw, n) == 0)
+            sc->want = kws[k].want;
+    return true;
+}
+
+/* Scans tokens from sc->i up to `end`, skipping quoted strings and literals. */
+static bool scan_tokens(struct scan *sc, size_t end)
+{
+    while (sc->i < end) {
+        char c = sc->p[sc->i];
+        if (c == '"') {
+            for (sc->i++; sc->i < end && sc->p[sc->i] != '"'; sc->i++)
+                if (sc->p[sc->i] == '\\')
+                    sc->i++;
+            sc->i++;
+            sc->want = W_NONE;
+            continue;
+        }
+        if (c == '{') {
+            /* {n} or {n+} CRLF then n bytes: the framer has checked n and the bytes. */
+            size_t j = sc->i + 1;
+            uint64_t n = 0;
+            while (j < end && sc->p[j] >= '0' && sc->p[j] <= '9' && n < (UINT64_MAX / 10))
+                n = n * 10 + (uint64_t)(sc->p[j++] - '0');
+            if (j < end && sc->p[j] == '+')
+                j++;
+            if (j < end && sc->p[j] == '}') {
+                const char *nl = memchr(sc->p + j, '\n', end - j);
+                if (nl) {
+                    size_t body = (size_t)(nl - sc->p) + 1;
+                    sc->i = n > end - body ? end : body + (size_t)n;
+                    sc->want = W_NONE;
+                    continue;
+                }
+            }
+        }
+        if (is_delim(c)) {
+            sc->i++;
+            continue;
+        }
+        size_t s = sc->i;
+        while (sc->i < end && !is_delim(sc->p[sc->i]) && sc->p[sc->i] != '"')
+            sc->i++;
+        if (!check(sc, sc->p + s, sc->i - s))
+            return false;
+    }
+    return true;
+}
+
+/* The next space-delimited word at sc->i (not consumed), upper-case compared. */
+static bool word_is(const struct scan *sc, size_t at, const char *w)
+{
+    size_t n = strlen(w);
+    return at + n <= sc->len && strncasecmp(sc->p + at, w, n) == 0 &&
+           (at + n == sc->len || is_delim(sc->p[at + n]));
+}
+
+/* The end of the astring at `at` (atom, quoted string or literal). */
+static size_t skip_astring(const char *p, size_t len, size_t at)
+{
+    if (at < len && p[at] == '"') {
+        for (at++; at < len && p[at] != '"'; at++)
+            if (p[at] == '\\')
+                at++;
+        return at + 1 < len ? at + 1 : len;
+    }
+    if (at < len && p[at] == '{') {
+        uint64_t n = 0;
+        size_t j = at + 1;
+        while (j < len && p[j] >= '0' && p[j] <= '9' && n < UINT64_MAX / 10)
+            n = n * 10 + (uint64_t)(p[j++] - '0');
+        const char *nl = memchr(p + j, '\n', len - j);
+        if (!nl)
+            return len;
+        size_t body = (size_t)(nl - p) + 1;
+        return n > len - body ? len : body + (size_t)n;
+    }
+    while (at < len && !is_delim(p[at]))
+        at++;
+    return at;
+}
+
+/* resp-cond-*: only the code in brackets is structured; the rest is text for people. */
+static bool scan_code(struct scan *sc, size_t at)
+{
+    if (at >= sc->len || sc->p[at] != '[')
+        return true;
+    const char *close = memchr(sc->p + at, ']', sc->len - at);
+    if (!close)
+        return true;
+    sc->i = at + 1;
+    return scan_tokens(sc, (size_t)(close - sc->p));
+}
+
+bool tb_numbers_ok(const char *p, size_t len, char *why, size_t whylen)
+{
+    struct scan sc = {.p = p, .len = len, .why = why, .whylen = whylen};
+    size_t i = 0;
+    if (len >= 2 && p[0] == '*' && p[1] == ' ') {
+        i = 2;
+        if (p[i] >= '0' && p[i] <= '9') {
+            size_t s = i;
+            while (i < len && p[i] >= '0' && p[i] <= '9')
+                i++;
+            if (!number_ok(p + s, i - s, UINT32_MAX, false)) {
+                sc.want = W_NONE;
+                return fail(&sc, p + s, i - s, "message number");
+            }
+            if (i < len && p[i] == ' ')
+                i++;
+            if (word_is(&sc, i, "FETCH")) {
+                sc.i = i;
+                return scan_tokens(&sc, len);
+            }
+            return true; /* EXISTS, EXPUNGE, RECENT: the number was all */
+        }
+        static const char *const cond[] = {"OK", "NO", "BAD", "BYE", "PREAUTH"};
+        for (size_t k = 0; k < 5; k++)
+            if (word_is(&sc, i, cond[k]))
+                return scan_code(&sc, i + strlen(cond[k]) + 1);
+        if (word_is(&sc, i, "STATUS") || word_is(&sc, i, "VANISHED")) {
+            if (word_is(&sc, i, "STATUS")) {
+                /* Skip the mailbox name (an atom may be all digits). */
+                sc.i = skip_astring(p, len, i + 7);
+            } else {
+                sc.i = i;
+            }
+            return scan_tokens(&sc, len);
+        }
+        return true;
+    }
+    if (len && p[0] == '+')
+        return true;
+    /* tagged: TAG SP (OK|NO|BAD) SP [code] text */
+    const char *sp = memchr(p, ' ', len);
+    if (!sp)
+        return true;
+    i = (size_t)(sp - p) + 1;
+    static const char *const st[] = {"OK", "NO", "BAD"};
+    for (size_t k = 0; k < 3; k++)
+        if (word_is(&sc, i, st[k]))
+            return scan_code(&sc, i + strlen(st[k]) + 1);
+    return true;
+}

@@ -1,0 +1,63 @@
+/* Numbers twinbox relies on are range-checked before libetpan (which wraps) sees them. */
+#include "protocol/parse.h"
+#include "protocol/strict.h"
+
+#include "tap.h"
+
+#include <string.h>
+
+static int parsed(const char *line, struct tb_resp *r)
+{
+    char err[160];
+    return tb_parse_response(line, strlen(line), 0, r, err, sizeof(err));
+}
+
+static void untagged(const char *line, int usable, const char *what)
+{
+    struct tb_resp r;
+    int rc = parsed(line, &r);
+    CHECK(rc == 0 && (r.data != NULL) == usable, "%s: %s", usable ? "usable" : "unreadable", what);
+    tb_resp_clear(&r);
+}
+
+int main(void)
+{
+    untagged("* 3 FETCH (UID 4294967295 FLAGS (\\Seen))\r\n", 1, "UID 2^32-1");
+    untagged("* 3 FETCH (UID 4294967297 FLAGS (\\Seen))\r\n", 0, "UID 2^32+1 would wrap to 1");
+    untagged("* 3 FETCH (UID 0 FLAGS ())\r\n", 0, "UID 0");
+    untagged("* 4294967296 EXISTS\r\n", 0, "EXISTS beyond 32 bits");
+    untagged("* 3 FETCH (MODSEQ (9223372036854775807) UID 5)\r\n", 1, "MODSEQ 2^63-1");
+    untagged("* 3 FETCH (MODSEQ (9223372036854775808) UID 5)\r\n", 0, "MODSEQ 2^63");
+    untagged("* 3 FETCH (UID 5 RFC822.SIZE 99999999999)\r\n", 0, "size beyond 32 bits");
+    untagged("* VANISHED (EARLIER) 1:3,5\r\n", 1, "VANISHED");
+    untagged("* VANISHED (EARLIER) 1:4294967296\r\n", 0, "VANISHED beyond 32 bits");
+    untagged("* OK [HIGHESTMODSEQ 18446744073709551617] x\r\n", 0, "HIGHESTMODSEQ wraps");
+    untagged("* OK [UIDNEXT 4294967296] x\r\n", 0, "UIDNEXT beyond 32 bits");
+    untagged("* OK [ALERT] UID 99999999999 in free text\r\n", 1, "free text is not checked");
+    untagged("* STATUS 99999999999 (MESSAGES 2 UIDNEXT 9)\r\n", 1, "a numeric mailbox name");
+    untagged("* STATUS \"x(y\" (MESSAGES 2 UIDNEXT 4294967296)\r\n", 0,
+             "STATUS item after a name with a parenthesis");
+    untagged("* 1 FETCH (UID 7 BODY[] {15}\r\nUID 99999999999)\r\n", 1,
+             "literal bodies are not checked");
+
+    struct tb_resp r;
+    CHECK(parsed("T1 OK [APPENDUID 7 4294967297] done\r\n", &r) == 0 && r.code_unreadable &&
+              tb_resp_tagged_text(&r) && !tb_resp_tagged_text(&r)->rsp_code,
+          "tagged: an overflowing APPENDUID is dropped and flagged");
+    tb_resp_clear(&r);
+    CHECK(parsed("T1 OK [APPENDUID 7 12] done\r\n", &r) == 0 && !r.code_unreadable &&
+              tb_resp_tagged_text(&r)->rsp_code,
+          "tagged: a valid APPENDUID stays");
+    tb_resp_clear(&r);
+    CHECK(parsed("T2 OK [MODIFIED 3,4294967296] x\r\n", &r) == 0 && r.code_unreadable,
+          "tagged: MODIFIED beyond 32 bits is flagged");
+    tb_resp_clear(&r);
+    CHECK(parsed("T2 OK [COPYUID 5 1:2 4294967296:4294967297] x\r\n", &r) == 0 && r.code_unreadable,
+          "tagged: COPYUID's second set is checked");
+    tb_resp_clear(&r);
+    char why[96];
+    CHECK(!tb_numbers_ok("* 1 FETCH (UID 4294967297)\r\n", 27, why, sizeof(why)) &&
+              strstr(why, "4294967297"),
+          "the reason quotes the value: %s", why);
+    return tap_done();
+}
