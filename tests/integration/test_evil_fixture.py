@@ -535,6 +535,39 @@ class Forwarding(EvilTestCase):
         self.assertEqual(c.authenticate("PLAIN", lambda _: b"\0alice\0secret")[0], "OK")
         self.assertNoErrors(ev)
 
+    def test_starttls_kept_becomes_opaque_relay(self):
+        # Told not to strip STARTTLS, the proxy relays the TLS stream blindly.
+        ev = self.start(self.dv, remove_caps=("COMPRESS=DEFLATE",))
+        c = self.imap(ev)
+        self.assertIn("STARTTLS", c.capabilities)
+        c.starttls(ssl_context=ssl.create_default_context(cafile=self.dv.ca_file))
+        self.assertEqual(c.login("alice", "secret")[0], "OK")
+        self.assertEqual(c.select("INBOX")[0], "OK")
+        conn = ev.connections[0]
+        self.assertTrue(conn.opaque)
+        self.assertEqual([x.name for x in conn.commands], ["CAPABILITY", "STARTTLS"])
+        self.assertNotIn(b"LOGIN", bytes(conn.raw_in[conn.raw_in.index(b"STARTTLS"):]))
+        # By default STARTTLS is not offered.
+        c2 = self.imap(self.start(self.dv))
+        self.assertNotIn("STARTTLS", c2.capabilities)
+
+    def test_literal_plus_pipelined_append(self):
+        ev = self.start(self.dv)
+        s = connect(ev)
+        self.addCleanup(s.close)
+        recv_until(s, b"\r\n")
+        msg = b"Subject: lp\r\nMessage-ID: <evil-lp@twinbox.test>\r\n\r\nx\r\n"
+        s.sendall(b"a LOGIN alice secret\r\nb APPEND INBOX {%d+}\r\n%s\r\n"
+                  b"c APPEND INBOX {2+}\r\nhi {3+}\r\nyou\r\nd NOOP\r\n" % (len(msg), msg))
+        got = recv_until(s, b"d OK")
+        self.assertNotIn(b"\r\n+ ", got)
+        self.assertIn(b"\r\nb OK [APPENDUID ", got)
+        self.assertTrue(b"\r\nc NO " in got or b"\r\nc BAD " in got or b"\r\nc OK " in got)
+        conn = ev.connections[0]
+        self.assertEqual([x.name for x in conn.commands], ["LOGIN", "APPEND", "APPEND", "NOOP"])
+        self.assertEqual(conn.literal_sizes, [len(msg), 2, 3])
+        self.assertEqual(conn.commands[2].text, "APPEND INBOX {2+} {3+}")
+
     def test_disconnect_before_and_after(self):
         ev = self.start(self.dv)
         before = ev.on(r"SELECT ", disconnect="before", connection=1)
