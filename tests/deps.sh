@@ -1,8 +1,11 @@
 # Sourced by tests/run and examples/demo: installs what twinbox needs on Debian 12.
 # Installs only when running as root and something is missing; otherwise says what to install.
+# clang and libclang-rt-14-dev build the fuzz targets (tests/fuzz): -fsanitize=fuzzer links
+# libclang_rt.fuzzer from libclang-rt-14-dev (libfuzzer-14-dev, the standalone libFuzzer.a,
+# is not needed).
 TWINBOX_PACKAGES="build-essential meson ninja-build pkg-config libetpan-dev libuv1-dev libssl-dev
 zlib1g-dev libsqlite3-dev dovecot-core dovecot-imapd dovecot-dev python3 openssl util-linux
-passwd procps"
+passwd procps clang libclang-rt-14-dev"
 
 tb_missing_packages() {
     local missing="" p

@@ -3,12 +3,18 @@
 Unit tests are the C TAP programs (build/tests/test_*); each test point counts.
 Integration tests are Python unittest modules under tests/integration (and tests/plugin
 when the X-REPLICATE plugin was built); each test method counts. A unit program that
-crashes or prints a sanitizer report counts as a failure.
+crashes or prints a sanitizer report counts as a failure. Fuzz targets (--fuzz BUILD, the
+libFuzzer build of tests/fuzz) run over their seed corpus plus a bounded number of generated
+inputs; each target counts once.
 """
+import concurrent.futures
+import fnmatch
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -67,6 +73,77 @@ def run_unit(build, counter):
             counter.fail(f"{build}: {n}: exit status {p.returncode}", p.stderr[-3000:])
 
 
+# Generated inputs per fuzz target and their size limit, sized so that all targets take about
+# a minute on two cores (seed corpus included); other targets get the default.
+FUZZ_RUNS = {
+    "fuzz_response": (40000, 4096),
+    "fuzz_xrep": (80000, 2048),
+    "fuzz_uidset": (30000, 256),
+    "fuzz_config": (80000, 2048),
+    "fuzz_xrep_token": (150000, 2048),
+}
+FUZZ_DEFAULT = (30000, 4096)
+
+
+def _fuzz_one(build, name, scratch):
+    exe = os.path.join(ROOT, build, "tests", "fuzz", name)
+    runs, max_len = FUZZ_RUNS.get(name, FUZZ_DEFAULT)
+    seeds = os.path.join(ROOT, "tests", "fuzz", "corpus", name)
+    art = os.path.join(ROOT, build, "fuzz-artifacts", name)
+    os.makedirs(art, exist_ok=True)
+    work = os.path.join(scratch, name)
+    os.makedirs(work)
+    env = dict(os.environ, **SAN_ENV)
+    env["LSAN_OPTIONS"] = "suppressions=%s:print_suppressions=0" % os.path.join(
+        ROOT, "tests", "fuzz", "lsan.supp")
+    # A fixed seed makes a run repeatable; TWINBOX_FUZZ_SEED explores elsewhere.
+    seed = os.environ.get("TWINBOX_FUZZ_SEED", "1")
+    cmd = [exe, f"-runs={runs}", f"-max_len={max_len}", "-timeout=20", "-rss_limit_mb=2048",
+           f"-seed={seed}", "-max_total_time=60", "-print_final_stats=1",
+           f"-artifact_prefix={art}/", work] + ([seeds] if os.path.isdir(seeds) else [])
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300,
+                           errors="replace")
+        out, rc = p.stderr + p.stdout, p.returncode
+    except subprocess.TimeoutExpired:
+        out, rc = "timed out after 300 s", -1
+    return name, rc, out, time.monotonic() - t0
+
+
+def run_fuzz(build, counter, pattern):
+    fdir = os.path.join(ROOT, build, "tests", "fuzz")
+    names = sorted(n for n in os.listdir(fdir) if n.startswith("fuzz_")
+                   and os.path.isfile(os.path.join(fdir, n))
+                   and os.access(os.path.join(fdir, n), os.X_OK)) if os.path.isdir(fdir) else []
+    if pattern:
+        names = [n for n in names if fnmatch.fnmatch(n, pattern if "*" in pattern
+                                                     else f"*{pattern}*")]
+    if not names:
+        if not pattern:
+            counter.fail(f"{build}: fuzz targets", f"none built in {fdir}")
+        return
+    scratch = tempfile.mkdtemp(prefix="twinbox-fuzz-")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+            jobs = [pool.submit(_fuzz_one, build, n, scratch) for n in names]
+            for job in jobs:
+                name, rc, out, secs = job.result()
+                m = re.search(r"stat::number_of_executed_units: (\d+)", out)
+                runs = m.group(1) if m else "?"
+                label = f"{build}: fuzz: {name}"
+                crash = re.search(r"Test unit written to (\S+)", out)
+                if rc == 0 and not SAN_RE.search(out) and m:
+                    counter.ok(f"{label} ({runs} runs, {secs:.1f}s)")
+                else:
+                    detail = out[-3000:]
+                    if crash:
+                        detail += f"\nreproducer: {crash.group(1)}"
+                    counter.fail(f"{label}: exit status {rc}", detail)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 class _Result(unittest.TestResult):
     def __init__(self, build, counter):
         super().__init__()
@@ -116,6 +193,11 @@ def main():
         i = args.index("-k")
         pattern = args[i + 1]
         del args[i:i + 2]
+    fuzz_builds = []
+    while "--fuzz" in args:
+        i = args.index("--fuzz")
+        fuzz_builds.append(args[i + 1])
+        del args[i:i + 2]
     builds = args or ["build"]
     sys.path.insert(0, ROOT)
     counter = Counter()
@@ -130,6 +212,8 @@ def main():
         if not pattern:
             run_unit(b, counter)
         run_integration(b, counter, pattern, plugin_tests=(i == 0))
+    for b in fuzz_builds:
+        run_fuzz(b, counter, pattern)
     if counter.failures:
         print("\nfailed:\n  " + "\n  ".join(counter.failures))
     print(f"{counter.passed} passed, {counter.failed} failed", flush=True)
