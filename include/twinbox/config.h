@@ -61,10 +61,17 @@ struct tb_account {
     char *source;                  /* "FILE:LINE" of its section, or "URL" */
 };
 
+/* max-delete of a pair: how much of one side a run may remove before it stops and asks for
+ * --force. DEFAULT: more than 10% and more than 100 messages, or all of a side's messages
+ * when it holds more than 10. */
+enum tb_max_delete { TB_MAXDEL_DEFAULT, TB_MAXDEL_COUNT, TB_MAXDEL_PERCENT, TB_MAXDEL_UNLIMITED };
+
 struct tb_pair {
     char *name;
-    char *a, *b;      /* account names; both exist in the same tb_config, a != b */
-    char **mailboxes; /* fnmatch patterns, at least one; default {"*"} */
+    enum tb_max_delete max_delete;
+    uint64_t max_delete_value; /* COUNT: messages; PERCENT: 0..100 */
+    char *a, *b;               /* account names; both exist in the same tb_config, a != b */
+    char **mailboxes;          /* fnmatch patterns, at least one; default {"*"} */
     size_t n_mailboxes;
     char **exclude; /* fnmatch patterns, possibly none */
     size_t n_exclude;

@@ -57,6 +57,7 @@ void tb_state_messages_free(struct tb_state_msg *v, size_t n);
 int tb_state_msg_put(struct tb_state *st, int64_t mailbox, uint32_t uid_a, uint32_t uid_b,
                      const char *flags);
 int tb_state_msg_delete(struct tb_state *st, int64_t mailbox, uint32_t uid_a);
+int tb_state_message_count(struct tb_state *st, int64_t mailbox, uint64_t *n);
 int tb_state_msgs_clear(struct tb_state *st, int64_t mailbox);
 
 /* Copies in flight. run identifies this process's run; intents of other runs are copies a
@@ -89,5 +90,36 @@ int tb_state_xrep_set(struct tb_state *st, int side, const char *token);
 int tb_state_xrep_mailbox_put(struct tb_state *st, int side, const char *name, uint64_t hms);
 /* *hms = 0 when the token holds no usable number for the mailbox. */
 int tb_state_xrep_mailbox(struct tb_state *st, int side, const char *name, uint64_t *hms);
+
+/* Skipped messages (schema v4): a message of `side` that could not be copied to the other
+ * side. permanent: the destination refused it (too big, over quota, a flag it rejects), or
+ * it exceeds max-message-size; it is retried when its flags change or on request.
+ * Otherwise the source could not deliver it (FETCH NO, OK without the body, NIL body): it is
+ * retried by the next runs, once per run, and counts as permanent after
+ * TB_SKIP_MAX_ATTEMPTS. `run` is the run that last tried it. Rows are kept by mailbox name,
+ * follow renames and go with the mailbox; a UIDVALIDITY change makes them stale. */
+#define TB_SKIP_MAX_ATTEMPTS 3
+
+struct tb_state_skip {
+    char *mailbox; /* canonical name */
+    int side;      /* the side holding the message */
+    uint32_t uidvalidity, uid, size;
+    char *msgid; /* Message-ID as far as known, "" otherwise */
+    char *flags; /* its flags when it was skipped (a change makes it due again) */
+    char *reason;
+    bool permanent;
+    int attempts;
+    char *run;
+    int64_t first, last; /* seconds since the epoch */
+};
+
+/* Inserts, or updates the row of (mailbox, side, uid), counting one more attempt. */
+int tb_state_skip_put(struct tb_state *st, const struct tb_state_skip *k);
+/* Rows of one mailbox (mailbox != NULL) or all of them, ordered by mailbox, side, uid. */
+int tb_state_skips(struct tb_state *st, const char *mailbox, struct tb_state_skip **out, size_t *n);
+void tb_state_skips_free(struct tb_state_skip *v, size_t n);
+int tb_state_skip_drop(struct tb_state *st, const char *mailbox, int side, uint32_t uid);
+/* Drops the rows of a side whose UIDVALIDITY is no longer `uidvalidity`. */
+int tb_state_skips_stale(struct tb_state *st, const char *mailbox, int side, uint32_t uidvalidity);
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const struct tb_mbox_info *find(const struct tb_store *s, const char *canon)
 {
@@ -40,6 +41,32 @@ static const char *side_state(const struct tb_mbox_info *b, const struct tb_stat
     if (b->highestmodseq != s->highestmodseq)
         return "changed";
     return "in sync";
+}
+
+/* Messages recorded as skipped (not copied), with why and since when. */
+static void print_skipped(const struct tb_pair *pair, struct tb_state *st)
+{
+    struct tb_state_skip *k = NULL;
+    size_t n = 0;
+    if (tb_state_skips(st, NULL, &k, &n) < 0 || n == 0) {
+        tb_state_skips_free(k, n);
+        return;
+    }
+    printf("pair %s: %zu skipped message%s (sync --retry-skipped retries them)\n", pair->name, n,
+           n == 1 ? "" : "s");
+    for (size_t i = 0; i < n; i++) {
+        char when[32] = "?";
+        time_t t = (time_t)k[i].last;
+        struct tm tm;
+        if (gmtime_r(&t, &tm))
+            strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%SZ", &tm);
+        printf("  %s on %s: UID %u, %u bytes, Message-ID %s: %s (%s, %d attempt%s, last %s)\n",
+               k[i].mailbox, k[i].side ? "b" : "a", k[i].uid, k[i].size,
+               k[i].msgid[0] ? k[i].msgid : "none", k[i].reason,
+               k[i].permanent ? "refused" : "not delivered", k[i].attempts,
+               k[i].attempts == 1 ? "" : "s", when);
+    }
+    tb_state_skips_free(k, n);
 }
 
 static int status_one(const struct tb_config *cfg, const struct tb_pair *pair)
@@ -99,6 +126,7 @@ static int status_one(const struct tb_config *cfg, const struct tb_pair *pair)
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
     }
+    print_skipped(pair, st);
     tb_state_mailboxes_free(mb, n);
     tb_state_close(st);
     tb_cli_pair_free(&cp);

@@ -29,6 +29,46 @@ static int worse(int a, int b)
     return rank[b] > rank[a] ? b : a;
 }
 
+/* What the mass-change guard saw: always in a dry run, and when it stopped the run. */
+static void print_guard(const struct tb_pair *pair, const struct tb_sync_opts *o,
+                        const struct tb_sync_stats *st)
+{
+    if (!st->guard.checked || (!o->dry_run && !st->guard.tripped))
+        return;
+    printf("%s%s: would remove a: %llu of %llu messages, b: %llu of %llu messages%s\n",
+           o->dry_run ? "dry run: " : "", pair->name, (unsigned long long)st->guard.remove[0],
+           (unsigned long long)st->guard.total[0], (unsigned long long)st->guard.remove[1],
+           (unsigned long long)st->guard.total[1],
+           st->guard.tripped
+               ? (o->force ? " (over max-delete, --force given)" : " (over max-delete: stopped)")
+               : "");
+    for (size_t i = 0; i < st->guard.n_lines; i++)
+        printf("  %s\n", st->guard.lines[i]);
+}
+
+/* Skipped messages: this run's make it exit with CONFLICT (each had a warning line); older
+ * ones still recorded get one reminder. */
+static int report_skipped(const struct tb_pair *pair, struct tb_state *st,
+                          const struct tb_sync_stats *stats)
+{
+    struct tb_state_skip *rows = NULL;
+    size_t n = 0;
+    if (tb_state_skips(st, NULL, &rows, &n) < 0)
+        n = 0;
+    tb_state_skips_free(rows, n);
+    if (stats->skipped_messages) {
+        tb_log_error("pair %s: %llu message%s not copied this run, %zu skipped in all (twinbox "
+                     "status %s lists them; sync --retry-skipped retries them)",
+                     pair->name, (unsigned long long)stats->skipped_messages,
+                     stats->skipped_messages == 1 ? "" : "s", n, pair->name);
+        return TB_EXIT_CONFLICT;
+    }
+    if (n)
+        tb_log_warn("pair %s: %zu message%s remain skipped (twinbox status %s lists them)",
+                    pair->name, n, n == 1 ? "" : "s", pair->name);
+    return TB_EXIT_OK;
+}
+
 int tb_cli_sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
                     const struct tb_sync_opts *o)
 {
@@ -60,13 +100,17 @@ int tb_cli_sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
     struct tb_error e;
     rc = tb_sync_pair(&loop, pair, acct, pws, st, o, &stats, &e);
     uv_loop_close(&loop);
+    print_guard(pair, o, &stats);
+    if (rc == TB_EXIT_OK)
+        rc = report_skipped(pair, st, &stats);
     tb_state_close(st);
-    if (rc != TB_EXIT_OK)
+    if (rc != TB_EXIT_OK && e.msg[0])
         tb_log_error("%s", e.msg);
     printf("%s%s: copied a->b %llu, b->a %llu, flag updates %llu, expunged %llu, mailboxes "
            "created %llu deleted %llu renamed %llu, conflicts merged %llu, %.1f MB, %.1fs, round "
            "trips "
-           "a %llu b %llu, X-REPLICATE a %s b %s (%llu exact deltas)\n",
+           "a %llu b %llu, X-REPLICATE a %s b %s (%llu exact deltas), skipped %llu messages "
+           "%llu mailboxes\n",
            o->dry_run ? "dry run: " : "", pair->name, (unsigned long long)stats.copied[1],
            (unsigned long long)stats.copied[0], (unsigned long long)stats.flag_updates,
            (unsigned long long)stats.expunges, (unsigned long long)stats.created,
@@ -74,7 +118,9 @@ int tb_cli_sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
            (unsigned long long)stats.conflicts, (double)stats.bytes / 1e6, now() - t0,
            (unsigned long long)stats.turns[0], (unsigned long long)stats.turns[1],
            stats.xr[0] ? "yes" : "no", stats.xr[1] ? "yes" : "no",
-           (unsigned long long)stats.xr_deltas);
+           (unsigned long long)stats.xr_deltas, (unsigned long long)stats.skipped_messages,
+           (unsigned long long)stats.skipped_mailboxes);
+    tb_sync_stats_free(&stats);
 out:
     tb_state_unlock(lockfd);
     tb_cli_pair_free(&cp);
@@ -90,11 +136,15 @@ int tb_cmd_sync(const struct tb_cli *cli, int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--dry-run") == 0) {
             o.dry_run = true;
+        } else if (strcmp(argv[i], "--force") == 0) {
+            o.force = true;
+        } else if (strcmp(argv[i], "--retry-skipped") == 0) {
+            o.retry_skipped = true;
         } else if (strcmp(argv[i], "--mailbox") == 0 && i + 1 < argc && o.n_only < 64) {
             only[o.n_only++] = argv[++i];
         } else if (argv[i][0] == '-' || n_names >= 64) {
             tb_log_error("usage: twinbox [-c FILE] sync [PAIR...] [--mailbox NAME...] "
-                         "[--dry-run]");
+                         "[--dry-run] [--force] [--retry-skipped]");
             return TB_EXIT_USAGE;
         } else {
             names[n_names++] = argv[i];

@@ -15,13 +15,42 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_CONFIG_SIZE (1024 * 1024)
 
-enum pair_key { P_A, P_B, P_MAILBOXES, P_EXCLUDE, P_STATE, P_COUNT };
-static const char *const pair_key_names[P_COUNT] = {"a", "b", "mailboxes", "exclude", "state"};
+enum pair_key { P_A, P_B, P_MAILBOXES, P_EXCLUDE, P_STATE, P_MAX_DELETE, P_COUNT };
+static const char *const pair_key_names[P_COUNT] = {"a",       "b",     "mailboxes",
+                                                    "exclude", "state", "max-delete"};
+
+/* max-delete = N | N% | unlimited (see tb_max_delete). */
+static int parse_max_delete(const char *v, struct tb_pair *pr)
+{
+    if (strcasecmp(v, "unlimited") == 0) {
+        pr->max_delete = TB_MAXDEL_UNLIMITED;
+        return 0;
+    }
+    uint64_t n = 0;
+    const char *q = v;
+    for (; *q >= '0' && *q <= '9'; q++) {
+        n = n * 10 + (uint64_t)(*q - '0');
+        if (n > 1000000000000ull)
+            return -1;
+    }
+    if (q == v)
+        return -1;
+    if (*q == '%' && q[1] == 0 && n <= 100) {
+        pr->max_delete = TB_MAXDEL_PERCENT;
+    } else if (*q == 0) {
+        pr->max_delete = TB_MAXDEL_COUNT;
+    } else {
+        return -1;
+    }
+    pr->max_delete_value = n;
+    return 0;
+}
 
 /* ---- the INI parser -------------------------------------------------------------------- */
 
@@ -265,6 +294,13 @@ static int pair_key(struct parser *p, int line, const char *key, char *v)
     case P_EXCLUDE:
         if (split_list(v, &pr->exclude, &pr->n_exclude) < 0)
             return fail(p, line, "pair '%s': exclude: empty pattern in list", pr->name);
+        return 0;
+    case P_MAX_DELETE:
+        if (parse_max_delete(v, pr) < 0)
+            return fail(p, line,
+                        "pair '%s': max-delete: '%.64s' is not a number, a percentage (0%%..100%%) "
+                        "or unlimited",
+                        pr->name, v);
         return 0;
     default: {
         char why[256];

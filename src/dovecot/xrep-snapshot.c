@@ -213,6 +213,26 @@ static void xrep_mailbox_set_unreadable(struct mail_user *user,
 	}
 }
 
+/* One selectable mailbox of the listing, readable or not. */
+static void xrep_snapshot_add_listed(struct mail_user *user,
+				     struct xrep_snapshot *snap,
+				     struct mail_namespace *ns,
+				     const char *vname, bool subscribed)
+{
+	struct xrep_mailbox mbox;
+	struct mailbox *box;
+
+	i_zero(&mbox);
+	mbox.vname = vname;
+	mbox.ns = ns;
+	mbox.subscribed = subscribed;
+	box = mailbox_alloc(ns->list, vname, MAILBOX_FLAG_READONLY);
+	if (xrep_mailbox_get_state(box, &mbox) < 0)
+		xrep_mailbox_set_unreadable(user, box, &mbox);
+	xrep_snapshot_add(snap, &mbox);
+	mailbox_free(&box);
+}
+
 int xrep_snapshot_build(struct mail_user *user, struct xrep_snapshot **snap_r,
 			const char **error_r)
 {
@@ -224,11 +244,11 @@ int xrep_snapshot_build(struct mail_user *user, struct xrep_snapshot **snap_r,
 	struct mailbox_list_iterate_context *iter;
 	const struct mailbox_info *info;
 	struct xrep_snapshot *snap;
-	struct xrep_mailbox mbox;
 	struct mailbox *box;
 	struct mail_namespace *inbox_ns;
 	enum mail_error error;
 	char *errstr = NULL; /* heap: outlives the data stack frame */
+	bool inbox_listed = FALSE;
 	int ret = 0;
 
 	/* A fresh account's INBOX does not exist on disk until something
@@ -250,20 +270,33 @@ int xrep_snapshot_build(struct mail_user *user, struct xrep_snapshot **snap_r,
 		{
 			if ((info->flags &
 			     (MAILBOX_NONEXISTENT | MAILBOX_NOSELECT)) == 0) {
-				i_zero(&mbox);
-				mbox.vname = info->vname;
-				mbox.ns = info->ns;
-				mbox.subscribed =
-					(info->flags & MAILBOX_SUBSCRIBED) != 0;
-				box = mailbox_alloc(info->ns->list, info->vname,
-						    MAILBOX_FLAG_READONLY);
-				if (xrep_mailbox_get_state(box, &mbox) < 0) {
-					xrep_mailbox_set_unreadable(user, box,
-								    &mbox);
-				}
-				xrep_snapshot_add(snap, &mbox);
-				mailbox_free(&box);
+				if (info->ns == inbox_ns &&
+				    strcmp(info->vname, "INBOX") == 0)
+					inbox_listed = TRUE;
+				xrep_snapshot_add_listed(user, snap, info->ns,
+							 info->vname,
+							 (info->flags &
+							  MAILBOX_SUBSCRIBED) != 0);
 			}
+		}
+	T_END;
+	if (!inbox_listed && inbox_ns != NULL)
+		T_BEGIN
+		{
+			/* The INBOX that was just created is not in the
+			   mailbox list index yet (listed from the next
+			   listing on): it exists, so it is in the snapshot. */
+			enum mailbox_existence existence;
+
+			box = mailbox_alloc(inbox_ns->list, "INBOX",
+					    MAILBOX_FLAG_READONLY);
+			if (mailbox_exists(box, FALSE, &existence) == 0 &&
+			    existence == MAILBOX_EXISTENCE_SELECT) {
+				xrep_snapshot_add_listed(
+					user, snap, inbox_ns, "INBOX",
+					mailbox_is_subscribed(box));
+			}
+			mailbox_free(&box);
 		}
 	T_END;
 	if (mailbox_list_iter_deinit(&iter) < 0) {

@@ -35,11 +35,16 @@ struct xrep_watch {
 	struct xrep_report *rep;   /* running batch, or NULL */
 	ARRAY(struct mailbox_list_notify *) notifies;
 	struct timeout *to_poll, *to_keepalive;
+	/* A later batch could not hand out a position (TOOBIG): the command
+	   ends with this tagged line, from a timeout, because the batch may
+	   run inside a notify callback that must not be deinitialized from
+	   within. */
+	struct timeout *to_refuse;
+	const char *refusal;
 
 	bool watching : 1;     /* "+ watching" sent */
 	bool wake_pending : 1; /* woken while a batch ran */
 	bool manual_cork : 1;  /* running from a callback, not command_exec */
-	bool in_wake : 1;      /* watch_continue() called by watch_wake() */
 };
 
 static bool watch_continue(struct client_command_context *cmd);
@@ -55,6 +60,7 @@ static void watch_cleanup(struct xrep_watch *ctx)
 	}
 	timeout_remove(&ctx->to_poll);
 	timeout_remove(&ctx->to_keepalive);
+	timeout_remove(&ctx->to_refuse);
 	if (ctx->rep != NULL)
 		xrep_report_deinit(&ctx->rep);
 	xrep_snapshot_free(&ctx->pos);
@@ -121,8 +127,10 @@ static void watch_input(struct xrep_watch *ctx)
 		finished = TRUE;
 		break;
 	default:
-		/* during a batch, lines wait in the buffer (see header) */
-		if (ctx->rep == NULL && ctx->watching)
+		/* during a batch, lines wait in the buffer (see header);
+		   after a refusal the tagged NO answers whatever came */
+		if (ctx->rep == NULL && ctx->watching &&
+		    ctx->refusal == NULL)
 			finished = watch_handle_input(ctx, TRUE);
 		break;
 	}
@@ -143,35 +151,36 @@ static void watch_wake(struct xrep_watch *ctx)
 {
 	struct client *client = ctx->client;
 
+	if (ctx->refusal != NULL)
+		return;
 	if (ctx->rep != NULL || !ctx->watching) {
 		ctx->wake_pending = TRUE;
 		return;
 	}
 	watch_start_batch(ctx);
 	ctx->manual_cork = TRUE;
-	ctx->in_wake = TRUE;
 	(void)watch_continue(ctx->cmd);
-	/* ctx is freed with the command if the batch ended it */
 	if (client->disconnected)
 		client_destroy(client, NULL);
-	else if (client->input_lock == NULL)
-		client_continue_pending_input(client);
-	else
-		ctx->in_wake = FALSE;
 }
 
+static void watch_refuse(struct xrep_watch *ctx)
+{
+	struct client *client = ctx->client;
+
+	watch_finish_with(ctx, ctx->refusal, TRUE);
+	client_continue_pending_input(client);
+}
+
+/* The notifier's records are not read: the batch compares positions, and
+   the notifier decides to call us from stat() of the log files alone.
+   Reading them (mailbox_list_notify_next()) crashes Dovecot 2.3.19 when the
+   mailbox list index log rotated past a file its view still needed ("Missing
+   middle file" while many mailboxes are created quickly): its view sync
+   then leaves the log view without a current file, and
+   mail_transaction_log_view_mark() dereferences it. */
 static void watch_notify_callback(struct xrep_watch *ctx)
 {
-	const struct mailbox_list_notify_rec *rec;
-	struct mailbox_list_notify **notify;
-
-	/* The records themselves are not needed (the batch compares
-	   positions); reading them keeps the notifier's state current. */
-	array_foreach_modifiable(&ctx->notifies, notify)
-	{
-		while (mailbox_list_notify_next(*notify, &rec) > 0)
-			;
-	}
 	watch_wake(ctx);
 }
 
@@ -248,15 +257,24 @@ static bool watch_continue(struct client_command_context *cmd)
 			/* no position can be handed out: the client falls
 			   back; a batch already sent is void without its
 			   POSITION */
-			const char *tagline = t_strconcat(
-				"NO [XREPLICATE-TOOBIG] ", error, NULL);
+			const char *tagline = p_strconcat(
+				cmd->pool, "NO [XREPLICATE-TOOBIG] ", error,
+				NULL);
 
+			xrep_report_deinit(&ctx->rep);
 			if (ctx->manual_cork) {
 				ctx->manual_cork = FALSE;
 				o_stream_uncork(client->output);
 			}
-			watch_finish_with(ctx, tagline, ctx->in_wake);
-			return TRUE;
+			if (!ctx->watching) {
+				/* the first batch: still in the command */
+				watch_finish_with(ctx, tagline, FALSE);
+				return TRUE;
+			}
+			ctx->refusal = tagline;
+			ctx->to_refuse = timeout_add_short(0, watch_refuse, ctx);
+			cmd->state = CLIENT_COMMAND_STATE_WAIT_INPUT;
+			return FALSE;
 		}
 		if (ret < 0) {
 			/* the position is unchanged: the next wake retries */

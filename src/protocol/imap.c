@@ -569,6 +569,20 @@ bool tb_imap_has_cap(const struct tb_imap *c, const char *cap)
     return has_word(&c->caps, cap);
 }
 
+uint64_t tb_imap_appendlimit(const struct tb_imap *c)
+{
+    const char *p = c->caps.data ? strstr(c->caps.data, " APPENDLIMIT=") : NULL;
+    if (!p)
+        return 0;
+    uint64_t v = 0;
+    for (p += 13; *p >= '0' && *p <= '9'; p++) {
+        if (v > UINT64_MAX / 10 - 10)
+            return 0; /* absurd: treat as no limit */
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    return *p == ' ' ? v : 0;
+}
+
 const char *tb_imap_caps(const struct tb_imap *c)
 {
     return c->caps.len > 1 ? c->caps.data + 1 : "";

@@ -1,5 +1,7 @@
 #include "twinbox/state.h"
 
+#include "state/state_internal.h"
+
 #include "util/buf.h"
 
 #include <errno.h>
@@ -12,11 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 3
-
-struct tb_state {
-    sqlite3 *db;
-};
+#define SCHEMA_VERSION 4
 
 static const char *schema_v1 =
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -45,6 +43,17 @@ static const char *schema_v2 = "CREATE TABLE intent ("
 static const char *schema_v3 = "CREATE TABLE xrep_mailbox ("
                                "  side INTEGER NOT NULL, name TEXT NOT NULL,"
                                "  hms INTEGER NOT NULL, PRIMARY KEY (side, name));";
+
+/* v4: messages that could not be copied (the destination refused them, or the source could
+ * not deliver them), so that one message never blocks a pair and is not lost either: the
+ * UIDNEXT recorded past it does not hide it. See tb_state_skip_put. */
+static const char *schema_v4 =
+    "CREATE TABLE skipped ("
+    "  mailbox TEXT NOT NULL, side INTEGER NOT NULL, uidvalidity INTEGER NOT NULL,"
+    "  uid INTEGER NOT NULL, size INTEGER NOT NULL, msgid TEXT NOT NULL, flags TEXT NOT NULL,"
+    "  reason TEXT NOT NULL, permanent INTEGER NOT NULL, attempts INTEGER NOT NULL,"
+    "  run TEXT NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL,"
+    "  PRIMARY KEY (mailbox, side, uid));";
 
 static int exec(struct tb_state *st, const char *sql)
 {
@@ -94,7 +103,7 @@ int tb_state_open(const char *path, struct tb_state **out, char *err, size_t err
         return -1;
     }
     /* Each step upgrades by one version in its own transaction. */
-    static const char **steps[] = {&schema_v1, &schema_v2, &schema_v3};
+    static const char **steps[] = {&schema_v1, &schema_v2, &schema_v3, &schema_v4};
     for (; v < SCHEMA_VERSION; v++) {
         char bump[64];
         snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", v + 1);
@@ -280,6 +289,8 @@ int tb_state_mailbox_delete(struct tb_state *st, int64_t id)
 {
     /* Intents are kept by name: a later mailbox of that name must not inherit them. */
     if (exec_id(st, "DELETE FROM intent WHERE mailbox=(SELECT name FROM mailbox WHERE id=?1)", id,
+                NULL) < 0 ||
+        exec_id(st, "DELETE FROM skipped WHERE mailbox=(SELECT name FROM mailbox WHERE id=?1)", id,
                 NULL) < 0)
         return -1;
     return exec_id(st, "DELETE FROM mailbox WHERE id=?1", id, NULL);
@@ -292,9 +303,28 @@ int tb_state_mailbox_rename(struct tb_state *st, int64_t id, const char *name)
     if (exec_id(st,
                 "UPDATE intent SET mailbox=?2 WHERE mailbox=(SELECT name FROM mailbox "
                 "WHERE id=?1)",
+                id, name) < 0 ||
+        exec_id(st,
+                "UPDATE skipped SET mailbox=?2 WHERE mailbox=(SELECT name FROM mailbox "
+                "WHERE id=?1)",
                 id, name) < 0)
         return -1;
     return exec_id(st, "UPDATE mailbox SET name=?2 WHERE id=?1", id, name);
+}
+
+int tb_state_message_count(struct tb_state *st, int64_t mailbox, uint64_t *n)
+{
+    sqlite3_stmt *s;
+    *n = 0;
+    if (sqlite3_prepare_v2(st->db, "SELECT COUNT(*) FROM message WHERE mailbox=?1", -1, &s, NULL) !=
+        SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(s, 1, mailbox);
+    int r = sqlite3_step(s);
+    if (r == SQLITE_ROW)
+        *n = (uint64_t)sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return r == SQLITE_ROW ? 0 : -1;
 }
 
 int tb_state_msgs_clear(struct tb_state *st, int64_t mailbox)

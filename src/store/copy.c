@@ -1,16 +1,24 @@
 /* Message copies streamed from one store's FETCH into the other's APPEND.
  * Memory is bounded by a window: at most COPY_WINDOW fetches in flight and COPY_BYTES of
  * message data held, whatever the mailbox size. Each copy reports its new UID from
- * APPENDUID, which the engine records as a pair. */
+ * APPENDUID, which the engine records as a pair.
+ *
+ * One message never stops the others: a message the destination refuses (APPEND NO/BAD),
+ * one the source cannot deliver (FETCH NO/BAD, OK without the body, BODY[] NIL) and one
+ * larger than either side accepts are reported through `skipped` and the copy goes on.
+ * Only a dead connection, a mailbox that is gone (TRYCREATE) or an APPEND whose new UID
+ * cannot be known fails the store. */
 #include "protocol/cmd.h"
 #include "protocol/parse.h"
 #include "store/fetch.h"
 #include "store/store.h"
 #include "twinbox/imap.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define COPY_WINDOW 128
@@ -21,13 +29,14 @@ struct job {
     struct tb_msg_info m;
     char *body;
     size_t len;
-    bool have_body;
+    int body_state; /* tb_fetch_body_state of the FETCH that carried it */
 };
 
 struct tb_copy {
     struct tb_store *src, *dst;
     char *mailbox;
     tb_copied_fn *done;
+    tb_copy_skipped_fn *skipped;
     void *ud;
     struct tb_msg_info *queue;
     size_t n, cap, next;
@@ -42,19 +51,54 @@ struct tb_copy {
 static void pump(struct tb_copy *cp);
 
 struct tb_copy *tb_copy_new(struct tb_store *src, struct tb_store *dst, const char *dst_mailbox,
-                            tb_copied_fn *done, void *ud)
+                            tb_copied_fn *done, tb_copy_skipped_fn *skipped, void *ud)
 {
     struct tb_copy *cp = tb_xcalloc(1, sizeof(*cp));
     cp->src = src;
     cp->dst = dst;
     cp->mailbox = tb_xstrdup(dst_mailbox);
     cp->done = done;
+    cp->skipped = skipped;
     cp->ud = ud;
     return cp;
 }
 
+static void skip(struct tb_copy *cp, const struct tb_msg_info *m, bool permanent, const char *fmt,
+                 ...) __attribute__((format(printf, 4, 5)));
+
+static void skip(struct tb_copy *cp, const struct tb_msg_info *m, bool permanent, const char *fmt,
+                 ...)
+{
+    char reason[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    /* Server text goes into one log line and the state: printable ASCII only. */
+    for (char *q = reason; *q; q++)
+        if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f)
+            *q = '?';
+    cp->skipped(cp->ud, m, reason, permanent);
+}
+
+/* The largest message the destination takes: its APPENDLIMIT (RFC 7889), else ours. */
+static uint64_t size_limit(const struct tb_copy *cp)
+{
+    uint64_t lim = cp->src->max_message_size;
+    if (cp->dst->max_message_size < lim)
+        lim = cp->dst->max_message_size;
+    uint64_t al = tb_imap_appendlimit(cp->dst->c);
+    return al && al < lim ? al : lim;
+}
+
 void tb_copy_add(struct tb_copy *cp, const struct tb_msg_info *m)
 {
+    uint64_t lim = size_limit(cp);
+    if (lim && m->size > lim) {
+        skip(cp, m, true, "%" PRIu32 " bytes, larger than the %" PRIu64 " bytes allowed", m->size,
+             lim);
+        return;
+    }
     if (cp->n == cp->cap) {
         cp->cap = cp->cap ? cp->cap * 2 : 64;
         cp->queue = tb_xrealloc(cp->queue, cp->cap * sizeof(*cp->queue));
@@ -62,14 +106,14 @@ void tb_copy_add(struct tb_copy *cp, const struct tb_msg_info *m)
     struct tb_msg_info *q = &cp->queue[cp->n++];
     *q = *m;
     q->flags = tb_xstrdup(m->flags ? m->flags : "");
-    q->ident = NULL;
+    q->ident = m->ident ? tb_xstrdup(m->ident) : NULL;
     pump(cp);
 }
 
 static void copy_free(struct tb_copy *cp)
 {
     for (size_t i = cp->next; i < cp->n; i++)
-        free(cp->queue[i].flags);
+        tb_msg_info_clear(&cp->queue[i]);
     free(cp->queue);
     free(cp->mailbox);
     free(cp);
@@ -81,13 +125,31 @@ static void job_done(struct job *j)
     struct tb_copy *cp = j->cp;
     cp->inflight--;
     cp->bytes_held -= j->m.size;
-    free(j->m.flags);
+    tb_msg_info_clear(&j->m);
     free(j->body);
     free(j);
     if (!cp->finished)
         pump(cp);
     else if (cp->inflight == 0)
         copy_free(cp);
+}
+
+static uint32_t appenduid(const struct tb_imap_result *r)
+{
+    if (!r->code || r->code->rc_type != MAILIMAP_RESP_TEXT_CODE_EXTENSION ||
+        r->code->rc_data.rc_ext_data->ext_extension->ext_id != MAILIMAP_EXTENSION_UIDPLUS ||
+        r->code->rc_data.rc_ext_data->ext_type != MAILIMAP_UIDPLUS_RESP_CODE_APND)
+        return 0;
+    struct mailimap_uidplus_resp_code_apnd *a = r->code->rc_data.rc_ext_data->ext_data;
+    if (!a->uid_set || !clist_begin(a->uid_set->set_list))
+        return 0;
+    struct mailimap_set_item *si = clist_content(clist_begin(a->uid_set->set_list));
+    return si->set_first == si->set_last ? si->set_first : 0;
+}
+
+static bool is_trycreate(const struct tb_imap_result *r)
+{
+    return r->code && r->code->rc_type == MAILIMAP_RESP_TEXT_CODE_TRY_CREATE;
 }
 
 static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
@@ -97,16 +159,7 @@ static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void 
     struct tb_copy *cp = j->cp;
     cp->dst->pending--;
     if (r->status == TB_IMAP_OK) {
-        uint32_t uid = 0;
-        if (r->code && r->code->rc_type == MAILIMAP_RESP_TEXT_CODE_EXTENSION &&
-            r->code->rc_data.rc_ext_data->ext_extension->ext_id == MAILIMAP_EXTENSION_UIDPLUS) {
-            struct mailimap_uidplus_resp_code_apnd *a = r->code->rc_data.rc_ext_data->ext_data;
-            if (r->code->rc_data.rc_ext_data->ext_type == MAILIMAP_UIDPLUS_RESP_CODE_APND &&
-                a->uid_set && clist_begin(a->uid_set->set_list)) {
-                struct mailimap_set_item *si = clist_content(clist_begin(a->uid_set->set_list));
-                uid = si->set_first;
-            }
-        }
+        uint32_t uid = appenduid(r);
         if (uid) {
             cp->bytes += j->len;
             cp->done(cp->ud, j->m.uid, uid, j->m.flags);
@@ -115,10 +168,16 @@ static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void 
              * stays and the next run pairs it by identity instead of copying it again. */
             tb_store_fail(cp->dst, TB_ERR_PROTOCOL, "mailbox %s: APPEND gave %s", cp->mailbox,
                           r->code_unreadable ? "an APPENDUID out of range"
-                                             : "no APPENDUID (server lacks UIDPLUS)");
+                                             : "no usable APPENDUID (server lacks UIDPLUS)");
         }
+    } else if (r->status != TB_IMAP_ABORTED && is_trycreate(r)) {
+        tb_store_fail(cp->dst, TB_ERR_TEMP, "mailbox %s: APPEND: mailbox is gone: %s", cp->mailbox,
+                      r->text);
     } else if (r->status != TB_IMAP_ABORTED) {
-        tb_store_fail(cp->dst, TB_ERR_TEMP, "mailbox %s: APPEND failed: %s", cp->mailbox, r->text);
+        /* NO or BAD for this message alone (too big, over quota, a flag it rejects): the
+         * others go on. Nothing was stored (RFC 3501: a failed APPEND adds nothing). */
+        skip(cp, &j->m, true, "APPEND refused by %s: %s %s", cp->dst->label,
+             r->status == TB_IMAP_NO ? "NO" : "BAD", r->text);
     }
     job_done(j);
 }
@@ -143,19 +202,22 @@ static bool fetch_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
     if (!r->data || r->data->rsp_type != MAILIMAP_RESP_DATA_TYPE_MESSAGE_DATA ||
         r->data->rsp_data.rsp_message_data->mdt_type != MAILIMAP_MESSAGE_DATA_FETCH)
         return false;
+    struct mailimap_msg_att *att = r->data->rsp_data.rsp_message_data->mdt_msg_att;
     struct tb_msg_info m;
     const char *body = NULL;
     size_t len = 0;
-    bool has_uid =
-        tb_fetch_to_info(r->data->rsp_data.rsp_message_data->mdt_msg_att, &m, &body, &len);
-    bool mine = has_uid && m.uid == j->m.uid && body;
+    bool has_uid = tb_fetch_to_info(att, &m, &body, &len);
+    int state = tb_fetch_body_state(att);
+    bool mine = has_uid && m.uid == j->m.uid && state != 0;
     tb_msg_info_clear(&m);
-    if (!mine)
+    if (!mine || j->body_state == 2)
         return false;
-    j->body = tb_xmalloc(len + 1);
-    memcpy(j->body, body, len);
-    j->len = len;
-    j->have_body = true;
+    j->body_state = state;
+    if (state == 2) {
+        j->body = tb_xmalloc(len + 1);
+        memcpy(j->body, body, len);
+        j->len = len;
+    }
     return true;
 }
 
@@ -165,10 +227,19 @@ static void fetch_done(struct tb_imap *c, const struct tb_imap_result *r, void *
     struct job *j = ud;
     struct tb_copy *cp = j->cp;
     cp->src->pending--;
-    if (r->status != TB_IMAP_OK || !j->have_body) {
-        /* Expunged on the source meanwhile: nothing to copy; the next run sees it gone. */
-        if (r->status == TB_IMAP_NO || r->status == TB_IMAP_BAD)
-            tb_store_fail(cp->src, TB_ERR_TEMP, "FETCH failed: %s", r->text);
+    if (r->status == TB_IMAP_ABORTED) {
+        job_done(j);
+        return;
+    }
+    if (r->status != TB_IMAP_OK || j->body_state != 2) {
+        /* Not delivered: maybe expunged meanwhile, maybe a server fault. Either way it is
+         * recorded, not lost: the next run asks again and drops it if it is gone. */
+        if (r->status != TB_IMAP_OK)
+            skip(cp, &j->m, false, "FETCH from %s failed: %s %s", cp->src->label,
+                 r->status == TB_IMAP_NO ? "NO" : "BAD", r->text);
+        else
+            skip(cp, &j->m, false, "FETCH from %s returned %s", cp->src->label,
+                 j->body_state == 1 ? "BODY[] NIL" : "no body");
         job_done(j);
         return;
     }
@@ -194,6 +265,7 @@ static void pump(struct tb_copy *cp)
         j->cp = cp;
         j->m = cp->queue[cp->next];
         cp->queue[cp->next].flags = NULL; /* moved into the job */
+        cp->queue[cp->next].ident = NULL;
         cp->next++;
         cp->inflight++;
         cp->bytes_held += j->m.size;

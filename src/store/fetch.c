@@ -115,7 +115,8 @@ bool tb_fetch_to_info(struct mailimap_msg_att *att, struct tb_msg_info *m, const
                     m->ident = header_ident(bs->sec_body_part ? bs->sec_body_part : "",
                                             bs->sec_body_part ? bs->sec_length : 0);
                 } else if (body) {
-                    *body = bs->sec_body_part ? bs->sec_body_part : "";
+                    /* NIL stays NULL: a message the server cannot deliver, not an empty one. */
+                    *body = bs->sec_body_part;
                     *body_len = bs->sec_body_part ? bs->sec_length : 0;
                 }
                 break;
@@ -133,6 +134,24 @@ bool tb_fetch_to_info(struct mailimap_msg_att *att, struct tb_msg_info *m, const
         }
     }
     return have_uid;
+}
+
+int tb_fetch_body_state(struct mailimap_msg_att *att)
+{
+    for (clistiter *it = clist_begin(att->att_list); it; it = clist_next(it)) {
+        struct mailimap_msg_att_item *item = clist_content(it);
+        if (item->att_type != MAILIMAP_MSG_ATT_ITEM_STATIC ||
+            item->att_data.att_static->att_type != MAILIMAP_MSG_ATT_BODY_SECTION)
+            continue;
+        struct mailimap_msg_att_body_section *bs =
+            item->att_data.att_static->att_data.att_body_section;
+        struct mailimap_section *sec = bs->sec_section;
+        if (sec && sec->sec_spec &&
+            sec->sec_spec->sec_type == MAILIMAP_SECTION_SPEC_SECTION_MSGTEXT)
+            continue; /* the identity headers */
+        return bs->sec_body_part ? 2 : 1;
+    }
+    return 0;
 }
 
 void tb_msg_info_clear(struct tb_msg_info *m)

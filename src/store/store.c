@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- connection and waiting ---- */
 
@@ -40,6 +41,8 @@ void tb_store_init(struct tb_store *s, uv_loop_t *loop, const struct tb_account 
     s->label = acct->name;
     s->loop = loop;
     s->max_line = acct->max_line ? acct->max_line : TB_DEFAULT_MAX_LINE;
+    s->max_message_size =
+        acct->max_message_size ? acct->max_message_size : TB_DEFAULT_MAX_MESSAGE_SIZE;
     s->c = tb_imap_new(loop, acct, &ev, s);
     tb_imap_set_password(s->c, password);
     s->pending = 1;
@@ -124,6 +127,7 @@ void tb_store_fail(struct tb_store *s, enum tb_err_kind kind, const char *fmt, .
 }
 
 static void delta_check(struct tb_delta *d);
+static size_t set_budget(const struct tb_store *s, size_t fixed);
 
 static void op_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
 {
@@ -144,8 +148,19 @@ static void op_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
             }
         }
     }
-    if (r->status == TB_IMAP_NO || r->status == TB_IMAP_BAD)
+    if ((r->status == TB_IMAP_NO || r->status == TB_IMAP_BAD) && o->delta) {
+        /* A mailbox that cannot be read now is left alone this run, not a failed run. */
+        char why[400];
+        snprintf(why, sizeof(why), "%s: %s %s", o->what, r->status == TB_IMAP_NO ? "NO" : "BAD",
+                 r->text);
+        tb_delta_unreadable(o->delta, why, "", 0);
+        if (o->s->selected && strstr(o->what, ": SELECT")) {
+            free(o->s->selected); /* a failed SELECT leaves nothing selected */
+            o->s->selected = NULL;
+        }
+    } else if (r->status == TB_IMAP_NO || r->status == TB_IMAP_BAD) {
         tb_store_fail(o->s, TB_ERR_TEMP, "%s: %s", o->what, r->text);
+    }
     /* Which UIDs a STORE refused is unknown: recording any new base would be a guess. */
     if (r->status == TB_IMAP_OK && r->code_unreadable && o->modified)
         tb_store_fail(o->s, TB_ERR_PROTOCOL, "%s: response code out of range", o->what);
@@ -236,7 +251,7 @@ void tb_delta_unreadable(struct tb_delta *d, const char *why, const char *raw, s
         n--;
     struct tb_buf b;
     tb_buf_init(&b);
-    tb_buf_printf(&b, "%s: ", why);
+    tb_buf_printf(&b, n ? "%s: " : "%s", why);
     /* The first bytes of the line, printable ASCII only: it goes into one log line. */
     for (size_t i = 0; i < n && i < 80; i++)
         tb_buf_printf(&b, "%c", raw[i] >= 0x20 && raw[i] < 0x7f ? raw[i] : '?');
@@ -417,8 +432,8 @@ static void select_mailbox(struct tb_store *s, const char *mailbox, uint32_t bas
 }
 
 static void delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
-                        uint64_t base_modseq, uint32_t base_uidnext, struct tb_delta *out,
-                        bool queued)
+                        uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
+                        struct tb_delta *out, bool queued)
 {
     memset(out, 0, sizeof(*out));
     bool qresync = base_modseq > 0 && base_uidvalidity > 0 && tb_imap_has_cap(s->c, "QRESYNC");
@@ -427,9 +442,27 @@ static void delta_start(struct tb_store *s, const char *mailbox, uint32_t base_u
      * base UIDNEXT) are fetched with their identity. Without a base: everything. */
     out->full = !qresync;
     char what[300];
+    snprintf(what, sizeof(what), "mailbox %s: FETCH", mailbox);
+    /* Older UIDs asked for by name (skipped messages to retry), in as many commands as the
+     * line limit needs; a full listing has them anyway. */
+    out->by_name = qresync && extra;
+    if (qresync && extra) {
+        struct tb_buf set;
+        tb_buf_init(&set);
+        size_t budget = set_budget(s, strlen("UID FETCH ") + strlen(FETCH_ITEMS));
+        for (size_t pos = 0; pos < extra->n;) {
+            set.len = 0;
+            tb_uidset_render(extra, &pos, &set, budget);
+            struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
+            tb_cmd_printf(cmd, "%s " FETCH_ITEMS, set.data);
+            struct op *o = op_new(s, what);
+            o->delta = out;
+            tb_imap_submit(s->c, cmd, 0, op_done, delta_untagged, o);
+        }
+        tb_buf_free(&set);
+    }
     struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
     tb_cmd_printf(cmd, "%u:* " FETCH_ITEMS, qresync && base_uidnext ? base_uidnext : 1);
-    snprintf(what, sizeof(what), "mailbox %s: FETCH", mailbox);
     struct op *o = op_new(s, what);
     o->delta = out;
     o->fetch = true;
@@ -437,15 +470,17 @@ static void delta_start(struct tb_store *s, const char *mailbox, uint32_t base_u
 }
 
 void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
-                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_delta *out)
+                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
+                          struct tb_delta *out)
 {
-    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, out, false);
+    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, extra, out, false);
 }
 
 void tb_store_delta_queue(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
-                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_delta *out)
+                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
+                          struct tb_delta *out)
 {
-    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, out, true);
+    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, extra, out, true);
 }
 
 void tb_store_select(struct tb_store *s, const char *mailbox)
@@ -508,31 +543,125 @@ void tb_store_rename(struct tb_store *s, const char *from, const char *to)
     tb_imap_submit(s->c, cmd, TB_CMD_BARRIER, op_done, NULL, op_new(s, what));
 }
 
+/* Existence of one name: STATUS and an exact LIST, pipelined. */
 struct exists_op {
     struct tb_store *s;
-    bool *exists;
+    struct tb_exists *out;
+    char *name;                 /* as sent */
+    int left;                   /* commands still to complete */
+    enum tb_imap_status status; /* STATUS's answer */
+    bool status_nonexistent;    /* ... NO [NONEXISTENT] */
+    bool status_other_code;     /* ... NO with any other code: a reason, not absence */
+    char status_text[120];
+    enum tb_imap_status list; /* LIST's answer */
+    bool listed, list_unreadable;
 };
 
-static void exists_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
+static bool is_code(const struct tb_imap_result *r, const char *name)
 {
-    (void)c;
-    struct exists_op *o = ud;
+    return r->code && r->code->rc_type == MAILIMAP_RESP_TEXT_CODE_OTHER &&
+           r->code->rc_data.rc_atom.atom_name &&
+           strcasecmp(r->code->rc_data.rc_atom.atom_name, name) == 0;
+}
+
+/* Absence needs the server to say so: NO [NONEXISTENT] (RFC 5530) to STATUS, or (Dovecot 2.3
+ * and others send no code there) a plain NO to STATUS together with an exact LIST that
+ * completed, fully readable, without the name. Anything else is unknown. */
+static void exists_verdict(struct exists_op *o)
+{
+    struct tb_exists *out = o->out;
+    if (o->status == TB_IMAP_OK) {
+        out->state = TB_EXISTS_YES;
+    } else if (o->status == TB_IMAP_NO && o->status_nonexistent) {
+        out->state = TB_EXISTS_NO;
+    } else if (o->status == TB_IMAP_NO && !o->status_other_code && o->list == TB_IMAP_OK &&
+               !o->listed && !o->list_unreadable) {
+        out->state = TB_EXISTS_NO;
+    } else {
+        out->state = TB_EXISTS_UNKNOWN;
+        snprintf(out->why, sizeof(out->why), "STATUS: %s %s%s",
+                 o->status == TB_IMAP_NO    ? "NO"
+                 : o->status == TB_IMAP_BAD ? "BAD"
+                                            : "no answer",
+                 o->status_text,
+                 o->listed               ? " (but LIST shows it)"
+                 : o->list_unreadable    ? " (and LIST was unreadable)"
+                 : o->list != TB_IMAP_OK ? " (and LIST failed)"
+                                         : "");
+    }
+}
+
+static void exists_step(struct exists_op *o)
+{
     o->s->pending--;
-    *o->exists = r->status == TB_IMAP_OK;
+    if (--o->left > 0)
+        return;
+    exists_verdict(o);
+    free(o->name);
     free(o);
 }
 
-void tb_store_exists(struct tb_store *s, const char *mailbox, bool *exists)
+static void exists_status_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
+{
+    (void)c;
+    struct exists_op *o = ud;
+    o->status = r->status;
+    o->status_nonexistent = r->status == TB_IMAP_NO && is_code(r, "NONEXISTENT");
+    o->status_other_code = r->code && !o->status_nonexistent;
+    snprintf(o->status_text, sizeof(o->status_text), "%s", r->text ? r->text : "");
+    exists_step(o);
+}
+
+static bool exists_list_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
+{
+    (void)c;
+    struct exists_op *o = ud;
+    if (!r->data) {
+        char kw[16];
+        tb_resp_untagged_keyword(r, kw, sizeof(kw));
+        if (strcmp(kw, "LIST") != 0)
+            return false;
+        o->list_unreadable = true; /* it could have been this name */
+        return true;
+    }
+    if (r->data->rsp_type != MAILIMAP_RESP_DATA_TYPE_MAILBOX_DATA ||
+        r->data->rsp_data.rsp_mailbox_data->mbd_type != MAILIMAP_MAILBOX_DATA_LIST)
+        return false;
+    const char *n = r->data->rsp_data.rsp_mailbox_data->mbd_data.mbd_list->mb_name;
+    if (!n || (strcmp(n, o->name) != 0 &&
+               !(strcasecmp(n, "INBOX") == 0 && strcasecmp(o->name, "INBOX") == 0)))
+        return false;
+    o->listed = true;
+    return true;
+}
+
+static void exists_list_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
+{
+    (void)c;
+    struct exists_op *o = ud;
+    o->list = r->status;
+    exists_step(o);
+}
+
+void tb_store_exists(struct tb_store *s, const char *mailbox, struct tb_exists *out)
 {
     struct exists_op *o = tb_xcalloc(1, sizeof(*o));
     o->s = s;
-    o->exists = exists;
-    *exists = true; /* until the server says otherwise */
+    o->out = out;
+    o->name = tb_xstrdup(mailbox);
+    o->status = o->list = TB_IMAP_ABORTED;
+    o->left = 2;
+    out->state = TB_EXISTS_UNKNOWN;
+    snprintf(out->why, sizeof(out->why), "no answer");
     struct tb_cmd *cmd = tb_cmd_new("STATUS");
     tb_cmd_astring(cmd, mailbox);
     tb_cmd_atom(cmd, "(UIDVALIDITY)");
-    s->pending++;
-    tb_imap_submit(s->c, cmd, 0, exists_done, NULL, o);
+    s->pending += 2;
+    tb_imap_submit(s->c, cmd, 0, exists_status_done, NULL, o);
+    cmd = tb_cmd_new("LIST");
+    tb_cmd_string(cmd, "");
+    tb_cmd_string(cmd, mailbox);
+    tb_imap_submit(s->c, cmd, 0, exists_list_done, exists_list_untagged, o);
 }
 
 void tb_store_subscribe(struct tb_store *s, const char *mailbox, bool on)

@@ -45,6 +45,7 @@ struct tb_delta {
     struct tb_msg_info *msgs; /* full: all; else changed since modseq plus new ones */
     size_t n_msgs, cap_msgs;
     struct tb_uidset vanished; /* expunged since the base (QRESYNC only) */
+    bool by_name; /* the extra UIDs given to the delta were fetched: absent ones are gone */
     /* The mailbox's size as the server last announced it (EXISTS, less later EXPUNGEs): a
      * full listing proves absences only when it lists exactly that many messages. */
     uint32_t exists;
@@ -61,8 +62,9 @@ struct tb_store {
     uv_loop_t *loop;
     int pending;
     bool ready, failed;
-    size_t max_line;     /* the account's max-line: longer commands are split */
-    struct tb_error err; /* why it failed (kind and one line), once failed */
+    size_t max_line;           /* the account's max-line: longer commands are split */
+    uint64_t max_message_size; /* the account's max-message-size */
+    struct tb_error err;       /* why it failed (kind and one line), once failed */
     char sep;
     /* collection targets of the command(s) in flight */
     struct tb_mbox_info *boxes;
@@ -86,14 +88,18 @@ int tb_store_wait(struct tb_store **stores, int n);
 
 void tb_store_list_start(struct tb_store *s);
 /* SELECT (with QRESYNC when base_modseq > 0 and base_uidvalidity matches) and the UID FETCH
- * of new messages from base_uidnext on, or of everything when no usable base. */
+ * of new messages from base_uidnext on, or of everything when no usable base; with QRESYNC
+ * also of the UIDs in extra (may be NULL). A NO or BAD to these commands, like anything
+ * unreadable in their answers, leaves out->unreadable set instead of failing the store. */
 void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
-                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_delta *out);
+                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
+                          struct tb_delta *out);
 /* The same without waiting for the commands in flight: several mailboxes' deltas go out
  * in one write. Only when nothing but other deltas is in flight (no write may run in a
  * mailbox the SELECT leaves). */
 void tb_store_delta_queue(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
-                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_delta *out);
+                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
+                          struct tb_delta *out);
 void tb_delta_clear(struct tb_delta *d);
 /* Marks d unusable (first cause kept): why, then the first bytes of the raw line. */
 void tb_delta_unreadable(struct tb_delta *d, const char *why, const char *raw, size_t len);
@@ -148,8 +154,16 @@ void tb_store_select(struct tb_store *s, const char *mailbox);
 
 void tb_store_create(struct tb_store *s, const char *mailbox, const char *special_use);
 void tb_store_delete(struct tb_store *s, const char *mailbox);
-/* STATUS on one name: *exists is false only when the server answered NO. */
-void tb_store_exists(struct tb_store *s, const char *mailbox, bool *exists);
+/* Whether one name exists (STATUS and an exact LIST, pipelined). Absence needs positive
+ * evidence: NO [NONEXISTENT] (RFC 5530) to STATUS, or a plain NO (no response code) to
+ * STATUS with a complete LIST that does not show the name. Any other answer, or none, is
+ * UNKNOWN (why says what came back). */
+enum tb_exists_state { TB_EXISTS_UNKNOWN, TB_EXISTS_YES, TB_EXISTS_NO };
+struct tb_exists {
+    enum tb_exists_state state;
+    char why[240];
+};
+void tb_store_exists(struct tb_store *s, const char *mailbox, struct tb_exists *out);
 void tb_store_rename(struct tb_store *s, const char *from, const char *to);
 void tb_store_subscribe(struct tb_store *s, const char *mailbox, bool on);
 
@@ -163,10 +177,16 @@ void tb_store_expunge(struct tb_store *s, struct tb_uidset *uids);
 /* A bounded pipe of message copies from src (mailbox selected there) to dst. */
 struct tb_copy;
 typedef void tb_copied_fn(void *ud, uint32_t src_uid, uint32_t dst_uid, const char *flags);
+/* A message that was not copied; the others go on. permanent: the destination refused it,
+ * or it is larger than allowed; otherwise the source did not deliver it. reason is one
+ * printable line naming the server's answer. */
+typedef void tb_copy_skipped_fn(void *ud, const struct tb_msg_info *m, const char *reason,
+                                bool permanent);
 struct tb_copy *tb_copy_new(struct tb_store *src, struct tb_store *dst, const char *dst_mailbox,
-                            tb_copied_fn *done, void *ud);
+                            tb_copied_fn *done, tb_copy_skipped_fn *skipped, void *ud);
 void tb_copy_add(struct tb_copy *cp, const struct tb_msg_info *m);
-/* Runs until every added message is copied; bytes moved are added to *bytes. */
+/* Runs until every added message is copied or skipped; bytes moved are added to *bytes.
+ * -1 only when a store failed. */
 int tb_copy_finish(struct tb_copy *cp, uint64_t *bytes);
 
 #endif

@@ -131,6 +131,10 @@ static bool xrep_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
         sec = section(out, x->guid);
         free(sec->resync);
         sec->resync = tb_xstrdup(x->reason);
+        /* Named here too: a mailbox the server could not read has no STATUS line, and the
+         * engine must know which name not to take as absent. */
+        if (!sec->name)
+            sec->name = tb_xstrdup(x->name);
         break;
     case TB_XREP_EXPUNGED:
         sec = section(out, x->guid);

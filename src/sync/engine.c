@@ -33,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static bool wanted(struct ctx *x, const char *canon)
+bool tb_eng_wanted(struct ctx *x, const char *canon)
 {
     if (x->o->n_only) {
         bool hit = false;
@@ -67,81 +67,31 @@ int tb_eng_state_fail(struct ctx *x, const char *what)
 
 static bool unchanged(const struct entry *e)
 {
-    for (int k = 0; k < 2; k++) {
-        const struct tb_mbox_info *b = e->box[k];
-        const struct tb_state_side *s = &e->st->side[k];
-        /* RESYNC ERROR repeats the old numbers of a mailbox the server could not read:
-         * look with QRESYNC rather than trust them. */
-        if (e->sec[k] && e->sec[k]->resync)
-            return false;
-        if (!b->have_status || b->uidvalidity != s->uidvalidity || b->uidnext != s->uidnext ||
-            b->highestmodseq != s->highestmodseq)
-            return false;
-    }
-    return true;
+    return tb_eng_side_unchanged(e, 0) && tb_eng_side_unchanged(e, 1) && !e->due[0] && !e->due[1];
 }
 
-static int sync_entry(struct ctx *x, struct entry *e)
+/* A state mailbox the survey found gone on side g, with nothing new on the other side: it
+ * goes there too. */
+static int delete_other(struct ctx *x, struct entry *e, int g)
 {
-    bool present[2] = {e->box[0] != NULL, e->box[1] != NULL};
-    bool reset = false;
-    if (e->st && (!present[0] || !present[1])) {
-        int gone = present[0] ? 1 : 0;
-        if (!present[0] && !present[1]) {
-            if (!x->o->dry_run && tb_state_mailbox_delete(x->st, e->st->id) < 0)
-                return tb_eng_state_fail(x, "delete mailbox");
-            return 0;
-        }
-        /* Deleted on one side: delete on the other only if nothing changed there since the
-         * last sync; otherwise recreate it, so nothing unsynced is lost. */
-        struct tb_mbox_info *o = e->box[1 - gone];
-        const struct tb_state_side *s = &e->st->side[1 - gone];
-        bool quiet = o->have_status && o->uidvalidity == s->uidvalidity &&
-                     o->uidnext == s->uidnext && o->highestmodseq == s->highestmodseq;
-        if (quiet) {
-            /* Never delete on the strength of a LIST alone: ask for the name itself. */
-            bool still = true;
-            if (x->xr_rel[gone] &&
-                tb_xr_event(&x->xr[gone], x->s[gone].sep, TB_XREP_DELETED, e->canon)) {
-                still = false; /* X-REPLICATE saw its GUID go */
-            } else {
-                char *gw = tb_name_wire(e->canon, x->s[gone].sep);
-                tb_store_exists(&x->s[gone], gw, &still);
-                free(gw);
-                if (tb_store_wait(x->both, 2) < 0)
-                    return tb_eng_store_fail(x);
-            }
-            if (still) {
-                tb_log_warn("%s: missing from the LIST of %s but STATUS finds it; left alone",
-                            e->canon, gone ? "b" : "a");
-                return 0;
-            }
-            printf("%s: deleted on %s, deleting on %s\n", e->canon, gone ? "b" : "a",
-                   gone ? "a" : "b");
-            if (x->o->dry_run)
-                return 0;
-            char *w = tb_name_wire(e->canon, x->s[1 - gone].sep);
-            tb_store_delete(&x->s[1 - gone], w);
-            free(w);
-            if (tb_store_wait(x->both, 2) < 0)
-                return tb_eng_store_fail(x);
-            if (tb_state_mailbox_delete(x->st, e->st->id) < 0)
-                return tb_eng_state_fail(x, "delete mailbox");
-            x->stats->deleted++;
-            return 0;
-        }
-        reset = true;
-    }
-    bool subscribed = (e->box[0] && e->box[0]->subscribed) || (e->box[1] && e->box[1]->subscribed);
-    if (e->st && present[0] && present[1]) {
-        bool sub[2] = {e->box[0]->subscribed, e->box[1]->subscribed};
-        subscribed = sub[0] != e->st->subscribed ? sub[0] : sub[1];
-        if (e->box[0]->uidvalidity != e->st->side[0].uidvalidity ||
-            e->box[1]->uidvalidity != e->st->side[1].uidvalidity)
-            reset = true;
-        else if (unchanged(e) && sub[0] == sub[1])
-            return 0;
-    }
+    printf("%s: deleted on %s, deleting on %s\n", e->canon, g ? "b" : "a", g ? "a" : "b");
+    if (x->o->dry_run)
+        return 0;
+    char *w = tb_name_wire(e->canon, x->s[1 - g].sep);
+    tb_store_delete(&x->s[1 - g], w);
+    free(w);
+    if (tb_store_wait(x->both, 2) < 0)
+        return tb_eng_store_fail(x);
+    if (tb_state_mailbox_delete(x->st, e->st->id) < 0)
+        return tb_eng_state_fail(x, "delete mailbox");
+    x->stats->deleted++;
+    return 0;
+}
+
+/* Creates the mailbox where it is missing and makes subscriptions agree. */
+static int create_and_subscribe(struct ctx *x, struct entry *e, const bool present[2],
+                                bool subscribed)
+{
     for (int k = 0; k < 2; k++) {
         if (present[k] && e->box[k]->subscribed == subscribed)
             continue;
@@ -161,8 +111,43 @@ static int sync_entry(struct ctx *x, struct entry *e)
     }
     if (!x->o->dry_run && tb_store_wait(x->both, 2) < 0)
         return tb_eng_store_fail(x);
-    if (x->o->dry_run && (!present[0] || !present[1]))
-        return 0;
+    return 0;
+}
+
+static int sync_entry(struct ctx *x, struct entry *e)
+{
+    if (e->skip)
+        return 0; /* the survey said why */
+    bool present[2] = {e->box[0] != NULL, e->box[1] != NULL};
+    bool reset = false;
+    if (e->st && (!present[0] || !present[1])) {
+        if (!present[0] && !present[1]) {
+            if (!x->o->dry_run && tb_state_mailbox_delete(x->st, e->st->id) < 0)
+                return tb_eng_state_fail(x, "delete mailbox");
+            return 0;
+        }
+        int gone = present[0] ? 1 : 0;
+        if (e->gone == GONE_DELETE)
+            return delete_other(x, e, gone);
+        if (e->gone != GONE_RECREATE)
+            return 0; /* unknown: the survey warned */
+        /* Deleted on one side while the other changed: recreate it, so nothing unsynced
+         * is lost. */
+        reset = true;
+    }
+    bool subscribed = (e->box[0] && e->box[0]->subscribed) || (e->box[1] && e->box[1]->subscribed);
+    if (e->st && present[0] && present[1]) {
+        bool sub[2] = {e->box[0]->subscribed, e->box[1]->subscribed};
+        subscribed = sub[0] != e->st->subscribed ? sub[0] : sub[1];
+        if (e->box[0]->uidvalidity != e->st->side[0].uidvalidity ||
+            e->box[1]->uidvalidity != e->st->side[1].uidvalidity)
+            reset = true;
+        else if (unchanged(e) && sub[0] == sub[1])
+            return 0;
+    }
+    int rc = create_and_subscribe(x, e, present, subscribed);
+    if (rc != 0 || (x->o->dry_run && (!present[0] || !present[1])))
+        return rc;
     return tb_eng_sync_messages(x, e, reset || !e->st, subscribed);
 }
 
@@ -202,6 +187,7 @@ static void progress(const char *pair, const struct tb_sync_stats *st, double t0
 static void free_entries(struct entry *ent, size_t n_ent)
 {
     for (size_t i = 0; i < n_ent; i++) {
+        tb_eng_free_pre(&ent[i]);
         free(ent[i].canon);
         if (ent[i].st) {
             free(ent[i].st->name);
@@ -375,10 +361,12 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
             rc = discover(&x, &ent, &n_ent);
         }
     }
+    if (rc == 0)
+        rc = tb_eng_survey(&x, ent, n_ent);
     if (rc != 0)
         goto out;
     for (size_t i = 0; i < n_ent; i++)
-        if (wanted(&x, ent[i].canon))
+        if (tb_eng_wanted(&x, ent[i].canon))
             stats->mailboxes_total++;
     bool tty = isatty(2);
     double t0 = now();
@@ -392,7 +380,7 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
         for (size_t j = 0; j < n_ent && rc == 0; j++) {
             size_t idx = phase ? n_ent - 1 - j : j;
             struct entry *e = &ent[idx];
-            if (late[idx] != (phase == 1) || !wanted(&x, e->canon))
+            if (late[idx] != (phase == 1) || !tb_eng_wanted(&x, e->canon))
                 continue;
             rc = sync_entry(&x, e);
             stats->mailboxes_done++;
@@ -405,6 +393,15 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
     free(late);
     if (rc == 0 && !o->dry_run)
         rc = tb_eng_record_positions(&x, ent, n_ent);
+    if (rc == 0 && stats->skipped_mailboxes) {
+        /* Everything else is done; what was left alone is retried by the next run. */
+        tb_error_set(err, TB_ERR_TEMP,
+                     "pair %s: %llu mailbox%s left alone this run (see the "
+                     "warnings above)",
+                     pair->name, (unsigned long long)stats->skipped_mailboxes,
+                     stats->skipped_mailboxes == 1 ? "" : "es");
+        rc = tb_error_exit(err->kind);
+    }
     if (tty)
         fprintf(stderr, "\r\033[K");
     for (int k = 0; k < 2; k++) {
@@ -417,10 +414,20 @@ out:
     tb_xrep_reply_clear(&x.xr[1]);
     tb_eng_clear_copied(&x);
     free(x.copied);
-    if (rc == 0)
-        tb_store_logout(x.both, 2);
+    tb_eng_skip_clear(&x);
+    free(x.skipped);
+    tb_store_logout(x.both, 2); /* those still working and idle say goodbye */
     for (int k = 0; k < 2; k++)
         tb_store_free(&x.s[k]);
     uv_run(loop, UV_RUN_DEFAULT);
     return rc;
+}
+
+void tb_sync_stats_free(struct tb_sync_stats *s)
+{
+    for (size_t i = 0; i < s->guard.n_lines; i++)
+        free(s->guard.lines[i]);
+    free(s->guard.lines);
+    s->guard.lines = NULL;
+    s->guard.n_lines = 0;
 }

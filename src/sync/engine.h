@@ -15,7 +15,9 @@ struct tb_error;
 
 struct tb_sync_opts {
     bool dry_run;
-    char **only; /* --mailbox names (canonical, '/' separated); NULL = all */
+    bool force;         /* proceed past the mass-change guard */
+    bool retry_skipped; /* retry every skipped message now */
+    char **only;        /* --mailbox names (canonical, '/' separated); NULL = all */
     size_t n_only;
 };
 
@@ -24,9 +26,22 @@ struct tb_sync_stats {
     uint64_t flag_updates, expunges, created, deleted, renamed, conflicts, bytes;
     uint64_t mailboxes_total, mailboxes_done;
     uint64_t turns[2];
-    bool xr[2];         /* side used X-REPLICATE for discovery */
-    uint64_t xr_deltas; /* mailbox sides whose first pass took X-REPLICATE's delta */
+    bool xr[2];                 /* side used X-REPLICATE for discovery */
+    uint64_t xr_deltas;         /* mailbox sides whose first pass took X-REPLICATE's delta */
+    uint64_t skipped_messages;  /* copies skipped this run (each one had a warning line) */
+    uint64_t skipped_mailboxes; /* mailboxes left alone this run (each one had a warning) */
+    /* The mass-change guard (max-delete): per side, what the run would remove (expunges
+     * plus the messages of mailboxes it would delete) out of what the side holds. */
+    struct {
+        bool checked, tripped;
+        uint64_t remove[2], total[2];
+        char **lines; /* one per mailbox with removals: "NAME: ..." (owned) */
+        size_t n_lines;
+    } guard;
 };
+
+/* Frees what a run left in stats (the guard's lines). */
+void tb_sync_stats_free(struct tb_sync_stats *s);
 
 /* Returns an exit code (twinbox/exit.h), derived from err->kind; err holds the kind and one
  * line when it is not 0. */

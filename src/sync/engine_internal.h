@@ -15,12 +15,26 @@
 
 #define MAX_PASSES 4
 
+/* What the survey found out about a state mailbox present on one side only. */
+enum gone_verdict {
+    GONE_NA,       /* not such a mailbox */
+    GONE_DELETE,   /* gone for sure, the other side has nothing new: delete it there */
+    GONE_RECREATE, /* gone for sure, the other side changed: create it again, copy back */
+    GONE_UNKNOWN,  /* no positive evidence either way: left alone this run */
+};
+
 struct entry {
     char *canon;
     struct tb_mbox_info *box[2];
     struct tb_state_mailbox *st;
     struct tb_xrep_section *sec[2]; /* X-REPLICATE's report on it, per side (borrowed) */
-    bool unsettled; /* its last pass still wrote: the state's numbers are pre-write */
+    /* Set by the survey (survey.c) before anything is written. */
+    enum gone_verdict gone;
+    bool skip;               /* left alone this run (a warning said why) */
+    struct tb_delta *pre[2]; /* the first pass's deltas, read by the survey (owned) */
+    uint64_t n_pairs;        /* message pairs the state records for it */
+    int due[2];              /* skipped messages to retry, per side holding them */
+    bool unsettled;          /* its last pass still wrote: the state's numbers are pre-write */
     /* Written and committed; the pass that confirms the writes settled is left to
      * settle_deferred, which pipelines it with other mailboxes'. */
     bool deferred, wrote[2], subscribed;
@@ -46,11 +60,51 @@ struct ctx {
     bool xr_used[2], xr_rel[2], xr_logged[2];
     bool xr_drop[2]; /* forget the stored position: the server stopped offering it */
     bool may_defer;  /* sync_messages may leave its settling pass to settle_deferred */
+    /* copies of the current pass that were skipped (recorded with the pass) */
+    struct tb_state_skip *skipped;
+    size_t n_skipped, cap_skipped;
+    uint32_t skip_uidvalidity[2]; /* of the current pass's sides */
+    const char *skip_mailbox;     /* canonical name of the current pass's mailbox */
 };
 
 /* One line into x->err from the failed store / the state's last error; the exit code. */
 int tb_eng_store_fail(struct ctx *x);
 int tb_eng_state_fail(struct ctx *x, const char *what);
+
+/* survey.c: before any write, the facts the run's decisions rest on: which mailboxes are
+ * really gone (positive evidence), the first pass's deltas of every changed mailbox, and
+ * the mass-change guard over what all of it would remove. Fills stats->guard; returns an
+ * exit code (CONFLICT when the guard stops the run). */
+int tb_eng_survey(struct ctx *x, struct entry *ent, size_t n_ent);
+bool tb_eng_wanted(struct ctx *x, const char *canon);
+/* "Nothing changed since the state": the delta of a side a pass does not look at. */
+void tb_eng_delta_of_state(struct tb_delta *d, const struct tb_state_side *b);
+/* Whether side k's listing shows the numbers the state recorded (and nothing says they
+ * cannot be trusted). */
+bool tb_eng_side_unchanged(const struct entry *e, int k);
+
+void tb_eng_free_pre(struct entry *e);
+
+/* skips.c: skipped messages of one mailbox pass */
+/* Counts e->due[k]: the skipped messages of side k a pass should retry now. */
+int tb_eng_skip_due(struct ctx *x, struct entry *e);
+/* tb_copy_skipped_fn; ud as for the copy's done callback (ctx | destination side). */
+void tb_eng_on_skipped(void *ud, const struct tb_msg_info *m, const char *reason, bool permanent);
+/* The UIDs of side k a pass-0 delta must fetch by name (skipped messages, to retry them or
+ * see that they changed or went away); empty when there are none. */
+int tb_eng_skip_refetch(struct ctx *x, const char *canon, int k, uint32_t uidvalidity,
+                        struct tb_uidset *out);
+/* Classifies the mailbox's skipped messages against this pass's deltas into the plan's
+ * held/due sets; rows whose message is gone (into `gone`) are dropped in the pass's
+ * transaction by tb_eng_skip_commit. */
+int tb_eng_skip_classify(struct ctx *x, const char *canon, struct tb_delta *d[2],
+                         struct tb_plan_skips *out, struct tb_uidset gone[2]);
+/* Inside the pass's transaction: records this pass's skipped copies, drops the rows of
+ * messages now paired or gone. */
+int tb_eng_skip_commit(struct ctx *x, const char *canon, const struct tb_plan *p,
+                       struct tb_uidset gone[2]);
+void tb_eng_skip_clear(struct ctx *x);
+void tb_plan_skips_free(struct tb_plan_skips *s);
 
 /* mailbox.c */
 int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscribed);

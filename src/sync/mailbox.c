@@ -19,8 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* "Nothing changed since the state": the delta of a side a pass does not look at. */
-static void delta_of_state(struct tb_delta *d, const struct tb_state_side *b)
+void tb_eng_delta_of_state(struct tb_delta *d, const struct tb_state_side *b)
 {
     memset(d, 0, sizeof(*d));
     d->uidvalidity = b->uidvalidity;
@@ -92,7 +91,7 @@ static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct
     for (int k = 0; k < 2; k++) {
         if (!p->n_copies[k])
             continue;
-        cp[k] = tb_copy_new(&x->s[1 - k], &x->s[k], wire[k], on_copied,
+        cp[k] = tb_copy_new(&x->s[1 - k], &x->s[k], wire[k], on_copied, tb_eng_on_skipped,
                             (void *)((uintptr_t)x | (uintptr_t)k));
         for (size_t i = 0; i < p->n_copies[k]; i++)
             tb_copy_add(cp[k], p->copies[k][i]);
@@ -126,7 +125,7 @@ static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct
 /* Records one pass: pair changes, copies, and the side values seen by its SELECTs. */
 static int commit_pass(struct ctx *x, struct entry *e, struct tb_delta *d[2], struct tb_plan *p,
                        struct tb_uidset modified[2], bool reset, bool subscribed,
-                       const struct tb_state_intent *sus)
+                       const struct tb_state_intent *sus, struct tb_uidset gone[2])
 {
     if (tb_state_begin(x->st) < 0)
         return tb_eng_state_fail(x, "begin");
@@ -164,6 +163,10 @@ static int commit_pass(struct ctx *x, struct entry *e, struct tb_delta *d[2], st
         r = tb_state_intent_drop(x->st, e->canon, x->run, &sus[p->resolved[i]]);
     if (r == 0)
         r = tb_state_intents_done(x->st, e->canon, x->run, 600);
+    /* Messages not copied stay in view through their rows, written with the UIDNEXT that
+     * moves past them. */
+    if (r == 0)
+        r = tb_eng_skip_commit(x, e->canon, p, gone);
     if (r < 0 || tb_state_commit(x->st) < 0)
         return tb_eng_state_fail(x, "write");
     if (!e->st) {
@@ -184,21 +187,145 @@ void tb_eng_clear_copied(struct ctx *x)
     x->n_copied = 0;
 }
 
-/* The first pass's delta of side k from X-REPLICATE instead of a SELECT, where the stored
- * position's numbers for the mailbox are the state's (see sync/xr.h). */
-static bool xr_delta(struct ctx *x, struct entry *e, int k, const struct tb_state_msg *pairs,
-                     size_t n_pairs, struct tb_delta *out)
+bool tb_eng_side_unchanged(const struct entry *e, int k)
 {
-    const struct tb_xrep_section *sec = e->sec[k];
-    const struct tb_state_side *b = &e->st->side[k];
-    uint64_t hms = 0;
-    if (!x->xr_rel[k] || !sec || sec->uidvalidity != b->uidvalidity ||
-        tb_state_xrep_mailbox(x->st, k, e->canon, &hms) < 0 || hms == 0 || hms != b->highestmodseq)
+    const struct tb_mbox_info *b = e->box[k];
+    const struct tb_state_side *s = &e->st->side[k];
+    /* RESYNC repeats the old numbers of a mailbox the server could not serve: look with
+     * QRESYNC rather than trust them. */
+    if (e->sec[k] && e->sec[k]->resync)
         return false;
-    if (!tb_xr_delta(sec, k, pairs, n_pairs, out))
-        return false;
-    x->stats->xr_deltas++;
-    return true;
+    return b && b->have_status && b->uidvalidity == s->uidvalidity && b->uidnext == s->uidnext &&
+           b->highestmodseq == s->highestmodseq;
+}
+
+/* Starts the deltas of a pass. Pass 0 takes what the survey read (entry.pre); a side it did
+ * not read is the state's when unchanged, else SELECT+FETCH (skipped UIDs by name). A later
+ * pass selects only the sides the previous one wrote to: a change made on the other side
+ * meanwhile moves its numbers past the state's, so the next run sees it. */
+static int start_deltas(struct ctx *x, struct entry *e, char *wire[2], int pass, bool reset,
+                        const bool wrote[2], struct tb_delta *d[2])
+{
+    bool waiting = false;
+    for (int k = 0; k < 2; k++) {
+        const struct tb_state_side *b = e->st && !reset ? &e->st->side[k] : NULL;
+        if (pass == 0 && e->pre[k]) {
+            *d[k] = *e->pre[k]; /* moved */
+            free(e->pre[k]);
+            e->pre[k] = NULL;
+            continue;
+        }
+        if (b &&
+            ((pass == 0 && tb_eng_side_unchanged(e, k) && !e->due[k]) || (pass > 0 && !wrote[k]))) {
+            tb_eng_delta_of_state(d[k], b);
+            continue;
+        }
+        struct tb_uidset extra;
+        tb_uidset_init(&extra);
+        int rc = pass == 0 && b ? tb_eng_skip_refetch(x, e->canon, k, b->uidvalidity, &extra) : 0;
+        if (rc == 0) {
+            tb_store_delta_start(&x->s[k], wire[k], b ? b->uidvalidity : 0,
+                                 b ? b->highestmodseq : 0, b ? b->uidnext : 0,
+                                 pass == 0 && b ? &extra : NULL, d[k]);
+            waiting = true;
+        }
+        tb_uidset_free(&extra);
+        if (rc != 0)
+            return rc;
+    }
+    if (waiting && tb_store_wait(x->both, 2) < 0)
+        return tb_eng_store_fail(x);
+    return 0;
+}
+
+/* A delta the pass must not act on: the mailbox is left alone this run. */
+static bool unusable(struct ctx *x, struct entry *e, struct tb_delta *d[2])
+{
+    for (int k = 0; k < 2; k++) {
+        const char *why = d[k]->unreadable;
+        char tmp[80];
+        /* Recreated between the listing and the SELECT: the base does not apply. */
+        if (!why && !d[k]->full && e->st && d[k]->uidvalidity != e->st->side[k].uidvalidity) {
+            snprintf(tmp, sizeof(tmp), "UIDVALIDITY changed during the run");
+            why = tmp;
+        }
+        if (!why)
+            continue;
+        tb_log_warn("pair %s: mailbox %s: %s: %s; left alone this run", x->pair->name, e->canon,
+                    k ? "b" : "a", why);
+        x->stats->skipped_mailboxes++;
+        return true;
+    }
+    return false;
+}
+
+struct pass_io {
+    struct tb_state_msg *pairs;
+    size_t n_pairs;
+    struct tb_state_intent *sus;
+    size_t n_sus;
+    struct tb_plan_skips sk;
+    struct tb_uidset gone[2];
+};
+
+static int pass_io_load(struct ctx *x, struct entry *e, bool reset, struct pass_io *io)
+{
+    memset(io, 0, sizeof(*io));
+    if ((e->st && !reset && tb_state_messages(x->st, e->st->id, &io->pairs, &io->n_pairs) < 0) ||
+        tb_state_intents(x->st, e->canon, x->run, &io->sus, &io->n_sus) < 0)
+        return tb_eng_state_fail(x, "read");
+    return 0;
+}
+
+static void pass_io_free(struct pass_io *io)
+{
+    tb_state_intents_free(io->sus, io->n_sus);
+    tb_state_messages_free(io->pairs, io->n_pairs);
+    tb_plan_skips_free(&io->sk);
+    tb_uidset_free(&io->gone[0]);
+    tb_uidset_free(&io->gone[1]);
+}
+
+/* Plans one pass from its deltas, runs it and records it; *writes says whether it wrote. */
+static int run_pass(struct ctx *x, struct entry *e, char *wire[2], struct tb_delta *d[2],
+                    struct pass_io *io, bool reset, bool subscribed, bool wrote[2], bool *writes)
+{
+    uint32_t base_next[2];
+    for (int k = 0; k < 2; k++) {
+        base_next[k] = d[k]->full ? 0 : e->st->side[k].uidnext;
+        x->skip_uidvalidity[k] = d[k]->uidvalidity;
+    }
+    x->skip_mailbox = e->canon;
+    struct tb_plan p;
+    tb_plan_compute(&p, io->pairs, io->n_pairs, d, base_next, io->sus, io->n_sus, &io->sk);
+    *writes = tb_plan_has_writes(&p);
+    for (int k = 0; k < 2; k++)
+        wrote[k] = p.n_copies[k] || p.n_groups[k] || p.n_expunge[k];
+    struct tb_uidset modified[2];
+    tb_uidset_init(&modified[0]);
+    tb_uidset_init(&modified[1]);
+    if (p.late)
+        tb_log_warn("%s: %llu late copies of an interrupted run found and expunged", e->canon,
+                    (unsigned long long)p.late);
+    int rc = 0;
+    if (x->o->dry_run) {
+        print_plan(x, e->canon, &p);
+        *writes = false;
+    } else {
+        if (*writes)
+            rc = record_intents(x, e->canon, &p);
+        if (rc == 0 && *writes && execute(x, (const char **)wire, &p, d, modified) < 0)
+            rc = tb_eng_store_fail(x);
+        if (rc == 0)
+            rc = commit_pass(x, e, d, &p, modified, reset, subscribed, io->sus, io->gone);
+        x->stats->conflicts += p.conflicts;
+    }
+    tb_eng_clear_copied(x);
+    tb_eng_skip_clear(x);
+    tb_uidset_free(&modified[0]);
+    tb_uidset_free(&modified[1]);
+    tb_plan_free(&p);
+    return rc;
 }
 
 int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscribed)
@@ -211,97 +338,17 @@ int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
     bool wrote[2] = {true, true}; /* by the previous pass, per side */
     for (int pass = 0; pass < MAX_PASSES && rc == 0; pass++) {
         struct tb_delta dd[2], *d[2] = {&dd[0], &dd[1]};
-        uint32_t base_next[2] = {0, 0};
-        struct tb_state_msg *pairs = NULL;
-        size_t n_pairs = 0;
-        struct tb_state_intent *sus = NULL;
-        size_t n_sus = 0;
-        if ((e->st && !reset && tb_state_messages(x->st, e->st->id, &pairs, &n_pairs) < 0) ||
-            tb_state_intents(x->st, e->canon, x->run, &sus, &n_sus) < 0) {
-            rc = tb_eng_state_fail(x, "read");
-            tb_state_intents_free(sus, n_sus);
-            tb_state_messages_free(pairs, n_pairs);
-            break;
-        }
-        for (int k = 0; k < 2; k++) {
-            const struct tb_state_side *b = e->st && !reset ? &e->st->side[k] : NULL;
-            uint64_t base_ms = b ? b->highestmodseq : 0;
-            if (pass == 0 && b && e->box[k] && e->box[k]->have_status &&
-                e->box[k]->highestmodseq < b->highestmodseq) {
-                /* The server's MODSEQs went back (Dovecot rebuilt the index after its
-                 * logs were lost): QRESYNC from ours would miss changes. A full
-                 * UID/FLAGS listing, diffed against the state's pairs, misses none. */
-                tb_log_warn("%s: HIGHESTMODSEQ on %s went back from %llu to %llu; listing "
-                            "every message",
-                            e->canon, k ? "b" : "a", (unsigned long long)b->highestmodseq,
-                            (unsigned long long)e->box[k]->highestmodseq);
-                base_ms = 0;
-            } else if (pass == 0 && b && xr_delta(x, e, k, pairs, n_pairs, d[k])) {
-                continue;
-            } else if (pass > 0 && b && !wrote[k]) {
-                /* Nothing was written there: its delta is still the one the state now
-                 * records. A change made there meanwhile moves its numbers past the
-                 * state's, so the next run sees it; only the written side must show
-                 * that our writes settled. */
-                delta_of_state(d[k], b);
-                continue;
-            }
-            tb_store_delta_start(&x->s[k], wire[k], b ? b->uidvalidity : 0, base_ms,
-                                 b ? b->uidnext : 0, d[k]);
-        }
-        if (tb_store_wait(x->both, 2) < 0) {
-            rc = tb_eng_store_fail(x);
-            tb_delta_clear(d[0]);
-            tb_delta_clear(d[1]);
-            tb_state_intents_free(sus, n_sus);
-            tb_state_messages_free(pairs, n_pairs);
-            break;
-        }
-        bool moved = false;
-        for (int k = 0; k < 2; k++) {
-            base_next[k] = d[k]->full ? 0 : e->st->side[k].uidnext;
-            /* Recreated between LIST-STATUS and SELECT: the QRESYNC base does not apply;
-             * leave the mailbox to the next run rather than diff against the wrong UIDs. */
-            if (!d[k]->full && d[k]->uidvalidity != e->st->side[k].uidvalidity)
-                moved = true;
-        }
-        if (moved) {
-            tb_log_warn("%s: UIDVALIDITY changed during the run; skipped until the next run",
-                        e->canon);
-            tb_delta_clear(d[0]);
-            tb_delta_clear(d[1]);
-            tb_state_intents_free(sus, n_sus);
-            tb_state_messages_free(pairs, n_pairs);
-            break;
-        }
-        {
-            struct tb_plan p;
-            tb_plan_compute(&p, pairs, n_pairs, d, base_next, sus, n_sus);
-            bool writes = tb_plan_has_writes(&p);
-            for (int k = 0; k < 2; k++)
-                wrote[k] = p.n_copies[k] || p.n_groups[k] || p.n_expunge[k];
-            struct tb_uidset modified[2];
-            tb_uidset_init(&modified[0]);
-            tb_uidset_init(&modified[1]);
-            if (p.late)
-                tb_log_warn("%s: %llu late copies of an interrupted run found and expunged",
-                            e->canon, (unsigned long long)p.late);
-            if (x->o->dry_run) {
-                print_plan(x, e->canon, &p);
-                writes = false;
-            } else {
-                if (writes)
-                    rc = record_intents(x, e->canon, &p);
-                if (rc == 0 && writes && execute(x, (const char **)wire, &p, d, modified) < 0)
-                    rc = tb_eng_store_fail(x);
-                if (rc == 0)
-                    rc = commit_pass(x, e, d, &p, modified, reset, subscribed, sus);
-                x->stats->conflicts += p.conflicts;
-            }
-            tb_eng_clear_copied(x);
-            tb_uidset_free(&modified[0]);
-            tb_uidset_free(&modified[1]);
-            tb_plan_free(&p);
+        memset(dd, 0, sizeof(dd));
+        struct pass_io io;
+        bool writes = false;
+        rc = pass_io_load(x, e, reset, &io);
+        if (rc == 0)
+            rc = start_deltas(x, e, wire, pass, reset, wrote, d);
+        if (rc == 0 && unusable(x, e, d)) {
+            pass = MAX_PASSES; /* nothing recorded: the next run looks again */
+            settled = true;
+        } else if (rc == 0 && (rc = tb_eng_skip_classify(x, e->canon, d, &io.sk, io.gone)) == 0) {
+            rc = run_pass(x, e, wire, d, &io, reset, subscribed, wrote, &writes);
             reset = false;
             if (!writes) {
                 pass = MAX_PASSES; /* settled: the state matches both sides */
@@ -314,12 +361,12 @@ int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
                 pass = MAX_PASSES;
             }
         }
-        tb_state_intents_free(sus, n_sus);
-        tb_state_messages_free(pairs, n_pairs);
+        pass_io_free(&io);
         tb_delta_clear(d[0]);
         tb_delta_clear(d[1]);
     }
     e->unsettled = !settled;
+    tb_eng_free_pre(e);
     free(wire[0]);
     free(wire[1]);
     return rc;
@@ -334,34 +381,29 @@ int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
 static int settle_one(struct ctx *x, struct entry *e, struct tb_delta *d[2])
 {
     for (int k = 0; k < 2; k++)
-        if (!d[k]->full && d[k]->uidvalidity != e->st->side[k].uidvalidity)
-            return tb_eng_sync_messages(x, e, false, e->subscribed); /* moved: look again */
-    struct tb_state_msg *pairs = NULL;
-    size_t n_pairs = 0;
-    struct tb_state_intent *sus = NULL;
-    size_t n_sus = 0;
-    int rc = 0;
-    if (tb_state_messages(x->st, e->st->id, &pairs, &n_pairs) < 0 ||
-        tb_state_intents(x->st, e->canon, x->run, &sus, &n_sus) < 0) {
-        rc = tb_eng_state_fail(x, "read");
-    } else {
+        if (d[k]->unreadable || (!d[k]->full && d[k]->uidvalidity != e->st->side[k].uidvalidity))
+            return tb_eng_sync_messages(x, e, false, e->subscribed); /* look again */
+    struct pass_io io;
+    int rc = pass_io_load(x, e, false, &io);
+    if (rc == 0)
+        rc = tb_eng_skip_classify(x, e->canon, d, &io.sk, io.gone);
+    if (rc == 0) {
         uint32_t base_next[2] = {e->st->side[0].uidnext, e->st->side[1].uidnext};
         struct tb_plan p;
-        tb_plan_compute(&p, pairs, n_pairs, d, base_next, sus, n_sus);
+        tb_plan_compute(&p, io.pairs, io.n_pairs, d, base_next, io.sus, io.n_sus, &io.sk);
         bool writes = tb_plan_has_writes(&p);
         if (!writes) {
             struct tb_uidset modified[2];
             tb_uidset_init(&modified[0]);
             tb_uidset_init(&modified[1]);
-            rc = commit_pass(x, e, d, &p, modified, false, e->subscribed, sus);
+            rc = commit_pass(x, e, d, &p, modified, false, e->subscribed, io.sus, io.gone);
             e->unsettled = false;
         }
         tb_plan_free(&p);
         if (writes) /* changed meanwhile: the ordinary passes, from the state */
             rc = tb_eng_sync_messages(x, e, false, e->subscribed);
     }
-    tb_state_intents_free(sus, n_sus);
-    tb_state_messages_free(pairs, n_pairs);
+    pass_io_free(&io);
     return rc;
 }
 
@@ -384,12 +426,12 @@ int tb_eng_settle_deferred(struct ctx *x, struct entry *ent, size_t n_ent)
                 const struct tb_state_side *b = &e->st->side[k];
                 if (!e->wrote[k]) {
                     /* as in sync_messages: the unwritten side's delta is the state's */
-                    delta_of_state(&dd[j][k], b);
+                    tb_eng_delta_of_state(&dd[j][k], b);
                     continue;
                 }
                 char *w = tb_name_wire(e->canon, x->s[k].sep);
                 tb_store_delta_queue(&x->s[k], w, b->uidvalidity, b->highestmodseq, b->uidnext,
-                                     &dd[j][k]);
+                                     NULL, &dd[j][k]);
                 free(w);
             }
         }

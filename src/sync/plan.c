@@ -132,9 +132,22 @@ static void resolve(struct tb_plan *p, long i)
     p->resolved[p->n_resolved++] = (size_t)i;
 }
 
+/* A message of side k not paired yet: is it one to copy (or match) now? */
+static bool is_fresh(const struct tb_msg_info *m, int k, uint32_t base_next,
+                     struct tb_plan_skips *skips)
+{
+    if (!m->flags)
+        return false;
+    if (skips && tb_uidset_has(&skips->held[k], m->uid))
+        return false;
+    if (m->uid >= base_next)
+        return true;
+    return skips && m->ident && tb_uidset_has(&skips->due[k], m->uid);
+}
+
 void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t n_pairs,
                      struct tb_delta *delta[2], const uint32_t base_next[2],
-                     const struct tb_state_intent *sus, size_t n_sus)
+                     const struct tb_state_intent *sus, size_t n_sus, struct tb_plan_skips *skips)
 {
     memset(p, 0, sizeof(*p));
     uint32_t *paired[2];
@@ -188,7 +201,7 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
         n_fresh[k] = 0;
         for (size_t i = 0; i < delta[k]->n_msgs; i++) {
             const struct tb_msg_info *m = &delta[k]->msgs[i];
-            if (m->uid < base_next[k] || in_sorted(paired[k], n_pairs, m->uid) || !m->flags)
+            if (in_sorted(paired[k], n_pairs, m->uid) || !is_fresh(m, k, base_next[k], skips))
                 continue;
             fresh[k][n_fresh[k]++] = m;
         }

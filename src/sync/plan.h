@@ -47,9 +47,15 @@ struct tb_plan {
  * that matches no new message on the other side but matches a suspect copy to k is that
  * copy, landed after its run died while this run copied the original again: it is
  * expunged instead of being copied back. */
+/* Skipped messages (tb_state_skip) per side: held UIDs are never new (they stay skipped);
+ * due UIDs are new even below the recorded UIDNEXT (they are retried). NULL: none. */
+struct tb_plan_skips {
+    struct tb_uidset held[2], due[2];
+};
 void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t n_pairs,
                      struct tb_delta *delta[2], const uint32_t base_next[2],
-                     const struct tb_state_intent *suspects, size_t n_suspects);
+                     const struct tb_state_intent *suspects, size_t n_suspects,
+                     struct tb_plan_skips *skips);
 bool tb_plan_has_writes(const struct tb_plan *p);
 void tb_plan_free(struct tb_plan *p);
 

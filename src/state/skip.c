@@ -1,0 +1,120 @@
+/* Skipped messages: see tb_state_skip in twinbox/state.h. */
+#include "twinbox/state.h"
+
+#include "state/state_internal.h"
+#include "util/buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int tb_state_skip_put(struct tb_state *st, const struct tb_state_skip *k)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(
+            st->db,
+            "INSERT INTO skipped (mailbox, side, uidvalidity, uid, size, msgid, flags, reason,"
+            " permanent, attempts, run, first, last) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,1,?10,"
+            " strftime('%s','now'), strftime('%s','now'))"
+            " ON CONFLICT (mailbox, side, uid) DO UPDATE SET uidvalidity=?3, size=?5, msgid=?6,"
+            " flags=?7, reason=?8, permanent=?9, attempts=attempts+1, run=?10,"
+            " last=strftime('%s','now')",
+            -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(s, 1, k->mailbox, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, k->side);
+    sqlite3_bind_int64(s, 3, k->uidvalidity);
+    sqlite3_bind_int64(s, 4, k->uid);
+    sqlite3_bind_int64(s, 5, k->size);
+    sqlite3_bind_text(s, 6, k->msgid ? k->msgid : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 7, k->flags ? k->flags : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 8, k->reason ? k->reason : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 9, k->permanent);
+    sqlite3_bind_text(s, 10, k->run ? k->run : "", -1, SQLITE_STATIC);
+    int r = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return r == SQLITE_DONE ? 0 : -1;
+}
+
+static char *col_text(sqlite3_stmt *s, int i)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    return tb_xstrdup(t ? (const char *)t : "");
+}
+
+int tb_state_skips(struct tb_state *st, const char *mailbox, struct tb_state_skip **out, size_t *n)
+{
+    sqlite3_stmt *s;
+    *out = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT mailbox, side, uidvalidity, uid, size, msgid, flags, reason,"
+                           " permanent, attempts, run, first, last FROM skipped"
+                           " WHERE ?1 IS NULL OR mailbox = ?1 ORDER BY mailbox, side, uid",
+                           -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    if (mailbox)
+        sqlite3_bind_text(s, 1, mailbox, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 1);
+    size_t cap = 0;
+    int r;
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            *out = tb_xrealloc(*out, cap * sizeof(**out));
+        }
+        struct tb_state_skip *k = &(*out)[(*n)++];
+        k->mailbox = col_text(s, 0);
+        k->side = sqlite3_column_int(s, 1);
+        k->uidvalidity = (uint32_t)sqlite3_column_int64(s, 2);
+        k->uid = (uint32_t)sqlite3_column_int64(s, 3);
+        k->size = (uint32_t)sqlite3_column_int64(s, 4);
+        k->msgid = col_text(s, 5);
+        k->flags = col_text(s, 6);
+        k->reason = col_text(s, 7);
+        k->permanent = sqlite3_column_int(s, 8) != 0;
+        k->attempts = sqlite3_column_int(s, 9);
+        k->run = col_text(s, 10);
+        k->first = sqlite3_column_int64(s, 11);
+        k->last = sqlite3_column_int64(s, 12);
+    }
+    sqlite3_finalize(s);
+    return r == SQLITE_DONE ? 0 : -1;
+}
+
+void tb_state_skips_free(struct tb_state_skip *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].mailbox);
+        free(v[i].msgid);
+        free(v[i].flags);
+        free(v[i].reason);
+        free(v[i].run);
+    }
+    free(v);
+}
+
+static int exec_row(struct tb_state *st, const char *sql, const char *mailbox, int side, uint32_t n)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(s, 1, mailbox, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, side);
+    sqlite3_bind_int64(s, 3, n);
+    int r = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return r == SQLITE_DONE ? 0 : -1;
+}
+
+int tb_state_skip_drop(struct tb_state *st, const char *mailbox, int side, uint32_t uid)
+{
+    return exec_row(st, "DELETE FROM skipped WHERE mailbox=?1 AND side=?2 AND uid=?3", mailbox,
+                    side, uid);
+}
+
+int tb_state_skips_stale(struct tb_state *st, const char *mailbox, int side, uint32_t uidvalidity)
+{
+    return exec_row(st, "DELETE FROM skipped WHERE mailbox=?1 AND side=?2 AND uidvalidity<>?3",
+                    mailbox, side, uidvalidity);
+}

@@ -1,0 +1,195 @@
+/* Skipped messages in the engine (rows: tb_state_skip in twinbox/state.h).
+ *
+ * A copy that fails for one message is recorded, not retried in a loop and not lost: the
+ * UIDNEXT the pass records moves past it, so the row is what keeps it in view. A row is
+ * "due" (the plan treats its message as new again) when the source failed to deliver it and
+ * fewer than TB_SKIP_MAX_ATTEMPTS runs tried, when its flags changed since, or on
+ * --retry-skipped; at most once per run. Otherwise it is "held" (never new). A row whose
+ * message is gone (absent from a listing that asked for it, or VANISHED) or whose mailbox
+ * changed UIDVALIDITY is dropped; so is one whose message got copied or paired. */
+#include "sync/engine_internal.h"
+
+#include "sync/flags.h"
+#include "twinbox/config.h"
+#include "twinbox/log.h"
+#include "twinbox/state.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static bool due(const struct ctx *x, const struct tb_state_skip *r)
+{
+    if (strcmp(r->run, x->run) == 0)
+        return false; /* tried in this run already */
+    return x->o->retry_skipped || (!r->permanent && r->attempts < TB_SKIP_MAX_ATTEMPTS);
+}
+
+int tb_eng_skip_due(struct ctx *x, struct entry *e)
+{
+    e->due[0] = e->due[1] = 0;
+    if (!e->st)
+        return 0;
+    struct tb_state_skip *rows = NULL;
+    size_t n = 0;
+    if (tb_state_skips(x->st, e->canon, &rows, &n) < 0)
+        return tb_eng_state_fail(x, "read");
+    for (size_t i = 0; i < n; i++) {
+        int k = rows[i].side & 1;
+        if (rows[i].uidvalidity == e->st->side[k].uidvalidity && due(x, &rows[i]))
+            e->due[k]++;
+    }
+    tb_state_skips_free(rows, n);
+    return 0;
+}
+
+int tb_eng_skip_refetch(struct ctx *x, const char *canon, int k, uint32_t uidvalidity,
+                        struct tb_uidset *out)
+{
+    struct tb_state_skip *rows = NULL;
+    size_t n = 0;
+    if (tb_state_skips(x->st, canon, &rows, &n) < 0)
+        return tb_eng_state_fail(x, "read");
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].side == k && rows[i].uidvalidity == uidvalidity)
+            tb_uidset_add(out, rows[i].uid);
+    tb_state_skips_free(rows, n);
+    return 0;
+}
+
+static int cmp_uid(const void *a, const void *b)
+{
+    uint32_t x = ((const struct tb_msg_info *)a)->uid, y = ((const struct tb_msg_info *)b)->uid;
+    return x < y ? -1 : x > y;
+}
+
+static const struct tb_msg_info *find(const struct tb_delta *d, uint32_t uid)
+{
+    struct tb_msg_info key = {.uid = uid};
+    return d->n_msgs ? bsearch(&key, d->msgs, d->n_msgs, sizeof(*d->msgs), cmp_uid) : NULL;
+}
+
+int tb_eng_skip_classify(struct ctx *x, const char *canon, struct tb_delta *d[2],
+                         struct tb_plan_skips *out, struct tb_uidset gone[2])
+{
+    memset(out, 0, sizeof(*out));
+    struct tb_state_skip *rows = NULL;
+    size_t n = 0;
+    if (tb_state_skips(x->st, canon, &rows, &n) < 0)
+        return tb_eng_state_fail(x, "read");
+    for (int k = 0; k < 2 && n; k++)
+        if (d[k]->n_msgs > 1)
+            qsort(d[k]->msgs, d[k]->n_msgs, sizeof(*d[k]->msgs), cmp_uid);
+    for (size_t i = 0; i < n; i++) {
+        const struct tb_state_skip *r = &rows[i];
+        int k = r->side & 1;
+        if (r->uidvalidity != d[k]->uidvalidity) {
+            tb_uidset_add(&gone[k], r->uid); /* another mailbox now: the UID means nothing */
+            continue;
+        }
+        const struct tb_msg_info *m = find(d[k], r->uid);
+        if (!m && (d[k]->full || d[k]->by_name || tb_uidset_has(&d[k]->vanished, r->uid))) {
+            tb_uidset_add(&gone[k], r->uid); /* asked for by name and not there */
+            continue;
+        }
+        bool changed =
+            m && m->flags && !tb_flags_equal(m->flags, r->flags) && strcmp(r->run, x->run) != 0;
+        if (m && m->ident && (due(x, r) || changed))
+            tb_uidset_add(&out->due[k], r->uid);
+        else
+            tb_uidset_add(&out->held[k], r->uid);
+    }
+    tb_state_skips_free(rows, n);
+    return 0;
+}
+
+void tb_plan_skips_free(struct tb_plan_skips *s)
+{
+    for (int k = 0; k < 2; k++) {
+        tb_uidset_free(&s->held[k]);
+        tb_uidset_free(&s->due[k]);
+    }
+}
+
+int tb_eng_skip_commit(struct ctx *x, const char *canon, const struct tb_plan *p,
+                       struct tb_uidset gone[2])
+{
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < x->n_skipped; i++)
+        r = tb_state_skip_put(x->st, &x->skipped[i]);
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; r == 0 && i < gone[k].n; i++)
+            for (uint64_t u = gone[k].r[i].lo; r == 0 && u <= gone[k].r[i].hi; u++)
+                r = tb_state_skip_drop(x->st, canon, k, (uint32_t)u);
+    /* Rows only exist for messages this mailbox skipped before: look them up only then. */
+    struct tb_state_skip *rows = NULL;
+    size_t n = 0;
+    if (r == 0 && (r = tb_state_skips(x->st, canon, &rows, &n)) == 0 && n) {
+        for (size_t i = 0; r == 0 && i < x->n_copied; i++)
+            for (int k = 0; k < 2 && r == 0; k++)
+                r = tb_state_skip_drop(x->st, canon, k, x->copied[i].uid[k]);
+        for (size_t i = 0; r == 0 && p && i < p->n_updates; i++)
+            for (int k = 0; k < 2 && r == 0; k++)
+                if (!p->updates[i].remove)
+                    r = tb_state_skip_drop(x->st, canon, k, p->updates[i].uid[k]);
+    }
+    tb_state_skips_free(rows, n);
+    return r;
+}
+
+/* The Message-ID in an identity text ("Message-ID: <a@b> Date: ..."), or "". */
+static char *msgid_of(const char *ident)
+{
+    const char *p = ident ? strcasestr(ident, "message-id:") : NULL;
+    if (!p)
+        return tb_xstrdup("");
+    p += 11;
+    while (*p == ' ')
+        p++;
+    size_t n = 0;
+    while (p[n] && p[n] != ' ' && n < 200)
+        n++;
+    return tb_xstrndup(p, n);
+}
+
+/* tb_copy_skipped_fn: ud is the ctx with the destination side in the low bit. */
+void tb_eng_on_skipped(void *ud, const struct tb_msg_info *m, const char *reason, bool permanent)
+{
+    uintptr_t v = (uintptr_t)ud;
+    struct ctx *x = (struct ctx *)(v & ~(uintptr_t)1);
+    int dst = (int)(v & 1), src = 1 - dst;
+    if (x->n_skipped == x->cap_skipped) {
+        x->cap_skipped = x->cap_skipped ? x->cap_skipped * 2 : 16;
+        x->skipped = tb_xrealloc(x->skipped, x->cap_skipped * sizeof(*x->skipped));
+    }
+    struct tb_state_skip *k = &x->skipped[x->n_skipped++];
+    memset(k, 0, sizeof(*k));
+    k->mailbox = tb_xstrdup(x->skip_mailbox);
+    k->side = src;
+    k->uidvalidity = x->skip_uidvalidity[src];
+    k->uid = m->uid;
+    k->size = m->size;
+    k->msgid = msgid_of(m->ident);
+    k->flags = tb_xstrdup(m->flags ? m->flags : "");
+    k->reason = tb_xstrdup(reason);
+    k->permanent = permanent;
+    k->run = tb_xstrdup(x->run);
+    x->stats->skipped_messages++;
+    tb_log_warn("%s: mailbox %s: message UID %u (%u bytes, Message-ID %s) not copied to %s: %s",
+                x->acct[src]->name, x->skip_mailbox, m->uid, m->size,
+                k->msgid[0] ? k->msgid : "none", x->acct[dst]->name, reason);
+}
+
+void tb_eng_skip_clear(struct ctx *x)
+{
+    for (size_t i = 0; i < x->n_skipped; i++) {
+        free(x->skipped[i].mailbox);
+        free(x->skipped[i].msgid);
+        free(x->skipped[i].flags);
+        free(x->skipped[i].reason);
+        free(x->skipped[i].run);
+    }
+    x->n_skipped = 0;
+}
