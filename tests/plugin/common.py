@@ -26,6 +26,23 @@ def plugin_dir():
     return d
 
 
+def make_maildir_folders(dovecot, user, names):
+    """Creates Maildir++ folders straight on disk, fast (2,000 in well under a
+    second). Only before the user's first login: Dovecot then builds its mailbox
+    list index from the directories; later ones it would not notice."""
+    md = dovecot.mail_dir(user)
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(md, sub), exist_ok=True)
+    for name in names:
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(md, "." + name, sub))
+    if dovecot.privileged:
+        for root, dirs, files in os.walk(dovecot.home(user)):
+            os.lchown(root, dovecot.uid, dovecot.gid)
+            for n in files:
+                os.lchown(os.path.join(root, n), dovecot.uid, dovecot.gid)
+
+
 def message(subject, body="hello"):
     return ("From: a@example.org\r\nTo: b@example.org\r\nSubject: %s\r\n"
             "Message-ID: <%s@example.org>\r\n\r\n%s\r\n" % (subject, subject, body)).encode()

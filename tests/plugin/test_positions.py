@@ -1,0 +1,298 @@
+"""Positions too large for an inline token: kept server-side behind a handle
+(xreplicate_server_positions, the default), or refused with [XREPLICATE-TOOBIG]."""
+import glob
+import os
+import re
+import secrets
+import stat
+import time
+import unittest
+
+from tests.plugin.common import PluginTestCase, make_maildir_folders, message
+from tests.plugin.xrclient import Client, Report, uidset
+
+HANDLE = re.compile(r"^S1\.[0-9a-f]{32}$")
+LARGE = 2000  # ~80 KB as an inline token: past Dovecot's 64 KB imap_max_line_length
+
+
+def store_files(dovecot, user):
+    """Stored positions (the mailbox list index directory is the Maildir root)."""
+    return sorted(glob.glob(os.path.join(dovecot.mail_dir(user),
+                                         "dovecot-xreplicate.*")))
+
+
+class LargeAccountCase(PluginTestCase):
+    """One user with LARGE folders, made on disk before its first login."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.big = cls.free_users.pop()
+        make_maildir_folders(cls.dovecot, cls.big,
+                             ["Folder%04d" % i for i in range(LARGE)])
+
+    def big_client(self):
+        c = Client.connect(self.dovecot.imap_port, self.big, "pw", timeout=120)
+        self.clients.append(c)
+        return c
+
+
+class TestServerPositions(LargeAccountCase):
+
+    def test_large_account_position_changes_changes(self):
+        c = self.big_client()
+        t0 = time.monotonic()
+        rep = self.position(c)
+        self.assertRegex(rep.position, HANDLE)
+        self.assertEqual(len(rep.of("STATUS")), LARGE + 1)  # and INBOX
+        guid = self.guid(rep, "Folder1234")
+
+        self.append("Folder1234", "m1", c=c)
+        ch = self.changes(rep.position, c)
+        self.assertRegex(ch.position, HANDLE)
+        self.assertNotEqual(ch.position, rep.position)
+        self.assertEqual([uidset(t[2]) for t in ch.of("APPENDED", guid)], [[1]])
+        self.assertEqual(len(ch.of("STATUS")), LARGE + 1)
+
+        again = self.changes(ch.position, c)
+        self.assertEqual(again.of("APPENDED"), [])
+        self.assertEqual(len(again.of("STATUS")), LARGE + 1)
+        # nothing changed: the same handle again, not a new stored position
+        self.assertEqual(again.position, ch.position)
+
+        # the previous handle is still usable after a newer one was issued
+        # (a client that crashed before storing the newer one)
+        old = self.changes(rep.position, c)
+        self.assertEqual([uidset(t[2]) for t in old.of("APPENDED", guid)], [[1]])
+        self.assertLess(time.monotonic() - t0, 40)
+
+        # the stored positions: private files, never listed as mailboxes
+        files = store_files(self.dovecot, self.big)
+        self.assertTrue(files)
+        self.assertLessEqual(len(files), 8)
+        for f in files:
+            self.assertEqual(stat.S_IMODE(os.stat(f).st_mode), 0o600, f)
+        listed = self.ok('LIST "" "dovecot*"', c)
+        self.assertEqual(listed, [])
+
+    def test_handle_as_literal_and_quoted(self):
+        c = self.big_client()
+        rep = self.position(c)
+        status, text, untagged = c.command("XREPLICATE CHANGES",
+                                           literal=rep.position.encode())
+        self.assertEqual(status, "OK", text)
+        status, text, untagged = c.command('XREPLICATE CHANGES "%s"' % rep.position)
+        self.assertEqual(status, "OK", text)
+
+
+class TestServerPositionsOff(LargeAccountCase):
+    extra_conf = """
+plugin {
+  xreplicate_server_positions = no
+}
+"""
+
+    def assert_toobig(self, status, text, untagged):
+        self.assertEqual(status, "NO", text)
+        self.assertIn("[XREPLICATE-TOOBIG]", text)
+
+    def test_large_account_is_refused_cleanly(self):
+        c = self.big_client()
+        status, text, untagged = c.command("XREPLICATE POSITION")
+        self.assert_toobig(status, text, untagged)
+        # refused before anything was sent
+        self.assertEqual(Report(untagged).lines, [])
+        # the connection stays usable
+        self.ok("NOOP", c)
+        self.assertEqual(store_files(self.dovecot, self.big), [])
+
+    def grow(self, n, c=None):
+        c = c or self.c
+        for i in range(n):
+            c.send("g%d CREATE Grown%04d\r\n" % (i, i))
+        for i in range(n):
+            status, text, _ = c.collect("g%d" % i)
+            self.assertEqual(status, "OK", text)
+
+    def test_changes_and_watch_refused_once_grown(self):
+        rep = self.position()
+        self.assertNotRegex(rep.position, HANDLE)
+        self.grow(300)  # ~12 KB inline: past the 8 KB default
+        status, text, untagged = self.c.command("XREPLICATE CHANGES " + rep.position)
+        self.assert_toobig(status, text, untagged)
+        self.ok("NOOP")
+        # WATCH: refused before "+ watching"
+        status, text, untagged = self.c.command("XREPLICATE WATCH " + rep.position)
+        self.assert_toobig(status, text, untagged)
+        self.ok("NOOP")
+
+    def test_watch_ends_when_position_outgrows(self):
+        rep = self.position()
+        tag = self.c.next_tag()
+        self.c.send("%s XREPLICATE WATCH %s\r\n" % (tag, rep.position))
+        while not self.c.read_response().startswith(b"+"):
+            pass
+        other = self.connect()
+        self.grow(300, other)
+        # batches with POSITIONs while they fit, then the tagged NO
+        deadline = time.monotonic() + 30
+        while True:
+            resp = self.c.read_response(timeout=max(0.1, deadline - time.monotonic()))
+            if resp.startswith(tag.encode() + b" "):
+                break
+        self.assertTrue(resp.startswith(tag.encode() + b" NO [XREPLICATE-TOOBIG]"), resp)
+        self.ok("NOOP")
+
+    def test_handle_refused_when_off(self):
+        status, text, _ = self.c.command("XREPLICATE CHANGES S1." + secrets.token_hex(16))
+        self.assertEqual(status, "NO", text)
+        self.assertIn("[XREPLICATE-BADTOKEN]", text)
+
+
+class TestHandles(PluginTestCase):
+    """Every position is a handle (inline limit 0); three are kept per user."""
+    extra_conf = """
+plugin {
+  xreplicate_inline_token_max = 0
+  xreplicate_server_positions_keep = 3
+}
+"""
+
+    def fresh_handles(self, n):
+        """n distinct handles in issue order, a message appended between them."""
+        handles = [self.position().position]
+        for i in range(n - 1):
+            self.append("INBOX", "h%d" % i)
+            handles.append(self.changes(handles[-1]).position)
+        self.assertEqual(len(set(handles)), n)
+        return handles
+
+    def assert_badtoken(self, token, status="NO", c=None):
+        got, text, _ = (c or self.c).command("XREPLICATE CHANGES " + token)
+        self.assertEqual((got, "[XREPLICATE-BADTOKEN]" in text), (status, True),
+                         "%s -> %s %s" % (token, got, text))
+
+    def test_handle_form(self):
+        rep = self.position()
+        self.assertRegex(rep.position, HANDLE)
+        (f,) = store_files(self.dovecot, self.user)
+        self.assertTrue(f.endswith(rep.position[3:]))
+        self.assertEqual(stat.S_IMODE(os.stat(f).st_mode), 0o600)
+
+    def test_other_users_handle(self):
+        rep = self.position()
+        other = Client.connect(self.dovecot.imap_port, self.free_users.pop(0), "pw")
+        self.clients.append(other)
+        self.assert_badtoken(rep.position, c=other)
+        # a stored position copied into the other user's directory is still bound
+        # to the user it was issued to
+        other_user = self.free_users.pop(0)
+        c3 = Client.connect(self.dovecot.imap_port, other_user, "pw")
+        self.clients.append(c3)
+        self.ok("XREPLICATE POSITION", c3)  # makes its directory and a file
+        (src,) = store_files(self.dovecot, self.user)
+        dst = os.path.join(self.dovecot.mail_dir(other_user), os.path.basename(src))
+        with open(src, "rb") as f, open(dst, "wb") as g:
+            g.write(f.read())
+        if self.dovecot.privileged:
+            os.chown(dst, self.dovecot.uid, self.dovecot.gid)
+        self.assert_badtoken(rep.position, c=c3)
+
+    def test_forged_and_malformed_handles(self):
+        self.position()
+        self.assert_badtoken("S1." + secrets.token_hex(16))
+        for bad in ["S1.", "S1." + "A" * 32, "S1." + "a" * 31, "S1." + "a" * 33,
+                    "S1.%sx" % ("0" * 32), "S2." + "0" * 32, "S1..", "S1.../etc"]:
+            self.assert_badtoken(bad, "BAD")
+            self.ok("NOOP")
+
+    def test_expired_handle(self):
+        handles = self.fresh_handles(4)
+        self.assertEqual(len(store_files(self.dovecot, self.user)), 3)
+        self.assert_badtoken(handles[0])
+        # the newest: nothing changed since, handed out again (no new file)
+        self.assertEqual(self.changes(handles[3]).position, handles[3])
+        # an older one still kept: a new position is stored, the oldest
+        # untouched one goes (using a handle keeps it among the newest)
+        ch = self.changes(handles[2])
+        self.assertEqual(len(ch.of("APPENDED")), 1)
+        self.assertEqual(len(store_files(self.dovecot, self.user)), 3)
+        self.assert_badtoken(handles[1])
+        self.changes(handles[2])
+        self.changes(ch.position)
+
+    def test_previous_handle_survives(self):
+        h1, h2 = self.fresh_handles(2)
+        # a client that never read the reply with h2 (crashed) uses h1 again
+        ch = self.changes(h1)
+        self.assertEqual(len(ch.of("APPENDED")), 1)
+        # a reply the client dropped unread
+        lost = self.connect()
+        lost.send("z1 XREPLICATE CHANGES %s\r\n" % h2)
+        lost.close()
+        self.changes(h2)
+        self.changes(h1)
+
+    def test_unchanged_keeps_handle(self):
+        h = self.position().position
+        self.assertEqual(self.changes(h).position, h)
+        self.assertEqual(len(store_files(self.dovecot, self.user)), 1)
+
+    def test_leftover_temporary_files(self):
+        self.position()
+        md = self.dovecot.mail_dir(self.user)
+        stale = os.path.join(md, "dovecot-xreplicate.%s.tmp" % secrets.token_hex(16))
+        young = os.path.join(md, "dovecot-xreplicate.%s.tmp" % secrets.token_hex(16))
+        for p in (stale, young):
+            with open(p, "wb") as f:
+                f.write(b"partial")
+        os.utime(stale, (time.time() - 7200, time.time() - 7200))
+        # a crash before the rename: its handle was never handed out
+        self.assert_badtoken("S1." + os.path.basename(young)[19:51])
+        self.fresh_handles(2)
+        self.assertFalse(os.path.exists(stale))
+        self.assertTrue(os.path.exists(young))
+
+    def test_damaged_stored_position(self):
+        h = self.position().position
+        (f,) = store_files(self.dovecot, self.user)
+        with open(f, "r+b") as fp:
+            fp.seek(10)
+            fp.write(b"\xff\xfe")
+        self.assert_badtoken(h)
+        with open(f, "wb") as fp:
+            fp.truncate(0)
+        self.assert_badtoken(h)
+        self.ok("NOOP")
+
+    def test_watch_hands_out_handles(self):
+        h = self.position().position
+        tag = self.c.next_tag()
+        self.c.send("%s XREPLICATE WATCH %s\r\n" % (tag, h))
+        initial = []
+        while True:
+            resp = self.c.read_response()
+            if resp.startswith(b"+"):
+                break
+            initial.append(resp)
+        self.assertEqual(Report(initial).position, h)
+        other = self.connect()
+        self.append("INBOX", "w1", c=other)
+        batch = []
+        while True:
+            resp = self.c.read_response(timeout=15)
+            if resp.startswith(b"* OK"):
+                continue
+            batch.append(resp)
+            if resp.startswith(b"* XREPLICATE POSITION"):
+                break
+        pushed = Report(batch).position
+        self.assertRegex(pushed, HANDLE)
+        self.c.send("DONE\r\n")
+        status, text, _ = self.c.collect(tag)
+        self.assertEqual(status, "OK", text)
+        self.assertEqual(self.changes(pushed).of("APPENDED"), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
