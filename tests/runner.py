@@ -76,11 +76,11 @@ def run_unit(build, counter):
 # Generated inputs per fuzz target and their size limit, sized so that all targets take about
 # a minute on two cores (seed corpus included); other targets get the default.
 FUZZ_RUNS = {
-    "fuzz_response": (40000, 4096),
-    "fuzz_xrep": (80000, 2048),
-    "fuzz_uidset": (30000, 256),
-    "fuzz_config": (80000, 2048),
-    "fuzz_xrep_token": (150000, 2048),
+    "fuzz_response": (80000, 4096),
+    "fuzz_xrep": (200000, 2048),
+    "fuzz_uidset": (500000, 256),
+    "fuzz_config": (400000, 2048),
+    "fuzz_xrep_token": (600000, 2048),
 }
 FUZZ_DEFAULT = (30000, 4096)
 
