@@ -12,9 +12,16 @@
 #include <ctype.h> /* i_isalnum() expands to isalnum() */
 
 /* Hard bounds so a hostile token cannot make us allocate much: Dovecot's
-   line limit already bounds the text, these bound what it may claim. */
+   line limit already bounds the text, these bound what it may claim.  A
+   full name (front-coded: shared prefix + rest) is at most
+   XREP_TOKEN_MAX_NAME bytes (Dovecot's own limit is PATH_MAX of storage
+   name; a UTF-8 vname can be somewhat longer), and all names together at
+   most XREP_TOKEN_NAME_BUDGET(binary size): front coding lets a few bytes
+   stand for a long name, so without a budget a 48 kB token could make us
+   copy thousands of 16 kB names. */
 #define XREP_TOKEN_MAX_MAILBOXES 200000
-#define XREP_TOKEN_MAX_NAME 4096
+#define XREP_TOKEN_MAX_NAME 16384
+#define XREP_TOKEN_NAME_BUDGET(size) ((uint64_t)(size) * 64 + 1024 * 1024)
 
 static void put_varint(buffer_t *buf, uint64_t v)
 {
@@ -168,6 +175,7 @@ static bool token_text_is_base64url(const char *text)
 static const char *decode_entries(struct reader *r, struct xrep_snapshot *snap,
 				  uint32_t base)
 {
+	uint64_t budget = XREP_TOKEN_NAME_BUDGET(r->end - r->p);
 	uint64_t count, i, shared, len, v1, v2, v3, age;
 	string_t *name = t_str_new(128);
 	const uint8_t *bytes, *guid;
@@ -181,8 +189,11 @@ static const char *decode_entries(struct reader *r, struct xrep_snapshot *snap,
 		shared = get_varint(r);
 		len = get_varint(r);
 		if (r->failed || shared > str_len(name) ||
-		    len > XREP_TOKEN_MAX_NAME || shared + len == 0)
+		    len > XREP_TOKEN_MAX_NAME ||
+		    shared + len > XREP_TOKEN_MAX_NAME || shared + len == 0 ||
+		    shared + len > budget)
 			return "bad mailbox name";
+		budget -= shared + len;
 		bytes = get_bytes(r, len);
 		guid = get_bytes(r, GUID_128_SIZE);
 		v1 = get_varint(r);

@@ -296,3 +296,98 @@ plugin {
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def varint(v):
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        out.append(b | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def forge_token(user, entries, count=None, base=None):
+    """An inline token in the plugin's format (src/dovecot/xrep-token.h) with a
+    valid checksum: entries are (shared, rest bytes, guid bytes, uidvalidity,
+    uidnext, modseq, age, flags)."""
+    import struct
+    import zlib
+    base = int(time.time()) if base is None else base
+    b = bytearray(b"\x01")
+    b += struct.pack(">II", zlib.crc32(user.encode()), base)
+    b += varint(len(entries) if count is None else count)
+    for shared, rest, guid, uv, un, ms, age, flags in entries:
+        b += varint(shared) + varint(len(rest)) + rest + guid
+        b += varint(uv) + varint(un) + varint(ms) + varint(age) + bytes([flags])
+    b += struct.pack(">I", zlib.crc32(bytes(b)))
+    import base64
+    return base64.urlsafe_b64encode(bytes(b)).decode().rstrip("=")
+
+
+class TestHostileTokens(PluginTestCase):
+    """Tokens with valid checksums but hostile contents: refused or served, never
+    a crash, never a long stall."""
+
+    def guid(self, i):
+        return i.to_bytes(16, "big")
+
+    def command(self, token):
+        t0 = time.monotonic()
+        status, text, untagged = self.c.command("XREPLICATE CHANGES",
+                                                literal=token.encode())
+        self.assertLess(time.monotonic() - t0, 10)
+        return status, text, untagged
+
+    def test_forged_tokens(self):
+        self.position()
+        u = self.user
+        e = lambda shared, rest, i, **kw: (shared, rest, self.guid(i), kw.get("uv", 1),
+                                           kw.get("un", 1), kw.get("ms", 1),
+                                           kw.get("age", 0), kw.get("flags", 0))
+        # front coding that would make ~1,000 names of 16 kB out of 40 kB
+        bomb = [e(0 if i == 0 else 4096 * i, b"a" * 4096, i) for i in range(4)]
+        bomb += [e(16383, bytes([0x61 + i % 26]), 10 + i) for i in range(1000)]
+        cases = {
+            "name bomb": forge_token(u, bomb),
+            "name too long": forge_token(u, [e(0, b"a" * 4096, 1)] +
+                                         [e(4096 * k, b"a" * 4096, 1 + k) for k in range(1, 5)]),
+            "huge count": forge_token(u, [e(0, b"INBOX", 1)], count=2 ** 62),
+            "count past data": forge_token(u, [e(0, b"INBOX", 1)], count=100000),
+            "shared past name": forge_token(u, [e(0, b"A", 1), e(5, b"B", 2)]),
+            "empty name": forge_token(u, [e(0, b"", 1)]),
+            "NUL in name": forge_token(u, [e(0, b"a\0b", 1)]),
+            "not UTF-8": forge_token(u, [e(0, b"\xff\xfe", 1)]),
+            "duplicate GUID": forge_token(u, [e(0, b"A", 1), e(0, b"B", 1)]),
+            "duplicate name": forge_token(u, [e(0, b"A", 1), e(0, b"A", 2)]),
+            "flags": forge_token(u, [e(0, b"A", 1, flags=7)]),
+            "uidvalidity > 32 bits": forge_token(u, [e(0, b"A", 1, uv=2 ** 40)]),
+            "age > base": forge_token(u, [e(0, b"A", 1, age=2 ** 40)]),
+        }
+        for what, tok in cases.items():
+            status, text, _ = self.command(tok)
+            self.assertEqual(status, "BAD", "%s: %s" % (what, text))
+            self.assertIn("[XREPLICATE-BADTOKEN]", text, what)
+            if what.startswith("name"):
+                self.assertIn("bad mailbox name", text, what)
+            self.ok("NOOP")
+
+    def test_forged_but_valid_tokens_are_served(self):
+        """Odd but well-formed positions: names with CR LF, quotes, 8-bit UTF-8,
+        extreme numbers; everything in them is reported gone or changed."""
+        inbox = self.guid(0)
+        odd = [(0, b"A\r\nB", self.guid(1), 5, 2 ** 32 - 1, 2 ** 64 - 1, 0, 1),
+               (0, '"\\\u00e9t\u00e9*%'.encode(), self.guid(2), 0, 0, 0, 0, 0),
+               (0, b"INBOX", inbox, 1, 1, 1, 0, 0),
+               (0, b"x" * 4000, self.guid(3), 1, 1, 1, 0, 0)]
+        status, text, untagged = self.command(forge_token(self.user, odd))
+        self.assertEqual(status, "OK", text)
+        rep = Report(untagged)
+        deleted = sorted(t[3][:20] for t in rep.of("MAILBOX") if t[2] == "DELETED")
+        # names go out in modified UTF-7 (CR LF included), quoted or literal
+        self.assertEqual(deleted, ['"\\&AOk-t&AOk-*%', "A&AA0ACg-B", "INBOX", "x" * 20])
+        # the real INBOX has another GUID than the forged one: recreated
+        self.assertEqual([t[2] for t in rep.of("RESYNC")], ["RECREATED"])
+        self.ok("NOOP")
+        self.changes(rep.position)
