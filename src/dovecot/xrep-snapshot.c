@@ -213,6 +213,53 @@ static void xrep_mailbox_set_unreadable(struct mail_user *user,
 	}
 }
 
+/* Mark every readable mailbox that shares its GUID with another one
+   unreadable, of unknown identity. */
+static void xrep_snapshot_unread_guid_conflicts(struct mail_user *user,
+						struct xrep_snapshot *snap)
+{
+	struct xrep_mailbox *boxes;
+	ARRAY(unsigned int) idx;
+	const unsigned int *ip;
+	unsigned int i, j, count, n;
+
+	boxes = array_get_modifiable(&snap->boxes, &count);
+	t_array_init(&idx, count + 1);
+	for (i = 0; i < count; i++) {
+		if (!boxes[i].unreadable)
+			array_push_back(&idx, &i);
+	}
+	ip = array_get_modifiable(&idx, &n);
+	if (n > 1) {
+		sort_boxes = boxes;
+		qsort(array_front_modifiable(&idx), n, sizeof(*ip),
+		      xrep_guid_idx_cmp);
+		sort_boxes = NULL;
+	}
+	for (i = 0; i < n; i = j) {
+		for (j = i + 1; j < n; j++) {
+			if (guid_128_cmp(boxes[ip[i]].guid,
+					 boxes[ip[j]].guid) != 0)
+				break;
+		}
+		if (j - i < 2)
+			continue;
+		e_warning(user->event,
+			  "xreplicate: %u mailboxes share the GUID %s "
+			  "(%s, ...): reported UNREADABLE",
+			  j - i, guid_128_to_string(boxes[ip[i]].guid),
+			  boxes[ip[i]].vname);
+		for (; i < j; i++) {
+			boxes[ip[i]].unreadable = TRUE;
+			guid_128_empty(boxes[ip[i]].guid);
+			boxes[ip[i]].uidvalidity = 0;
+			boxes[ip[i]].uidnext = 0;
+			boxes[ip[i]].modseq = 0;
+			boxes[ip[i]].verified_at = 0;
+		}
+	}
+}
+
 /* One selectable mailbox of the listing, readable or not. */
 static void xrep_snapshot_add_listed(struct mail_user *user,
 				     struct xrep_snapshot *snap,
@@ -305,10 +352,16 @@ int xrep_snapshot_build(struct mail_user *user, struct xrep_snapshot **snap_r,
 		ret = -1;
 	}
 	if (ret == 0 && xrep_snapshot_finish(snap) < 0) {
-		/* Two mailboxes with one GUID: Dovecot's own dsync repairs
-		   these; we refuse rather than report a wrong history. */
-		errstr = i_strdup("Duplicate mailbox GUIDs in mailbox list");
-		ret = -1;
+		/* Two mailboxes with one GUID (Dovecot's dsync repairs
+		   these): neither can be told apart from the other, so both
+		   are reported unreadable rather than with a wrong history,
+		   and not the whole command fails. */
+		xrep_snapshot_unread_guid_conflicts(user, snap);
+		if (xrep_snapshot_finish(snap) < 0) {
+			errstr = i_strdup("Duplicate mailbox names in the "
+					  "mailbox list");
+			ret = -1;
+		}
 	}
 	if (ret < 0) {
 		*error_r = t_strdup(errstr);

@@ -186,3 +186,37 @@ class TestUnreadable(PluginTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestGuidConflict(PluginTestCase):
+
+    def test_copied_mailbox_directory(self):
+        """Two mailboxes with one GUID (a Maildir folder copied with its index):
+        neither is trusted, neither fails the command."""
+        import shutil
+        self.ok("CREATE Box")
+        self.append("Box", "b1")
+        rep = self.position()
+        box = self.guid(rep, "Box")
+        self.c.close()
+        self.clients.remove(self.c)
+        md = self.dovecot.mail_dir(self.user)
+        shutil.copytree(os.path.join(md, ".Box"), os.path.join(md, ".Copy"), symlinks=True)
+        if self.dovecot.privileged:
+            for root, dirs, files in os.walk(os.path.join(md, ".Copy")):
+                os.lchown(root, self.dovecot.uid, self.dovecot.gid)
+                for n in files:
+                    os.lchown(os.path.join(root, n), self.dovecot.uid, self.dovecot.gid)
+        for n in os.listdir(md):
+            if n.startswith("dovecot.list.index"):
+                os.unlink(os.path.join(md, n))
+        self.c = self.connect()
+        status, text, untagged = self.c.command("XREPLICATE CHANGES " + rep.position)
+        self.assertEqual(status, "OK", text)
+        ch = Report(untagged)
+        resyncs = {t[3]: (t[1], t[2]) for t in ch.of("RESYNC")}
+        self.assertEqual(resyncs, {"Box": (box, "UNREADABLE"),
+                                   "Copy": ("0" * 32, "UNREADABLE")})
+        self.assertEqual([t[2] for t in ch.of("STATUS")], ["INBOX"])
+        self.assertEqual(ch.mailbox_events(), [])
+        self.assertEqual(self.changes(ch.position).kinds().count("RESYNC"), 2)
