@@ -86,11 +86,15 @@ class TestServerPositions(LargeAccountCase):
 
 
 class TestServerPositionsOff(LargeAccountCase):
+    # a 2 kB inline limit: a few dozen mailboxes outgrow it (the default 8 kB
+    # takes ~200, slow to create over IMAP); the large account is far past both
     extra_conf = """
 plugin {
   xreplicate_server_positions = no
+  xreplicate_inline_token_max = 2k
 }
 """
+    GROW = 80
 
     def assert_toobig(self, status, text, untagged):
         self.assertEqual(status, "NO", text)
@@ -117,7 +121,7 @@ plugin {
     def test_changes_and_watch_refused_once_grown(self):
         rep = self.position()
         self.assertNotRegex(rep.position, HANDLE)
-        self.grow(300)  # ~12 KB inline: past the 8 KB default
+        self.grow(self.GROW)  # ~3 kB inline
         status, text, untagged = self.c.command("XREPLICATE CHANGES " + rep.position)
         self.assert_toobig(status, text, untagged)
         self.ok("NOOP")
@@ -133,7 +137,7 @@ plugin {
         while not self.c.read_response().startswith(b"+"):
             pass
         other = self.connect()
-        self.grow(300, other)
+        self.grow(self.GROW, other)
         # batches with POSITIONs while they fit, then the tagged NO
         deadline = time.monotonic() + 30
         while True:
