@@ -37,6 +37,10 @@ struct tb_imap_result {
     bool code_unreadable;
 };
 
+/* "[NAME] " for the result's response code (an atom's name, or the known code's), "" when
+ * there is none: for messages that quote the server. Returns buf. */
+const char *tb_imap_code_prefix(const struct tb_imap_result *r, char *buf, size_t len);
+
 typedef void tb_imap_done_fn(struct tb_imap *c, const struct tb_imap_result *r, void *ud);
 /* Returns true to claim the response. */
 typedef bool tb_imap_untagged_fn(struct tb_imap *c, const struct tb_resp *r, void *ud);

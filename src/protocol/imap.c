@@ -545,6 +545,33 @@ void tb_imap_free(struct tb_imap *c)
 
 /* ---- accessors ---- */
 
+const char *tb_imap_code_prefix(const struct tb_imap_result *r, char *buf, size_t len)
+{
+    static const char *const names[] = {
+        [MAILIMAP_RESP_TEXT_CODE_ALERT] = "ALERT",
+        [MAILIMAP_RESP_TEXT_CODE_BADCHARSET] = "BADCHARSET",
+        [MAILIMAP_RESP_TEXT_CODE_CAPABILITY_DATA] = "CAPABILITY",
+        [MAILIMAP_RESP_TEXT_CODE_PARSE] = "PARSE",
+        [MAILIMAP_RESP_TEXT_CODE_PERMANENTFLAGS] = "PERMANENTFLAGS",
+        [MAILIMAP_RESP_TEXT_CODE_READ_ONLY] = "READ-ONLY",
+        [MAILIMAP_RESP_TEXT_CODE_READ_WRITE] = "READ-WRITE",
+        [MAILIMAP_RESP_TEXT_CODE_TRY_CREATE] = "TRYCREATE",
+        [MAILIMAP_RESP_TEXT_CODE_UIDNEXT] = "UIDNEXT",
+        [MAILIMAP_RESP_TEXT_CODE_UIDVALIDITY] = "UIDVALIDITY",
+        [MAILIMAP_RESP_TEXT_CODE_UNSEEN] = "UNSEEN",
+    };
+    const char *name = NULL;
+    if (r->code && r->code->rc_type == MAILIMAP_RESP_TEXT_CODE_OTHER)
+        name = r->code->rc_data.rc_atom.atom_name;
+    else if (r->code && (size_t)r->code->rc_type < sizeof(names) / sizeof(*names))
+        name = names[r->code->rc_type];
+    if (name)
+        snprintf(buf, len, "[%.40s] ", name);
+    else if (len)
+        buf[0] = 0;
+    return buf;
+}
+
 const char *tb_imap_account_name(const struct tb_imap *c)
 {
     return c->acct->name ? c->acct->name : "account";

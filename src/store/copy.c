@@ -176,8 +176,10 @@ static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void 
     } else if (r->status != TB_IMAP_ABORTED) {
         /* NO or BAD for this message alone (too big, over quota, a flag it rejects): the
          * others go on. Nothing was stored (RFC 3501: a failed APPEND adds nothing). */
-        skip(cp, &j->m, true, "APPEND refused by %s: %s %s", cp->dst->label,
-             r->status == TB_IMAP_NO ? "NO" : "BAD", r->text);
+        char code[64];
+        skip(cp, &j->m, true, "APPEND refused by %s: %s %s%s", cp->dst->label,
+             r->status == TB_IMAP_NO ? "NO" : "BAD", tb_imap_code_prefix(r, code, sizeof(code)),
+             r->text);
     }
     job_done(j);
 }
@@ -234,9 +236,11 @@ static void fetch_done(struct tb_imap *c, const struct tb_imap_result *r, void *
     if (r->status != TB_IMAP_OK || j->body_state != 2) {
         /* Not delivered: maybe expunged meanwhile, maybe a server fault. Either way it is
          * recorded, not lost: the next run asks again and drops it if it is gone. */
+        char code[64];
         if (r->status != TB_IMAP_OK)
-            skip(cp, &j->m, false, "FETCH from %s failed: %s %s", cp->src->label,
-                 r->status == TB_IMAP_NO ? "NO" : "BAD", r->text);
+            skip(cp, &j->m, false, "FETCH from %s failed: %s %s%s", cp->src->label,
+                 r->status == TB_IMAP_NO ? "NO" : "BAD", tb_imap_code_prefix(r, code, sizeof(code)),
+                 r->text);
         else
             skip(cp, &j->m, false, "FETCH from %s returned %s", cp->src->label,
                  j->body_state == 1 ? "BODY[] NIL" : "no body");

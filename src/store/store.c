@@ -608,7 +608,9 @@ static void exists_status_done(struct tb_imap *c, const struct tb_imap_result *r
     o->status = r->status;
     o->status_nonexistent = r->status == TB_IMAP_NO && is_code(r, "NONEXISTENT");
     o->status_other_code = r->code && !o->status_nonexistent;
-    snprintf(o->status_text, sizeof(o->status_text), "%s", r->text ? r->text : "");
+    char code[64];
+    snprintf(o->status_text, sizeof(o->status_text), "%s%s",
+             tb_imap_code_prefix(r, code, sizeof(code)), r->text ? r->text : "");
     exists_step(o);
 }
 

@@ -404,11 +404,11 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
     }
     if (tty)
         fprintf(stderr, "\r\033[K");
+out:
     for (int k = 0; k < 2; k++) {
         stats->turns[k] = tb_imap_turns(x.s[k].c);
         stats->xr[k] = x.xr_used[k];
     }
-out:
     free_entries(ent, n_ent);
     tb_xrep_reply_clear(&x.xr[0]);
     tb_xrep_reply_clear(&x.xr[1]);

@@ -105,8 +105,11 @@ static int nz_number(const char *p, size_t len, size_t *i, uint32_t *out)
 int tb_uidset_parse(struct tb_uidset *s, const char *text, size_t len, uint32_t max_uid, char *err,
                     size_t errlen)
 {
-    size_t i = 0, n0 = s->n, ranges = 0;
-    bool dirty0 = s->dirty;
+    /* Into a set of its own first: adding to s could extend one of its ranges, which a
+     * failure later in the text could not take back. */
+    struct tb_uidset t;
+    tb_uidset_init(&t);
+    size_t i = 0, ranges = 0;
     const char *why = NULL;
     do {
         uint32_t lo, hi;
@@ -130,17 +133,18 @@ int tb_uidset_parse(struct tb_uidset *s, const char *text, size_t len, uint32_t 
             why = "too many ranges";
             break;
         }
-        tb_uidset_add_range(s, lo, hi);
+        tb_uidset_add_range(&t, lo, hi);
     } while (i < len && text[i] == ',' && ++i);
     if (!why && i != len)
         why = "unexpected character";
     if (why) {
-        s->n = n0; /* ranges are only appended: drop what this call added */
-        s->dirty = dirty0;
+        tb_uidset_free(&t);
         if (err && errlen)
             snprintf(err, errlen, "UID set: %s", why);
         return -1;
     }
+    tb_uidset_add_set(s, &t);
+    tb_uidset_free(&t);
     return 0;
 }
 

@@ -34,6 +34,8 @@ int main(void)
 
     CHECK(parse(&s, "3", 0) == 0 && parse(&s, "5:6,x", 0) < 0 && s.n == 1,
           "a failed parse leaves what was there");
+    CHECK(parse(&s, "4,x", 0) < 0 && tb_uidset_count(&s) == 1 && !tb_uidset_has(&s, 4),
+          "a failed parse does not extend a range either");
     CHECK(parse(&s, "5:4000000", 100) < 0, "a UID beyond the bound is refused");
     CHECK(parse(&s, "5:100", 100) == 0, "up to the bound is fine");
     tb_uidset_free(&s);
