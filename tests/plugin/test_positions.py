@@ -67,13 +67,55 @@ class TestServerPositions(LargeAccountCase):
         self.assertLess(time.monotonic() - t0, 40)
 
         # the stored positions: private files, never listed as mailboxes
-        files = store_files(self.dovecot, self.big)
+        files = [f for f in store_files(self.dovecot, self.big) if not f.endswith(".tmp")]
         self.assertTrue(files)
         self.assertLessEqual(len(files), 8)
         for f in files:
             self.assertEqual(stat.S_IMODE(os.stat(f).st_mode), 0o600, f)
         listed = self.ok('LIST "" "dovecot*"', c)
         self.assertEqual(listed, [])
+
+    def test_server_killed_while_storing(self):
+        """The imap process is killed (SIGKILL) the moment a new stored position
+        shows up in the directory, as a temporary file or under its final name:
+        every stored position is complete, and the handle the client holds still
+        works."""
+        import signal
+        c = self.big_client()
+        h1 = self.position(c).position
+        self.append("Folder0042", "k1", c=c)
+        md = self.dovecot.mail_dir(self.big)
+        before = set(os.listdir(md))
+        t = Client.tunnel(self.dovecot.tunnel_command(self.big), timeout=60)
+        self.clients.append(t)
+        # the reply (2,000 STATUS lines) must be read for the server to get to
+        # the POSITION: drain it meanwhile
+        import threading
+        fd = t.proc.stdout.fileno()
+        drain = threading.Thread(target=lambda: [None for _ in iter(
+            lambda: os.read(fd, 65536), b"")], daemon=True)
+        drain.start()
+        t.send("t1 XREPLICATE CHANGES %s\r\n" % h1)
+        deadline = time.monotonic() + 30
+        new = set()
+        while not new and time.monotonic() < deadline:
+            new = {n for n in os.listdir(md) if n.startswith("dovecot-xreplicate.")} - before
+        os.kill(t.proc.pid, signal.SIGKILL)
+        self.assertTrue(new, "no position was stored")
+        t.proc.wait(10)
+        drain.join(10)
+        # complete: the checksum at the end covers the whole file (a handle
+        # used here would store a new position and push older ones out)
+        import struct
+        import zlib
+        finals = [f for f in store_files(self.dovecot, self.big) if not f.endswith(".tmp")]
+        for f in finals:
+            with open(f, "rb") as fp:
+                data = fp.read()
+            self.assertEqual(struct.unpack(">I", data[-4:])[0], zlib.crc32(data[:-4]), f)
+            self.assertEqual(data[1:5], struct.pack(">I", zlib.crc32(self.big.encode())))
+        ch = self.changes(h1, c)
+        self.assertEqual(len(ch.of("APPENDED")), 1)
 
     def test_handle_as_literal_and_quoted(self):
         c = self.big_client()
