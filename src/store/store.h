@@ -144,8 +144,12 @@ struct tb_xrep_reply {
     size_t n_ev;
 };
 
+/* Positions longer than this are never sent (refused at once) nor stored: Dovecot's default
+ * limit for a command argument is 64 KiB, and a position it refuses closes the connection. */
+#define TB_XREP_TOKEN_MAX 49152
+
 /* XREPLICATE CHANGES token (POSITION when token is NULL or empty); the listing replaces
- * s->boxes, like tb_store_list_start. */
+ * s->boxes, like tb_store_list_start. A token over TB_XREP_TOKEN_MAX is refused here. */
 void tb_store_xrep_start(struct tb_store *s, const char *token, struct tb_xrep_reply *out);
 void tb_xrep_reply_clear(struct tb_xrep_reply *r);
 /* SELECT without collecting anything, unless the mailbox is selected already: for writes

@@ -192,6 +192,16 @@ void tb_store_xrep_start(struct tb_store *s, const char *token, struct tb_xrep_r
     s->boxes = NULL;
     s->n_boxes = 0;
     tb_xrep_register();
+    if (token && strlen(token) > TB_XREP_TOKEN_MAX) {
+        /* A server limits the size of an argument; one it refuses may cost the
+         * connection. Such a position is treated as refused. */
+        out->refused = true;
+        snprintf(out->reason, sizeof(out->reason),
+                 "stored position of %zu bytes is too long to "
+                 "send",
+                 strlen(token));
+        return;
+    }
     struct tb_cmd *cmd = tb_cmd_new("XREPLICATE");
     if (token && token[0]) {
         tb_cmd_atom(cmd, "CHANGES");

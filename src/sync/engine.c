@@ -333,6 +333,8 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
 {
     struct ctx x = {.pair = pair,
                     .acct = acct,
+                    .password = password,
+                    .loop = loop,
                     .st = st,
                     .o = o,
                     .stats = stats,

@@ -43,6 +43,8 @@ struct entry {
 struct ctx {
     const struct tb_pair *pair;
     const struct tb_account *const *acct;
+    const char *const *password; /* the caller's, for a reconnect */
+    uv_loop_t *loop;
     struct tb_store s[2];
     struct tb_store *both[2];
     struct tb_state *st;

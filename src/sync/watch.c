@@ -130,7 +130,12 @@ int tb_watch_wait(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_a
     for (int k = 0; k < 2; k++) {
         w.side[k].w = &w;
         w.side[k].k = k;
-        if (acct[k]->xreplicate && tb_state_xrep_token(st, k, &token[k]) == 0 && token[k])
+        if (acct[k]->xreplicate && tb_state_xrep_token(st, k, &token[k]) == 0 && token[k] &&
+            strlen(token[k]) > TB_XREP_TOKEN_MAX) {
+            free(token[k]); /* never sent: see TB_XREP_TOKEN_MAX */
+            token[k] = NULL;
+        }
+        if (token[k])
             tb_store_init(&w.s[k], loop, acct[k], password[k]);
         if (token[k])
             w.both[n++] = &w.s[k];

@@ -176,8 +176,8 @@ char *tb_xr_resync_summary(const struct tb_xrep_reply *r)
     size_t n = 0;
     for (size_t i = 0; i < r->n_sec; i++) {
         const struct tb_xrep_section *s = &r->sec[i];
-        if (!s->resync)
-            continue;
+        if (!s->resync || !s->closed)
+            continue; /* unreadable (no STATUS): the survey reports each one */
         if (n < 5)
             tb_buf_printf(&b, "%s%s %s", n ? ", " : "", s->name ? s->name : s->guid, s->resync);
         n++;

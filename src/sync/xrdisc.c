@@ -18,10 +18,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "twinbox/error.h"
+
 static bool xr_wanted(struct ctx *x, int k)
 {
     const struct tb_account *a = x->acct[k];
     return a->xreplicate && tb_imap_has_cap(x->s[k].c, "X-REPLICATE");
+}
+
+/* A server that closes the connection on XREPLICATE CHANGES <token> (Dovecot's BYE for an
+ * argument over its line limit, or a plugin that crashes on it) would do so on every run:
+ * that position is forgotten (one warning), the side reconnected, and its listing asked
+ * again without it, as if the server had refused the position. Once per side and run. */
+static int wait_or_reconnect(struct ctx *x, int step[2], char *token[2], bool reconnected[2])
+{
+    while (tb_store_wait(x->both, 2) < 0) {
+        int k = -1;
+        for (int j = 0; j < 2 && k < 0; j++)
+            if (x->s[j].failed && step[j] == 0 && token[j] && !reconnected[j] &&
+                (x->s[j].err.kind == TB_ERR_TEMP || x->s[j].err.kind == TB_ERR_PROTOCOL))
+                k = j;
+        if (k < 0)
+            return tb_eng_store_fail(x);
+        tb_log_warn("%s; forgetting its X-REPLICATE position and falling back to QRESYNC",
+                    x->s[k].err.msg);
+        x->xr_logged[k] = true;
+        if (tb_state_begin(x->st) < 0 || tb_state_xrep_set(x->st, k, NULL) < 0 ||
+            tb_state_commit(x->st) < 0)
+            return tb_eng_state_fail(x, "positions");
+        tb_xrep_reply_clear(&x->xr[k]);
+        x->xr[k].refused = true;
+        snprintf(x->xr[k].reason, sizeof(x->xr[k].reason), "connection closed");
+        tb_store_free(&x->s[k]);
+        tb_store_init(&x->s[k], x->loop, x->acct[k], x->password[k]);
+        reconnected[k] = true;
+    }
+    return 0;
 }
 
 /* Each side's listing: XREPLICATE CHANGES from the stored position where the server offers
@@ -30,6 +62,7 @@ static bool xr_wanted(struct ctx *x, int k)
 int tb_eng_list_both(struct ctx *x)
 {
     char *token[2] = {NULL, NULL};
+    bool reconnected[2] = {false, false};
     int step[2] = {0, 0}; /* 0 CHANGES/POSITION, 1 POSITION, 2 LIST-STATUS, 3 done */
     int rc = 0;
     for (int k = 0; k < 2; k++) {
@@ -68,10 +101,9 @@ int tb_eng_list_both(struct ctx *x)
         }
         if (!busy)
             break;
-        if (tb_store_wait(x->both, 2) < 0) {
-            rc = tb_eng_store_fail(x);
+        rc = wait_or_reconnect(x, step, token, reconnected);
+        if (rc != 0)
             break;
-        }
         for (int k = 0; k < 2; k++) {
             if (step[k] == 3 || (round > 0 && step[k] < round))
                 continue;
@@ -120,6 +152,14 @@ int tb_eng_record_positions(struct ctx *x, struct entry *ent, size_t n_ent)
             r = tb_state_xrep_set(x->st, k, NULL);
         if (!x->xr_used[k] || !x->xr[k].position)
             continue;
+        if (strlen(x->xr[k].position) > TB_XREP_TOKEN_MAX) {
+            /* It could not be sent back: keep none, and QRESYNC does the work. */
+            tb_log_warn("%s: X-REPLICATE position of %zu bytes is too long to use; the "
+                        "account's changes are found with QRESYNC",
+                        x->s[k].label, strlen(x->xr[k].position));
+            r = tb_state_xrep_set(x->st, k, NULL);
+            continue;
+        }
         r = tb_state_xrep_set(x->st, k, x->xr[k].position);
         for (size_t i = 0; i < n_ent && r == 0; i++) {
             const struct entry *e = &ent[i];
