@@ -636,6 +636,49 @@ static void cleanup(void)
     rmdir(tmpdir);
 }
 
+/* Limits (max-line, max-response-line, max-message-size) and the pair's max-delete. */
+static void test_limits(void)
+{
+    struct tb_config *c;
+    struct tb_account *a = acct_with("", &c);
+    CHECK(a && a->max_line == 8000 && a->max_response_line == (16u << 20) &&
+              a->max_message_size == ((uint64_t)128 << 20),
+          "limits default to 8000 / 16M / 128M");
+    tb_config_free(c);
+    a = acct_with("max-line = 4K\nmax-message-size = 2G\nmax-response-line = 1M", &c);
+    CHECK(a && a->max_line == 4096 && a->max_message_size == ((uint64_t)2 << 30) &&
+              a->max_response_line == (1u << 20),
+          "sizes take K, M and G");
+    tb_config_free(c);
+    bad_key("max-line = 999", "max-line");
+    bad_key("max-line = 2M", "max-line");
+    bad_key("max-message-size = 5G", "max-message-size");
+    bad_key("max-message-size = 1x", "max-message-size");
+    bad_key("max-response-line = 18446744073709551617", "max-response-line");
+    const char *pair = BASE "[account y]\ntype = imaps\nhost = h\nuser = u\n"
+                            "[pair p]\na = x\nb = y\n";
+    char text[512];
+    const char *good[][3] = {{"", "0", "0"},
+                             {"max-delete = 250\n", "1", "250"},
+                             {"max-delete = 5%\n", "2", "5"},
+                             {"max-delete = unlimited\n", "3", "0"}};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(text, sizeof(text), "%s%s", pair, good[i][0]);
+        c = ok(text, "a max-delete setting");
+        struct tb_pair *p = c ? tb_config_pair(c, "p") : NULL;
+        CHECK(p && p->max_delete == (enum tb_max_delete)atoi(good[i][1]) &&
+                  p->max_delete_value == (uint64_t)atoi(good[i][2]),
+              "max-delete '%s' read", good[i][1]);
+        tb_config_free(c);
+    }
+    const char *wrong[] = {"max-delete = 101%\n", "max-delete = -1\n", "max-delete = 5 %\n",
+                           "max-delete = lots\n"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(text, sizeof(text), "%s%s", pair, wrong[i]);
+        bad(text, "max-delete", "a bad max-delete");
+    }
+}
+
 int main(void)
 {
     /* Deterministic environment: no terminal to prompt on, a known home. */
@@ -654,6 +697,7 @@ int main(void)
     test_load();
     test_url();
     test_password();
+    test_limits();
     cleanup();
     return tap_done();
 }
