@@ -30,6 +30,7 @@ struct job {
     char *body;
     size_t len;
     int body_state; /* tb_fetch_body_state of the FETCH that carried it */
+    char bad[64];   /* the first bytes of an unreadable FETCH seen while it was in flight */
 };
 
 struct tb_copy {
@@ -201,6 +202,19 @@ static bool fetch_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
 {
     (void)c;
     struct job *j = ud;
+    if (!r->data && r->kind == TB_RESP_UNTAGGED && !j->bad[0]) {
+        /* Unreadable: maybe this message's body. Not claimed (it may be another job's); the
+         * job then reports it instead of "no body" if its own never came. */
+        char kw[16];
+        tb_resp_untagged_keyword(r, kw, sizeof(kw));
+        if (strcmp(kw, "FETCH") == 0) {
+            size_t n = r->raw_len < 60 ? r->raw_len : 60;
+            for (size_t i = 0; i < n; i++)
+                j->bad[i] = r->raw[i] >= 0x20 && r->raw[i] < 0x7f ? r->raw[i] : '?';
+            j->bad[n] = 0;
+        }
+        return false;
+    }
     if (!r->data || r->data->rsp_type != MAILIMAP_RESP_DATA_TYPE_MESSAGE_DATA ||
         r->data->rsp_data.rsp_message_data->mdt_type != MAILIMAP_MESSAGE_DATA_FETCH)
         return false;
@@ -241,6 +255,9 @@ static void fetch_done(struct tb_imap *c, const struct tb_imap_result *r, void *
             skip(cp, &j->m, false, "FETCH from %s failed: %s %s%s", cp->src->label,
                  r->status == TB_IMAP_NO ? "NO" : "BAD", tb_imap_code_prefix(r, code, sizeof(code)),
                  r->text);
+        else if (j->body_state == 0 && j->bad[0])
+            skip(cp, &j->m, false, "FETCH from %s: unreadable response: %s", cp->src->label,
+                 j->bad);
         else
             skip(cp, &j->m, false, "FETCH from %s returned %s", cp->src->label,
                  j->body_state == 1 ? "BODY[] NIL" : "no body");

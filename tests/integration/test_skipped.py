@@ -109,6 +109,17 @@ class SkippedTest(Pair):
         self.sync()
         self.assertSame()
 
+    def test_unreadable_body_is_reported_and_retried(self):
+        pa = self.proxy(self.a)
+        pa.on(r"UID FETCH 6 \(UID BODY\.PEEK\[\]\)", drop=r"^\* \d+ FETCH \(UID 6 ",
+              inject=["* 6 FETCH (UID 6 BODY[] 12345) junk"], times=1)
+        self.write_config(a_port=pa.port, a_extra="max-inflight = 1")
+        r = self.sync(code=7)
+        self.assertIn("unreadable response: * 6 FETCH (UID 6 BODY[] 12345) junk", r.err)
+        self.assertEqual(len(self.ids(self.b)), 5)
+        self.sync()
+        self.assertSame()
+
     def test_message_over_max_message_size_is_skipped(self):
         self.write_config(b_extra="max-message-size = 4K")
         r = self.sync(code=7)
