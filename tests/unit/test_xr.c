@@ -113,17 +113,18 @@ int main(void)
     section_free(s);
 
     struct tb_xrep_reply r = {0};
-    r.sec = calloc(7, sizeof(*r.sec));
-    r.n_sec = 7;
-    for (int i = 0; i < 7; i++) {
+    r.sec = calloc(8, sizeof(*r.sec));
+    r.n_sec = 8;
+    for (int i = 0; i < 8; i++) {
         char n[8];
         snprintf(n, sizeof(n), "M%d", i);
         r.sec[i].name = strdup(n);
-        r.sec[i].resync = i == 3 ? NULL : strdup("EXPIRED");
+        r.sec[i].resync = i == 3 ? NULL : strdup(i == 7 ? "UNREADABLE" : "EXPIRED");
+        r.sec[i].closed = i != 7; /* M7: RESYNC without STATUS, reported by the engine */
     }
     char *why = tb_xr_resync_summary(&r);
     CHECK_STR(why, "M0 EXPIRED, M1 EXPIRED, M2 EXPIRED, M4 EXPIRED, M5 EXPIRED and 1 more",
-              "summary names five and counts the rest");
+              "summary names five and counts the rest, not the unreadable one");
     free(why);
     tb_xrep_reply_clear(&r);
     r.ev = calloc(1, sizeof(*r.ev));
