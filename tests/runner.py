@@ -76,7 +76,7 @@ def run_unit(build, counter):
 # Generated inputs per fuzz target and their size limit, sized so that all targets take about
 # a minute on two cores (seed corpus included); other targets get the default.
 FUZZ_RUNS = {
-    "fuzz_response": (80000, 4096),
+    "fuzz_response": (60000, 4096),
     "fuzz_xrep": (200000, 2048),
     "fuzz_uidset": (500000, 256),
     "fuzz_config": (400000, 2048),
