@@ -229,10 +229,11 @@ int tb_account_from_url(const char *url, struct tb_account **out, char *err, siz
     char why[256];
     int bad;
     if (!(pathlen == 0 || (pathlen == 1 && *path == '/'))) {
+        /* The path only: what follows it is the query, which may hold a secret. */
         fail(err, errlen, a->name,
-             "unexpected path or fragment '%.64s' (expected nothing or "
+             "unexpected path or fragment '%.*s' (expected nothing or "
              "'/' before '?')",
-             path);
+             (int)(pathlen > 64 ? 64 : pathlen), path);
         goto bad;
     }
     a->user = pct_decode(rest, (size_t)(at - rest));

@@ -22,6 +22,23 @@ static int is_tag_char(unsigned char c)
            c != '*' && c != '"' && c != '\\' && c != ']';
 }
 
+/* The tagged response p without its response code, into s (libetpan's input): the command
+ * still completes, with its status and text, and code_unreadable says what was lost. */
+static bool code_free(MMAPString *s, const char *p, size_t len)
+{
+    size_t start, end;
+    if (!tb_code_span(p, len, &start, &end) || start == end)
+        return false;
+    size_t tail = end < len ? end + 1 : len; /* after the ']' */
+    mmap_string_truncate(s, 0);
+    mmap_string_append_len(s, p, start - 1); /* up to the '[' */
+    if (tail < len)
+        mmap_string_append_len(s, p + tail, len - tail);
+    else
+        mmap_string_append(s, "response code unreadable\r\n");
+    return true;
+}
+
 int tb_parse_response(const char *p, size_t len, int greeting, struct tb_resp *out, char *err,
                       size_t errlen)
 {
@@ -43,7 +60,7 @@ int tb_parse_response(const char *p, size_t len, int greeting, struct tb_resp *o
     if (greeting) {
         out->kind = TB_RESP_GREETING;
         char why[96];
-        if (!tb_numbers_ok(p, len, why, sizeof(why)))
+        if (!tb_numbers_ok(p, len, why, sizeof(why)) || !tb_etpan_safe(p, len, why, sizeof(why)))
             snprintf(err, errlen, "greeting: %s", why);
         else if ((r = mailimap_greeting_parse(NULL, s, ctx(), &idx, &out->greeting, 0, NULL)) !=
                  MAILIMAP_NO_ERROR)
@@ -56,8 +73,8 @@ int tb_parse_response(const char *p, size_t len, int greeting, struct tb_resp *o
     } else if (p[0] == '*' && p[1] == ' ') {
         out->kind = TB_RESP_UNTAGGED;
         char why[96];
-        if (!tb_numbers_ok(p, len, why, sizeof(why)))
-            r = MAILIMAP_ERROR_PARSE; /* not handed to libetpan, whose numbers would wrap */
+        if (!tb_numbers_ok(p, len, why, sizeof(why)) || !tb_etpan_safe(p, len, why, sizeof(why)))
+            r = MAILIMAP_ERROR_PARSE; /* kept from libetpan: it would wrap, or crash */
         else
             r = mailimap_response_data_parse(NULL, s, ctx(), &idx, &out->data, 0, NULL);
         if (r != MAILIMAP_NO_ERROR || idx != len) {
@@ -80,13 +97,15 @@ int tb_parse_response(const char *p, size_t len, int greeting, struct tb_resp *o
         } else {
             memcpy(out->tag, p, i);
             out->tag[i] = 0;
+            char why[96];
+            if (!tb_etpan_safe(p, len, why, sizeof(why)) && code_free(s, p, len))
+                out->code_unreadable = true;
             r = mailimap_response_parse(NULL, s, ctx(), &idx, &out->tagged, 0, NULL);
             if (r != MAILIMAP_NO_ERROR || !out->tagged || !out->tagged->rsp_resp_done ||
                 out->tagged->rsp_resp_done->rsp_type != MAILIMAP_RESP_DONE_TYPE_TAGGED) {
                 snprintf(err, errlen, "malformed tagged response");
             } else {
                 rc = 0;
-                char why[96];
                 struct mailimap_resp_text *t = tb_resp_tagged_text(out);
                 if (t && t->rsp_code && !tb_numbers_ok(p, len, why, sizeof(why))) {
                     mailimap_resp_text_code_free(t->rsp_code);

@@ -267,3 +267,140 @@ bool tb_numbers_ok(const char *p, size_t len, char *why, size_t whylen)
             return scan_code(&sc, i + strlen(st[k]) + 1);
     return true;
 }
+
+/* ---- what libetpan 1.9.4 must not see ------------------------------------------------- */
+
+/* Whether a quoted string is left open in p[0..len), literals skipped; *brackets gets the
+ * '[' minus ']' count outside strings. */
+static bool open_quote(const char *p, size_t len, long *brackets)
+{
+    bool quoted = false;
+    *brackets = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (quoted) {
+            if (p[i] == '\\')
+                i++;
+            else if (p[i] == '"')
+                quoted = false;
+        } else if (p[i] == '"') {
+            quoted = true;
+        } else if (p[i] == '[' || p[i] == ']') {
+            *brackets += p[i] == '[' ? 1 : -1;
+        } else if (p[i] == '{') {
+            size_t j = i + 1;
+            uint64_t n = 0;
+            while (j < len && p[j] >= '0' && p[j] <= '9' && n < ((uint64_t)1 << 40))
+                n = n * 10 + (uint64_t)(p[j++] - '0');
+            if (j > i + 1 && j < len && p[j] == '+')
+                j++;
+            if (j > i + 1 && j < len && p[j] == '}') {
+                const char *nl = memchr(p + j, '\n', len - j);
+                if (nl) {
+                    size_t body = (size_t)(nl - p) + 1;
+                    i = n > len - body ? len : body + (size_t)n - 1;
+                }
+            }
+        }
+    }
+    return quoted;
+}
+
+static bool is_atom_char(char c)
+{
+    return c > 0x20 && c < 0x7f && !strchr("(){%*\"\\]", c);
+}
+
+/* "(" [flag *(SP flag)] ")", flag = "\\*" / ["\\"] atom. */
+static bool strict_flag_list(const char *p, size_t len, size_t i)
+{
+    if (i >= len || p[i++] != '(')
+        return false;
+    if (i < len && p[i] == ')')
+        return true;
+    for (;;) {
+        if (i + 1 < len && p[i] == '\\' && p[i + 1] == '*') {
+            i += 2;
+        } else {
+            if (i < len && p[i] == '\\')
+                i++;
+            size_t start = i;
+            while (i < len && is_atom_char(p[i]))
+                i++;
+            if (i == start)
+                return false;
+        }
+        if (i < len && p[i] == ')')
+            return true;
+        if (i >= len || p[i++] != ' ')
+            return false;
+    }
+}
+
+static bool permanentflags_ok(const char *p, size_t len)
+{
+    for (size_t i = 0; i + 14 <= len; i++) {
+        if (strncasecmp(p + i, "PERMANENTFLAGS", 14) != 0)
+            continue;
+        size_t j = i + 14;
+        while (j < len && p[j] == ' ')
+            j++;
+        if (j < len && p[j] == '(' && !strict_flag_list(p, len, j))
+            return false;
+    }
+    return true;
+}
+
+/* For a status response (tagged, untagged OK/NO/BAD/BYE/PREAUTH, greeting): the span of
+ * its response code inside the brackets, or an empty span. false: not a status response. */
+bool tb_code_span(const char *p, size_t len, size_t *start, size_t *end)
+{
+    size_t i;
+    if (len >= 2 && p[0] == '*' && p[1] == ' ') {
+        i = 2;
+    } else {
+        const char *sp = memchr(p, ' ', len);
+        if (!sp || p[0] == '+')
+            return false;
+        i = (size_t)(sp - p) + 1;
+    }
+    static const char *const cond[] = {"OK ", "NO ", "BAD ", "BYE ", "PREAUTH "};
+    for (size_t k = 0; k < 5; k++) {
+        size_t n = strlen(cond[k]);
+        if (i + n > len || strncasecmp(p + i, cond[k], n) != 0)
+            continue;
+        i += n;
+        *start = *end = i;
+        if (i < len && p[i] == '[') {
+            const char *close = memchr(p + i, ']', len - i);
+            *start = i + 1;
+            *end = close ? (size_t)(close - p) : len;
+        }
+        return true;
+    }
+    return false;
+}
+
+bool tb_etpan_safe(const char *p, size_t len, char *why, size_t whylen)
+{
+    size_t s = 0, e = len;
+    bool status = tb_code_span(p, len, &s, &e);
+    if (status && e < len && p[e] != ']' && s < e) {
+        snprintf(why, whylen, "response code without ']'");
+        return false;
+    }
+    long brackets;
+    if (open_quote(p + s, e - s, &brackets)) {
+        snprintf(why, whylen, "quoted string not closed");
+        return false;
+    }
+    /* A FETCH's "BODY[section" without its ']' makes libetpan lose what it built. */
+    if (!status && brackets != 0) {
+        snprintf(why, whylen, "unbalanced brackets");
+        return false;
+    }
+    if (!permanentflags_ok(p + s, e - s)) {
+        snprintf(why, whylen, "malformed PERMANENTFLAGS");
+        return false;
+    }
+    return true;
+}

@@ -204,7 +204,9 @@ void tb_status_apply(struct mailimap_mailbox_data_status *st, struct tb_mbox_inf
     if (!b)
         return;
     b->have_status = true;
-    for (clistiter *it = clist_begin(st->st_info_list); it; it = clist_next(it)) {
+    /* "STATUS name ()" is legal: libetpan then has no list at all. */
+    for (clistiter *it = st->st_info_list ? clist_begin(st->st_info_list) : NULL; it;
+         it = clist_next(it)) {
         struct mailimap_status_info *si = clist_content(it);
         if (si->st_att == MAILIMAP_STATUS_ATT_MESSAGES)
             b->messages = si->st_value;

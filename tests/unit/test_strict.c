@@ -1,6 +1,7 @@
 /* Numbers twinbox relies on are range-checked before libetpan (which wraps) sees them. */
 #include "protocol/parse.h"
 #include "protocol/strict.h"
+#include "store/fetch.h"
 
 #include "tap.h"
 
@@ -40,7 +41,28 @@ int main(void)
     untagged("* 1 FETCH (UID 7 BODY[] {15}\r\nUID 99999999999)\r\n", 1,
              "literal bodies are not checked");
 
+    /* libetpan 1.9.4 crashes on these (found by tests/fuzz): they never reach it. */
+    untagged("* NAMESPACE ((\"x\r\n", 0, "NAMESPACE with an open quoted string");
+    untagged("* ANNOTATION x \"y\r\n", 0, "ANNOTATION with an open quoted string");
+    untagged("* OK [PERMANENTFLAGS (%)] x\r\n", 0, "PERMANENTFLAGS whose first flag is bad");
+    untagged("* OK [PERMANENTFLAGS (\\Seen $Label1 \\*)] ok\r\n", 1, "a good PERMANENTFLAGS");
+    untagged("* OK [ALERT] it said \"hi\r\n", 1, "an open quote in free text is text");
+    untagged("* 1 FETCH (UID 1 BODY[] {3}\r\n\"ab)\r\n", 1, "a quote inside a literal");
+    untagged("* 1 FETCH (UID 1 BODY[HEADER {3}\r\nabc)\r\n", 0, "a section without ']'");
+
     struct tb_resp r;
+    CHECK(parsed("T9 OK [PERMANENTFLAGS (%)] done\r\n", &r) == 0 && r.code_unreadable &&
+              tb_resp_tagged_status(&r) == MAILIMAP_RESP_COND_STATE_OK &&
+              strstr(tb_resp_tagged_text(&r)->rsp_text, "done"),
+          "tagged: a code libetpan would crash on is dropped, status and text kept");
+    tb_resp_clear(&r);
+    CHECK(parsed("T9 NO [BADCHARSET (\"x) no\r\n", &r) == 0 && r.code_unreadable &&
+              tb_resp_tagged_status(&r) == MAILIMAP_RESP_COND_STATE_NO,
+          "tagged: an open quote in the code");
+    tb_resp_clear(&r);
+    char e2[160];
+    CHECK(tb_parse_response("* OK [PERMANENTFLAGS (%)] hi\r\n", 30, 1, &r, e2, sizeof(e2)) < 0,
+          "a greeting with such a code is refused: %s", e2);
     CHECK(parsed("T1 OK [APPENDUID 7 4294967297] done\r\n", &r) == 0 && r.code_unreadable &&
               tb_resp_tagged_text(&r) && !tb_resp_tagged_text(&r)->rsp_code,
           "tagged: an overflowing APPENDUID is dropped and flagged");
@@ -55,6 +77,17 @@ int main(void)
     CHECK(parsed("T2 OK [COPYUID 5 1:2 4294967296:4294967297] x\r\n", &r) == 0 && r.code_unreadable,
           "tagged: COPYUID's second set is checked");
     tb_resp_clear(&r);
+    struct tb_mbox_info *boxes = NULL;
+    size_t n_boxes = 0;
+    CHECK(parsed("* LIST () \"/\" Sent\r\n", &r) == 0 &&
+              tb_list_status_collect(r.data, &boxes, &n_boxes) && n_boxes == 1,
+          "LIST Sent");
+    tb_resp_clear(&r);
+    CHECK(parsed("* STATUS \"Sent\" ()\r\n", &r) == 0 &&
+              tb_list_status_collect(r.data, &boxes, &n_boxes) && !boxes[0].messages,
+          "an empty STATUS list (legal; libetpan gives no list at all) is no crash");
+    tb_resp_clear(&r);
+    tb_mbox_infos_free(boxes, n_boxes);
     char why[96];
     CHECK(!tb_numbers_ok("* 1 FETCH (UID 4294967297)\r\n", 27, why, sizeof(why)) &&
               strstr(why, "4294967297"),
