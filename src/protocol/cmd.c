@@ -45,6 +45,7 @@ void tb_cmd_free(struct tb_cmd *c)
 {
     if (!c)
         return;
+    free_chunks(c); /* first: it asks the items whether they held a secret */
     for (size_t i = 0; i < c->n; i++) {
         if (c->items[i].kind == IT_SECRET_TEXT || c->items[i].kind == IT_SECRET_LITERAL ||
             c->items[i].kind == IT_CONT)
@@ -52,7 +53,6 @@ void tb_cmd_free(struct tb_cmd *c)
         free(c->items[i].data);
     }
     free(c->items);
-    free_chunks(c);
     free(c->verb);
     free(c);
 }
