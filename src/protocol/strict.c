@@ -380,6 +380,17 @@ bool tb_code_span(const char *p, size_t len, size_t *start, size_t *end)
     return false;
 }
 
+/* "* n FETCH ..." */
+static bool is_fetch(const char *p, size_t len)
+{
+    size_t i = 2;
+    if (len < 4 || p[0] != '*' || p[1] != ' ' || p[2] < '0' || p[2] > '9')
+        return false;
+    while (i < len && p[i] >= '0' && p[i] <= '9')
+        i++;
+    return i + 6 <= len && strncasecmp(p + i, " FETCH", 6) == 0;
+}
+
 bool tb_etpan_safe(const char *p, size_t len, char *why, size_t whylen)
 {
     size_t s = 0, e = len;
@@ -393,8 +404,9 @@ bool tb_etpan_safe(const char *p, size_t len, char *why, size_t whylen)
         snprintf(why, whylen, "quoted string not closed");
         return false;
     }
-    /* A FETCH's "BODY[section" without its ']' makes libetpan lose what it built. */
-    if (!status && brackets != 0) {
+    /* A FETCH's "BODY[section" without its ']' makes libetpan lose what it built. Only
+     * FETCH: elsewhere (a mailbox name, a position token) an atom may hold a ']'. */
+    if (!status && brackets != 0 && is_fetch(p, len)) {
         snprintf(why, whylen, "unbalanced brackets");
         return false;
     }

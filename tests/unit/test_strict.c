@@ -49,6 +49,7 @@ int main(void)
     untagged("* OK [ALERT] it said \"hi\r\n", 1, "an open quote in free text is text");
     untagged("* 1 FETCH (UID 1 BODY[] {3}\r\n\"ab)\r\n", 1, "a quote inside a literal");
     untagged("* 1 FETCH (UID 1 BODY[HEADER {3}\r\nabc)\r\n", 0, "a section without ']'");
+    untagged("* LIST (\\HasNoChildren) \"/\" a]b\r\n", 1, "a mailbox name may hold a ']'");
 
     struct tb_resp r;
     CHECK(parsed("T9 OK [PERMANENTFLAGS (%)] done\r\n", &r) == 0 && r.code_unreadable &&
