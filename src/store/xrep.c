@@ -119,6 +119,7 @@ static bool xrep_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
     case TB_XREP_STATUS:
         sec = section(out, x->guid);
         sec->closed = true;
+        free(sec->name); /* a RESYNC line may have named it already */
         sec->name = tb_xstrdup(x->name);
         sec->uidvalidity = x->uidvalidity;
         sec->uidnext = x->uidnext;
