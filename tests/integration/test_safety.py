@@ -16,9 +16,12 @@ class Pair(TestCase):
     """Two private Dovecots, a and b; each account reached directly or through a proxy."""
     maxDiff = None
 
+    def make_b(self):
+        return Dovecot(users={"alice": "secret"})
+
     def setUp(self):
         self.a = Dovecot(users={"alice": "secret"})
-        self.b = Dovecot(users={"alice": "secret"})
+        self.b = self.make_b()
         self.a.start()
         self.addCleanup(self.a.stop)
         self.b.start()

@@ -5,13 +5,16 @@ import os
 import re
 
 from tests.fixture import imapcheck as ic
+from tests.fixture.dovecot import Dovecot
 from tests.integration.common import twinbox
 from tests.integration.test_safety import Pair
 
 ODD = 7777  # the size of the one message servers refuse in these tests
 
 
-class SkippedTest(Pair):
+class _Seeded(Pair):
+    """a holds INBOX (5 messages and one of ODD bytes) and Work (3)."""
+
     def setUp(self):
         super().setUp()
         c = self.a.client("alice")
@@ -39,6 +42,9 @@ class SkippedTest(Pair):
         r = twinbox("-c", self.cfg, "status", timeout=120)
         self.assertEqual(r.code, 0, r)
         return r.out
+
+
+class SkippedTest(_Seeded):
 
     def test_refused_message_is_skipped_then_retried_on_request(self):
         pb = self.proxy(self.b)
@@ -141,6 +147,30 @@ class SkippedTest(Pair):
         for box in ("INBOX", "Work"):
             ids = self.ids(self.b, box)
             self.assertEqual(len(ids), len(set(ids)), "no duplicates in " + box)
+
+
+class ServerSizeLimitTest(_Seeded):
+    """The refusal comes from the server itself: Dovecot's quota plugin on b with a
+    maximum message size below the odd message's."""
+
+    def setUp(self):
+        self.b_conf = dict(extra_mail_plugins=["quota"],
+                           extra_conf="plugin {\n  quota = maildir:User quota\n"
+                                      "  quota_max_mail_size = 5k\n}\n")
+        super().setUp()
+
+    def make_b(self):
+        return Dovecot(users={"alice": "secret"}, **self.b_conf)
+
+    def test_server_refuses_one_message(self):
+        r = self.sync(code=7)
+        self.assertIn("APPEND refused by b: NO [LIMIT]", r.err)
+        self.assertEqual(len(self.ids(self.b)), 5)
+        self.assertEqual(len(self.ids(self.b, "Work")), 3)
+        self.assertIn(self.odd_id, self.status())
+        r = self.sync()
+        self.assertIn("1 message remain", r.err)
+        self.assertIn("copied a->b 0, b->a 0", r.out)
 
 
 class SecretsTest(Pair):
