@@ -50,6 +50,11 @@ int main(void)
     untagged("* 1 FETCH (UID 1 BODY[] {3}\r\n\"ab)\r\n", 1, "a quote inside a literal");
     untagged("* 1 FETCH (UID 1 BODY[HEADER {3}\r\nabc)\r\n", 0, "a section without ']'");
     untagged("* LIST (\\HasNoChildren) \"/\" a]b\r\n", 1, "a mailbox name may hold a ']'");
+    untagged("* 1 FETCH (UID 1 BODY[] {9999999999999}x)\r\n", 0,
+             "a literal marker inside a line (libetpan would allocate its size)");
+    untagged("* 1 FETCH (UID 1 BODY[] {99999999999999999999999999999999949}1\r0\n)\r\n", 0,
+             "... with more digits than any size");
+    untagged("* 1 FETCH (UID 1 BODY[] {3}\r\nabc BODY[1] {2}\r\nxy)\r\n", 1, "two literals");
 
     struct tb_resp r;
     CHECK(parsed("T9 OK [PERMANENTFLAGS (%)] done\r\n", &r) == 0 && r.code_unreadable &&
