@@ -158,10 +158,16 @@ void tb_resp_untagged_keyword(const struct tb_resp *r, char *buf, size_t len)
     size_t i = 2, o = 0;
     if (len == 0)
         return;
+    /* Blanks skipped as libetpan skips them, so that a line it parsed as some response is
+     * recognised as that response here too (found by tests/fuzz: "* \tXREPLICATE ..."). */
+    while (i < r->raw_len && (r->raw[i] == ' ' || r->raw[i] == '\t'))
+        i++;
+    size_t digits = i;
     while (i < r->raw_len && isdigit((unsigned char)r->raw[i]))
         i++;
-    if (i > 2 && i < r->raw_len && r->raw[i] == ' ')
-        i++;
+    if (i > digits)
+        while (i < r->raw_len && (r->raw[i] == ' ' || r->raw[i] == '\t'))
+            i++;
     while (i < r->raw_len && o + 1 < len &&
            (isalnum((unsigned char)r->raw[i]) || r->raw[i] == '-' || r->raw[i] == '.'))
         buf[o++] = (char)toupper((unsigned char)r->raw[i++]);
