@@ -711,11 +711,81 @@ void tb_store_flags(struct tb_store *s, struct tb_uidset *uids, char op, const c
     tb_buf_free(&set);
 }
 
-void tb_store_expunge(struct tb_store *s, struct tb_uidset *uids)
+/* The UID EXPUNGE commands of one tb_store_expunge, and what the server reported gone. */
+struct expunge_op {
+    struct tb_store *s;
+    char what[300];
+    struct tb_uidset want, gone;
+    struct tb_uidset *kept;
+    int left; /* commands not completed yet */
+    bool ok;  /* all completed OK */
+};
+
+/* UID EXPUNGE's own expunges come as VANISHED (QRESYNC) before its completion. */
+static bool expunge_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
+{
+    (void)c;
+    struct expunge_op *o = ud;
+    struct mailimap_response_data *rd = r->data;
+    if (!rd || rd->rsp_type != MAILIMAP_RESP_DATA_TYPE_EXTENSION_DATA)
+        return false;
+    struct mailimap_extension_data *e = rd->rsp_data.rsp_extension_data;
+    if (e->ext_extension->ext_id != MAILIMAP_EXTENSION_QRESYNC ||
+        e->ext_type != MAILIMAP_QRESYNC_TYPE_VANISHED)
+        return false;
+    struct mailimap_qresync_vanished *v = e->ext_data;
+    for (clistiter *it = clist_begin(v->qr_known_uids->set_list); it; it = clist_next(it)) {
+        struct mailimap_set_item *si = clist_content(it);
+        tb_uidset_add_range(&o->gone, si->set_first, si->set_last);
+    }
+    return true;
+}
+
+/* Once the last command completed: a UID asked for and not reported gone is still there
+ * (a concurrent STORE, a FLAGS replace or -FLAGS \Deleted, cleared the flag between our
+ * STORE and our EXPUNGE). */
+static void expunge_release(struct expunge_op *o)
+{
+    if (--o->left > 0)
+        return;
+    if (o->ok && o->kept)
+        for (size_t i = 0; i < o->want.n; i++)
+            for (uint64_t u = o->want.r[i].lo; u <= o->want.r[i].hi; u++)
+                if (!tb_uidset_has(&o->gone, (uint32_t)u))
+                    tb_uidset_add(o->kept, (uint32_t)u);
+    tb_uidset_free(&o->want);
+    tb_uidset_free(&o->gone);
+    free(o);
+}
+
+static void expunge_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
+{
+    (void)c;
+    struct expunge_op *o = ud;
+    o->s->pending--;
+    if (r->status == TB_IMAP_NO || r->status == TB_IMAP_BAD)
+        tb_store_fail(o->s, TB_ERR_TEMP, "%s: %s", o->what, r->text);
+    if (r->status != TB_IMAP_OK)
+        o->ok = false;
+    expunge_release(o);
+}
+
+void tb_store_expunge(struct tb_store *s, struct tb_uidset *uids, struct tb_uidset *kept)
 {
     tb_store_flags(s, uids, '+', "\\Deleted", 0, NULL);
-    char what[300];
-    snprintf(what, sizeof(what), "mailbox %s: UID EXPUNGE", s->selected ? s->selected : "?");
+    if (tb_uidset_empty(uids))
+        return;
+    struct expunge_op *o = tb_xcalloc(1, sizeof(*o));
+    o->s = s;
+    o->ok = true;
+    o->left = 1; /* held until every command is submitted */
+    snprintf(o->what, sizeof(o->what), "mailbox %s: UID EXPUNGE", s->selected ? s->selected : "?");
+    tb_uidset_init(&o->want);
+    tb_uidset_init(&o->gone);
+    tb_uidset_add_set(&o->want, uids);
+    tb_uidset_normalize(&o->want);
+    /* Without QRESYNC the server reports expunges by sequence number: not checked. */
+    o->kept = tb_imap_has_cap(s->c, "QRESYNC") ? kept : NULL;
     size_t budget = set_budget(s, strlen("UID EXPUNGE "));
     struct tb_buf set;
     tb_buf_init(&set);
@@ -729,7 +799,10 @@ void tb_store_expunge(struct tb_store *s, struct tb_uidset *uids)
          * first waits for the \Deleted flags it depends on, the last holds what follows
          * until all of them are done. */
         unsigned flags = pos >= uids->n ? TB_CMD_BARRIER : first ? TB_CMD_FENCE : 0;
-        tb_imap_submit(s->c, cmd, flags, op_done, NULL, op_new(s, what));
+        o->left++;
+        s->pending++;
+        tb_imap_submit(s->c, cmd, flags, expunge_done, expunge_untagged, o);
     }
     tb_buf_free(&set);
+    expunge_release(o);
 }

@@ -176,7 +176,10 @@ void tb_store_subscribe(struct tb_store *s, const char *mailbox, bool on);
  * *modified (may be NULL) receives the UIDs the server refused as MODIFIED. */
 void tb_store_flags(struct tb_store *s, struct tb_uidset *uids, char op, const char *flags,
                     uint64_t unchangedsince, struct tb_uidset *modified);
-void tb_store_expunge(struct tb_store *s, struct tb_uidset *uids);
+/* +FLAGS \Deleted, then UID EXPUNGE. *kept (may be NULL) receives the UIDs of the set the
+ * server did not report expunged (VANISHED): another client cleared \Deleted in between, so
+ * the message is still there. Only known with QRESYNC enabled; without it nothing is added. */
+void tb_store_expunge(struct tb_store *s, struct tb_uidset *uids, struct tb_uidset *kept);
 
 /* A bounded pipe of message copies from src (mailbox selected there) to dst. */
 struct tb_copy;

@@ -54,7 +54,8 @@ static void print_plan(struct ctx *x, const char *canon, const struct tb_plan *p
 }
 
 /* Executes the writes of a plan on both sides; fills `modified` with UIDs refused by
- * UNCHANGEDSINCE per side (their pairs keep the old base and are merged next pass). */
+ * UNCHANGEDSINCE, and UIDs an expunge left in place, per side (their pairs keep the old
+ * base and are merged next pass). */
 /* Before a copy batch: what it may leave behind if this run dies (see tb_state_intents). */
 static int record_intents(struct ctx *x, const char *canon, const struct tb_plan *p)
 {
@@ -108,7 +109,7 @@ static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct
         if (p->n_expunge[k]) {
             struct tb_uidset set;
             uidset_of(&set, p->expunge[k], p->n_expunge[k]);
-            tb_store_expunge(&x->s[k], &set);
+            tb_store_expunge(&x->s[k], &set, &modified[k]);
             x->stats->expunges += p->n_expunge[k];
             tb_uidset_free(&set);
         }
@@ -149,9 +150,14 @@ static int commit_pass(struct ctx *x, struct entry *e, struct tb_delta *d[2], st
         r = tb_state_msgs_clear(x->st, row.id);
     for (size_t i = 0; r == 0 && i < p->n_updates; i++) {
         struct tb_pair_update *u = &p->updates[i];
+        /* A pair whose store was refused (MODIFIED), or whose expunge another client undid
+         * (\Deleted cleared before our EXPUNGE), keeps its row: the next pass merges, or
+         * expunges, again. */
+        if (tb_uidset_has(&modified[0], u->uid[0]) || tb_uidset_has(&modified[1], u->uid[1]))
+            continue;
         if (u->remove)
             r = tb_state_msg_delete(x->st, row.id, u->uid[0]);
-        else if (!tb_uidset_has(&modified[0], u->uid[0]) && !tb_uidset_has(&modified[1], u->uid[1]))
+        else
             r = tb_state_msg_put(x->st, row.id, u->uid[0], u->uid[1], u->flags);
     }
     for (size_t i = 0; r == 0 && i < x->n_copied; i++)
@@ -328,7 +334,11 @@ static int run_pass(struct ctx *x, struct entry *e, char *wire[2], struct tb_del
     return rc;
 }
 
-int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscribed)
+/* The passes of a mailbox from pass `first` on. Only pass 0, the run's first look at the
+ * mailbox, may take its deltas from what was read before anything was written (the survey,
+ * the listing, X-REPLICATE); a run that comes back to a mailbox it wrote to (first > 0)
+ * reads both sides again from the state's numbers, so what it records is what it read. */
+static int sync_passes(struct ctx *x, struct entry *e, bool reset, bool subscribed, int first)
 {
     char *wire[2];
     for (int k = 0; k < 2; k++)
@@ -336,7 +346,7 @@ int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
     int rc = 0;
     bool settled = false;
     bool wrote[2] = {true, true}; /* by the previous pass, per side */
-    for (int pass = 0; pass < MAX_PASSES && rc == 0; pass++) {
+    for (int pass = first; pass < MAX_PASSES && rc == 0; pass++) {
         struct tb_delta dd[2], *d[2] = {&dd[0], &dd[1]};
         memset(dd, 0, sizeof(dd));
         struct pass_io io;
@@ -345,8 +355,10 @@ int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
         if (rc == 0)
             rc = start_deltas(x, e, wire, pass, reset, wrote, d);
         if (rc == 0 && unusable(x, e, d)) {
-            pass = MAX_PASSES; /* nothing recorded: the next run looks again */
-            settled = true;
+            /* Nothing recorded: the next run looks again. Not settled: a pass of this run
+             * may have committed numbers older than its writes, which no X-REPLICATE
+             * position may stand for. */
+            pass = MAX_PASSES;
         } else if (rc == 0 && (rc = tb_eng_skip_classify(x, e->canon, d, &io.sk, io.gone)) == 0) {
             rc = run_pass(x, e, wire, d, &io, reset, subscribed, wrote, &writes);
             reset = false;
@@ -372,6 +384,11 @@ int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
     return rc;
 }
 
+int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscribed)
+{
+    return sync_passes(x, e, reset, subscribed, 0);
+}
+
 /* The settling passes of the mailboxes written to, in batches: every written side's
  * SELECT+FETCH of a batch goes out in one write (tb_store_delta_queue), instead of one
  * round trip per mailbox. A mailbox whose pass finds nothing to do is settled and
@@ -382,7 +399,7 @@ static int settle_one(struct ctx *x, struct entry *e, struct tb_delta *d[2])
 {
     for (int k = 0; k < 2; k++)
         if (d[k]->unreadable || (!d[k]->full && d[k]->uidvalidity != e->st->side[k].uidvalidity))
-            return tb_eng_sync_messages(x, e, false, e->subscribed); /* look again */
+            return sync_passes(x, e, false, e->subscribed, 1); /* look again */
     struct pass_io io;
     int rc = pass_io_load(x, e, false, &io);
     if (rc == 0)
@@ -400,8 +417,13 @@ static int settle_one(struct ctx *x, struct entry *e, struct tb_delta *d[2])
             e->unsettled = false;
         }
         tb_plan_free(&p);
-        if (writes) /* changed meanwhile: the ordinary passes, from the state */
-            rc = tb_eng_sync_messages(x, e, false, e->subscribed);
+        /* Changed meanwhile: the ordinary passes, from the state. Not from pass 0: its
+         * sources (the listing, the survey, X-REPLICATE) predate this run's writes and
+         * what this pass just saw; a pass 0 on them found nothing to do and recorded the
+         * mailbox as settled on numbers older than its own copies, and the X-REPLICATE
+         * position stored for them could then never report those copies' expunges. */
+        if (writes)
+            rc = sync_passes(x, e, false, e->subscribed, 1);
     }
     pass_io_free(&io);
     return rc;

@@ -154,6 +154,20 @@ static char *msgid_of(const char *ident)
     return tb_xstrndup(p, n);
 }
 
+/* How often earlier runs tried (and failed) to copy this message. */
+static int attempts_so_far(struct ctx *x, int side, uint32_t uid)
+{
+    struct tb_state_skip *rows = NULL;
+    size_t n = 0;
+    int attempts = 0;
+    if (tb_state_skips(x->st, x->skip_mailbox, &rows, &n) == 0)
+        for (size_t i = 0; i < n; i++)
+            if (rows[i].side == side && rows[i].uid == uid)
+                attempts = rows[i].attempts;
+    tb_state_skips_free(rows, n);
+    return attempts;
+}
+
 /* tb_copy_skipped_fn: ud is the ctx with the destination side in the low bit. */
 void tb_eng_on_skipped(void *ud, const struct tb_msg_info *m, const char *reason, bool permanent)
 {
@@ -176,10 +190,19 @@ void tb_eng_on_skipped(void *ud, const struct tb_msg_info *m, const char *reason
     k->reason = tb_xstrdup(reason);
     k->permanent = permanent;
     k->run = tb_xstrdup(x->run);
-    x->stats->skipped_messages++;
-    tb_log_warn("%s: mailbox %s: message UID %u (%u bytes, Message-ID %s) not copied to %s: %s",
+    /* Not delivered by the source is most often a race (expunged between the listing and
+     * the FETCH; Dovecot then answers BODY[] NIL): the next runs retry it and drop it once
+     * it is gone. Only a refusal, or the last of those tries, needs a person. */
+    bool last = permanent || attempts_so_far(x, src, m->uid) + 1 >= TB_SKIP_MAX_ATTEMPTS;
+    if (last)
+        x->stats->skipped_messages++;
+    else
+        x->stats->retry_messages++;
+    tb_log_warn("%s: mailbox %s: message UID %u (%u bytes, Message-ID %s) not copied to %s: "
+                "%s%s",
                 x->acct[src]->name, x->skip_mailbox, m->uid, m->size,
-                k->msgid[0] ? k->msgid : "none", x->acct[dst]->name, reason);
+                k->msgid[0] ? k->msgid : "none", x->acct[dst]->name, reason,
+                last ? "" : "; the next run tries again");
 }
 
 void tb_eng_skip_clear(struct ctx *x)

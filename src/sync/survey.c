@@ -165,6 +165,14 @@ static bool xr_delta(struct ctx *x, struct entry *e, int k, const struct tb_stat
     if (!x->xr_rel[k] || !sec || e->due[k] || sec->uidvalidity != b->uidvalidity ||
         tb_state_xrep_mailbox(x->st, k, e->canon, &hms) < 0 || hms == 0 || hms != b->highestmodseq)
         return false;
+    /* A pair at or above the state's UIDNEXT is a copy written after those numbers were
+     * read (by a run that died, or left the mailbox, before it read them again). The
+     * position holds the same UIDNEXT, so the server never reports that UID's expunge
+     * ("expunges of messages the position did not know are not reported"): only QRESYNC
+     * from the state's numbers sees it. */
+    for (size_t i = 0; i < n_pairs; i++)
+        if (pairs[i].uid[k] >= b->uidnext)
+            return false;
     if (!tb_xr_delta(sec, k, pairs, n_pairs, out))
         return false;
     x->stats->xr_deltas++;
