@@ -270,6 +270,13 @@ bool tb_numbers_ok(const char *p, size_t len, char *why, size_t whylen)
 
 /* ---- what libetpan 1.9.4 must not see ------------------------------------------------- */
 
+static size_t skip_blanks(const char *p, size_t len, size_t i)
+{
+    while (i < len && (p[i] == ' ' || p[i] == '\t'))
+        i++;
+    return i;
+}
+
 /* Scans p[0..len) for what libetpan must not see: a quoted string left open, or a literal
  * marker "{n}" that is not at the end of its line (libetpan allocates n bytes before it
  * looks at what follows: "{99999999999}x" cost a 4 GiB allocation, found by tests/fuzz).
@@ -290,15 +297,17 @@ static const char *scan_strings(const char *p, size_t len, long *brackets)
         } else if (p[i] == '[' || p[i] == ']') {
             *brackets += p[i] == '[' ? 1 : -1;
         } else if (p[i] == '{') {
-            size_t j = i + 1;
+            /* libetpan reads "{ 12 + }" as a literal marker too: blanks are skipped. */
+            size_t j = skip_blanks(p, len, i + 1), d = j;
             uint64_t n = 0;
             for (; j < len && p[j] >= '0' && p[j] <= '9'; j++)
                 if (n < ((uint64_t)1 << 40)) /* saturates: any larger is too large */
                     n = n * 10 + (uint64_t)(p[j] - '0');
-            if (j == i + 1)
+            if (j == d)
                 continue; /* no digits: not a literal */
+            j = skip_blanks(p, len, j);
             if (j < len && p[j] == '+')
-                j++;
+                j = skip_blanks(p, len, j + 1);
             if (j >= len || p[j] != '}')
                 continue;
             j++;
@@ -378,6 +387,8 @@ bool tb_code_span(const char *p, size_t len, size_t *start, size_t *end)
         if (i + n > len || strncasecmp(p + i, cond[k], n) != 0)
             continue;
         i += n;
+        while (i < len && (p[i] == ' ' || p[i] == '\t'))
+            i++; /* libetpan skips blanks here too ("* OK  [CODE]", found by tests/fuzz) */
         *start = *end = i;
         if (i < len && p[i] == '[') {
             const char *close = memchr(p + i, ']', len - i);
@@ -420,7 +431,8 @@ bool tb_etpan_safe(const char *p, size_t len, char *why, size_t whylen)
         snprintf(why, whylen, "unbalanced brackets");
         return false;
     }
-    if (!permanentflags_ok(p + s, e - s)) {
+    /* Anywhere in the response: however it is spaced, libetpan may take it for the code. */
+    if (!permanentflags_ok(p, len)) {
         snprintf(why, whylen, "malformed PERMANENTFLAGS");
         return false;
     }

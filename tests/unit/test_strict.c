@@ -45,6 +45,8 @@ int main(void)
     untagged("* NAMESPACE ((\"x\r\n", 0, "NAMESPACE with an open quoted string");
     untagged("* ANNOTATION x \"y\r\n", 0, "ANNOTATION with an open quoted string");
     untagged("* OK [PERMANENTFLAGS (%)] x\r\n", 0, "PERMANENTFLAGS whose first flag is bad");
+    untagged("* OK  [PERMANENTFLAGS (%)] x\r\n", 0, "... after two blanks");
+    untagged("* OK [PERMANENTFLAGS (%)x\r\n", 0, "... without ']'");
     untagged("* OK [PERMANENTFLAGS (\\Seen $Label1 \\*)] ok\r\n", 1, "a good PERMANENTFLAGS");
     untagged("* OK [ALERT] it said \"hi\r\n", 1, "an open quote in free text is text");
     untagged("* 1 FETCH (UID 1 BODY[] {3}\r\n\"ab)\r\n", 1, "a quote inside a literal");
@@ -54,6 +56,7 @@ int main(void)
              "a literal marker inside a line (libetpan would allocate its size)");
     untagged("* 1 FETCH (UID 1 BODY[] {99999999999999999999999999999999949}1\r0\n)\r\n", 0,
              "... with more digits than any size");
+    untagged("* STATUS {42222222222222 }}A}\r\n", 0, "... with blanks inside the braces");
     untagged("* 1 FETCH (UID 1 BODY[] {3}\r\nabc BODY[1] {2}\r\nxy)\r\n", 1, "two literals");
 
     struct tb_resp r;
