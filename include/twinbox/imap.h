@@ -95,6 +95,8 @@ bool tb_imap_compress_active(const struct tb_imap *c);
 bool tb_imap_preauth(const struct tb_imap *c);
 char tb_imap_separator(const struct tb_imap *c); /* personal namespace; 0 if unknown */
 const char *tb_imap_namespace_prefix(const struct tb_imap *c);
+/* Other users' and shared namespace prefixes, '\n'-separated ("" when none). */
+const char *tb_imap_namespace_others(const struct tb_imap *c);
 /* Wire statistics of the link: round trips (sends that follow received data) and bytes. */
 uint64_t tb_imap_turns(const struct tb_imap *c);
 uint64_t tb_imap_bytes_in(const struct tb_imap *c);

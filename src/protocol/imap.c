@@ -535,6 +535,7 @@ void tb_imap_free(struct tb_imap *c)
     free(c->handlers);
     free(c->greeting);
     free(c->ns_prefix);
+    free(c->ns_others);
     tb_secret_free(&c->password);
     /* Both handles live inside c: it is freed when libuv has closed the last one. */
     uv_timer_stop(&c->idle);
@@ -653,6 +654,11 @@ char tb_imap_separator(const struct tb_imap *c)
 const char *tb_imap_namespace_prefix(const struct tb_imap *c)
 {
     return c->ns_prefix ? c->ns_prefix : "";
+}
+
+const char *tb_imap_namespace_others(const struct tb_imap *c)
+{
+    return c->ns_others ? c->ns_others : "";
 }
 
 static const struct tb_link_stats *stats(const struct tb_imap *c)

@@ -53,6 +53,7 @@ struct tb_imap {
     struct tb_buf enabled; /* same form */
     char separator;
     char *ns_prefix;
+    char *ns_others; /* other users' and shared prefixes, '\n'-separated */
     /* pipeline */
     struct pending **waiting; /* FIFO not yet sent */
     size_t n_waiting, waiting_head, cap_waiting;

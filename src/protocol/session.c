@@ -43,9 +43,30 @@ static void caps_from_code(struct tb_imap *c, struct mailimap_resp_text_code *co
         set_caps_from_data(&c->caps, code->rc_data.rc_cap_data);
 }
 
+static void namespace_others(struct tb_imap *c, struct mailimap_namespace_item *item,
+                             struct tb_buf *out)
+{
+    (void)c;
+    for (clistiter *it = item && item->ns_data_list ? clist_begin(item->ns_data_list) : NULL; it;
+         it = clist_next(it)) {
+        struct mailimap_namespace_info *info = clist_content(it);
+        if (info->ns_prefix && info->ns_prefix[0] && !strchr(info->ns_prefix, '\n'))
+            tb_buf_printf(out, "%s\n", info->ns_prefix);
+    }
+}
+
 static void namespace_from(struct tb_imap *c, struct mailimap_namespace_data *ns)
 {
-    if (!ns || !ns->ns_personal || !ns->ns_personal->ns_data_list)
+    if (!ns)
+        return;
+    struct tb_buf others;
+    tb_buf_init(&others);
+    namespace_others(c, ns->ns_other, &others);
+    namespace_others(c, ns->ns_shared, &others);
+    free(c->ns_others);
+    c->ns_others = tb_xstrdup(tb_buf_cstr(&others));
+    tb_buf_free(&others);
+    if (!ns->ns_personal || !ns->ns_personal->ns_data_list)
         return;
     clistiter *it = clist_begin(ns->ns_personal->ns_data_list);
     if (!it)

@@ -243,6 +243,19 @@ bool tb_numbers_ok(const char *p, size_t len, char *why, size_t whylen)
         for (size_t k = 0; k < 5; k++)
             if (word_is(&sc, i, cond[k]))
                 return scan_code(&sc, i + strlen(cond[k]) + 1);
+        if (word_is(&sc, i, "SEARCH")) {
+            /* UIDs (or message numbers) of a SEARCH: each a non-zero 32-bit number. */
+            for (i += 7; i < len;) {
+                size_t s = i;
+                while (i < len && p[i] >= '0' && p[i] <= '9')
+                    i++;
+                if (i > s && !number_ok(p + s, i - s, UINT32_MAX, true))
+                    return fail(&sc, p + s, i - s, "number");
+                while (i < len && !(p[i] >= '0' && p[i] <= '9'))
+                    i++;
+            }
+            return true;
+        }
         if (word_is(&sc, i, "STATUS") || word_is(&sc, i, "VANISHED")) {
             if (word_is(&sc, i, "STATUS")) {
                 /* Skip the mailbox name (an atom may be all digits). */

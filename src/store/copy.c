@@ -11,6 +11,8 @@
 #include "protocol/cmd.h"
 #include "protocol/parse.h"
 #include "store/fetch.h"
+#include "store/copy_internal.h"
+#include "store/store_internal.h"
 #include "store/store.h"
 #include "twinbox/imap.h"
 
@@ -31,22 +33,6 @@ struct job {
     size_t len;
     int body_state; /* tb_fetch_body_state of the FETCH that carried it */
     char bad[64];   /* the first bytes of an unreadable FETCH seen while it was in flight */
-};
-
-struct tb_copy {
-    struct tb_store *src, *dst;
-    char *mailbox;
-    tb_copied_fn *done;
-    tb_copy_skipped_fn *skipped;
-    void *ud;
-    struct tb_msg_info *queue;
-    size_t n, cap, next;
-    int inflight;
-    size_t bytes_held;
-    uint64_t bytes;
-    /* Set by tb_copy_finish. After a failure, commands may still be in flight on the other
-     * connection; their callbacks still need cp, so the last job frees it. */
-    bool finished;
 };
 
 static void pump(struct tb_copy *cp);
@@ -111,8 +97,14 @@ void tb_copy_add(struct tb_copy *cp, const struct tb_msg_info *m)
     pump(cp);
 }
 
+void tb_copy_set_uid_floor(struct tb_copy *cp, uint32_t uid)
+{
+    cp->uid_floor = uid;
+}
+
 static void copy_free(struct tb_copy *cp)
 {
+    tb_copy_unknown_free(&cp->unknown);
     for (size_t i = cp->next; i < cp->n; i++)
         tb_msg_info_clear(&cp->queue[i]);
     free(cp->queue);
@@ -164,6 +156,10 @@ static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void 
         if (uid) {
             cp->bytes += j->len;
             cp->done(cp->ud, j->m.uid, uid, j->m.flags);
+        } else if (!r->code_unreadable && !tb_imap_has_cap(cp->dst->c, "UIDPLUS")) {
+            /* No UIDPLUS: the copy is found by identity once the batch is done. */
+            cp->bytes += j->len;
+            tb_copy_unknown_add(cp, &j->m, j->len);
         } else {
             /* The message is there under a UID we do not know: fail the pass, so its intent
              * stays and the next run pairs it by identity instead of copying it again. */
@@ -266,7 +262,12 @@ static void fetch_done(struct tb_imap *c, const struct tb_imap_result *r, void *
     }
     struct tb_cmd *cmd = tb_cmd_new("APPEND");
     tb_cmd_astring(cmd, cp->mailbox);
-    tb_cmd_printf(cmd, "(%s)", j->m.flags);
+    bool dropped = false;
+    char *keep = tb_store_perm_filter(cp->dst, cp->mailbox, j->m.flags, &dropped);
+    if (dropped)
+        cp->dst->flags_dropped++;
+    tb_cmd_printf(cmd, "(%s)", keep);
+    free(keep);
     char date[64];
     format_date(&j->m, date, sizeof(date));
     tb_cmd_atom(cmd, date);
@@ -302,6 +303,8 @@ int tb_copy_finish(struct tb_copy *cp, uint64_t *bytes)
     pump(cp);
     struct tb_store *both[2] = {cp->src, cp->dst};
     int rc = tb_store_wait(both, 2);
+    if (rc == 0 && cp->unknown.n)
+        rc = tb_copy_identify(cp);
     if (bytes)
         *bytes += cp->bytes;
     cp->finished = true;

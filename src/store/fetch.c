@@ -2,7 +2,7 @@
 #include "store/fetch.h"
 
 #include "protocol/mboxname.h"
-#include "sync/flags.h"
+#include "util/flags.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -31,6 +31,18 @@ static void flag_name(struct tb_buf *b, struct mailimap_flag *f)
         return;
     }
     tb_buf_puts(b, " ");
+}
+
+char *tb_flag_name(struct mailimap_flag *f)
+{
+    struct tb_buf b;
+    tb_buf_init(&b);
+    flag_name(&b, f);
+    if (b.len && b.data[b.len - 1] == ' ')
+        b.len--;
+    char *r = tb_xstrdup(tb_buf_cstr(&b));
+    tb_buf_free(&b);
+    return r;
 }
 
 static int64_t to_epoch(const struct mailimap_date_time *d, int *tz_minutes)

@@ -14,6 +14,8 @@ bool tb_fetch_to_info(struct mailimap_msg_att *att, struct tb_msg_info *m, const
 /* 0: no BODY[] section in this FETCH; 1: BODY[] NIL; 2: BODY[] with content. */
 int tb_fetch_body_state(struct mailimap_msg_att *att);
 void tb_msg_info_clear(struct tb_msg_info *m);
+/* One flag in its canonical spelling ("\\Seen", "$Label"), malloc'd. */
+char *tb_flag_name(struct mailimap_flag *f);
 void tb_list_to_info(struct mailimap_mailbox_list *ml, struct tb_mbox_info *b);
 void tb_status_apply(struct mailimap_mailbox_data_status *st, struct tb_mbox_info *boxes, size_t n);
 /* Collects a LIST (appended to *boxes) or STATUS (applied to its mailbox) response;

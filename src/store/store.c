@@ -1,4 +1,4 @@
-#include "store/store.h"
+#include "store/store_internal.h"
 
 #include "protocol/cmd.h"
 #include "protocol/parse.h"
@@ -74,9 +74,22 @@ void tb_store_free(struct tb_store *s)
     tb_imap_free(s->c);
     s->c = NULL;
     free(s->selected);
+    tb_store_perm_free(s);
     tb_mbox_infos_free(s->boxes, s->n_boxes);
     s->boxes = NULL;
     s->n_boxes = 0;
+}
+
+const struct tb_ns *tb_store_ns(struct tb_store *s)
+{
+    s->ns.sep = s->sep;
+    s->ns.prefix = s->c ? tb_imap_namespace_prefix(s->c) : "";
+    s->ns.others = s->c ? tb_imap_namespace_others(s->c) : "";
+    /* A prefix without its separator would glue names to it ("INBOX" + "Work"). */
+    size_t pl = strlen(s->ns.prefix);
+    if (pl && s->sep && s->ns.prefix[pl - 1] != s->sep)
+        s->ns.prefix = "";
+    return &s->ns;
 }
 
 int tb_store_wait(struct tb_store **stores, int n)
@@ -105,14 +118,6 @@ int tb_store_wait(struct tb_store **stores, int n)
 }
 
 /* A command whose NO/BAD fails the store (the engine then stops with that message). */
-struct op {
-    struct tb_store *s;
-    char what[320];
-    struct tb_uidset *modified;
-    struct tb_delta *delta; /* SELECT/FETCH of a delta: where its data goes */
-    bool fetch;             /* the delta's FETCH: its completion checks the delta */
-};
-
 void tb_store_fail(struct tb_store *s, enum tb_err_kind kind, const char *fmt, ...)
 {
     if (s->failed)
@@ -126,10 +131,7 @@ void tb_store_fail(struct tb_store *s, enum tb_err_kind kind, const char *fmt, .
     tb_error_set(&s->err, kind, "%s: %s", s->label, tmp);
 }
 
-static void delta_check(struct tb_delta *d);
-static size_t set_budget(const struct tb_store *s, size_t fixed);
-
-static void op_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
+void tb_store_op_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
 {
     (void)c;
     struct op *o = ud;
@@ -165,328 +167,18 @@ static void op_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
     if (r->status == TB_IMAP_OK && r->code_unreadable && o->modified)
         tb_store_fail(o->s, TB_ERR_PROTOCOL, "%s: response code out of range", o->what);
     if (r->status == TB_IMAP_OK && o->fetch)
-        delta_check(o->delta);
+        tb_store_delta_check(o->delta);
+    free(o->box);
     free(o);
 }
 
-static struct op *op_new(struct tb_store *s, const char *what)
+struct op *tb_store_op_new(struct tb_store *s, const char *what)
 {
     struct op *o = tb_xcalloc(1, sizeof(*o));
     o->s = s;
     snprintf(o->what, sizeof(o->what), "%s", what);
     s->pending++;
     return o;
-}
-
-/* ---- LIST with STATUS ---- */
-
-void tb_mbox_infos_free(struct tb_mbox_info *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(v[i].name);
-        free(v[i].special_use);
-    }
-    free(v);
-}
-
-static bool list_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
-{
-    (void)c;
-    struct tb_store *s = ((struct op *)ud)->s;
-    if (!r->data && r->kind == TB_RESP_UNTAGGED) {
-        /* Could be any mailbox: the listing no longer proves that a name is absent. */
-        if (!s->list_incomplete) {
-            char line[100];
-            size_t n = r->raw_len < 80 ? r->raw_len : 80;
-            for (size_t i = 0; i < n; i++)
-                line[i] = r->raw[i] >= 0x20 && r->raw[i] < 0x7f ? r->raw[i] : '?';
-            line[n] = 0;
-            snprintf(s->list_bad, sizeof(s->list_bad), "unreadable response: %s", line);
-        }
-        s->list_incomplete = true;
-        return true;
-    }
-    if (!tb_list_status_collect(r->data, &s->boxes, &s->n_boxes))
-        return false;
-    if (!s->sep && s->n_boxes && s->boxes[s->n_boxes - 1].sep)
-        s->sep = s->boxes[s->n_boxes - 1].sep;
-    return true;
-}
-
-void tb_store_list_start(struct tb_store *s)
-{
-    tb_mbox_infos_free(s->boxes, s->n_boxes);
-    s->boxes = NULL;
-    s->n_boxes = 0;
-    s->list_incomplete = false;
-    s->list_bad[0] = 0;
-    struct tb_cmd *cmd = tb_cmd_new("LIST");
-    tb_cmd_string(cmd, "");
-    tb_cmd_string(cmd, "*");
-    bool special = tb_imap_has_cap(s->c, "SPECIAL-USE");
-    tb_cmd_printf(cmd, "RETURN (SUBSCRIBED%s STATUS (MESSAGES UIDNEXT UIDVALIDITY%s))",
-                  special ? " SPECIAL-USE" : "",
-                  tb_imap_has_cap(s->c, "CONDSTORE") ? " HIGHESTMODSEQ" : "");
-    tb_imap_submit(s->c, cmd, 0, op_done, list_untagged, op_new(s, "LIST"));
-}
-
-/* ---- per-mailbox deltas ---- */
-
-void tb_delta_clear(struct tb_delta *d)
-{
-    for (size_t i = 0; i < d->n_msgs; i++)
-        tb_msg_info_clear(&d->msgs[i]);
-    free(d->msgs);
-    tb_uidset_free(&d->vanished);
-    free(d->unreadable);
-    memset(d, 0, sizeof(*d));
-}
-
-void tb_delta_unreadable(struct tb_delta *d, const char *why, const char *raw, size_t len)
-{
-    if (d->unreadable)
-        return; /* the first cause is the one worth showing */
-    size_t n = len;
-    while (n && (raw[n - 1] == '\n' || raw[n - 1] == '\r'))
-        n--;
-    struct tb_buf b;
-    tb_buf_init(&b);
-    tb_buf_printf(&b, n ? "%s: " : "%s", why);
-    /* The first bytes of the line, printable ASCII only: it goes into one log line. */
-    for (size_t i = 0; i < n && i < 80; i++)
-        tb_buf_printf(&b, "%c", raw[i] >= 0x20 && raw[i] < 0x7f ? raw[i] : '?');
-    if (n > 80)
-        tb_buf_puts(&b, "...");
-    d->unreadable = tb_xstrdup(tb_buf_cstr(&b));
-    tb_buf_free(&b);
-}
-
-/* Once the delta's FETCH completed: what it holds must be a consistent picture, or the pass
- * must not act on it. A VANISHED UID at or above UIDNEXT was never assigned (the server is
- * wrong, so nothing it said about this mailbox can be trusted); a full listing must list
- * exactly EXISTS messages, or absences in it prove nothing. */
-static void delta_check(struct tb_delta *d)
-{
-    if (!d || d->unreadable)
-        return;
-    char why[160];
-    if (!tb_uidset_empty(&d->vanished) && d->uidnext && tb_uidset_max(&d->vanished) >= d->uidnext) {
-        snprintf(why, sizeof(why), "VANISHED names UID %u, at or above UIDNEXT %u",
-                 tb_uidset_max(&d->vanished), d->uidnext);
-        d->unreadable = tb_xstrdup(why);
-        return;
-    }
-    if (d->full && (!d->have_exists || d->n_msgs != d->exists)) {
-        if (d->have_exists)
-            snprintf(why, sizeof(why), "the listing has %zu messages, EXISTS says %u", d->n_msgs,
-                     d->exists);
-        else
-            snprintf(why, sizeof(why), "the server sent no EXISTS");
-        d->unreadable = tb_xstrdup(why);
-    }
-}
-
-/* One FETCH of a delta: merged into the record of its UID (the same UID can arrive twice:
- * the SELECT's changes, then the new-message FETCH). A FETCH without a UID is unusable. */
-static bool delta_fetch(struct tb_delta *d, struct mailimap_msg_att *att, const struct tb_resp *r)
-{
-    struct tb_msg_info m;
-    if (!tb_fetch_to_info(att, &m, NULL, NULL)) {
-        tb_msg_info_clear(&m);
-        tb_delta_unreadable(d, "FETCH without UID", r->raw, r->raw_len);
-        return true;
-    }
-    for (size_t i = 0; i < d->n_msgs; i++) {
-        if (d->msgs[i].uid != m.uid)
-            continue;
-        struct tb_msg_info *x = &d->msgs[i];
-        if (m.flags) {
-            free(x->flags);
-            x->flags = m.flags;
-            m.flags = NULL;
-        }
-        if (m.ident) {
-            free(x->ident);
-            x->ident = m.ident;
-            m.ident = NULL;
-        }
-        if (m.size)
-            x->size = m.size;
-        if (m.internaldate) {
-            x->internaldate = m.internaldate;
-            x->tz_minutes = m.tz_minutes;
-        }
-        if (m.modseq)
-            x->modseq = m.modseq;
-        tb_msg_info_clear(&m);
-        return true;
-    }
-    if (d->n_msgs == d->cap_msgs) {
-        d->cap_msgs = d->cap_msgs ? d->cap_msgs * 2 : 256;
-        d->msgs = tb_xrealloc(d->msgs, d->cap_msgs * sizeof(*d->msgs));
-    }
-    d->msgs[d->n_msgs++] = m;
-    return true;
-}
-
-/* Routes SELECT/FETCH data into the delta of the command. Untagged data is offered to the
- * oldest command in flight first, and the server runs a connection's commands in order: all
- * data of one mailbox comes before the tagged completion of its FETCH, so several
- * mailboxes' SELECT+FETCH may be pipelined (tb_store_delta_queue) as long as each claims
- * what it recorded. A response nobody could parse, arriving while a delta is being read,
- * is claimed by that delta and makes it unreadable: it could have been any message. */
-static bool delta_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
-{
-    (void)c;
-    struct op *o = ud;
-    struct tb_delta *d = o->delta;
-    if (!d)
-        return false;
-    if (!r->data) {
-        if (r->kind != TB_RESP_UNTAGGED)
-            return false;
-        tb_delta_unreadable(d, "unreadable response", r->raw, r->raw_len);
-        return true;
-    }
-    struct mailimap_response_data *rd = r->data;
-    if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_MESSAGE_DATA &&
-        rd->rsp_data.rsp_message_data->mdt_type == MAILIMAP_MESSAGE_DATA_FETCH)
-        return delta_fetch(d, rd->rsp_data.rsp_message_data->mdt_msg_att, r);
-    if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_MESSAGE_DATA &&
-        rd->rsp_data.rsp_message_data->mdt_type == MAILIMAP_MESSAGE_DATA_EXPUNGE) {
-        if (d->exists)
-            d->exists--;
-        return true;
-    }
-    if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_MAILBOX_DATA &&
-        rd->rsp_data.rsp_mailbox_data->mbd_type == MAILIMAP_MAILBOX_DATA_EXISTS) {
-        d->exists = rd->rsp_data.rsp_mailbox_data->mbd_data.mbd_exists;
-        d->have_exists = true;
-        return true;
-    }
-    if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_EXTENSION_DATA) {
-        struct mailimap_extension_data *e = rd->rsp_data.rsp_extension_data;
-        if (e->ext_extension->ext_id == MAILIMAP_EXTENSION_QRESYNC &&
-            e->ext_type == MAILIMAP_QRESYNC_TYPE_VANISHED) {
-            struct mailimap_qresync_vanished *v = e->ext_data;
-            uint64_t before = tb_uidset_count(&d->vanished);
-            for (clistiter *it = clist_begin(v->qr_known_uids->set_list); it; it = clist_next(it)) {
-                struct mailimap_set_item *si = clist_content(it);
-                tb_uidset_add_range(&d->vanished, si->set_first, si->set_last);
-            }
-            /* Without EARLIER: expunged now, announced instead of EXPUNGE (RFC 7162). */
-            if (!v->qr_earlier) {
-                uint64_t gone = tb_uidset_count(&d->vanished) - before;
-                d->exists = gone >= d->exists ? 0 : d->exists - (uint32_t)gone;
-            }
-            return true;
-        }
-    }
-    if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_COND_STATE &&
-        rd->rsp_data.rsp_cond_state->rsp_text) {
-        struct mailimap_resp_text_code *code = rd->rsp_data.rsp_cond_state->rsp_text->rsp_code;
-        if (!code)
-            return false;
-        if (code->rc_type == MAILIMAP_RESP_TEXT_CODE_UIDVALIDITY) {
-            d->uidvalidity = code->rc_data.rc_uidvalidity;
-            return true;
-        }
-        if (code->rc_type == MAILIMAP_RESP_TEXT_CODE_UIDNEXT) {
-            d->uidnext = code->rc_data.rc_uidnext;
-            return true;
-        }
-        if (code->rc_type == MAILIMAP_RESP_TEXT_CODE_EXTENSION &&
-            code->rc_data.rc_ext_data->ext_extension->ext_id == MAILIMAP_EXTENSION_CONDSTORE) {
-            struct mailimap_condstore_resptextcode *cs = code->rc_data.rc_ext_data->ext_data;
-            if (cs->cs_type == MAILIMAP_CONDSTORE_RESPTEXTCODE_HIGHESTMODSEQ) {
-                d->highestmodseq = cs->cs_data.cs_modseq_value;
-                return true;
-            }
-        }
-    }
-    return false;
-}
-
-#define FETCH_ITEMS                                                                                \
-    "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM TO "        \
-    "SUBJECT)])"
-
-/* SELECT (QRESYNC from the base when base_modseq > 0); a fence unless `queued`. */
-static void select_mailbox(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
-                           uint64_t base_modseq, struct tb_delta *delta, bool queued)
-{
-    free(s->selected);
-    s->selected = tb_xstrdup(mailbox);
-    char what[300];
-    snprintf(what, sizeof(what), "mailbox %s: SELECT", mailbox);
-    struct tb_cmd *cmd = tb_cmd_new("SELECT");
-    tb_cmd_astring(cmd, mailbox);
-    if (base_modseq > 0)
-        tb_cmd_printf(cmd, "(QRESYNC (%u %llu))", base_uidvalidity,
-                      (unsigned long long)base_modseq);
-    else if (tb_imap_has_cap(s->c, "CONDSTORE"))
-        tb_cmd_atom(cmd, "(CONDSTORE)");
-    struct op *o = op_new(s, what);
-    o->delta = delta;
-    tb_imap_submit(s->c, cmd, queued ? 0 : TB_CMD_FENCE, op_done, delta ? delta_untagged : NULL, o);
-}
-
-static void delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
-                        uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
-                        struct tb_delta *out, bool queued)
-{
-    memset(out, 0, sizeof(*out));
-    bool qresync = base_modseq > 0 && base_uidvalidity > 0 && tb_imap_has_cap(s->c, "QRESYNC");
-    select_mailbox(s, mailbox, base_uidvalidity, qresync ? base_modseq : 0, out, queued);
-    /* QRESYNC's SELECT reports changed flags and vanished UIDs; new messages (UID >= the
-     * base UIDNEXT) are fetched with their identity. Without a base: everything. */
-    out->full = !qresync;
-    char what[300];
-    snprintf(what, sizeof(what), "mailbox %s: FETCH", mailbox);
-    /* Older UIDs asked for by name (skipped messages to retry), in as many commands as the
-     * line limit needs; a full listing has them anyway. */
-    out->by_name = qresync && extra;
-    if (qresync && extra) {
-        struct tb_buf set;
-        tb_buf_init(&set);
-        size_t budget = set_budget(s, strlen("UID FETCH ") + strlen(FETCH_ITEMS));
-        for (size_t pos = 0; pos < extra->n;) {
-            set.len = 0;
-            tb_uidset_render(extra, &pos, &set, budget);
-            struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
-            tb_cmd_printf(cmd, "%s " FETCH_ITEMS, set.data);
-            struct op *o = op_new(s, what);
-            o->delta = out;
-            tb_imap_submit(s->c, cmd, 0, op_done, delta_untagged, o);
-        }
-        tb_buf_free(&set);
-    }
-    struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
-    tb_cmd_printf(cmd, "%u:* " FETCH_ITEMS, qresync && base_uidnext ? base_uidnext : 1);
-    struct op *o = op_new(s, what);
-    o->delta = out;
-    o->fetch = true;
-    tb_imap_submit(s->c, cmd, 0, op_done, delta_untagged, o);
-}
-
-void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
-                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
-                          struct tb_delta *out)
-{
-    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, extra, out, false);
-}
-
-void tb_store_delta_queue(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
-                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
-                          struct tb_delta *out)
-{
-    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, extra, out, true);
-}
-
-void tb_store_select(struct tb_store *s, const char *mailbox)
-{
-    if (!s->selected || strcmp(s->selected, mailbox) != 0)
-        select_mailbox(s, mailbox, 0, 0, NULL, false);
 }
 
 /* ---- writes ---- */
@@ -499,7 +191,7 @@ void tb_store_create(struct tb_store *s, const char *mailbox, const char *specia
     tb_cmd_astring(cmd, mailbox);
     if (special_use && tb_imap_has_cap(s->c, "CREATE-SPECIAL-USE"))
         tb_cmd_printf(cmd, "(USE (%s))", special_use);
-    tb_imap_submit(s->c, cmd, 0, op_done, NULL, op_new(s, what));
+    tb_imap_submit(s->c, cmd, 0, tb_store_op_done, NULL, tb_store_op_new(s, what));
 }
 
 /* Dovecot disconnects a client whose selected mailbox is deleted ("BYE Selected mailbox
@@ -516,7 +208,8 @@ static void leave_mailbox(struct tb_store *s, const char *mailbox)
         cmd = tb_cmd_new("EXAMINE");
         tb_cmd_atom(cmd, "INBOX");
     }
-    tb_imap_submit(s->c, cmd, TB_CMD_BARRIER, op_done, NULL, op_new(s, "UNSELECT"));
+    tb_imap_submit(s->c, cmd, TB_CMD_BARRIER, tb_store_op_done, NULL,
+                   tb_store_op_new(s, "UNSELECT"));
     free(s->selected);
     s->selected = NULL;
 }
@@ -529,7 +222,7 @@ void tb_store_delete(struct tb_store *s, const char *mailbox)
     struct tb_cmd *cmd = tb_cmd_new("DELETE");
     tb_cmd_astring(cmd, mailbox);
     /* DELETE of the selected mailbox must not overtake commands still using it. */
-    tb_imap_submit(s->c, cmd, TB_CMD_BARRIER, op_done, NULL, op_new(s, what));
+    tb_imap_submit(s->c, cmd, TB_CMD_BARRIER, tb_store_op_done, NULL, tb_store_op_new(s, what));
 }
 
 void tb_store_rename(struct tb_store *s, const char *from, const char *to)
@@ -540,7 +233,7 @@ void tb_store_rename(struct tb_store *s, const char *from, const char *to)
     struct tb_cmd *cmd = tb_cmd_new("RENAME");
     tb_cmd_astring(cmd, from);
     tb_cmd_astring(cmd, to);
-    tb_imap_submit(s->c, cmd, TB_CMD_BARRIER, op_done, NULL, op_new(s, what));
+    tb_imap_submit(s->c, cmd, TB_CMD_BARRIER, tb_store_op_done, NULL, tb_store_op_new(s, what));
 }
 
 /* Existence of one name: STATUS and an exact LIST, pipelined. */
@@ -672,12 +365,12 @@ void tb_store_subscribe(struct tb_store *s, const char *mailbox, bool on)
     snprintf(what, sizeof(what), "mailbox %s: %s", mailbox, on ? "SUBSCRIBE" : "UNSUBSCRIBE");
     struct tb_cmd *cmd = tb_cmd_new(on ? "SUBSCRIBE" : "UNSUBSCRIBE");
     tb_cmd_astring(cmd, mailbox);
-    tb_imap_submit(s->c, cmd, 0, op_done, NULL, op_new(s, what));
+    tb_imap_submit(s->c, cmd, 0, tb_store_op_done, NULL, tb_store_op_new(s, what));
 }
 
 /* Room for the UID set of a command whose other parts take `fixed` bytes: the whole line
  * (tag and CRLF included) stays within the account's max-line. */
-static size_t set_budget(const struct tb_store *s, size_t fixed)
+size_t tb_store_set_budget(const struct tb_store *s, size_t fixed)
 {
     size_t overhead = fixed + 32; /* tag, spaces, CRLF */
     return s->max_line > overhead + 16 ? s->max_line - overhead : 16;
@@ -686,13 +379,25 @@ static size_t set_budget(const struct tb_store *s, size_t fixed)
 void tb_store_flags(struct tb_store *s, struct tb_uidset *uids, char op, const char *flags,
                     uint64_t unchangedsince, struct tb_uidset *modified)
 {
+    /* Flags the mailbox cannot keep are not sent (the server would refuse the command); the
+     * engine keeps them recorded for the side that has them. */
+    bool dropped = false;
+    char *keep = tb_store_perm_filter(s, s->selected, flags, &dropped);
+    if (dropped)
+        s->flags_dropped += tb_uidset_count(uids);
+    if (!keep[0] && op != '=') {
+        free(keep);
+        return;
+    }
+    flags = keep;
     char what[300];
     snprintf(what, sizeof(what), "mailbox %s: STORE", s->selected ? s->selected : "?");
     char fixed[64] = "";
     if (unchangedsince)
         snprintf(fixed, sizeof(fixed), "(UNCHANGEDSINCE %llu) ",
                  (unsigned long long)unchangedsince);
-    size_t budget = set_budget(s, strlen("UID STORE ") + strlen(fixed) + strlen(flags) + 20);
+    size_t budget =
+        tb_store_set_budget(s, strlen("UID STORE ") + strlen(fixed) + strlen(flags) + 20);
     struct tb_buf set;
     tb_buf_init(&set);
     /* Split so every line fits the server's limit: a line it refuses fails every run. */
@@ -704,11 +409,12 @@ void tb_store_flags(struct tb_store *s, struct tb_uidset *uids, char op, const c
         if (unchangedsince)
             tb_cmd_printf(cmd, "(UNCHANGEDSINCE %llu)", (unsigned long long)unchangedsince);
         tb_cmd_printf(cmd, "%sFLAGS.SILENT (%s)", op == '+' ? "+" : op == '-' ? "-" : "", flags);
-        struct op *o = op_new(s, what);
+        struct op *o = tb_store_op_new(s, what);
         o->modified = modified;
-        tb_imap_submit(s->c, cmd, 0, op_done, NULL, o);
+        tb_imap_submit(s->c, cmd, 0, tb_store_op_done, NULL, o);
     }
     tb_buf_free(&set);
+    free(keep);
 }
 
 /* The UID EXPUNGE commands of one tb_store_expunge, and what the server reported gone. */
@@ -786,7 +492,7 @@ void tb_store_expunge(struct tb_store *s, struct tb_uidset *uids, struct tb_uids
     tb_uidset_normalize(&o->want);
     /* Without QRESYNC the server reports expunges by sequence number: not checked. */
     o->kept = tb_imap_has_cap(s->c, "QRESYNC") ? kept : NULL;
-    size_t budget = set_budget(s, strlen("UID EXPUNGE "));
+    size_t budget = tb_store_set_budget(s, strlen("UID EXPUNGE "));
     struct tb_buf set;
     tb_buf_init(&set);
     for (size_t pos = 0; pos < uids->n;) {

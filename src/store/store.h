@@ -8,6 +8,7 @@
 #ifndef TWINBOX_STORE_STORE_H
 #define TWINBOX_STORE_STORE_H
 
+#include "protocol/mboxname.h"
 #include "twinbox/error.h"
 #include "util/buf.h"
 #include "util/uidset.h"
@@ -18,6 +19,8 @@
 
 struct tb_account;
 struct tb_imap;
+struct tb_store_perm;
+struct tb_store;
 
 struct tb_mbox_info {
     char *name; /* as on the wire (modified UTF-7), server separator */
@@ -54,7 +57,28 @@ struct tb_delta {
      * of range, a set beyond UIDNEXT): the delta is not a complete picture and the
      * mailbox's pass must be skipped. Holds the first bytes of the cause. */
     char *unreadable;
+    /* Without QRESYNC (CONDSTORE alone, or neither): the known messages' UIDs below
+     * base_uidnext that still exist, from UID SEARCH or the UID FLAGS listing; the
+     * completion turns what is missing into `vanished`. */
+    bool by_listing;
+    uint32_t base_uidnext;
+    struct tb_uidset present;
+    /* The SELECT's PERMANENTFLAGS (canonical, without "\\*"), when it sent them. */
+    bool perm_known, perm_keywords;
+    char *perm;
 };
+
+/* How a store reads a mailbox's changes since the state's numbers, from its capabilities. */
+enum tb_strategy {
+    TB_STRATEGY_QRESYNC,   /* SELECT (QRESYNC): changed flags and VANISHED in one answer */
+    TB_STRATEGY_CONDSTORE, /* flags by CHANGEDSINCE, expunges by UID SEARCH of known UIDs */
+    TB_STRATEGY_LISTING,   /* neither: UID FLAGS of every known message, diffed */
+};
+enum tb_strategy tb_store_strategy(const struct tb_store *s);
+const char *tb_strategy_name(enum tb_strategy st);
+/* Whether unchanged STATUS numbers prove a mailbox unchanged: only with HIGHESTMODSEQ (a
+ * flag change moves no other number). */
+bool tb_store_status_complete(const struct tb_store *s);
 
 struct tb_store {
     const char *label; /* account name, for messages */
@@ -66,6 +90,7 @@ struct tb_store {
     uint64_t max_message_size; /* the account's max-message-size */
     struct tb_error err;       /* why it failed (kind and one line), once failed */
     char sep;
+    struct tb_ns ns; /* the personal namespace, once ready (tb_store_ns) */
     /* collection targets of the command(s) in flight */
     struct tb_mbox_info *boxes;
     size_t n_boxes;
@@ -73,6 +98,10 @@ struct tb_store {
     bool list_incomplete;
     char list_bad[128];
     char *selected;
+    /* PERMANENTFLAGS seen per mailbox (perm.c) */
+    struct tb_store_perm *perm;
+    size_t n_perm;
+    uint64_t flags_dropped; /* messages sent with fewer flags than they have (PERMANENTFLAGS) */
 };
 
 void tb_store_init(struct tb_store *s, uv_loop_t *loop, const struct tb_account *acct,
@@ -80,6 +109,8 @@ void tb_store_init(struct tb_store *s, uv_loop_t *loop, const struct tb_account 
 /* LOGOUT on every ready, idle store at once, waiting for the answers. */
 void tb_store_logout(struct tb_store **stores, int n);
 void tb_store_free(struct tb_store *s);
+/* The personal namespace: NAMESPACE's prefix and separator, else "" and LIST's separator. */
+const struct tb_ns *tb_store_ns(struct tb_store *s);
 /* Marks the store failed (the first failure wins); the message gets the account name. */
 void tb_store_fail(struct tb_store *s, enum tb_err_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -155,6 +186,10 @@ void tb_xrep_reply_clear(struct tb_xrep_reply *r);
 /* SELECT without collecting anything, unless the mailbox is selected already: for writes
  * to a mailbox whose delta came from X-REPLICATE. */
 void tb_store_select(struct tb_store *s, const char *mailbox);
+/* The PERMANENTFLAGS the last SELECT of `mailbox` announced (flags canonical, without "\\*";
+ * keywords: "\\*" was listed); false when unknown (not selected in this session, or the
+ * server announced none: then every flag is kept). */
+bool tb_store_perm_get(struct tb_store *s, const char *mailbox, const char **flags, bool *keywords);
 
 void tb_store_create(struct tb_store *s, const char *mailbox, const char *special_use);
 void tb_store_delete(struct tb_store *s, const char *mailbox);
@@ -192,6 +227,9 @@ typedef void tb_copy_skipped_fn(void *ud, const struct tb_msg_info *m, const cha
 struct tb_copy *tb_copy_new(struct tb_store *src, struct tb_store *dst, const char *dst_mailbox,
                             tb_copied_fn *done, tb_copy_skipped_fn *skipped, void *ud);
 void tb_copy_add(struct tb_copy *cp, const struct tb_msg_info *m);
+/* The destination's UIDNEXT before the copies (at most): where a server without UIDPLUS
+ * is searched for them. */
+void tb_copy_set_uid_floor(struct tb_copy *cp, uint32_t uid);
 /* Runs until every added message is copied or skipped; bytes moved are added to *bytes.
  * -1 only when a store failed. */
 int tb_copy_finish(struct tb_copy *cp, uint64_t *bytes);

@@ -77,7 +77,7 @@ static int delete_other(struct ctx *x, struct entry *e, int g)
     printf("%s: deleted on %s, deleting on %s\n", e->canon, g ? "b" : "a", g ? "a" : "b");
     if (x->o->dry_run)
         return 0;
-    char *w = tb_name_wire(e->canon, x->s[1 - g].sep);
+    char *w = tb_name_wire(e->canon, tb_store_ns(&x->s[1 - g]));
     tb_store_delete(&x->s[1 - g], w);
     free(w);
     if (tb_store_wait(x->both, 2) < 0)
@@ -99,7 +99,7 @@ static int create_and_subscribe(struct ctx *x, struct entry *e, const bool prese
             printf("%s: %s on %s\n", e->canon, present[k] ? "subscribe" : "create", k ? "b" : "a");
             continue;
         }
-        char *w = tb_name_wire(e->canon, x->s[k].sep);
+        char *w = tb_name_wire(e->canon, tb_store_ns(&x->s[k]));
         if (!present[k]) {
             const struct tb_mbox_info *src = e->box[1 - k];
             tb_store_create(&x->s[k], w, src ? src->special_use : NULL);
@@ -197,6 +197,28 @@ static void free_entries(struct entry *ent, size_t n_ent)
     free(ent);
 }
 
+/* A name one side cannot hold (its separator inside a level, a hierarchy on a flat server)
+ * is never mangled into another name: the mailbox is left alone, with one warning. */
+static void unrepresentable(struct ctx *x, struct entry *ent, size_t n_ent)
+{
+    for (size_t i = 0; i < n_ent; i++) {
+        for (int k = 0; k < 2 && !ent[i].skip; k++) {
+            const char *why = NULL;
+            char *w = tb_mbox_wire(tb_store_ns(&x->s[k]), ent[i].canon, &why);
+            if (w) {
+                free(w);
+                continue;
+            }
+            if (tb_eng_wanted(x, ent[i].canon)) {
+                tb_log_warn("pair %s: mailbox %s cannot exist on %s (%s); left alone",
+                            x->pair->name, ent[i].canon, k ? "b" : "a", why);
+                x->stats->skipped_mailboxes++;
+            }
+            ent[i].skip = true;
+        }
+    }
+}
+
 /* LIST-STATUS (or X-REPLICATE) on both sides and the state's mailboxes, joined by
  * canonical name. */
 static int discover(struct ctx *x, struct entry **out, size_t *n_out)
@@ -217,7 +239,16 @@ static int discover(struct ctx *x, struct entry **out, size_t *n_out)
             struct tb_mbox_info *b = &x->s[k].boxes[i];
             if (b->noselect)
                 continue;
-            char *canon = tb_name_canon(b->name, b->sep ? b->sep : x->s[k].sep);
+            const char *why = NULL;
+            char *canon = tb_mbox_canon(tb_store_ns(&x->s[k]), b->name, &why);
+            if (!canon) {
+                /* Other namespaces are not the account's own mail: left out quietly. */
+                if (strcmp(why, "in another user's or a shared namespace") != 0 &&
+                    strcmp(why, "outside the personal namespace") != 0)
+                    tb_log_warn("pair %s: mailbox %s on %s: %s; left out", x->pair->name, b->name,
+                                k ? "b" : "a", why);
+                continue;
+            }
             struct entry *e = find_entry(ent, n_ent, canon);
             if (!e) {
                 e = &ent[n_ent++];
@@ -243,6 +274,7 @@ static int discover(struct ctx *x, struct entry **out, size_t *n_out)
         e->st->name = tb_xstrdup(smb[i].name);
     }
     tb_state_mailboxes_free(smb, n_smb);
+    unrepresentable(x, ent, n_ent);
     qsort(ent, n_ent, sizeof(*ent), cmp_entry); /* parents before children */
     *out = ent;
     *n_out = n_ent;
@@ -265,7 +297,7 @@ static int renamed_side(struct ctx *x, const struct entry *e)
     for (int k = 0; k < 2 && e->box[0]; k++)
         if (x->xr_rel[k] && e->box[k]->uidvalidity != e->st->side[k].uidvalidity &&
             e->box[1 - k]->uidvalidity == e->st->side[1 - k].uidvalidity &&
-            tb_xr_event(&x->xr[k], x->s[k].sep, TB_XREP_RENAMED, e->canon))
+            tb_xr_event(&x->xr[k], tb_store_ns(&x->s[k]), TB_XREP_RENAMED, e->canon))
             return k;
     return -1;
 }
@@ -291,9 +323,10 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
         /* By GUID when X-REPLICATE reported what became of the old name; else (no
          * X-REPLICATE, or a mailbox created after the stored position, which the
          * position does not know) by UIDVALIDITY. */
-        char *new_name = x->xr_rel[k] ? tb_xr_renamed_to(&x->xr[k], x->s[k].sep, e->canon) : NULL;
-        bool known = new_name || (x->xr_rel[k] &&
-                                  tb_xr_event(&x->xr[k], x->s[k].sep, TB_XREP_DELETED, e->canon));
+        char *new_name =
+            x->xr_rel[k] ? tb_xr_renamed_to(&x->xr[k], tb_store_ns(&x->s[k]), e->canon) : NULL;
+        bool known = new_name || (x->xr_rel[k] && tb_xr_event(&x->xr[k], tb_store_ns(&x->s[k]),
+                                                              TB_XREP_DELETED, e->canon));
         for (size_t j = 0; j < n_ent; j++) {
             struct entry *f = &ent[j];
             if (f->st || !f->box[k] || f->box[1 - k])
@@ -301,8 +334,8 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
             if (known ? !new_name || strcmp(new_name, f->canon) != 0
                       : f->box[k]->uidvalidity != e->st->side[k].uidvalidity)
                 continue;
-            char *from = tb_name_wire(e->canon, x->s[1 - k].sep);
-            char *to = tb_name_wire(f->canon, x->s[1 - k].sep);
+            char *from = tb_name_wire(e->canon, tb_store_ns(&x->s[1 - k]));
+            char *to = tb_name_wire(f->canon, tb_store_ns(&x->s[1 - k]));
             printf("%s: renamed on %s to %s, renaming on %s\n", e->canon, k ? "b" : "a", f->canon,
                    k ? "a" : "b");
             tb_store_rename(&x->s[1 - k], from, to);

@@ -5,7 +5,7 @@
 
 #include "protocol/xrep.h"
 #include "store/store.h"
-#include "sync/flags.h"
+#include "util/flags.h"
 #include "sync/names.h"
 #include "sync/plan.h"
 #include "sync/xr.h"
@@ -94,6 +94,7 @@ static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct
             continue;
         cp[k] = tb_copy_new(&x->s[1 - k], &x->s[k], wire[k], on_copied, tb_eng_on_skipped,
                             (void *)((uintptr_t)x | (uintptr_t)k));
+        tb_copy_set_uid_floor(cp[k], d[k]->uidnext);
         for (size_t i = 0; i < p->n_copies[k]; i++)
             tb_copy_add(cp[k], p->copies[k][i]);
     }
@@ -201,8 +202,10 @@ bool tb_eng_side_unchanged(const struct entry *e, int k)
      * QRESYNC rather than trust them. */
     if (e->sec[k] && e->sec[k]->resync)
         return false;
+    /* Without HIGHESTMODSEQ (a server without CONDSTORE) a flag change moves none of the
+     * numbers: only an empty mailbox is known unchanged, the others are listed every run. */
     return b && b->have_status && b->uidvalidity == s->uidvalidity && b->uidnext == s->uidnext &&
-           b->highestmodseq == s->highestmodseq;
+           b->highestmodseq == s->highestmodseq && (b->highestmodseq > 0 || b->messages == 0);
 }
 
 /* Starts the deltas of a pass. Pass 0 takes what the survey read (entry.pre); a side it did
@@ -342,7 +345,7 @@ static int sync_passes(struct ctx *x, struct entry *e, bool reset, bool subscrib
 {
     char *wire[2];
     for (int k = 0; k < 2; k++)
-        wire[k] = tb_name_wire(e->canon, x->s[k].sep);
+        wire[k] = tb_name_wire(e->canon, tb_store_ns(&x->s[k]));
     int rc = 0;
     bool settled = false;
     bool wrote[2] = {true, true}; /* by the previous pass, per side */
@@ -451,7 +454,7 @@ int tb_eng_settle_deferred(struct ctx *x, struct entry *ent, size_t n_ent)
                     tb_eng_delta_of_state(&dd[j][k], b);
                     continue;
                 }
-                char *w = tb_name_wire(e->canon, x->s[k].sep);
+                char *w = tb_name_wire(e->canon, tb_store_ns(&x->s[k]));
                 tb_store_delta_queue(&x->s[k], w, b->uidvalidity, b->highestmodseq, b->uidnext,
                                      NULL, &dd[j][k]);
                 free(w);

@@ -7,26 +7,27 @@
 #include <string.h>
 #include <strings.h>
 
-char *tb_name_canon(const char *wire, char sep)
+/* Legacy mapping for a name that discovery already found representable on this side. */
+static char *by_separator(const char *name, char from, char to)
 {
-    char *c = tb_xstrdup(wire);
-    if (strcasecmp(c, "INBOX") == 0)
-        memcpy(c, "INBOX", 5);
-    if (sep && sep != '/')
+    char *c = tb_xstrdup(name);
+    if (from && to && from != to)
         for (char *q = c; *q; q++)
-            if (*q == sep)
-                *q = '/';
+            if (*q == from)
+                *q = to;
     return c;
 }
 
-char *tb_name_wire(const char *canon, char sep)
+char *tb_name_canon(const char *wire, const struct tb_ns *ns)
 {
-    char *w = tb_xstrdup(canon);
-    if (sep && sep != '/')
-        for (char *q = w; *q; q++)
-            if (*q == '/')
-                *q = sep;
-    return w;
+    char *c = tb_mbox_canon(ns, wire, NULL);
+    return c ? c : by_separator(wire, ns->sep, '/');
+}
+
+char *tb_name_wire(const char *canon, const struct tb_ns *ns)
+{
+    char *w = tb_mbox_wire(ns, canon, NULL);
+    return w ? w : by_separator(canon, '/', ns->sep);
 }
 
 bool tb_pair_wants(const struct tb_pair *pair, const char *canon)

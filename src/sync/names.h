@@ -3,10 +3,13 @@
 #ifndef TWINBOX_SYNC_NAMES_H
 #define TWINBOX_SYNC_NAMES_H
 
+#include "protocol/mboxname.h"
+
 #include <stdbool.h>
 
-char *tb_name_canon(const char *wire, char sep);
-char *tb_name_wire(const char *canon, char sep);
+/* For names discovery already checked (tb_mbox_canon / tb_mbox_wire): never NULL. */
+char *tb_name_canon(const char *wire, const struct tb_ns *ns);
+char *tb_name_wire(const char *canon, const struct tb_ns *ns);
 
 struct tb_pair;
 /* The pair's mailboxes = / exclude = patterns (fnmatch) applied to a canonical name. */

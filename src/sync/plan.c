@@ -1,10 +1,11 @@
 #include "sync/plan.h"
 
-#include "sync/flags.h"
+#include "util/flags.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static int cmp_u32(const void *a, const void *b)
 {
@@ -84,16 +85,25 @@ static void expunge(struct tb_plan *p, int side, uint32_t uid)
     p->expunge[side][p->n_expunge[side]++] = uid;
 }
 
-/* Identity: Message-ID, size and INTERNALDATE (0 when equal). */
+static bool has_msgid(const char *ident)
+{
+    return ident && strcasestr(ident, "message-id:") != NULL;
+}
+
+/* Identity (0 when equal): the identity headers and INTERNALDATE, and the size unless the
+ * headers hold a Message-ID. Some servers add headers of their own to what they store
+ * (mailutils' mbox: X-UID, Status), so a copy's size differs from its original's; with a
+ * Message-ID, Date, From, To, Subject and INTERNALDATE all equal, two messages are the same
+ * message. Without a Message-ID the size still tells apart messages with equal headers. */
 static int same_ident(const struct tb_msg_info *x, const struct tb_msg_info *y)
 {
     int c = strcmp(x->ident ? x->ident : "", y->ident ? y->ident : "");
     if (c)
         return c;
-    if (x->size != y->size)
-        return x->size < y->size ? -1 : 1;
     if (x->internaldate != y->internaldate)
         return x->internaldate < y->internaldate ? -1 : 1;
+    if (!has_msgid(x->ident) && x->size != y->size)
+        return x->size < y->size ? -1 : 1;
     return 0;
 }
 
@@ -111,7 +121,7 @@ static long suspect(const struct tb_plan *p, const struct tb_state_intent *sus, 
                     const struct tb_msg_info *m)
 {
     for (size_t i = 0; i < n; i++) {
-        if (sus[i].side != side || sus[i].size != m->size ||
+        if (sus[i].side != side || (sus[i].size != m->size && !has_msgid(m->ident)) ||
             sus[i].internaldate != m->internaldate ||
             strcmp(sus[i].ident, m->ident ? m->ident : ""))
             continue;
@@ -143,6 +153,26 @@ static bool is_fresh(const struct tb_msg_info *m, int k, uint32_t base_next,
     if (m->uid >= base_next)
         return true;
     return skips && m->ident && tb_uidset_has(&skips->due[k], m->uid);
+}
+
+/* What side k's flags say once the flags its mailbox cannot keep (PERMANENTFLAGS) are
+ * counted as unchanged: a keyword a server cannot store was never removed there, it stays
+ * recorded for the side that has it. The store leaves such flags out of its writes. */
+static char *kept_as_is(const struct tb_delta *d, const char *flags, const char *base)
+{
+    if (!d->perm_known)
+        return tb_xstrdup(flags);
+    bool dropped = false;
+    char *storable = tb_flags_storable(base, d->perm, d->perm_keywords, &dropped);
+    if (!dropped) {
+        free(storable);
+        return tb_xstrdup(flags);
+    }
+    char *lost = tb_flags_minus(base, storable);
+    char *r = tb_flags_union(flags, lost);
+    free(storable);
+    free(lost);
+    return r;
 }
 
 void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t n_pairs,
@@ -180,17 +210,22 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
             continue;
         }
         const char *f[2];
-        for (int k = 0; k < 2; k++)
+        char *seen[2];
+        for (int k = 0; k < 2; k++) {
             f[k] = m[k] && m[k]->flags ? m[k]->flags : pr->flags;
-        char *merged = tb_flags_merge(pr->flags, f[0], f[1]);
-        if (!tb_flags_equal(f[0], pr->flags) && !tb_flags_equal(f[1], pr->flags) &&
-            !tb_flags_equal(f[0], f[1]))
+            seen[k] = kept_as_is(delta[k], f[k], pr->flags);
+        }
+        char *merged = tb_flags_merge(pr->flags, seen[0], seen[1]);
+        if (!tb_flags_equal(seen[0], pr->flags) && !tb_flags_equal(seen[1], pr->flags) &&
+            !tb_flags_equal(seen[0], seen[1]))
             p->conflicts++;
         for (int k = 0; k < 2; k++)
             converge(p, k, pr->uid[k], f[k], merged);
         if (!tb_flags_equal(merged, pr->flags))
             update(p, pr->uid[0], pr->uid[1], merged, false);
         free(merged);
+        free(seen[0]);
+        free(seen[1]);
     }
 
     /* New on each side: not paired, and at or above the recorded UIDNEXT. */

@@ -9,7 +9,7 @@
  * changed UIDVALIDITY is dropped; so is one whose message got copied or paired. */
 #include "sync/engine_internal.h"
 
-#include "sync/flags.h"
+#include "util/flags.h"
 #include "twinbox/config.h"
 #include "twinbox/log.h"
 #include "twinbox/state.h"

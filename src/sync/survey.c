@@ -57,7 +57,7 @@ static bool xr_unreadable(struct ctx *x, int k, const char *canon)
         const struct tb_xrep_section *sec = &x->xr[k].sec[i];
         if (sec->closed || !sec->name)
             continue;
-        char *c = tb_name_canon(sec->name, x->s[k].sep);
+        char *c = tb_name_canon(sec->name, tb_store_ns(&x->s[k]));
         bool hit = strcmp(c, canon) == 0;
         free(c);
         if (hit)
@@ -86,7 +86,7 @@ static bool quiet(const struct entry *e, int k)
     const struct tb_mbox_info *o = e->box[k];
     const struct tb_state_side *s = &e->st->side[k];
     return o && o->have_status && o->uidvalidity == s->uidvalidity && o->uidnext == s->uidnext &&
-           o->highestmodseq == s->highestmodseq;
+           o->highestmodseq == s->highestmodseq && (o->highestmodseq > 0 || o->messages == 0);
 }
 
 /* Step 1: a verdict for every wanted state mailbox present on one side only; mailboxes new
@@ -115,11 +115,12 @@ static int check_gone(struct ctx *x, struct entry *ent, size_t n_ent)
             leave_alone(x, e, "INBOX is missing from the LIST of %s", side_name(g));
             continue;
         }
-        if (x->xr_rel[g] && tb_xr_event(&x->xr[g], x->s[g].sep, TB_XREP_DELETED, e->canon)) {
+        if (x->xr_rel[g] &&
+            tb_xr_event(&x->xr[g], tb_store_ns(&x->s[g]), TB_XREP_DELETED, e->canon)) {
             e->gone = quiet(e, 1 - g) ? GONE_DELETE : GONE_RECREATE;
             continue;
         }
-        char *w = tb_name_wire(e->canon, x->s[g].sep);
+        char *w = tb_name_wire(e->canon, tb_store_ns(&x->s[g]));
         tb_store_exists(&x->s[g], w, &ex[i]);
         free(w);
         asked[i] = any = true;
@@ -206,7 +207,7 @@ static int start_delta(struct ctx *x, struct entry *e, int k, const struct tb_st
     tb_uidset_init(&extra);
     int rc = tb_eng_skip_refetch(x, e->canon, k, b->uidvalidity, &extra);
     if (rc == 0) {
-        char *w = tb_name_wire(e->canon, x->s[k].sep);
+        char *w = tb_name_wire(e->canon, tb_store_ns(&x->s[k]));
         tb_store_delta_queue(&x->s[k], w, b->uidvalidity, base_ms, b->uidnext, &extra, d);
         free(w);
     }

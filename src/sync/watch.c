@@ -67,7 +67,7 @@ static bool watch_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
             return false;
         w->changed = true; /* unreadable: let a sync look */
     } else if (!sd->reported && x->kind == TB_XREP_STATUS) {
-        char *canon = tb_name_canon(x->name, w->s[sd->k].sep);
+        char *canon = tb_name_canon(x->name, tb_store_ns(&w->s[sd->k]));
         const struct tb_state_mailbox *m = state_box(w, canon);
         if (tb_pair_wants(w->pair, canon)) {
             const struct tb_state_side *b = m ? &m->side[sd->k] : NULL;

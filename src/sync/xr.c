@@ -1,7 +1,7 @@
 #include "sync/xr.h"
 
 #include "protocol/xrep.h"
-#include "sync/flags.h"
+#include "util/flags.h"
 #include "sync/names.h"
 #include "util/buf.h"
 
@@ -9,12 +9,13 @@
 #include <string.h>
 
 /* Index of the first event of that kind whose (old) name is `canon`, or -1. */
-static long find_event(const struct tb_xrep_reply *r, char sep, int event, const char *canon)
+static long find_event(const struct tb_xrep_reply *r, const struct tb_ns *ns, int event,
+                       const char *canon)
 {
     for (size_t i = 0; i < r->n_ev; i++) {
         if (r->ev[i].event != event)
             continue;
-        char *a = tb_name_canon(r->ev[i].name, sep);
+        char *a = tb_name_canon(r->ev[i].name, ns);
         bool hit = strcmp(a, canon) == 0;
         free(a);
         if (hit)
@@ -23,15 +24,16 @@ static long find_event(const struct tb_xrep_reply *r, char sep, int event, const
     return -1;
 }
 
-bool tb_xr_event(const struct tb_xrep_reply *r, char sep, int event, const char *canon)
+bool tb_xr_event(const struct tb_xrep_reply *r, const struct tb_ns *ns, int event,
+                 const char *canon)
 {
-    return find_event(r, sep, event, canon) >= 0;
+    return find_event(r, ns, event, canon) >= 0;
 }
 
-char *tb_xr_renamed_to(const struct tb_xrep_reply *r, char sep, const char *canon)
+char *tb_xr_renamed_to(const struct tb_xrep_reply *r, const struct tb_ns *ns, const char *canon)
 {
-    long i = find_event(r, sep, TB_XREP_RENAMED, canon);
-    return i >= 0 && r->ev[i].new_name ? tb_name_canon(r->ev[i].new_name, sep) : NULL;
+    long i = find_event(r, ns, TB_XREP_RENAMED, canon);
+    return i >= 0 && r->ev[i].new_name ? tb_name_canon(r->ev[i].new_name, ns) : NULL;
 }
 
 /* Pairs are sorted by uid a; side b looks up through an index sorted by uid b. */

@@ -10,6 +10,7 @@
 #ifndef TWINBOX_SYNC_XR_H
 #define TWINBOX_SYNC_XR_H
 
+#include "protocol/mboxname.h"
 #include "store/store.h"
 #include "twinbox/state.h"
 
@@ -17,11 +18,11 @@
 
 /* Whether the reply reports event (enum tb_xrep_event) for the canonical name (for
  * RENAMED: the old one). */
-bool tb_xr_event(const struct tb_xrep_reply *r, char sep, int event, const char *canon);
+bool tb_xr_event(const struct tb_xrep_reply *r, const struct tb_ns *ns, int event, const char *canon);
 
 /* The canonical new name of a mailbox the reply reports renamed from `canon`, or NULL;
  * malloc'd. */
-char *tb_xr_renamed_to(const struct tb_xrep_reply *r, char sep, const char *canon);
+char *tb_xr_renamed_to(const struct tb_xrep_reply *r, const struct tb_ns *ns, const char *canon);
 
 /* Builds a tb_delta for side `side` from a section whose base is the state's: changed
  * messages get base flags + ADD - REMOVE. False (out left empty) when the section has

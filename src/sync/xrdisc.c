@@ -4,7 +4,7 @@
 
 #include "protocol/xrep.h"
 #include "store/store.h"
-#include "sync/flags.h"
+#include "util/flags.h"
 #include "sync/names.h"
 #include "sync/plan.h"
 #include "sync/xr.h"

@@ -25,7 +25,7 @@
 
 #include "protocol/framer.h"
 #include "store/fetch.h"
-#include "sync/flags.h"
+#include "util/flags.h"
 #include "util/buf.h"
 
 #include <ctype.h>

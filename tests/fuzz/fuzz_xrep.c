@@ -21,7 +21,7 @@
 #include "fuzz.h"
 
 #include "protocol/framer.h"
-#include "sync/flags.h"
+#include "util/flags.h"
 #include "sync/names.h"
 
 #include <strings.h>

@@ -1,5 +1,5 @@
 /* The 3-way flag merge of the sync contract. */
-#include "sync/flags.h"
+#include "util/flags.h"
 #include "tap.h"
 
 #include <stdlib.h>

@@ -2,8 +2,8 @@
  * A set is kept as a canonical string: sorted, space-separated, system flags in their
  * RFC 3501 spelling, \Recent dropped (it is session state, never replicated). Keywords
  * compare case-insensitively, as IMAP requires. */
-#ifndef TWINBOX_SYNC_FLAGS_H
-#define TWINBOX_SYNC_FLAGS_H
+#ifndef TWINBOX_UTIL_FLAGS_H
+#define TWINBOX_UTIL_FLAGS_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -16,5 +16,11 @@ char *tb_flags_merge(const char *base, const char *a, const char *b);
 bool tb_flags_equal(const char *x, const char *y);
 /* Flags in x that are not in y, canonical (for +FLAGS / -FLAGS stores). */
 char *tb_flags_minus(const char *x, const char *y);
+
+/* x + y, canonical. */
+char *tb_flags_union(const char *x, const char *y);
+/* The flags of `flags` a mailbox with these PERMANENTFLAGS can keep (perm canonical, without
+ * "\\*"; keywords: "\\*" was listed); *dropped (may be NULL) is set when some were left out. */
+char *tb_flags_storable(const char *flags, const char *perm, bool keywords, bool *dropped);
 
 #endif

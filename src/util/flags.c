@@ -1,4 +1,4 @@
-#include "sync/flags.h"
+#include "util/flags.h"
 
 #include "util/buf.h"
 
@@ -134,6 +134,37 @@ char *tb_flags_minus(const char *x, const char *y)
     char *r = join(&out);
     drop(&sx);
     drop(&sy);
+    drop(&out);
+    return r;
+}
+
+char *tb_flags_union(const char *x, const char *y)
+{
+    struct set sx = parse(x), sy = parse(y);
+    for (size_t i = 0; i < sy.n; i++)
+        if (!has(&sx, sy.v[i]))
+            add(&sx, sy.v[i], strlen(sy.v[i]));
+    char *r = join(&sx);
+    drop(&sx);
+    drop(&sy);
+    return r;
+}
+
+/* A system flag is storable when PERMANENTFLAGS lists it; a keyword when it lists "\*" or
+ * the keyword itself (RFC 3501 7.1). */
+char *tb_flags_storable(const char *flags, const char *perm, bool keywords, bool *dropped)
+{
+    struct set sf = parse(flags), sp = parse(perm), out = {NULL, 0};
+    for (size_t i = 0; i < sf.n; i++) {
+        bool ok = has(&sp, sf.v[i]) || (sf.v[i][0] != '\\' && keywords);
+        if (ok)
+            add(&out, sf.v[i], strlen(sf.v[i]));
+        else if (dropped)
+            *dropped = true;
+    }
+    char *r = join(&out);
+    drop(&sf);
+    drop(&sp);
     drop(&out);
     return r;
 }

@@ -1,0 +1,40 @@
+/* Internals of the copy pipe shared by copy.c (FETCH into APPEND) and identify.c (finding
+ * the UIDs of copies on a server without UIDPLUS). */
+#ifndef TWINBOX_STORE_COPY_INTERNAL_H
+#define TWINBOX_STORE_COPY_INTERNAL_H
+
+#include "store/store.h"
+
+/* Copies appended without a known UID: their source records (owned). */
+struct tb_copy_unknown {
+    struct tb_msg_info *m;
+    size_t n, cap;
+};
+
+struct tb_copy {
+    struct tb_store *src, *dst;
+    char *mailbox;
+    tb_copied_fn *done;
+    tb_copy_skipped_fn *skipped;
+    void *ud;
+    struct tb_msg_info *queue;
+    size_t n, cap, next;
+    int inflight;
+    size_t bytes_held;
+    uint64_t bytes;
+    /* Copies whose new UID the server did not tell (no UIDPLUS); the lowest UID they
+     * can have (the destination's UIDNEXT before the copy). */
+    struct tb_copy_unknown unknown;
+    uint32_t uid_floor;
+    /* Set by tb_copy_finish. After a failure, commands may still be in flight on the other
+     * connection; their callbacks still need cp, so the last job frees it. */
+    bool finished;
+};
+
+void tb_copy_unknown_add(struct tb_copy *cp, const struct tb_msg_info *m, size_t len);
+void tb_copy_unknown_free(struct tb_copy_unknown *u);
+/* Lists the destination's messages from cp->uid_floor on and pairs each unknown copy with
+ * the one of the same identity; -1 (store failed) when one cannot be found. */
+int tb_copy_identify(struct tb_copy *cp);
+
+#endif

@@ -1,0 +1,454 @@
+#include "store/store_internal.h"
+
+#include "protocol/cmd.h"
+#include "protocol/parse.h"
+#include "store/fetch.h"
+#include "twinbox/imap.h"
+#include "util/flags.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- per-mailbox deltas ---- */
+
+void tb_delta_clear(struct tb_delta *d)
+{
+    for (size_t i = 0; i < d->n_msgs; i++)
+        tb_msg_info_clear(&d->msgs[i]);
+    free(d->msgs);
+    tb_uidset_free(&d->vanished);
+    tb_uidset_free(&d->present);
+    free(d->unreadable);
+    free(d->perm);
+    memset(d, 0, sizeof(*d));
+}
+
+void tb_delta_unreadable(struct tb_delta *d, const char *why, const char *raw, size_t len)
+{
+    if (d->unreadable)
+        return; /* the first cause is the one worth showing */
+    size_t n = len;
+    while (n && (raw[n - 1] == '\n' || raw[n - 1] == '\r'))
+        n--;
+    struct tb_buf b;
+    tb_buf_init(&b);
+    tb_buf_printf(&b, n ? "%s: " : "%s", why);
+    /* The first bytes of the line, printable ASCII only: it goes into one log line. */
+    for (size_t i = 0; i < n && i < 80; i++)
+        tb_buf_printf(&b, "%c", raw[i] >= 0x20 && raw[i] < 0x7f ? raw[i] : '?');
+    if (n > 80)
+        tb_buf_puts(&b, "...");
+    d->unreadable = tb_xstrdup(tb_buf_cstr(&b));
+    tb_buf_free(&b);
+}
+
+/* Without QRESYNC the expunges are what is missing from the listing of the known messages
+ * (UID SEARCH, or the UID FLAGS listing): trusted only when that listing and the new
+ * messages together are exactly EXISTS. */
+static void listing_check(struct tb_delta *d)
+{
+    tb_uidset_normalize(&d->present);
+    uint64_t old = tb_uidset_count(&d->present), fresh = 0;
+    for (size_t i = 0; i < d->n_msgs; i++)
+        if (d->msgs[i].uid >= d->base_uidnext)
+            fresh++;
+    if (!d->have_exists || old + fresh != d->exists) {
+        char why[200];
+        if (d->have_exists)
+            snprintf(why, sizeof(why),
+                     "the listing has %llu known and %llu new messages, EXISTS says %u",
+                     (unsigned long long)old, (unsigned long long)fresh, d->exists);
+        else
+            snprintf(why, sizeof(why), "the server sent no EXISTS");
+        d->unreadable = tb_xstrdup(why);
+        return;
+    }
+    /* vanished = [1, base UIDNEXT) less what is present, as ranges */
+    uint32_t next = 1;
+    for (size_t i = 0; i < d->present.n && next < d->base_uidnext; i++) {
+        uint64_t lo = d->present.r[i].lo, hi = d->present.r[i].hi;
+        if (lo > next)
+            tb_uidset_add_range(
+                &d->vanished, next,
+                (uint32_t)(lo - 1 < d->base_uidnext - 1 ? lo - 1 : d->base_uidnext - 1));
+        if (hi + 1 > next)
+            next = hi + 1 > UINT32_MAX ? UINT32_MAX : (uint32_t)(hi + 1);
+    }
+    if (next < d->base_uidnext)
+        tb_uidset_add_range(&d->vanished, next, d->base_uidnext - 1);
+}
+
+/* Once the delta's FETCH completed: what it holds must be a consistent picture, or the pass
+ * must not act on it. A VANISHED UID at or above UIDNEXT was never assigned (the server is
+ * wrong, so nothing it said about this mailbox can be trusted); a full listing must list
+ * exactly EXISTS messages, or absences in it prove nothing. */
+void tb_store_delta_check(struct tb_delta *d)
+{
+    if (!d || d->unreadable)
+        return;
+    char why[160];
+    if (!tb_uidset_empty(&d->vanished) && d->uidnext && tb_uidset_max(&d->vanished) >= d->uidnext) {
+        snprintf(why, sizeof(why), "VANISHED names UID %u, at or above UIDNEXT %u",
+                 tb_uidset_max(&d->vanished), d->uidnext);
+        d->unreadable = tb_xstrdup(why);
+        return;
+    }
+    if (d->by_listing) {
+        listing_check(d);
+        return;
+    }
+    if (d->full && (!d->have_exists || d->n_msgs != d->exists)) {
+        if (d->have_exists)
+            snprintf(why, sizeof(why), "the listing has %zu messages, EXISTS says %u", d->n_msgs,
+                     d->exists);
+        else
+            snprintf(why, sizeof(why), "the server sent no EXISTS");
+        d->unreadable = tb_xstrdup(why);
+    }
+}
+
+/* One FETCH of a delta: merged into the record of its UID (the same UID can arrive twice:
+ * the SELECT's changes, then the new-message FETCH). A FETCH without a UID is unusable. */
+static bool delta_fetch(struct tb_delta *d, struct mailimap_msg_att *att, const struct tb_resp *r)
+{
+    struct tb_msg_info m;
+    if (!tb_fetch_to_info(att, &m, NULL, NULL)) {
+        tb_msg_info_clear(&m);
+        tb_delta_unreadable(d, "FETCH without UID", r->raw, r->raw_len);
+        return true;
+    }
+    if (d->by_listing && m.uid < d->base_uidnext)
+        tb_uidset_add(&d->present, m.uid); /* the UID FLAGS listing of the known messages */
+    /* Servers answer in UID order: a UID above the last one recorded is new to the delta. */
+    size_t from = d->n_msgs && m.uid > d->msgs[d->n_msgs - 1].uid ? d->n_msgs : 0;
+    for (size_t i = from; i < d->n_msgs; i++) {
+        if (d->msgs[i].uid != m.uid)
+            continue;
+        struct tb_msg_info *x = &d->msgs[i];
+        if (m.flags) {
+            free(x->flags);
+            x->flags = m.flags;
+            m.flags = NULL;
+        }
+        if (m.ident) {
+            free(x->ident);
+            x->ident = m.ident;
+            m.ident = NULL;
+        }
+        if (m.size)
+            x->size = m.size;
+        if (m.internaldate) {
+            x->internaldate = m.internaldate;
+            x->tz_minutes = m.tz_minutes;
+        }
+        if (m.modseq)
+            x->modseq = m.modseq;
+        tb_msg_info_clear(&m);
+        return true;
+    }
+    if (d->n_msgs == d->cap_msgs) {
+        d->cap_msgs = d->cap_msgs ? d->cap_msgs * 2 : 256;
+        d->msgs = tb_xrealloc(d->msgs, d->cap_msgs * sizeof(*d->msgs));
+    }
+    d->msgs[d->n_msgs++] = m;
+    return true;
+}
+
+/* A SELECT's PERMANENTFLAGS: remembered for the mailbox (writes are filtered by it) and
+ * given to the delta (the plan keeps what a side cannot store). */
+static void perm_of(struct op *o, clist *flags)
+{
+    struct tb_buf b;
+    tb_buf_init(&b);
+    bool keywords = false;
+    for (clistiter *it = flags ? clist_begin(flags) : NULL; it; it = clist_next(it)) {
+        struct mailimap_flag_perm *fp = clist_content(it);
+        if (fp->fl_type == MAILIMAP_FLAG_PERM_ALL) {
+            keywords = true;
+            continue;
+        }
+        char *one = tb_flag_name(fp->fl_flag);
+        tb_buf_printf(&b, "%s ", one);
+        free(one);
+    }
+    const char *list = tb_buf_cstr(&b);
+    if (o->box)
+        tb_store_perm_set(o->s, o->box, list, keywords);
+    if (o->delta) {
+        free(o->delta->perm);
+        o->delta->perm = tb_flags_canon(list);
+        o->delta->perm_known = true;
+        o->delta->perm_keywords = keywords;
+    }
+    tb_buf_free(&b);
+}
+
+/* A plain SELECT before writes: only its PERMANENTFLAGS are of interest. */
+static bool select_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
+{
+    (void)c;
+    struct op *o = ud;
+    if (!r->data || r->data->rsp_type != MAILIMAP_RESP_DATA_TYPE_COND_STATE ||
+        !r->data->rsp_data.rsp_cond_state->rsp_text)
+        return false;
+    struct mailimap_resp_text_code *code = r->data->rsp_data.rsp_cond_state->rsp_text->rsp_code;
+    if (!code || code->rc_type != MAILIMAP_RESP_TEXT_CODE_PERMANENTFLAGS)
+        return false;
+    perm_of(o, code->rc_data.rc_perm_flags);
+    return true;
+}
+
+/* Routes SELECT/FETCH data into the delta of the command. Untagged data is offered to the
+ * oldest command in flight first, and the server runs a connection's commands in order: all
+ * data of one mailbox comes before the tagged completion of its FETCH, so several
+ * mailboxes' SELECT+FETCH may be pipelined (tb_store_delta_queue) as long as each claims
+ * what it recorded. A response nobody could parse, arriving while a delta is being read,
+ * is claimed by that delta and makes it unreadable: it could have been any message. */
+static bool delta_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
+{
+    (void)c;
+    struct op *o = ud;
+    struct tb_delta *d = o->delta;
+    if (!d)
+        return false;
+    if (!r->data) {
+        if (r->kind != TB_RESP_UNTAGGED)
+            return false;
+        /* hoodiecrow: "* OK [HIGHESTMODSEQ NIL]" for a mailbox never written to. */
+        if (r->raw_len >= 26 && strncasecmp(r->raw, "* OK [HIGHESTMODSEQ NIL]", 24) == 0)
+            return true;
+        tb_delta_unreadable(d, "unreadable response", r->raw, r->raw_len);
+        return true;
+    }
+    struct mailimap_response_data *rd = r->data;
+    if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_MAILBOX_DATA &&
+        rd->rsp_data.rsp_mailbox_data->mbd_type == MAILIMAP_MAILBOX_DATA_SEARCH) {
+        if (!o->search)
+            return false;
+        clist *l = rd->rsp_data.rsp_mailbox_data->mbd_data.mbd_search;
+        for (clistiter *it = l ? clist_begin(l) : NULL; it; it = clist_next(it)) {
+            uint32_t uid = *(uint32_t *)clist_content(it);
+            if (uid >= d->base_uidnext) {
+                tb_delta_unreadable(d, "SEARCH answered a UID outside the range asked", r->raw,
+                                    r->raw_len);
+                break;
+            }
+            tb_uidset_add(&d->present, uid);
+        }
+        return true;
+    }
+    if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_MESSAGE_DATA &&
+        rd->rsp_data.rsp_message_data->mdt_type == MAILIMAP_MESSAGE_DATA_FETCH)
+        return delta_fetch(d, rd->rsp_data.rsp_message_data->mdt_msg_att, r);
+    if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_MESSAGE_DATA &&
+        rd->rsp_data.rsp_message_data->mdt_type == MAILIMAP_MESSAGE_DATA_EXPUNGE) {
+        if (d->exists)
+            d->exists--;
+        return true;
+    }
+    if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_MAILBOX_DATA &&
+        rd->rsp_data.rsp_mailbox_data->mbd_type == MAILIMAP_MAILBOX_DATA_EXISTS) {
+        d->exists = rd->rsp_data.rsp_mailbox_data->mbd_data.mbd_exists;
+        d->have_exists = true;
+        return true;
+    }
+    if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_EXTENSION_DATA) {
+        struct mailimap_extension_data *e = rd->rsp_data.rsp_extension_data;
+        if (e->ext_extension->ext_id == MAILIMAP_EXTENSION_QRESYNC &&
+            e->ext_type == MAILIMAP_QRESYNC_TYPE_VANISHED) {
+            struct mailimap_qresync_vanished *v = e->ext_data;
+            uint64_t before = tb_uidset_count(&d->vanished);
+            for (clistiter *it = clist_begin(v->qr_known_uids->set_list); it; it = clist_next(it)) {
+                struct mailimap_set_item *si = clist_content(it);
+                tb_uidset_add_range(&d->vanished, si->set_first, si->set_last);
+            }
+            /* Without EARLIER: expunged now, announced instead of EXPUNGE (RFC 7162). */
+            if (!v->qr_earlier) {
+                uint64_t gone = tb_uidset_count(&d->vanished) - before;
+                d->exists = gone >= d->exists ? 0 : d->exists - (uint32_t)gone;
+            }
+            return true;
+        }
+    }
+    if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_COND_STATE &&
+        rd->rsp_data.rsp_cond_state->rsp_text) {
+        struct mailimap_resp_text_code *code = rd->rsp_data.rsp_cond_state->rsp_text->rsp_code;
+        if (!code)
+            return false;
+        if (code->rc_type == MAILIMAP_RESP_TEXT_CODE_PERMANENTFLAGS) {
+            perm_of(o, code->rc_data.rc_perm_flags);
+            return true;
+        }
+        if (code->rc_type == MAILIMAP_RESP_TEXT_CODE_UIDVALIDITY) {
+            d->uidvalidity = code->rc_data.rc_uidvalidity;
+            return true;
+        }
+        if (code->rc_type == MAILIMAP_RESP_TEXT_CODE_UIDNEXT) {
+            d->uidnext = code->rc_data.rc_uidnext;
+            return true;
+        }
+        if (code->rc_type == MAILIMAP_RESP_TEXT_CODE_EXTENSION &&
+            code->rc_data.rc_ext_data->ext_extension->ext_id == MAILIMAP_EXTENSION_CONDSTORE) {
+            struct mailimap_condstore_resptextcode *cs = code->rc_data.rc_ext_data->ext_data;
+            if (cs->cs_type == MAILIMAP_CONDSTORE_RESPTEXTCODE_HIGHESTMODSEQ) {
+                d->highestmodseq = cs->cs_data.cs_modseq_value;
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+enum tb_strategy tb_store_strategy(const struct tb_store *s)
+{
+    if (tb_imap_has_cap(s->c, "QRESYNC"))
+        return TB_STRATEGY_QRESYNC;
+    if (tb_imap_has_cap(s->c, "CONDSTORE"))
+        return TB_STRATEGY_CONDSTORE;
+    return TB_STRATEGY_LISTING;
+}
+
+const char *tb_strategy_name(enum tb_strategy st)
+{
+    return st == TB_STRATEGY_QRESYNC ? "QRESYNC"
+           : st == TB_STRATEGY_CONDSTORE
+               ? "CONDSTORE (flags by CHANGEDSINCE, expunges by UID SEARCH)"
+               : "listing (UID FLAGS of every known message)";
+}
+
+bool tb_store_status_complete(const struct tb_store *s)
+{
+    return tb_store_strategy(s) != TB_STRATEGY_LISTING;
+}
+
+/* SELECT (QRESYNC from the base when base_modseq > 0); a fence unless `queued`. */
+static void select_mailbox(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
+                           uint64_t base_modseq, struct tb_delta *delta, bool queued)
+{
+    free(s->selected);
+    s->selected = tb_xstrdup(mailbox);
+    char what[300];
+    snprintf(what, sizeof(what), "mailbox %s: SELECT", mailbox);
+    struct tb_cmd *cmd = tb_cmd_new("SELECT");
+    tb_cmd_astring(cmd, mailbox);
+    if (base_modseq > 0)
+        tb_cmd_printf(cmd, "(QRESYNC (%u %llu))", base_uidvalidity,
+                      (unsigned long long)base_modseq);
+    else if (tb_imap_has_cap(s->c, "CONDSTORE"))
+        tb_cmd_atom(cmd, "(CONDSTORE)");
+    struct op *o = tb_store_op_new(s, what);
+    o->delta = delta;
+    o->box = tb_xstrdup(mailbox);
+    tb_imap_submit(s->c, cmd, queued ? 0 : TB_CMD_FENCE, tb_store_op_done,
+                   delta ? delta_untagged : select_untagged, o);
+}
+
+/* One command of a delta, its untagged data routed into it. */
+static struct op *delta_cmd(struct tb_store *s, struct tb_delta *out, const char *mailbox,
+                            const char *what, struct tb_cmd *cmd)
+{
+    char w[300];
+    snprintf(w, sizeof(w), "mailbox %s: %s", mailbox, what);
+    struct op *o = tb_store_op_new(s, w);
+    o->delta = out;
+    tb_imap_submit(s->c, cmd, 0, tb_store_op_done, delta_untagged, o);
+    return o;
+}
+
+/* Older UIDs asked for by name (skipped messages to retry), in as many commands as the line
+ * limit needs. */
+static void fetch_by_name(struct tb_store *s, const char *mailbox, struct tb_uidset *extra,
+                          struct tb_delta *out)
+{
+    struct tb_buf set;
+    tb_buf_init(&set);
+    size_t budget = tb_store_set_budget(s, strlen("UID FETCH ") + strlen(TB_FETCH_ITEMS));
+    for (size_t pos = 0; pos < extra->n;) {
+        set.len = 0;
+        tb_uidset_render(extra, &pos, &set, budget);
+        struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
+        tb_cmd_printf(cmd, "%s " TB_FETCH_ITEMS, set.data);
+        delta_cmd(s, out, mailbox, "FETCH", cmd);
+    }
+    tb_buf_free(&set);
+}
+
+/* The rungs below QRESYNC, for a mailbox with a base: the known messages' changed flags
+ * (CHANGEDSINCE) and which of them still exist (UID SEARCH), or, without CONDSTORE, the
+ * flags of every known message; what is missing is expunged (tb_store_delta_check). */
+static void known_messages(struct tb_store *s, const char *mailbox, uint64_t base_modseq,
+                           uint32_t base_uidnext, struct tb_delta *out)
+{
+    out->by_listing = true;
+    out->base_uidnext = base_uidnext;
+    if (base_uidnext <= 1)
+        return;
+    struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
+    if (tb_store_strategy(s) == TB_STRATEGY_CONDSTORE && base_modseq > 0) {
+        tb_cmd_printf(cmd, "1:%u (UID FLAGS) (CHANGEDSINCE %llu)", base_uidnext - 1,
+                      (unsigned long long)base_modseq);
+        delta_cmd(s, out, mailbox, "FETCH", cmd);
+        cmd = tb_cmd_new("UID SEARCH");
+        tb_cmd_printf(cmd, "UID 1:%u", base_uidnext - 1);
+        delta_cmd(s, out, mailbox, "SEARCH", cmd)->search = true;
+    } else {
+        tb_cmd_printf(cmd, "1:%u (UID FLAGS)", base_uidnext - 1);
+        delta_cmd(s, out, mailbox, "FETCH", cmd);
+    }
+}
+
+static void delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
+                        uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
+                        struct tb_delta *out, bool queued)
+{
+    memset(out, 0, sizeof(*out));
+    bool base = base_uidvalidity > 0 && base_uidnext > 0;
+    bool qresync = base && base_modseq > 0 && tb_store_strategy(s) == TB_STRATEGY_QRESYNC;
+    select_mailbox(s, mailbox, base_uidvalidity, qresync ? base_modseq : 0, out, queued);
+    /* QRESYNC's SELECT reports changed flags and vanished UIDs; without it the known
+     * messages are listed. New messages (UID >= the base UIDNEXT) are fetched with their
+     * identity. Without a base: everything. */
+    out->full = !base;
+    if (base && !qresync)
+        known_messages(s, mailbox, base_modseq, base_uidnext, out);
+    out->by_name = base && extra;
+    if (base && extra)
+        fetch_by_name(s, mailbox, extra, out);
+    struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
+    tb_cmd_printf(cmd, "%u:* " TB_FETCH_ITEMS, base ? base_uidnext : 1);
+    delta_cmd(s, out, mailbox, "FETCH", cmd)->fetch = true;
+}
+
+void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
+                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
+                          struct tb_delta *out)
+{
+    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, extra, out, false);
+}
+
+void tb_store_delta_queue(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
+                          uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
+                          struct tb_delta *out)
+{
+    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, extra, out, true);
+}
+
+void tb_store_select(struct tb_store *s, const char *mailbox)
+{
+    if (!s->selected || strcmp(s->selected, mailbox) != 0)
+        select_mailbox(s, mailbox, 0, 0, NULL, false);
+}
+
+void tb_store_fetch_from(struct tb_store *s, const char *mailbox, uint32_t from,
+                         struct tb_delta *out)
+{
+    memset(out, 0, sizeof(*out));
+    /* NOOP first: a server may report messages appended on this connection only then. */
+    struct tb_cmd *cmd = tb_cmd_new("NOOP");
+    delta_cmd(s, out, mailbox, "NOOP", cmd);
+    cmd = tb_cmd_new("UID FETCH");
+    tb_cmd_printf(cmd, "%u:* " TB_FETCH_ITEMS, from ? from : 1);
+    delta_cmd(s, out, mailbox, "FETCH", cmd);
+}
