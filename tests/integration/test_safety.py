@@ -190,7 +190,7 @@ class EvidenceTest(Pair):
         self.write_config(a_port=ev.port)
         self.seed()
         ic.load_messages(self.a, "alice", "Work", 1, size=500, seed=4, start=60)
-        rule = ev.on(r"UID FETCH 1:\* ", drop=r"\* 2 FETCH ")
+        rule = ev.on(r"UID FETCH 1:", drop=r"\* 2 FETCH ")
         r = self.sync(code=5)
         self.assertIn("EXISTS", r.err)
         self.assertGreaterEqual(rule.fired, 1)
