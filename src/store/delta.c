@@ -219,6 +219,14 @@ static bool delta_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
         /* hoodiecrow: "* OK [HIGHESTMODSEQ NIL]" for a mailbox never written to. */
         if (r->raw_len >= 26 && strncasecmp(r->raw, "* OK [HIGHESTMODSEQ NIL]", 24) == 0)
             return true;
+        /* GNU mailutils imap4d announces expunges as "* N EXPUNGED". */
+        unsigned n;
+        char word[10];
+        if (sscanf(r->raw, "* %u %9s", &n, word) == 2 && strcasecmp(word, "EXPUNGED") == 0) {
+            if (d->exists)
+                d->exists--;
+            return true;
+        }
         tb_delta_unreadable(d, "unreadable response", r->raw, r->raw_len);
         return true;
     }
@@ -445,10 +453,10 @@ void tb_store_fetch_from(struct tb_store *s, const char *mailbox, uint32_t from,
                          struct tb_delta *out)
 {
     memset(out, 0, sizeof(*out));
-    /* NOOP first: a server may report messages appended on this connection only then. */
-    struct tb_cmd *cmd = tb_cmd_new("NOOP");
-    delta_cmd(s, out, mailbox, "NOOP", cmd);
-    cmd = tb_cmd_new("UID FETCH");
+    /* SELECT again first: GNU mailutils imap4d (maildir) shows a selected session nothing
+     * appended after its SELECT, not even its own APPENDs. */
+    select_mailbox(s, mailbox, 0, 0, NULL, true);
+    struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
     tb_cmd_printf(cmd, "%u:* " TB_FETCH_ITEMS, from ? from : 1);
     delta_cmd(s, out, mailbox, "FETCH", cmd);
 }

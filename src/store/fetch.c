@@ -60,27 +60,69 @@ static int64_t to_epoch(const struct mailimap_date_time *d, int *tz_minutes)
     return (int64_t)timegm(&tm) - (int64_t)*tz_minutes * 60;
 }
 
-/* The identity part of a message: its Message-ID, Date, From, To and Subject header lines
- * (as the server returns them, in message order), whitespace runs folded to one space.
- * Two copies of one message have the same bytes, hence the same text; a message without a
- * Message-ID is still told apart from others of the same size and date by the rest. */
-static char *header_ident(const char *p, size_t n)
+/* One header field, unfolded, whitespace runs folded to one space, the name lower-case. */
+static char *field_text(const char *p, size_t n)
 {
     char *out = tb_xmalloc(n + 1);
     size_t o = 0;
-    bool space = false;
+    bool space = false, in_name = true;
     for (size_t i = 0; i < n; i++) {
-        if (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n') {
+        char ch = p[i];
+        if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n') {
             space = o > 0;
             continue;
         }
         if (space)
             out[o++] = ' ';
         space = false;
-        out[o++] = p[i];
+        if (ch == ':')
+            in_name = false;
+        out[o++] = in_name ? (char)tolower((unsigned char)ch) : ch;
     }
     out[o] = 0;
     return out;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The identity part of a message: its Message-ID, Date, From, To and Subject header fields,
+ * each unfolded and whitespace-folded, sorted, joined by one space. Sorted because servers
+ * return HEADER.FIELDS in message order (Dovecot) or in the order asked (GNU mailutils):
+ * two copies of one message must give the same text. A message without a Message-ID is
+ * still told apart from others of the same size and date by the rest. */
+static char *header_ident(const char *p, size_t n)
+{
+    char *fields[16];
+    size_t nf = 0;
+    for (size_t i = 0; i < n && nf < 16;) {
+        size_t start = i;
+        /* a field runs to a line break not followed by a blank (folding) */
+        while (i < n) {
+            if (p[i] == '\n' && (i + 1 >= n || (p[i + 1] != ' ' && p[i + 1] != '\t'))) {
+                i++;
+                break;
+            }
+            i++;
+        }
+        char *f = field_text(p + start, i - start);
+        if (f[0])
+            fields[nf++] = f;
+        else
+            free(f);
+    }
+    qsort(fields, nf, sizeof(*fields), cmp_str);
+    struct tb_buf b;
+    tb_buf_init(&b);
+    for (size_t i = 0; i < nf; i++) {
+        tb_buf_printf(&b, "%s%s", i ? " " : "", fields[i]);
+        free(fields[i]);
+    }
+    char *r = tb_xstrdup(tb_buf_cstr(&b));
+    tb_buf_free(&b);
+    return r;
 }
 
 bool tb_fetch_to_info(struct mailimap_msg_att *att, struct tb_msg_info *m, const char **body,

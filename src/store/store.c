@@ -476,11 +476,85 @@ static void expunge_done(struct tb_imap *c, const struct tb_imap_result *r, void
     expunge_release(o);
 }
 
+/* ---- EXPUNGE without UIDPLUS ----
+ * Plain EXPUNGE removes every message flagged \Deleted, also those the user flagged and did
+ * not expunge (a flag twinbox replicates, never a removal). So the others' \Deleted is taken
+ * off for the EXPUNGE and put back after it, as mbsync does. A client setting \Deleted on
+ * another message in between would see it expunged: without UIDPLUS there is no exact way. */
+struct plain_expunge {
+    struct tb_store *s;
+    struct tb_uidset want, found;
+};
+
+static bool plain_search_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
+{
+    (void)c;
+    struct plain_expunge *o = ud;
+    if (!r->data || r->data->rsp_type != MAILIMAP_RESP_DATA_TYPE_MAILBOX_DATA ||
+        r->data->rsp_data.rsp_mailbox_data->mbd_type != MAILIMAP_MAILBOX_DATA_SEARCH)
+        return false;
+    clist *l = r->data->rsp_data.rsp_mailbox_data->mbd_data.mbd_search;
+    for (clistiter *it = l ? clist_begin(l) : NULL; it; it = clist_next(it))
+        tb_uidset_add(&o->found, *(uint32_t *)clist_content(it));
+    return true;
+}
+
+static void plain_search_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
+{
+    (void)c;
+    struct plain_expunge *o = ud;
+    struct tb_store *s = o->s;
+    s->pending--;
+    if (r->status != TB_IMAP_OK) {
+        if (r->status != TB_IMAP_ABORTED)
+            tb_store_fail(s, TB_ERR_TEMP, "mailbox %s: UID SEARCH DELETED: %s",
+                          s->selected ? s->selected : "?", r->text);
+    } else {
+        struct tb_uidset others;
+        tb_uidset_init(&others);
+        tb_uidset_normalize(&o->found);
+        for (size_t i = 0; i < o->found.n; i++)
+            for (uint64_t u = o->found.r[i].lo; u <= o->found.r[i].hi; u++)
+                if (!tb_uidset_has(&o->want, (uint32_t)u))
+                    tb_uidset_add(&others, (uint32_t)u);
+        if (!tb_uidset_empty(&others))
+            tb_store_flags(s, &others, '-', "\\Deleted", 0, NULL);
+        char what[300];
+        snprintf(what, sizeof(what), "mailbox %s: EXPUNGE", s->selected ? s->selected : "?");
+        tb_imap_submit(s->c, tb_cmd_new("EXPUNGE"), TB_CMD_BARRIER, tb_store_op_done, NULL,
+                       tb_store_op_new(s, what));
+        if (!tb_uidset_empty(&others))
+            tb_store_flags(s, &others, '+', "\\Deleted", 0, NULL);
+        tb_uidset_free(&others);
+    }
+    tb_uidset_free(&o->want);
+    tb_uidset_free(&o->found);
+    free(o);
+}
+
+static void expunge_plain(struct tb_store *s, struct tb_uidset *uids)
+{
+    struct plain_expunge *o = tb_xcalloc(1, sizeof(*o));
+    o->s = s;
+    tb_uidset_init(&o->want);
+    tb_uidset_init(&o->found);
+    tb_uidset_add_set(&o->want, uids);
+    tb_uidset_normalize(&o->want);
+    struct tb_cmd *cmd = tb_cmd_new("UID SEARCH");
+    tb_cmd_atom(cmd, "DELETED");
+    s->pending++;
+    tb_imap_submit(s->c, cmd, TB_CMD_FENCE, plain_search_done, plain_search_untagged, o);
+}
+
 void tb_store_expunge(struct tb_store *s, struct tb_uidset *uids, struct tb_uidset *kept)
 {
     tb_store_flags(s, uids, '+', "\\Deleted", 0, NULL);
     if (tb_uidset_empty(uids))
         return;
+    if (!tb_imap_has_cap(s->c, "UIDPLUS")) {
+        expunge_plain(s, uids);
+        return;
+    }
     struct expunge_op *o = tb_xcalloc(1, sizeof(*o));
     o->s = s;
     o->ok = true;

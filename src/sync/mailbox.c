@@ -247,17 +247,23 @@ static int start_deltas(struct ctx *x, struct entry *e, char *wire[2], int pass,
     return 0;
 }
 
+/* Whether a side's UIDVALIDITY moved since the state's base: the mailbox was recreated
+ * between the listing and the SELECT, or the server gave it a new one (GNU mailutils'
+ * maildir does on the first APPEND to an empty mailbox). */
+static bool revalidated(const struct entry *e, struct tb_delta *d[2])
+{
+    for (int k = 0; k < 2; k++)
+        if (!d[k]->unreadable && !d[k]->full && e->st &&
+            d[k]->uidvalidity != e->st->side[k].uidvalidity)
+            return true;
+    return false;
+}
+
 /* A delta the pass must not act on: the mailbox is left alone this run. */
 static bool unusable(struct ctx *x, struct entry *e, struct tb_delta *d[2])
 {
     for (int k = 0; k < 2; k++) {
         const char *why = d[k]->unreadable;
-        char tmp[80];
-        /* Recreated between the listing and the SELECT: the base does not apply. */
-        if (!why && !d[k]->full && e->st && d[k]->uidvalidity != e->st->side[k].uidvalidity) {
-            snprintf(tmp, sizeof(tmp), "UIDVALIDITY changed during the run");
-            why = tmp;
-        }
         if (!why)
             continue;
         tb_log_warn("pair %s: mailbox %s: %s: %s; left alone this run", x->pair->name, e->canon,
@@ -361,6 +367,17 @@ static int sync_passes(struct ctx *x, struct entry *e, bool reset, bool subscrib
             /* Nothing recorded: the next run looks again. Not settled: a pass of this run
              * may have committed numbers older than its writes, which no X-REPLICATE
              * position may stand for. */
+            pass = MAX_PASSES;
+        } else if (rc == 0 && revalidated(e, d) && !reset && pass + 1 < MAX_PASSES) {
+            /* The base does not apply: matched again by identity from both listings, as a
+             * UIDVALIDITY change found by the listing is (nothing is removed that way). */
+            reset = true;
+            wrote[0] = wrote[1] = true;
+        } else if (rc == 0 && revalidated(e, d)) {
+            tb_log_warn("pair %s: mailbox %s: UIDVALIDITY changed during the run; left alone "
+                        "this run",
+                        x->pair->name, e->canon);
+            x->stats->skipped_mailboxes++;
             pass = MAX_PASSES;
         } else if (rc == 0 && (rc = tb_eng_skip_classify(x, e->canon, d, &io.sk, io.gone)) == 0) {
             rc = run_pass(x, e, wire, d, &io, reset, subscribed, wrote, &writes);

@@ -66,6 +66,22 @@ static void converge(struct tb_plan *p, int side, uint32_t uid, const char *cur,
     free(rem);
 }
 
+/* converge() to what side k's mailbox can keep: a store of flags it cannot keep would be
+ * dropped by the store and planned again on every pass. */
+static void converge_kept(struct tb_plan *p, const struct tb_delta *d, int side, uint32_t uid,
+                          const char *cur, const char *want)
+{
+    if (!d->perm_known) {
+        converge(p, side, uid, cur, want);
+        return;
+    }
+    char *kept = tb_flags_storable(want, d->perm, d->perm_keywords, NULL);
+    char *now = tb_flags_storable(cur, d->perm, d->perm_keywords, NULL);
+    converge(p, side, uid, now, kept);
+    free(kept);
+    free(now);
+}
+
 static void update(struct tb_plan *p, uint32_t ua, uint32_t ub, const char *flags, bool remove)
 {
     if (p->n_updates == p->cap_updates) {
@@ -220,7 +236,7 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
             !tb_flags_equal(seen[0], seen[1]))
             p->conflicts++;
         for (int k = 0; k < 2; k++)
-            converge(p, k, pr->uid[k], f[k], merged);
+            converge_kept(p, delta[k], k, pr->uid[k], f[k], merged);
         if (!tb_flags_equal(merged, pr->flags))
             update(p, pr->uid[0], pr->uid[1], merged, false);
         free(merged);
@@ -258,8 +274,8 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
             long s0 = suspect(p, sus, n_sus, 0, a);
             resolve(p, s0 >= 0 ? s0 : suspect(p, sus, n_sus, 1, b));
             char *merged = tb_flags_merge("", a->flags, b->flags);
-            converge(p, 0, a->uid, a->flags, merged);
-            converge(p, 1, b->uid, b->flags, merged);
+            converge_kept(p, delta[0], 0, a->uid, a->flags, merged);
+            converge_kept(p, delta[1], 1, b->uid, b->flags, merged);
             update(p, a->uid, b->uid, merged, false);
             free(merged);
         } else {

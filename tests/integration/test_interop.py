@@ -4,7 +4,8 @@ checked through imaplib with each side's namespace prefix stripped; then a no-op
 writes nothing (its round trips are printed for the note's table)."""
 import unittest
 
-from tests.integration.interop import InteropBase
+from tests.fixture.dovecot import Dovecot
+from tests.integration.interop import InteropBase, view
 
 
 def _report(name, turns):
@@ -36,6 +37,93 @@ class CourierTest(InteropBase):
 
     def test_randomized(self):
         _report(self.b.name, self.run_randomized())
+
+
+class Imap4dTest(InteropBase):
+    """No UIDPLUS, CONDSTORE, LIST-STATUS nor keywords; maildir drops APPEND flags."""
+
+    def make_b(self):
+        from tests.fixture.imap4d import Imap4d
+        fx = Imap4d(users={"alice": "secret"}, mail_format="maildir").start()
+        # Its RENAME gives the messages new UIDs under the same UIDVALIDITY (RFC 3501
+        # violation): a rename made there reads as expunges plus new messages.
+        fx.rename_renumbers = True
+        return fx
+
+    def test_randomized(self):
+        _report(self.b.name, self.run_randomized())
+
+    def test_keywords_stay_on_the_side_that_has_them(self):
+        self.append(self.a, "INBOX", 2, 1, 0)
+        self.sync()
+        uid = self.uids(self.a, "INBOX")[0]
+        self.store(self.a, "INBOX", uid, "+FLAGS", "$Todo \\Flagged")
+        r = self.sync()
+        self.assertRegex(r.out, r"flag updates 1,")
+        self.sync()
+        va, vb = view(self.a), view(self.b)
+        self.assertIn("$Todo", va["INBOX"][0][1] + va["INBOX"][1][1], "the keyword stays on a")
+        self.assertSame()
+
+
+class HoodiecrowTest(InteropBase):
+    def make_b(self):
+        from tests.fixture.hoodiecrow import Hoodiecrow
+        fx = Hoodiecrow(users={"alice": "secret"}).start()
+        # STATUS of a missing mailbox is BAD there, which proves nothing: a mailbox deleted
+        # on hoodiecrow is left alone (test below), so the random rounds delete only on a.
+        fx.status_bad_when_missing = True
+        return fx
+
+    def test_randomized(self):
+        _report(self.b.name, self.run_randomized())
+
+    def test_deletion_without_evidence_is_left_alone(self):
+        self.append(self.a, "Box", 2, 1, 0)
+        self.sync()
+        c = self.b.client()
+        c.delete(self.b.mailbox("Box"))
+        c.logout()
+        r = self.sync(code=5)
+        self.assertIn("STATUS: BAD", r.err)
+        self.assertIn("Box", view(self.a), "nothing deleted on a")
+
+
+class GmailLikeTest(InteropBase):
+    def make_b(self):
+        from tests.fixture import mimic
+        self.dv_b = Dovecot(users={"alice": "secret"}, separator="/").start()
+        self.addCleanup(self.dv_b.stop)
+        return mimic.gmail_like(self.dv_b)
+
+    def test_randomized(self):
+        _report(self.b.name, self.run_randomized())
+
+
+class M365LikeTest(InteropBase):
+    def make_b(self):
+        from tests.fixture import mimic
+        self.dv_b = Dovecot(users={"alice": "secret"}, separator="/").start()
+        self.addCleanup(self.dv_b.stop)
+        return mimic.m365_like(self.dv_b)
+
+    def test_randomized(self):
+        _report(self.b.name, self.run_randomized())
+
+
+class CyrusCourierTest(InteropBase):
+    """Two servers with the "INBOX." prefix, neither of them Dovecot."""
+
+    def make_a(self):
+        from tests.fixture.cyrus import Cyrus
+        return Cyrus(users={"alice": "secret"}).start()
+
+    def make_b(self):
+        from tests.fixture.courier import Courier
+        return Courier(users={"alice": "secret"}).start()
+
+    def test_randomized(self):
+        _report("cyrus-courier", self.run_randomized())
 
 
 if __name__ == "__main__":
