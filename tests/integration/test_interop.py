@@ -66,6 +66,42 @@ class Imap4dTest(InteropBase):
         self.assertSame()
 
 
+    def test_kill_9_during_copy(self):
+        """Without UIDPLUS a copy's UID is found by identity after the batch: a run killed
+        between its APPENDs and that search leaves copies the rerun must pair, not copy
+        again."""
+        import signal
+        import subprocess
+        import time
+        from tests.integration.common import binary
+        killed = 0
+        for trial in range(3):
+            self.append(self.a, "INBOX", 40, 20 + trial, 0)
+            before = self.count(self.b, "INBOX")
+            p = subprocess.Popen([binary("twinbox"), "-c", self.cfg, "sync"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 60
+            while p.poll() is None and time.monotonic() < deadline:
+                if self.count(self.b, "INBOX") > before + 5 * (trial + 1):
+                    p.send_signal(signal.SIGKILL)
+                    killed += 1
+                    break
+                time.sleep(0.005)
+            p.wait(timeout=60)
+            time.sleep(0.3)  # the killed session's last APPENDs land
+            self.sync()
+            self.assertSame(f"after kill {trial}")
+        print(f"\nkilled {killed} of 3 runs mid-copy")
+
+    def count(self, fx, name):
+        c = fx.client()
+        try:
+            typ, data = c.status(fx.mailbox(name), "(MESSAGES)")
+            return int(data[0].split(b"MESSAGES ")[1].rstrip(b")"))
+        finally:
+            c.logout()
+
+
 class HoodiecrowTest(InteropBase):
     def make_b(self):
         from tests.fixture.hoodiecrow import Hoodiecrow

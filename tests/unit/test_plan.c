@@ -87,5 +87,28 @@ int main(void)
     tb_plan_free(&p);
     tb_delta_clear(&fa);
     tb_delta_clear(&fb);
+    {
+        /* b cannot keep keywords (PERMANENTFLAGS without \*): base \Seen $Todo, b shows
+         * \Seen: not a removal of $Todo; a's +\Flagged goes to b without $Todo. */
+        struct tb_state_msg kp[] = {{{1, 21}, "$Todo \\Seen"}};
+        struct tb_delta ka = {0}, kb = {0};
+        struct tb_delta *kd[2] = {&ka, &kb};
+        msg(&ka, 1, "$Todo \\Flagged \\Seen", NULL);
+        msg(&kb, 21, "\\Seen", NULL);
+        kb.perm_known = true;
+        kb.perm = strdup("\\Flagged \\Seen");
+        uint32_t kn[2] = {2, 22};
+        struct tb_plan kpl;
+        tb_plan_compute(&kpl, kp, 1, kd, kn, NULL, 0, NULL);
+        const struct tb_flag_group *kg = group(&kpl, 1, '+');
+        CHECK(kg && strcmp(kg->flags, "\\Flagged") == 0 && kpl.n_groups[1] == 1,
+              "b gets only what it can keep");
+        CHECK(kpl.n_groups[0] == 0, "a keeps $Todo (b never removed it)");
+        CHECK(kpl.n_updates == 1 && strcmp(kpl.updates[0].flags, "$Todo \\Flagged \\Seen") == 0,
+              "the base keeps the keyword");
+        tb_plan_free(&kpl);
+        tb_delta_clear(&ka);
+        tb_delta_clear(&kb);
+    }
     return tap_done();
 }
