@@ -120,6 +120,10 @@ int tb_cli_sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
            stats.xr[0] ? "yes" : "no", stats.xr[1] ? "yes" : "no",
            (unsigned long long)stats.xr_deltas, (unsigned long long)stats.skipped_messages,
            (unsigned long long)stats.skipped_mailboxes);
+    if (stats.flags_unstorable)
+        printf("%s: %llu messages written without flags their mailbox cannot keep "
+               "(PERMANENTFLAGS); those flags stay on the other side\n",
+               pair->name, (unsigned long long)stats.flags_unstorable);
     tb_sync_stats_free(&stats);
 out:
     tb_state_unlock(lockfd);

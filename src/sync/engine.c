@@ -230,6 +230,15 @@ static int discover(struct ctx *x, struct entry **out, size_t *n_out)
     int rc = tb_eng_list_both(x);
     if (rc != 0)
         return rc;
+    for (int k = 0; k < 2; k++) {
+        const struct tb_ns *ns = tb_store_ns(&x->s[k]);
+        tb_log_debug(1, "pair %s: %s: %s; discovery %s; namespace \"%s\" separator '%c'%s",
+                     x->pair->name, k ? "b" : "a", tb_strategy_name(tb_store_strategy(&x->s[k])),
+                     tb_imap_has_cap(x->s[k].c, "LIST-STATUS") ? "LIST-STATUS"
+                                                               : "LIST, LSUB and STATUS",
+                     ns->prefix, ns->sep ? ns->sep : '-',
+                     tb_imap_has_cap(x->s[k].c, "UIDPLUS") ? "" : "; no UIDPLUS");
+    }
     if (tb_state_mailboxes(x->st, &smb, &n_smb) < 0)
         return tb_eng_state_fail(x, "read");
     size_t cap = x->s[0].n_boxes + x->s[1].n_boxes + n_smb + 1, n_ent = 0;
@@ -442,6 +451,7 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
 out:
     for (int k = 0; k < 2; k++) {
         stats->turns[k] = tb_imap_turns(x.s[k].c);
+        stats->flags_unstorable += x.s[k].flags_dropped;
         stats->xr[k] = x.xr_used[k];
     }
     free_entries(ent, n_ent);

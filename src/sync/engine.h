@@ -31,6 +31,7 @@ struct tb_sync_stats {
     uint64_t skipped_messages;  /* copies skipped for good this run (each had a warning) */
     uint64_t retry_messages;    /* copies the source did not deliver, retried next run */
     uint64_t skipped_mailboxes; /* mailboxes left alone this run (each one had a warning) */
+    uint64_t flags_unstorable;  /* messages written with fewer flags: PERMANENTFLAGS */
     /* The mass-change guard (max-delete): per side, what the run would remove (expunges
      * plus the messages of mailboxes it would delete) out of what the side holds. */
     struct {

@@ -334,6 +334,7 @@ static int run_pass(struct ctx *x, struct entry *e, char *wire[2], struct tb_del
         if (rc == 0)
             rc = commit_pass(x, e, d, &p, modified, reset, subscribed, io->sus, io->gone);
         x->stats->conflicts += p.conflicts;
+        x->stats->flags_unstorable += p.unstorable;
     }
     tb_eng_clear_copied(x);
     tb_eng_skip_clear(x);

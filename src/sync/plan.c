@@ -75,8 +75,11 @@ static void converge_kept(struct tb_plan *p, const struct tb_delta *d, int side,
         converge(p, side, uid, cur, want);
         return;
     }
-    char *kept = tb_flags_storable(want, d->perm, d->perm_keywords, NULL);
+    bool dropped = false;
+    char *kept = tb_flags_storable(want, d->perm, d->perm_keywords, &dropped);
     char *now = tb_flags_storable(cur, d->perm, d->perm_keywords, NULL);
+    if (dropped && !tb_flags_equal(now, kept))
+        p->unstorable++;
     converge(p, side, uid, now, kept);
     free(kept);
     free(now);

@@ -34,6 +34,7 @@ struct tb_plan {
     struct tb_pair_update *updates;
     size_t n_updates, cap_updates;
     uint64_t conflicts;
+    uint64_t unstorable; /* stores that leave out flags the mailbox cannot keep */
     /* Intents of a crashed run resolved by this plan (the copy was found: paired, or a late
      * duplicate expunged), by index into the suspects given; late: how many expunged. */
     size_t *resolved;

@@ -18,7 +18,8 @@
 
 /* Whether the reply reports event (enum tb_xrep_event) for the canonical name (for
  * RENAMED: the old one). */
-bool tb_xr_event(const struct tb_xrep_reply *r, const struct tb_ns *ns, int event, const char *canon);
+bool tb_xr_event(const struct tb_xrep_reply *r, const struct tb_ns *ns, int event,
+                 const char *canon);
 
 /* The canonical new name of a mailbox the reply reports renamed from `canon`, or NULL;
  * malloc'd. */

@@ -60,6 +60,7 @@ class Imap4dTest(InteropBase):
         self.store(self.a, "INBOX", uid, "+FLAGS", "$Todo \\Flagged")
         r = self.sync()
         self.assertRegex(r.out, r"flag updates 1,")
+        self.assertIn("1 messages written without flags their mailbox cannot keep", r.out)
         self.sync()
         va, vb = view(self.a), view(self.b)
         self.assertIn("$Todo", va["INBOX"][0][1] + va["INBOX"][1][1], "the keyword stays on a")
