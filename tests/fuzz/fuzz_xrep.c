@@ -6,8 +6,8 @@
  * response as a connection does; a parse error ends the stream. Each value then goes where
  * store/xrep.c and sync/xr.c take it: UID sets through the store's UID-set parser (and the
  * flag changes applied to a base, as tb_xr_delta does: tb_flags_minus of REMOVE, ADD
- * appended, tb_flags_canon), names through tb_name_canon with '/' and '.' separators, then
- * tb_resp_clear.
+ * appended, tb_flags_canon), names through tb_mbox_canon/tb_mbox_wire with '/' and '.' separators,
+ * then tb_resp_clear.
  *
  * Invariants checked (besides ASan, UBSan and leak reports):
  * - a value only for an untagged XREPLICATE line, with every range xrep.h documents
@@ -22,7 +22,7 @@
 
 #include "protocol/framer.h"
 #include "util/flags.h"
-#include "sync/names.h"
+#include "protocol/mboxname.h"
 
 #include <strings.h>
 
@@ -74,15 +74,21 @@ static void check_flags(const struct tb_xrep *x)
 
 static void check_name(const char *wire)
 {
-    static const char seps[] = {'/', '.'};
+    static const struct tb_ns spaces[] = {{"", '/', NULL}, {"", '.', NULL}, {"INBOX.", '.', NULL}};
     if (!wire)
         return;
-    for (size_t i = 0; i < sizeof(seps); i++) {
-        char *canon = tb_name_canon(wire, seps[i]);
-        FUZZ_ASSERT(canon != NULL, "a canonical name");
-        char *again = tb_name_canon(canon, '/');
-        FUZZ_ASSERT(strcmp(canon, again) == 0, "a canonical name is canonical");
+    for (size_t i = 0; i < sizeof(spaces) / sizeof(*spaces); i++) {
+        char *canon = tb_mbox_canon(&spaces[i], wire, NULL);
+        if (!canon)
+            continue;
+        char *back = tb_mbox_wire(&spaces[i], canon, NULL);
+        FUZZ_ASSERT(back != NULL, "a canonical name has a wire name on its own side");
+        FUZZ_ASSERT(strcasecmp(wire, "INBOX") == 0 || strcmp(back, wire) == 0,
+                    "wire -> canonical -> wire is the identity");
+        char *again = tb_mbox_canon(&spaces[0], canon, NULL);
+        FUZZ_ASSERT(again && strcmp(canon, again) == 0, "a canonical name is canonical");
         free(again);
+        free(back);
         free(canon);
     }
 }
