@@ -21,6 +21,28 @@ class CyrusTest(InteropBase):
         _report(self.b.name, self.run_randomized())
 
 
+class ProbeTest(InteropBase):
+    """probe names the strategy it will use and how each mailbox maps."""
+
+    def make_b(self):
+        from tests.fixture.courier import Courier
+        return Courier(users={"alice": "secret"}).start()
+
+    def test_probe_prints_strategy_and_mapping(self):
+        from tests.integration.common import twinbox
+        self.append(self.b, "Work/Sub", 1, 1, 0)
+        r = twinbox("-c", self.cfg, "probe", "b")
+        self.assertEqual(r.code, 0, r)
+        self.assertIn('namespace: "INBOX." separator "."', r.out)
+        self.assertIn("strategy: listing", r.out)
+        self.assertIn("discovery: LIST, LSUB and STATUS", r.out)
+        self.assertRegex(r.out, r"INBOX\.Work\.Sub uidvalidity=\d+ .* -> Work/Sub")
+        r = twinbox("-c", self.cfg, "probe", "a")
+        self.assertIn("strategy: QRESYNC", r.out)
+        r = twinbox("-c", self.cfg, "probe", "--json", "b")
+        self.assertEqual(r.json()["strategy"].split()[0], "listing")
+
+
 class CyrusAltTest(InteropBase):
     def make_b(self):
         from tests.fixture.cyrus import Cyrus
