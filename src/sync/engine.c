@@ -212,7 +212,7 @@ static void unrepresentable(struct ctx *x, struct entry *ent, size_t n_ent)
             if (tb_eng_wanted(x, ent[i].canon)) {
                 tb_log_warn("pair %s: mailbox %s cannot exist on %s (%s); left alone",
                             x->pair->name, ent[i].canon, k ? "b" : "a", why);
-                x->stats->skipped_mailboxes++;
+                x->stats->unsyncable_mailboxes++;
             }
             ent[i].skip = true;
         }
@@ -437,7 +437,17 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
     free(late);
     if (rc == 0 && !o->dry_run)
         rc = tb_eng_record_positions(&x, ent, n_ent);
-    if (rc == 0 && stats->skipped_mailboxes) {
+    if (rc == 0 && stats->unsyncable_mailboxes) {
+        /* Permanent until someone renames them: exit 7, as a refused message does. */
+        tb_error_set(err, TB_ERR_CONFLICT,
+                     "pair %s: %llu mailbox%s cannot exist on the other side (see the warnings "
+                     "above); rename %s to sync %s",
+                     pair->name, (unsigned long long)stats->unsyncable_mailboxes,
+                     stats->unsyncable_mailboxes == 1 ? "" : "es",
+                     stats->unsyncable_mailboxes == 1 ? "it" : "them",
+                     stats->unsyncable_mailboxes == 1 ? "it" : "them");
+        rc = tb_error_exit(err->kind);
+    } else if (rc == 0 && stats->skipped_mailboxes) {
         /* Everything else is done; what was left alone is retried by the next run. */
         tb_error_set(err, TB_ERR_TEMP,
                      "pair %s: %llu mailbox%s left alone this run (see the "

@@ -26,12 +26,13 @@ struct tb_sync_stats {
     uint64_t flag_updates, expunges, created, deleted, renamed, conflicts, bytes;
     uint64_t mailboxes_total, mailboxes_done;
     uint64_t turns[2];
-    bool xr[2];                 /* side used X-REPLICATE for discovery */
-    uint64_t xr_deltas;         /* mailbox sides whose first pass took X-REPLICATE's delta */
-    uint64_t skipped_messages;  /* copies skipped for good this run (each had a warning) */
-    uint64_t retry_messages;    /* copies the source did not deliver, retried next run */
-    uint64_t skipped_mailboxes; /* mailboxes left alone this run (each one had a warning) */
-    uint64_t flags_unstorable;  /* messages written with fewer flags: PERMANENTFLAGS */
+    bool xr[2];                    /* side used X-REPLICATE for discovery */
+    uint64_t xr_deltas;            /* mailbox sides whose first pass took X-REPLICATE's delta */
+    uint64_t skipped_messages;     /* copies skipped for good this run (each had a warning) */
+    uint64_t retry_messages;       /* copies the source did not deliver, retried next run */
+    uint64_t skipped_mailboxes;    /* mailboxes left alone this run (each one had a warning) */
+    uint64_t unsyncable_mailboxes; /* names the other side cannot hold: a person must rename */
+    uint64_t flags_unstorable;     /* messages written with fewer flags: PERMANENTFLAGS */
     /* The mass-change guard (max-delete): per side, what the run would remove (expunges
      * plus the messages of mailboxes it would delete) out of what the side holds. */
     struct {

@@ -43,6 +43,32 @@ class ProbeTest(InteropBase):
         self.assertEqual(r.json()["strategy"].split()[0], "listing")
 
 
+class UnrepresentableNameTest(InteropBase):
+    """A name holding Courier's separator (made on Cyrus with "/" as its separator; Dovecot's
+    maildir refuses '.') cannot exist there: reported, left alone (exit 7, a person must
+    rename it), never mangled into a hierarchy; the rest syncs."""
+
+    def make_a(self):
+        from tests.fixture.cyrus import Cyrus
+        return Cyrus(users={"alice": "secret"}, altnamespace=True).start()
+
+    def make_b(self):
+        from tests.fixture.courier import Courier
+        return Courier(users={"alice": "secret"}).start()
+
+    def test_name_with_the_other_separator(self):
+        self.append(self.a, "v1.2", 1, 1, 0)
+        self.append(self.a, "Work", 1, 2, 0)
+        r = self.sync(code=7)
+        self.assertIn("mailbox v1.2 cannot exist on b", r.err)
+        self.assertIn("1 mailbox cannot exist on the other side", r.err)
+        vb = view(self.b)
+        self.assertIn("Work", vb)
+        self.assertNotIn("v1/2", vb, "not mangled into a hierarchy")
+        self.assertNotIn("v1", vb)
+        self.assertEqual(sorted(view(self.a)), ["INBOX", "Work", "v1.2"], "a untouched")
+
+
 class CyrusAltTest(InteropBase):
     def make_b(self):
         from tests.fixture.cyrus import Cyrus
