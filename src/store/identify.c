@@ -36,13 +36,47 @@ void tb_copy_unknown_free(struct tb_copy_unknown *u)
 }
 
 /* The same message: same identity headers and INTERNALDATE, and the same size unless the
- * headers hold a Message-ID (servers that add headers of their own change the size). */
-static bool same_message(const struct tb_msg_info *src, const struct tb_msg_info *dst)
+ * headers hold a Message-ID (servers that add headers of their own change the size). With
+ * `loose`, for servers that ignore the INTERNALDATE given to APPEND: the identity headers
+ * alone, when they hold a Message-ID. */
+static bool same_message(const struct tb_msg_info *src, const struct tb_msg_info *dst, bool loose)
 {
     const char *a = src->ident ? src->ident : "", *b = dst->ident ? dst->ident : "";
-    if (strcmp(a, b) != 0 || src->internaldate != dst->internaldate)
+    bool msgid = strcasestr(a, "message-id:") != NULL;
+    if (strcmp(a, b) != 0)
         return false;
-    return src->size == dst->size || strcasestr(a, "message-id:") != NULL;
+    if (loose)
+        return msgid;
+    return src->internaldate == dst->internaldate && (src->size == dst->size || msgid);
+}
+
+/* The lowest unused new message that is m's copy, or -1. */
+static long find_copy(const struct tb_copy *cp, const struct tb_delta *found, const bool *used,
+                      const struct tb_msg_info *m, bool loose)
+{
+    long best = -1;
+    for (size_t j = 0; j < found->n_msgs; j++)
+        if (!used[j] && found->msgs[j].uid >= cp->uid_floor &&
+            same_message(m, &found->msgs[j], loose) &&
+            (best < 0 || found->msgs[j].uid < found->msgs[best].uid))
+            best = (long)j;
+    return best;
+}
+
+/* Records the pair and sets the flags the server dropped (imap4d with maildir ignores
+ * the flags given to APPEND). */
+static void found_copy(struct tb_copy *cp, const struct tb_msg_info *m, const struct tb_msg_info *d)
+{
+    cp->done(cp->ud, m->uid, d->uid, m->flags);
+    char *want = tb_store_perm_filter(cp->dst, cp->mailbox, m->flags, NULL);
+    if (!tb_flags_equal(want, d->flags ? d->flags : "")) {
+        struct tb_uidset one;
+        tb_uidset_init(&one);
+        tb_uidset_add(&one, d->uid);
+        tb_store_flags(cp->dst, &one, '=', want, 0, NULL);
+        tb_uidset_free(&one);
+    }
+    free(want);
 }
 
 int tb_copy_identify(struct tb_copy *cp)
@@ -54,40 +88,30 @@ int tb_copy_identify(struct tb_copy *cp)
         tb_delta_clear(&found);
         return -1;
     }
+    size_t n = cp->unknown.n, missing = 0;
     bool *used = tb_xcalloc(found.n_msgs + 1, sizeof(bool));
-    size_t missing = 0;
-    for (size_t i = 0; i < cp->unknown.n; i++) {
-        const struct tb_msg_info *m = &cp->unknown.m[i];
-        long best = -1;
-        for (size_t j = 0; j < found.n_msgs; j++)
-            if (!used[j] && found.msgs[j].uid >= cp->uid_floor && same_message(m, &found.msgs[j]) &&
-                (best < 0 || found.msgs[j].uid < found.msgs[best].uid))
-                best = (long)j;
-        if (best < 0 || found.unreadable) {
-            missing++;
-            continue;
+    bool *done = tb_xcalloc(n + 1, sizeof(bool));
+    /* Exact matches first, so a loose one never takes another copy's message. */
+    for (int loose = 0; loose < 2 && !found.unreadable; loose++) {
+        for (size_t i = 0; i < n; i++) {
+            if (done[i])
+                continue;
+            long best = find_copy(cp, &found, used, &cp->unknown.m[i], loose);
+            if (best < 0)
+                continue;
+            used[best] = done[i] = true;
+            found_copy(cp, &cp->unknown.m[i], &found.msgs[best]);
         }
-        used[best] = true;
-        const struct tb_msg_info *d = &found.msgs[best];
-        cp->done(cp->ud, m->uid, d->uid, m->flags);
-        /* Some servers drop the flags given to APPEND (imap4d with maildir): set them. */
-        bool dropped = false;
-        char *want = tb_store_perm_filter(cp->dst, cp->mailbox, m->flags, &dropped);
-        if (!tb_flags_equal(want, d->flags ? d->flags : "")) {
-            struct tb_uidset one;
-            tb_uidset_init(&one);
-            tb_uidset_add(&one, d->uid);
-            tb_store_flags(cp->dst, &one, '=', want, 0, NULL);
-            tb_uidset_free(&one);
-        }
-        free(want);
     }
+    for (size_t i = 0; i < n; i++)
+        missing += !done[i];
     free(used);
+    free(done);
     if (missing)
         tb_store_fail(cp->dst, TB_ERR_PROTOCOL,
                       "mailbox %s: %zu of %zu copies not found after APPEND (the server has no "
                       "UIDPLUS%s%s); the next run pairs them by identity",
-                      cp->mailbox, missing, cp->unknown.n, found.unreadable ? ": " : "",
+                      cp->mailbox, missing, n, found.unreadable ? ": " : "",
                       found.unreadable ? found.unreadable : "");
     tb_delta_clear(&found);
     return missing ? -1 : tb_store_wait(both, 1);
