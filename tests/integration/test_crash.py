@@ -2,6 +2,7 @@
 link mid-sync; every rerun must converge with nothing lost and nothing duplicated."""
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -27,6 +28,21 @@ def descendants(pid):
         except OSError:
             pass
     return out
+
+
+def ident_of(header_block):
+    """twinbox's identity text of a HEADER.FIELDS block (store/fetch.c): each field
+    unfolded and whitespace-folded, its name lower-case, the fields sorted, joined by a
+    space."""
+    fields = re.split(r"\r?\n(?![ \t])", header_block.decode())
+    out = []
+    for f in fields:
+        f = " ".join(f.split())
+        if not f:
+            continue
+        name, colon, rest = f.partition(":")
+        out.append(name.lower() + colon + rest)
+    return " ".join(sorted(out))
 
 
 def wait_gone(pids, timeout=15.0):
@@ -105,7 +121,7 @@ class CrashTest(SyncBase):
         db = sqlite3.connect(self.state)
         db.execute("INSERT INTO intent (mailbox, run, side, ident, size, internaldate, created)"
                    " VALUES ('INBOX', 'crashed-run', 1, ?, ?, ?, strftime('%s','now'))",
-                   (" ".join(hdr.decode().split()), first["size"], first["internaldate"]))
+                   (ident_of(hdr), first["size"], first["internaldate"]))
         db.commit()
         db.close()
         r = self.sync()
