@@ -43,6 +43,11 @@ struct tb_sync_opts;
 /* One sync run of a pair, with its lock, state and summary line; returns an exit code. */
 int tb_cli_sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
                     const struct tb_sync_opts *o);
+struct tb_account;
+/* The same with accounts and passwords already resolved and the state file given. */
+int tb_cli_run_pair(const struct tb_pair *pair, const struct tb_account *acct[2],
+                    const char *pws[2], const char *path, const struct tb_sync_opts *o);
+int tb_cmd_migrate(const struct tb_cli *cli, int argc, char **argv);
 
 int tb_cmd_probe(const struct tb_cli *cli, int argc, char **argv);
 int tb_cmd_sync(const struct tb_cli *cli, int argc, char **argv);

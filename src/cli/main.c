@@ -21,6 +21,10 @@ static void usage(FILE *f)
                "  watch [PAIR] [--interval SECONDS] [--max-runs N]\n"
                "                           sync, wait for a change (X-REPLICATE WATCH or the\n"
                "                           interval, default 300), sync again, until stopped\n"
+               "  migrate SRC DST [--dry-run] [--delete] [--only P] [--exclude P] [--since D]\n"
+               "          [--before D] [--max-age DAYS] [--max-size BYTES] [--state FILE]\n"
+               "                           copy SRC into DST one way (SRC is only read);\n"
+               "                           reruns copy what is new (see twinbox(1))\n"
                "\n"
                "ACCOUNT is an [account NAME] of the configuration file or a URL:\n"
                "  imap://USER@HOST[:PORT][/?key=value&...]  (STARTTLS unless starttls=no)\n"
@@ -86,6 +90,8 @@ int main(int argc, char **argv)
         return tb_cmd_status(&cli, n, rest);
     if (strcmp(cmd, "watch") == 0)
         return tb_cmd_watch(&cli, n, rest);
+    if (strcmp(cmd, "migrate") == 0)
+        return tb_cmd_migrate(&cli, n, rest);
     tb_log_error("unknown command '%s' (see twinbox --help)", cmd);
     return TB_EXIT_USAGE;
 }

@@ -69,34 +69,66 @@ static int report_skipped(const struct tb_pair *pair, struct tb_state *st,
     return TB_EXIT_OK;
 }
 
-int tb_cli_sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
-                    const struct tb_sync_opts *o)
+static void print_summary(const struct tb_pair *pair, const struct tb_sync_opts *o,
+                          const struct tb_sync_stats *stats, double secs)
+{
+    const char *dry = o->dry_run ? "dry run: " : "";
+    if (o->one_way) {
+        int d = 1 - o->source;
+        printf("%s%s: copied %llu, already there %llu, flag updates %llu, filtered out %llu, "
+               "expunged %llu, kept (gone from the source) %llu, mailboxes created %llu "
+               "deleted %llu renamed %llu, %.1f MB, %.1fs, round trips source %llu "
+               "destination %llu, skipped %llu messages %llu mailboxes\n",
+               dry, pair->name, (unsigned long long)stats->copied[d],
+               (unsigned long long)stats->matched, (unsigned long long)stats->flag_updates,
+               (unsigned long long)stats->filtered, (unsigned long long)stats->expunges,
+               (unsigned long long)stats->kept, (unsigned long long)stats->created,
+               (unsigned long long)stats->deleted, (unsigned long long)stats->renamed,
+               (double)stats->bytes / 1e6, secs, (unsigned long long)stats->turns[o->source],
+               (unsigned long long)stats->turns[d], (unsigned long long)stats->skipped_messages,
+               (unsigned long long)stats->skipped_mailboxes);
+    } else {
+        printf("%s%s: copied a->b %llu, b->a %llu, flag updates %llu, expunged %llu, mailboxes "
+               "created %llu deleted %llu renamed %llu, conflicts merged %llu, %.1f MB, %.1fs, "
+               "round trips a %llu b %llu, X-REPLICATE a %s b %s (%llu exact deltas), skipped "
+               "%llu messages %llu mailboxes\n",
+               dry, pair->name, (unsigned long long)stats->copied[1],
+               (unsigned long long)stats->copied[0], (unsigned long long)stats->flag_updates,
+               (unsigned long long)stats->expunges, (unsigned long long)stats->created,
+               (unsigned long long)stats->deleted, (unsigned long long)stats->renamed,
+               (unsigned long long)stats->conflicts, (double)stats->bytes / 1e6, secs,
+               (unsigned long long)stats->turns[0], (unsigned long long)stats->turns[1],
+               stats->xr[0] ? "yes" : "no", stats->xr[1] ? "yes" : "no",
+               (unsigned long long)stats->xr_deltas, (unsigned long long)stats->skipped_messages,
+               (unsigned long long)stats->skipped_mailboxes);
+    }
+    if (stats->flags_unstorable)
+        printf("%s: %llu messages written without flags their mailbox cannot keep "
+               "(PERMANENTFLAGS); those flags stay on the other side\n",
+               pair->name, (unsigned long long)stats->flags_unstorable);
+}
+
+int tb_cli_run_pair(const struct tb_pair *pair, const struct tb_account *acct[2],
+                    const char *pws[2], const char *path, const struct tb_sync_opts *o)
 {
     char err[1024];
-    struct tb_cli_pair cp;
-    int rc = tb_cli_pair_load(cfg, pair, &cp);
-    if (rc != TB_EXIT_OK)
-        return rc;
-    const char *path = cp.path;
-    const struct tb_account **acct = cp.acct;
+    int rc = TB_EXIT_OK;
     int lockfd = -1;
     int lr = tb_state_lock(path, &lockfd, err, sizeof(err));
     if (lr != 0) {
         tb_log_error("pair %s: %s", pair->name, err);
-        rc = lr == 1 ? TB_EXIT_LOCKED : TB_EXIT_CONFIG;
-        goto out;
+        return lr == 1 ? TB_EXIT_LOCKED : TB_EXIT_CONFIG;
     }
     struct tb_state *st;
     if (tb_state_open(path, &st, err, sizeof(err)) < 0) {
         tb_log_error("pair %s: %s", pair->name, err);
-        rc = TB_EXIT_CONFIG;
-        goto out;
+        tb_state_unlock(lockfd);
+        return TB_EXIT_CONFIG;
     }
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct tb_sync_stats stats = {0};
     double t0 = now();
-    const char *pws[2] = {cp.pw[0], cp.pw[1]};
     struct tb_error e;
     rc = tb_sync_pair(&loop, pair, acct, pws, st, o, &stats, &e);
     uv_loop_close(&loop);
@@ -106,27 +138,21 @@ int tb_cli_sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
     tb_state_close(st);
     if (rc != TB_EXIT_OK && e.msg[0])
         tb_log_error("%s", e.msg);
-    printf("%s%s: copied a->b %llu, b->a %llu, flag updates %llu, expunged %llu, mailboxes "
-           "created %llu deleted %llu renamed %llu, conflicts merged %llu, %.1f MB, %.1fs, round "
-           "trips "
-           "a %llu b %llu, X-REPLICATE a %s b %s (%llu exact deltas), skipped %llu messages "
-           "%llu mailboxes\n",
-           o->dry_run ? "dry run: " : "", pair->name, (unsigned long long)stats.copied[1],
-           (unsigned long long)stats.copied[0], (unsigned long long)stats.flag_updates,
-           (unsigned long long)stats.expunges, (unsigned long long)stats.created,
-           (unsigned long long)stats.deleted, (unsigned long long)stats.renamed,
-           (unsigned long long)stats.conflicts, (double)stats.bytes / 1e6, now() - t0,
-           (unsigned long long)stats.turns[0], (unsigned long long)stats.turns[1],
-           stats.xr[0] ? "yes" : "no", stats.xr[1] ? "yes" : "no",
-           (unsigned long long)stats.xr_deltas, (unsigned long long)stats.skipped_messages,
-           (unsigned long long)stats.skipped_mailboxes);
-    if (stats.flags_unstorable)
-        printf("%s: %llu messages written without flags their mailbox cannot keep "
-               "(PERMANENTFLAGS); those flags stay on the other side\n",
-               pair->name, (unsigned long long)stats.flags_unstorable);
+    print_summary(pair, o, &stats, now() - t0);
     tb_sync_stats_free(&stats);
-out:
     tb_state_unlock(lockfd);
+    return rc;
+}
+
+int tb_cli_sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
+                    const struct tb_sync_opts *o)
+{
+    struct tb_cli_pair cp;
+    int rc = tb_cli_pair_load(cfg, pair, &cp);
+    if (rc != TB_EXIT_OK)
+        return rc;
+    const char *pws[2] = {cp.pw[0], cp.pw[1]};
+    rc = tb_cli_run_pair(pair, cp.acct, pws, cp.path, o);
     tb_cli_pair_free(&cp);
     return rc;
 }

@@ -40,6 +40,7 @@ static void pump(struct tb_copy *cp);
 struct tb_copy *tb_copy_new(struct tb_store *src, struct tb_store *dst, const char *dst_mailbox,
                             tb_copied_fn *done, tb_copy_skipped_fn *skipped, void *ud)
 {
+    tb_store_writable(dst, "APPEND"); /* a read-only destination fails: nothing is sent */
     struct tb_copy *cp = tb_xcalloc(1, sizeof(*cp));
     cp->src = src;
     cp->dst = dst;

@@ -339,7 +339,8 @@ static void select_mailbox(struct tb_store *s, const char *mailbox, uint32_t bas
     s->selected = tb_xstrdup(mailbox);
     char what[300];
     snprintf(what, sizeof(what), "mailbox %s: SELECT", mailbox);
-    struct tb_cmd *cmd = tb_cmd_new("SELECT");
+    /* A migration's source is EXAMINEd: not even \Recent changes there. */
+    struct tb_cmd *cmd = tb_cmd_new(s->read_only ? "EXAMINE" : "SELECT");
     tb_cmd_astring(cmd, mailbox);
     if (base_modseq > 0)
         tb_cmd_printf(cmd, "(QRESYNC (%u %llu))", base_uidvalidity,

@@ -80,6 +80,15 @@ void tb_store_free(struct tb_store *s)
     s->n_boxes = 0;
 }
 
+bool tb_store_writable(struct tb_store *s, const char *what)
+{
+    if (!s->read_only)
+        return true;
+    tb_store_fail(s, TB_ERR_INTERNAL, "%s: refused, this account is only read (migration source)",
+                  what);
+    return false;
+}
+
 const struct tb_ns *tb_store_ns(struct tb_store *s)
 {
     s->ns.sep = s->sep;
@@ -185,6 +194,8 @@ struct op *tb_store_op_new(struct tb_store *s, const char *what)
 
 void tb_store_create(struct tb_store *s, const char *mailbox, const char *special_use)
 {
+    if (!tb_store_writable(s, "CREATE"))
+        return;
     char what[300];
     snprintf(what, sizeof(what), "mailbox %s: CREATE", mailbox);
     struct tb_cmd *cmd = tb_cmd_new("CREATE");
@@ -216,6 +227,8 @@ static void leave_mailbox(struct tb_store *s, const char *mailbox)
 
 void tb_store_delete(struct tb_store *s, const char *mailbox)
 {
+    if (!tb_store_writable(s, "DELETE"))
+        return;
     leave_mailbox(s, mailbox);
     char what[300];
     snprintf(what, sizeof(what), "mailbox %s: DELETE", mailbox);
@@ -227,6 +240,8 @@ void tb_store_delete(struct tb_store *s, const char *mailbox)
 
 void tb_store_rename(struct tb_store *s, const char *from, const char *to)
 {
+    if (!tb_store_writable(s, "RENAME"))
+        return;
     leave_mailbox(s, from);
     char what[300];
     snprintf(what, sizeof(what), "mailbox %s: RENAME", from);
@@ -361,6 +376,8 @@ void tb_store_exists(struct tb_store *s, const char *mailbox, struct tb_exists *
 
 void tb_store_subscribe(struct tb_store *s, const char *mailbox, bool on)
 {
+    if (!tb_store_writable(s, "SUBSCRIBE"))
+        return;
     char what[300];
     snprintf(what, sizeof(what), "mailbox %s: %s", mailbox, on ? "SUBSCRIBE" : "UNSUBSCRIBE");
     struct tb_cmd *cmd = tb_cmd_new(on ? "SUBSCRIBE" : "UNSUBSCRIBE");
@@ -379,6 +396,8 @@ size_t tb_store_set_budget(const struct tb_store *s, size_t fixed)
 void tb_store_flags(struct tb_store *s, struct tb_uidset *uids, char op, const char *flags,
                     uint64_t unchangedsince, struct tb_uidset *modified)
 {
+    if (!tb_store_writable(s, "STORE"))
+        return;
     /* Flags the mailbox cannot keep are not sent (the server would refuse the command); the
      * engine keeps them recorded for the side that has them. */
     bool dropped = false;
@@ -548,6 +567,8 @@ static void expunge_plain(struct tb_store *s, struct tb_uidset *uids)
 
 void tb_store_expunge(struct tb_store *s, struct tb_uidset *uids, struct tb_uidset *kept)
 {
+    if (!tb_store_writable(s, "EXPUNGE"))
+        return;
     tb_store_flags(s, uids, '+', "\\Deleted", 0, NULL);
     if (tb_uidset_empty(uids))
         return;

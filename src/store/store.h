@@ -87,6 +87,7 @@ struct tb_store {
     int pending;
     bool ready, failed;
     size_t max_line;           /* the account's max-line: longer commands are split */
+    bool read_only;            /* a migration's source: EXAMINE, and every write refused */
     uint64_t max_message_size; /* the account's max-message-size */
     struct tb_error err;       /* why it failed (kind and one line), once failed */
     char sep;

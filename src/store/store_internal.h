@@ -27,6 +27,9 @@ struct op *tb_store_op_new(struct tb_store *s, const char *what);
 void tb_store_op_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud);
 /* Room for the UID set of a command whose other parts take `fixed` bytes. */
 size_t tb_store_set_budget(const struct tb_store *s, size_t fixed);
+/* False (and the store failed) for a write to a read-only store: a migration's source is
+ * never written, whatever the engine asks. */
+bool tb_store_writable(struct tb_store *s, const char *what);
 /* Once a delta's commands completed: a consistent picture, or unreadable (delta.c). */
 void tb_store_delta_check(struct tb_delta *d);
 

@@ -95,6 +95,8 @@ static int create_and_subscribe(struct ctx *x, struct entry *e, const bool prese
     for (int k = 0; k < 2; k++) {
         if (present[k] && e->box[k]->subscribed == subscribed)
             continue;
+        if (x->mode && k == x->mode->source)
+            continue; /* one-way: the source is only read */
         if (x->o->dry_run) {
             printf("%s: %s on %s\n", e->canon, present[k] ? "subscribe" : "create", k ? "b" : "a");
             continue;
@@ -114,10 +116,41 @@ static int create_and_subscribe(struct ctx *x, struct entry *e, const bool prese
     return 0;
 }
 
+/* One-way: what happens to a mailbox missing on a side. Missing on the source: deleted
+ * on the destination only when mirroring (on the survey's evidence), else the state
+ * forgets it and the destination keeps its copy. Missing on the destination (deleted
+ * there): the state forgets it, and it is created and filled again. Returns 1 when the
+ * caller goes on with a fresh sync of the mailbox. */
+static int one_way_missing(struct ctx *x, struct entry *e, const bool present[2])
+{
+    int s = x->mode->source;
+    if (present[s] && present[1 - s])
+        return 1;
+    if (!present[s] && present[1 - s] && e->st && x->mode->mirror &&
+        (e->gone == GONE_DELETE || e->gone == GONE_RECREATE))
+        return delete_other(x, e, s);
+    if (!present[s] && e->st && e->gone == GONE_UNKNOWN && present[1 - s])
+        return 0; /* unknown on the source: the survey warned */
+    if (e->st && !x->o->dry_run && tb_state_mailbox_delete(x->st, e->st->id) < 0)
+        return tb_eng_state_fail(x, "delete mailbox");
+    if (e->st) {
+        free(e->st->name);
+        free(e->st);
+        e->st = NULL;
+    }
+    return present[s] ? 1 : 0;
+}
+
 static int sync_entry(struct ctx *x, struct entry *e)
 {
     if (e->skip)
         return 0; /* the survey said why */
+    if (x->mode) {
+        bool here[2] = {e->box[0] != NULL, e->box[1] != NULL};
+        int r = one_way_missing(x, e, here);
+        if (r != 1)
+            return r;
+    }
     bool present[2] = {e->box[0] != NULL, e->box[1] != NULL};
     bool reset = false;
     if (e->st && (!present[0] || !present[1])) {
@@ -320,7 +353,7 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
     for (size_t i = 0; i < n_ent && rc == 0; i++) {
         struct entry *e = &ent[i];
         int k = renamed_side(x, e); /* side where the old mailbox left the name */
-        if (k < 0)
+        if (k < 0 || (x->mode && k != x->mode->source))
             continue;
         bool under = false;
         for (size_t d = 0; d < n_done && !under; d++) {
@@ -384,8 +417,12 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
                     .may_defer = !o->dry_run};
     tb_error_clear(err);
     snprintf(x.run, sizeof(x.run), "%lld-%d", (long long)time(NULL), (int)getpid());
+    struct tb_plan_mode mode = {o->source, o->mirror, o->since, o->before, o->max_size};
+    if (o->one_way)
+        x.mode = &mode;
     for (int k = 0; k < 2; k++) {
         tb_store_init(&x.s[k], loop, acct[k], password[k]);
+        x.s[k].read_only = o->one_way && k == o->source;
         x.both[k] = &x.s[k];
     }
     int rc = 0;

@@ -19,6 +19,14 @@ struct tb_sync_opts {
     bool retry_skipped; /* retry every skipped message now */
     char **only;        /* --mailbox names (canonical, '/' separated); NULL = all */
     size_t n_only;
+    /* migrate: side `source` is only read (EXAMINE, BODY.PEEK, never a write); its new
+     * messages that pass the filters and its flag changes go to the other side; expunges
+     * and deleted mailboxes only with `mirror` (--delete). */
+    bool one_way;
+    int source;
+    bool mirror;
+    int64_t since, before; /* INTERNALDATE window, seconds since the epoch; 0 = open */
+    uint64_t max_size;     /* 0 = any */
 };
 
 struct tb_sync_stats {
@@ -33,6 +41,8 @@ struct tb_sync_stats {
     uint64_t skipped_mailboxes;    /* mailboxes left alone this run (each one had a warning) */
     uint64_t unsyncable_mailboxes; /* names the other side cannot hold: a person must rename */
     uint64_t flags_unstorable;     /* messages written with fewer flags: PERMANENTFLAGS */
+    uint64_t matched;              /* new on both sides and the same message: paired, not copied */
+    uint64_t filtered, kept;       /* one-way: see struct tb_plan (filtered, kept) */
     /* The mass-change guard (max-delete): per side, what the run would remove (expunges
      * plus the messages of mailboxes it would delete) out of what the side holds. */
     struct {

@@ -49,6 +49,7 @@ struct ctx {
     struct tb_store *both[2];
     struct tb_state *st;
     const struct tb_sync_opts *o;
+    const struct tb_plan_mode *mode; /* one-way (migrate), or NULL */
     struct tb_sync_stats *stats;
     struct tb_error *err;
     int rc;

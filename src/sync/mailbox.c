@@ -312,7 +312,7 @@ static int run_pass(struct ctx *x, struct entry *e, char *wire[2], struct tb_del
     }
     x->skip_mailbox = e->canon;
     struct tb_plan p;
-    tb_plan_compute(&p, io->pairs, io->n_pairs, d, base_next, io->sus, io->n_sus, &io->sk);
+    tb_plan_compute(&p, io->pairs, io->n_pairs, d, base_next, io->sus, io->n_sus, &io->sk, x->mode);
     *writes = tb_plan_has_writes(&p);
     for (int k = 0; k < 2; k++)
         wrote[k] = p.n_copies[k] || p.n_groups[k] || p.n_expunge[k];
@@ -335,6 +335,9 @@ static int run_pass(struct ctx *x, struct entry *e, char *wire[2], struct tb_del
             rc = commit_pass(x, e, d, &p, modified, reset, subscribed, io->sus, io->gone);
         x->stats->conflicts += p.conflicts;
         x->stats->flags_unstorable += p.unstorable;
+        x->stats->matched += p.matched;
+        x->stats->filtered += p.filtered;
+        x->stats->kept += p.kept;
     }
     tb_eng_clear_copied(x);
     tb_eng_skip_clear(x);
@@ -428,7 +431,7 @@ static int settle_one(struct ctx *x, struct entry *e, struct tb_delta *d[2])
     if (rc == 0) {
         uint32_t base_next[2] = {e->st->side[0].uidnext, e->st->side[1].uidnext};
         struct tb_plan p;
-        tb_plan_compute(&p, io.pairs, io.n_pairs, d, base_next, io.sus, io.n_sus, &io.sk);
+        tb_plan_compute(&p, io.pairs, io.n_pairs, d, base_next, io.sus, io.n_sus, &io.sk, x->mode);
         bool writes = tb_plan_has_writes(&p);
         if (!writes) {
             struct tb_uidset modified[2];

@@ -194,9 +194,35 @@ static char *kept_as_is(const struct tb_delta *d, const char *flags, const char 
     return r;
 }
 
+/* One-way: a pair's flags. Only the source's changes travel; the destination gets them
+ * merged into its own flags, and the base follows the source. */
+static void one_way_flags(struct tb_plan *p, const struct tb_plan_mode *mode,
+                          struct tb_delta *delta[2], const struct tb_state_msg *pr,
+                          const char *f[2])
+{
+    int s = mode->source, d = 1 - s;
+    if (tb_flags_equal(f[s], pr->flags))
+        return;
+    char *merged = tb_flags_merge(pr->flags, f[s], f[d]);
+    converge_kept(p, delta[d], d, pr->uid[d], f[d], merged);
+    update(p, pr->uid[0], pr->uid[1], f[s], false);
+    free(merged);
+}
+
+/* One-way: whether a new source message passes the filters. */
+static bool wanted(const struct tb_plan_mode *mode, const struct tb_msg_info *m)
+{
+    if (mode->since && m->internaldate < mode->since)
+        return false;
+    if (mode->before && m->internaldate >= mode->before)
+        return false;
+    return !mode->max_size || m->size <= mode->max_size;
+}
+
 void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t n_pairs,
                      struct tb_delta *delta[2], const uint32_t base_next[2],
-                     const struct tb_state_intent *sus, size_t n_sus, struct tb_plan_skips *skips)
+                     const struct tb_state_intent *sus, size_t n_sus, struct tb_plan_skips *skips,
+                     const struct tb_plan_mode *mode)
 {
     memset(p, 0, sizeof(*p));
     uint32_t *paired[2];
@@ -221,14 +247,26 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
                 delta[k]->full ? m[k] == NULL : tb_uidset_has(&delta[k]->vanished, pr->uid[k]);
         }
         if (gone[0] || gone[1]) {
-            /* Expunge wins over a concurrent flag change. */
-            for (int k = 0; k < 2; k++)
-                if (!gone[k])
+            /* Expunge wins over a concurrent flag change. One-way: only onto the
+             * destination, and only when mirroring. */
+            for (int k = 0; k < 2; k++) {
+                if (gone[k])
+                    continue;
+                if (!mode || (k != mode->source && mode->mirror))
                     expunge(p, k, pr->uid[k]);
+                else if (k != mode->source)
+                    p->kept++;
+            }
             update(p, pr->uid[0], pr->uid[1], NULL, true);
             continue;
         }
         const char *f[2];
+        if (mode) {
+            for (int k = 0; k < 2; k++)
+                f[k] = m[k] && m[k]->flags ? m[k]->flags : pr->flags;
+            one_way_flags(p, mode, delta, pr, f);
+            continue;
+        }
         char *seen[2];
         for (int k = 0; k < 2; k++) {
             f[k] = m[k] && m[k]->flags ? m[k]->flags : pr->flags;
@@ -273,12 +311,15 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
         int c = i >= n_fresh[0] ? 1 : j >= n_fresh[1] ? -1 : same_ident(fresh[0][i], fresh[1][j]);
         if (c == 0) {
             const struct tb_msg_info *a = fresh[0][i++], *b = fresh[1][j++];
+            p->matched++;
             /* A crashed run's copy that arrived in time: found, and paired here. */
             long s0 = suspect(p, sus, n_sus, 0, a);
             resolve(p, s0 >= 0 ? s0 : suspect(p, sus, n_sus, 1, b));
             char *merged = tb_flags_merge("", a->flags, b->flags);
-            converge_kept(p, delta[0], 0, a->uid, a->flags, merged);
-            converge_kept(p, delta[1], 1, b->uid, b->flags, merged);
+            for (int k = 0; k < 2; k++)
+                if (!mode || k != mode->source)
+                    converge_kept(p, delta[k], k, k ? b->uid : a->uid, k ? b->flags : a->flags,
+                                  merged);
             update(p, a->uid, b->uid, merged, false);
             free(merged);
         } else {
@@ -289,6 +330,10 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
                 resolve(p, s);
                 expunge(p, k, m->uid);
                 p->late++;
+            } else if (mode && k != mode->source) {
+                /* one-way: the destination's own messages stay where they are */
+            } else if (mode && !wanted(mode, m)) {
+                p->filtered++;
             } else {
                 p->copies[1 - k][p->n_copies[1 - k]++] = m;
             }

@@ -35,6 +35,9 @@ struct tb_plan {
     size_t n_updates, cap_updates;
     uint64_t conflicts;
     uint64_t unstorable; /* stores that leave out flags the mailbox cannot keep */
+    uint64_t filtered;   /* one-way: new source messages left out by the filters */
+    uint64_t matched;    /* new on both sides, the same message: paired by identity */
+    uint64_t kept;       /* one-way: expunged on the source, kept on the destination */
     /* Intents of a crashed run resolved by this plan (the copy was found: paired, or a late
      * duplicate expunged), by index into the suspects given; late: how many expunged. */
     size_t *resolved;
@@ -53,10 +56,21 @@ struct tb_plan {
 struct tb_plan_skips {
     struct tb_uidset held[2], due[2];
 };
+/* One-way (migration): side `source` is never written. Its new messages are copied to the
+ * other side when they pass the filters; its flag changes are merged into the other side's
+ * flags; the other side's new messages and changes stay there. An expunge on the source
+ * reaches the destination only with `mirror`; an expunge on the destination only forgets
+ * the pair. NULL: two-way. */
+struct tb_plan_mode {
+    int source;            /* 0 or 1 */
+    bool mirror;           /* --delete */
+    int64_t since, before; /* INTERNALDATE window (seconds since the epoch), 0 = open */
+    uint64_t max_size;     /* 0 = any */
+};
 void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t n_pairs,
                      struct tb_delta *delta[2], const uint32_t base_next[2],
                      const struct tb_state_intent *suspects, size_t n_suspects,
-                     struct tb_plan_skips *skips);
+                     struct tb_plan_skips *skips, const struct tb_plan_mode *mode);
 bool tb_plan_has_writes(const struct tb_plan *p);
 void tb_plan_free(struct tb_plan *p);
 

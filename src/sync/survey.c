@@ -273,7 +273,7 @@ static int count_expunges(struct ctx *x, struct entry *e)
         for (int k = 0; k < 2; k++)
             base_next[k] = e->pre[k]->full ? 0 : e->st->side[k].uidnext;
         struct tb_plan p;
-        tb_plan_compute(&p, pairs, n_pairs, e->pre, base_next, sus, n_sus, &sk);
+        tb_plan_compute(&p, pairs, n_pairs, e->pre, base_next, sus, n_sus, &sk, x->mode);
         for (int k = 0; k < 2; k++) {
             if (!p.n_expunge[k])
                 continue;
@@ -349,8 +349,10 @@ static int guard(struct ctx *x, struct entry *ent, size_t n_ent)
         for (int k = 0; k < 2; k++)
             if (e->box[k])
                 x->stats->guard.total[k] += box_messages(e, k);
-        if (e->gone == GONE_DELETE) {
-            int k = e->box[0] ? 0 : 1; /* the side it would be deleted on */
+        int keep = e->box[0] ? 0 : 1; /* the side still holding it */
+        bool deletes = !x->mode || (keep != x->mode->source && x->mode->mirror);
+        if (deletes && (e->gone == GONE_DELETE || (x->mode && e->gone == GONE_RECREATE))) {
+            int k = keep; /* the side it would be deleted on */
             uint64_t n = box_messages(e, k);
             x->stats->guard.remove[k] += n;
             guard_line(x, "%s: deleted on %s, so deleted on %s with its %llu messages", e->canon,

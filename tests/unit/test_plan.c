@@ -43,7 +43,7 @@ int main(void)
     msg(&b, 16, "", "<new-b>");
     uint32_t next[2] = {4, 14};
     struct tb_plan p;
-    tb_plan_compute(&p, pairs, 3, d, next, NULL, 0, NULL);
+    tb_plan_compute(&p, pairs, 3, d, next, NULL, 0, NULL, NULL);
     const struct tb_flag_group *g = group(&p, 0, '=');
     CHECK(g && strcmp(g->flags, "\\Answered \\Seen") == 0 && g->n == 1 && g->uids[0] == 1,
           "a needs +\\Seen -\\Flagged: one FLAGS replace");
@@ -80,7 +80,7 @@ int main(void)
     msg(&fb, 11, "\\Flagged", NULL);
     msg(&fa, 3, "\\Seen", NULL);
     uint32_t zero[2] = {0, 0};
-    tb_plan_compute(&p, pairs, 3, fd, zero, NULL, 0, NULL);
+    tb_plan_compute(&p, pairs, 3, fd, zero, NULL, 0, NULL, NULL);
     CHECK(p.n_expunge[0] == 1 && p.expunge[0][0] == 3, "pair 3 missing on b: expunged on a");
     CHECK(p.n_expunge[1] == 0, "pair 2 missing on both sides: nothing to expunge");
     CHECK(p.n_groups[0] == 0 && p.n_groups[1] == 0, "no flag stores when nothing changed");
@@ -99,7 +99,7 @@ int main(void)
         kb.perm = strdup("\\Flagged \\Seen");
         uint32_t kn[2] = {2, 22};
         struct tb_plan kpl;
-        tb_plan_compute(&kpl, kp, 1, kd, kn, NULL, 0, NULL);
+        tb_plan_compute(&kpl, kp, 1, kd, kn, NULL, 0, NULL, NULL);
         const struct tb_flag_group *kg = group(&kpl, 1, '+');
         CHECK(kg && strcmp(kg->flags, "\\Flagged") == 0 && kpl.n_groups[1] == 1,
               "b gets only what it can keep");

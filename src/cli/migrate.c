@@ -1,0 +1,296 @@
+/* `twinbox migrate SRC DST`: one-way account migration on the sync engine.
+ *
+ * The engine runs with side a = SRC only read (EXAMINE, BODY.PEEK, every write refused by
+ * the store) and side b = DST. Its state is the migration's own SQLite file, by default
+ * $XDG_STATE_HOME/twinbox/migrate-<hash of both accounts>.db, so a rerun copies only
+ * what is new on SRC, updates flags changed there, and finds the copies a killed run left
+ * by their recorded intents: no duplicate, nothing missing. Messages already on DST are
+ * paired by identity on the first run. A dry run works on a copy of the state, so nothing
+ * is written anywhere. */
+#include "cli/cli.h"
+
+#include "sync/engine.h"
+#include "twinbox/config.h"
+#include "twinbox/exit.h"
+#include "twinbox/log.h"
+#include "twinbox/state.h"
+#include "util/buf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_PATTERNS 64
+
+struct migrate_args {
+    const char *side[2];    /* SRC, DST as given */
+    const char *pw_file[2]; /* --password-file-src/-dst */
+    const char *pw_cmd[2];  /* --password-command-src/-dst */
+    const char *state;      /* --state */
+    char *only[MAX_PATTERNS], *exclude[MAX_PATTERNS];
+    size_t n_only, n_exclude;
+    struct tb_sync_opts o;
+};
+
+static int usage(void)
+{
+    tb_log_error("usage: twinbox migrate SRC DST [--dry-run] [--delete] [--force] "
+                 "[--state FILE] [--only PATTERN]... [--exclude PATTERN]... [--since DATE] "
+                 "[--before DATE] [--max-age DAYS] [--max-size BYTES] "
+                 "[--password-file-src|-dst FILE] [--password-command-src|-dst CMD]");
+    return TB_EXIT_USAGE;
+}
+
+/* YYYY-MM-DD (UTC midnight) to seconds since the epoch; -1 when malformed. */
+static int64_t parse_date(const char *s)
+{
+    struct tm tm = {0};
+    char tail;
+    if (sscanf(s, "%4d-%2d-%2d%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tail) != 3 ||
+        tm.tm_year < 1970 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm);
+}
+
+/* A non-negative decimal number without sign or suffix; false when malformed. */
+static bool parse_count(const char *s, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!s[0] || s[0] == '-' || s[0] == '+')
+        return false;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Options taking a value; false with a message for a bad one. */
+static bool value_opt(struct migrate_args *m, const char *opt, const char *v)
+{
+    uint64_t n;
+    int64_t t;
+    if (strcmp(opt, "--state") == 0)
+        m->state = v;
+    else if (strcmp(opt, "--only") == 0 && m->n_only < MAX_PATTERNS)
+        m->only[m->n_only++] = (char *)v;
+    else if (strcmp(opt, "--exclude") == 0 && m->n_exclude < MAX_PATTERNS)
+        m->exclude[m->n_exclude++] = (char *)v;
+    else if (strcmp(opt, "--password-file-src") == 0 || strcmp(opt, "--password-file-dst") == 0)
+        m->pw_file[opt[16] == 'd'] = v;
+    else if (strcmp(opt, "--password-command-src") == 0 ||
+             strcmp(opt, "--password-command-dst") == 0)
+        m->pw_cmd[opt[19] == 'd'] = v;
+    else if ((strcmp(opt, "--since") == 0 || strcmp(opt, "--before") == 0) &&
+             (t = parse_date(v)) >= 0)
+        *(strcmp(opt, "--since") == 0 ? &m->o.since : &m->o.before) = t;
+    else if (strcmp(opt, "--max-age") == 0 && parse_count(v, 100000, &n))
+        m->o.since = (int64_t)time(NULL) - (int64_t)n * 86400;
+    else if (strcmp(opt, "--max-size") == 0 && parse_count(v, UINT64_MAX, &n) && n > 0)
+        m->o.max_size = n;
+    else {
+        tb_log_error("migrate: bad value for %s: '%s'", opt, v);
+        return false;
+    }
+    return true;
+}
+
+static int parse_args(int argc, char **argv, struct migrate_args *m)
+{
+    size_t n_sides = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--dry-run") == 0)
+            m->o.dry_run = true;
+        else if (strcmp(a, "--delete") == 0)
+            m->o.mirror = true;
+        else if (strcmp(a, "--force") == 0)
+            m->o.force = true;
+        else if (a[0] == '-' && a[1] == '-' && i + 1 < argc) {
+            if (!value_opt(m, a, argv[++i]))
+                return TB_EXIT_USAGE;
+        } else if (a[0] == '-' || n_sides == 2)
+            return usage();
+        else
+            m->side[n_sides++] = a;
+    }
+    if (n_sides != 2)
+        return usage();
+    if (m->o.since && m->o.before && m->o.before <= m->o.since) {
+        tb_log_error("migrate: --before is not after --since");
+        return TB_EXIT_USAGE;
+    }
+    m->o.one_way = true;
+    m->o.source = 0;
+    return TB_EXIT_OK;
+}
+
+/* Replaces an account's password source: an option, else $TWINBOX_PASSWORD_SRC/_DST when
+ * set, else what the account (or $TWINBOX_PASSWORD for a URL) says. */
+static void password_source(struct tb_account *acct, const char *file, const char *cmd,
+                            const char *env)
+{
+    if (!file && !cmd && !(env && getenv(env)))
+        return;
+    if (acct->password)
+        explicit_bzero(acct->password, strlen(acct->password));
+    free(acct->password);
+    free(acct->password_file);
+    free(acct->password_command);
+    free(acct->password_env);
+    acct->password = acct->password_file = acct->password_command = acct->password_env = NULL;
+    if (file)
+        acct->password_file = tb_xstrdup(file);
+    else if (cmd)
+        acct->password_command = tb_xstrdup(cmd);
+    else
+        acct->password_env = tb_xstrdup(env);
+}
+
+struct side {
+    struct tb_config *cfg;
+    struct tb_account *url_acct;
+    struct tb_account *acct; /* url_acct or one of cfg's */
+    char *password;
+};
+
+static int load_side(const struct tb_cli *cli, const struct migrate_args *m, int k,
+                     struct side *out)
+{
+    char err[512];
+    const char *arg = m->side[k];
+    if (strstr(arg, "://") || strncmp(arg, "tunnel:", 7) == 0) {
+        if (tb_account_from_url(arg, &out->url_acct, err, sizeof(err)) < 0) {
+            tb_log_error("%s", err);
+            return TB_EXIT_CONFIG;
+        }
+        out->acct = out->url_acct;
+    } else {
+        char path[4096];
+        int rc = tb_cli_config_load(cli, &out->cfg, path, sizeof(path));
+        if (rc != TB_EXIT_OK)
+            return rc;
+        out->acct = tb_config_account(out->cfg, arg);
+        if (!out->acct) {
+            tb_log_error("%s: no [account %s] section", path, arg);
+            return TB_EXIT_CONFIG;
+        }
+    }
+    password_source(out->acct, m->pw_file[k], m->pw_cmd[k],
+                    k ? "TWINBOX_PASSWORD_DST" : "TWINBOX_PASSWORD_SRC");
+    if (tb_account_needs_password(out->acct) &&
+        tb_account_password(out->acct, &out->password, err, sizeof(err)) < 0) {
+        tb_log_error("%s", err);
+        return TB_EXIT_CONFIG;
+    }
+    return TB_EXIT_OK;
+}
+
+static void side_free(struct side *s)
+{
+    if (s->password)
+        tb_password_free(s->password);
+    if (s->url_acct)
+        tb_account_free(s->url_acct);
+    if (s->cfg)
+        tb_config_free(s->cfg);
+    memset(s, 0, sizeof(*s));
+}
+
+/* The default state file: one per (SRC, DST) account pair, named by a digest of both. */
+static int state_path(const struct migrate_args *m, const struct side s[2], char *buf, size_t len)
+{
+    if (m->state) {
+        snprintf(buf, len, "%s", m->state);
+        return 0;
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char key[2048];
+    snprintf(key, sizeof(key), "%s\n%s\n%s\n%s", s[0].acct->name,
+             s[0].acct->user ? s[0].acct->user : "", s[1].acct->name,
+             s[1].acct->user ? s[1].acct->user : "");
+    EVP_Digest(key, strlen(key), md, &mdlen, EVP_sha256(), NULL);
+    char name[64] = "migrate-";
+    for (unsigned i = 0; i < 8; i++)
+        snprintf(name + 8 + 2 * i, 3, "%02x", md[i]);
+    return tb_state_default_path(name, buf, len);
+}
+
+/* A dry run reads a copy of the state (or none), so that nothing is written anywhere. */
+static int dry_copy(const char *path, char *tmp, size_t len)
+{
+    const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(tmp, len, "%s/twinbox-dry-XXXXXX", dir);
+    int out = mkstemp(tmp);
+    if (out < 0)
+        return -1;
+    int in = open(path, O_RDONLY | O_CLOEXEC);
+    char buf[65536];
+    ssize_t n = 0;
+    while (in >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+        if (write(out, buf, (size_t)n) != n) {
+            n = -1;
+            break;
+        }
+    if (in >= 0)
+        close(in);
+    close(out);
+    return n < 0 ? -1 : 0;
+}
+
+int tb_cmd_migrate(const struct tb_cli *cli, int argc, char **argv)
+{
+    struct migrate_args m = {0};
+    int rc = parse_args(argc, argv, &m);
+    if (rc != TB_EXIT_OK)
+        return rc;
+    struct side s[2] = {{0}, {0}};
+    for (int k = 0; k < 2 && rc == TB_EXIT_OK; k++)
+        rc = load_side(cli, &m, k, &s[k]);
+    char path[4096], tmp[4200] = "";
+    if (rc == TB_EXIT_OK && state_path(&m, s, path, sizeof(path)) < 0) {
+        tb_log_error("migrate: cannot create the state directory");
+        rc = TB_EXIT_CONFIG;
+    }
+    if (rc == TB_EXIT_OK && m.o.dry_run && dry_copy(path, tmp, sizeof(tmp)) < 0) {
+        tb_log_error("migrate: cannot copy the state for a dry run: %s", strerror(errno));
+        rc = TB_EXIT_CONFIG;
+    }
+    if (rc == TB_EXIT_OK) {
+        char *all[] = {"*"};
+        struct tb_pair pair = {.name = "migrate",
+                               .a = s[0].acct->name,
+                               .b = s[1].acct->name,
+                               .mailboxes = m.n_only ? m.only : all,
+                               .n_mailboxes = m.n_only ? m.n_only : 1,
+                               .exclude = m.exclude,
+                               .n_exclude = m.n_exclude};
+        if (!m.o.dry_run)
+            fprintf(stderr, "twinbox: migrate: state %s\n", path);
+        const struct tb_account *acct[2] = {s[0].acct, s[1].acct};
+        const char *pws[2] = {s[0].password, s[1].password};
+        rc = tb_cli_run_pair(&pair, acct, pws, m.o.dry_run ? tmp : path, &m.o);
+    }
+    if (tmp[0]) {
+        unlink(tmp);
+        char side_file[4300];
+        snprintf(side_file, sizeof(side_file), "%s-wal", tmp);
+        unlink(side_file);
+        snprintf(side_file, sizeof(side_file), "%s-shm", tmp);
+        unlink(side_file);
+        snprintf(side_file, sizeof(side_file), "%s.lock", tmp);
+        unlink(side_file);
+    }
+    side_free(&s[0]);
+    side_free(&s[1]);
+    return rc;
+}
