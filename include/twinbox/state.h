@@ -38,6 +38,8 @@ int tb_state_lock(const char *db_path, int *fd, char *err, size_t errlen);
 void tb_state_unlock(int fd);
 /* Default path: $XDG_STATE_HOME/twinbox/PAIR.db (~/.local/state/twinbox/PAIR.db). */
 int tb_state_default_path(const char *pair, char *buf, size_t len);
+/* The same path; its directories are created only when `create`. */
+int tb_state_path_for(const char *pair, bool create, char *buf, size_t len);
 
 int tb_state_begin(struct tb_state *st);
 int tb_state_commit(struct tb_state *st);

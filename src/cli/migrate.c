@@ -222,7 +222,7 @@ static int state_path(const struct migrate_args *m, const struct side s[2], char
     char name[64] = "migrate-";
     for (unsigned i = 0; i < 8; i++)
         snprintf(name + 8 + 2 * i, 3, "%02x", md[i]);
-    return tb_state_default_path(name, buf, len);
+    return tb_state_path_for(name, !m->o.dry_run, buf, len);
 }
 
 /* A dry run reads a copy of the state (or none), so that nothing is written anywhere. */

@@ -172,6 +172,11 @@ static int mkdirs(char *path)
 
 int tb_state_default_path(const char *pair, char *buf, size_t len)
 {
+    return tb_state_path_for(pair, true, buf, len);
+}
+
+int tb_state_path_for(const char *pair, bool create, char *buf, size_t len)
+{
     const char *xdg = getenv("XDG_STATE_HOME");
     const char *home = getenv("HOME");
     int n;
@@ -183,7 +188,7 @@ int tb_state_default_path(const char *pair, char *buf, size_t len)
         return -1;
     if (n < 0 || (size_t)n >= len)
         return -1;
-    return mkdirs(buf);
+    return create ? mkdirs(buf) : 0;
 }
 
 int tb_state_begin(struct tb_state *st)
