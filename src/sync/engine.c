@@ -179,7 +179,16 @@ static int sync_entry(struct ctx *x, struct entry *e)
             return 0;
     }
     int rc = create_and_subscribe(x, e, present, subscribed);
-    if (rc != 0 || (x->o->dry_run && (!present[0] || !present[1])))
+    if (rc == 0 && x->o->dry_run && (!present[0] || !present[1])) {
+        /* Not created in a dry run, so not read either: its messages would all be copied
+         * (the filters of a migration are not applied to this estimate). */
+        int k = present[0] ? 1 : 0;
+        if (!x->mode || k != x->mode->source)
+            printf("%s: copy a->b %u, b->a %u (a mailbox to create; before filters)\n", e->canon,
+                   k ? e->box[0]->messages : 0, k ? 0 : e->box[1]->messages);
+        return 0;
+    }
+    if (rc != 0)
         return rc;
     return tb_eng_sync_messages(x, e, reset || !e->st, subscribed);
 }
