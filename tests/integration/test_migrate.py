@@ -1,0 +1,306 @@
+"""twinbox migrate: one-way migration between the fixture's servers, checked with imaplib.
+SRC must be unchanged (a listing with flags and STATUS before and after); DST must hold every
+selected SRC message with its flags, keywords (where DST keeps them) and INTERNALDATE; a
+rerun copies nothing; kill -9 at random moments never duplicates nor loses a message."""
+import os
+import random
+import signal
+import subprocess
+import tempfile
+import time
+
+from tests.fixture import imapcheck as ic
+from tests.fixture.dovecot import Dovecot
+from tests.integration.common import TestCase, binary, twinbox
+from tests.integration.interop import DovecotSide, canon
+
+
+def full_view(fx):
+    """{canonical mailbox: sorted [(message-id, flags, INTERNALDATE)]} and STATUS numbers."""
+    c = fx.client()
+    try:
+        out, status = {}, {}
+        for wire in ic.list_mailboxes(c, selectable_only=True):
+            name = canon(fx, wire)
+            if name is None:
+                continue
+            typ, data = c.status(ic.quote(wire), "(MESSAGES UIDNEXT UIDVALIDITY)")
+            status[name] = data[0]
+            rows = [(m.get("message_id"), m["flags"], m["internaldate"])
+                    for m in ic.fetch_all(c, wire)]
+            c.close()
+            out[name] = sorted(rows, key=lambda r: (r[0] or "", r[1], r[2]))
+        return out, status
+    finally:
+        c.logout()
+
+
+class MigrateBase(TestCase):
+    maxDiff = None
+
+    def make_src(self):
+        return DovecotSide(Dovecot(users={"alice": "secret"}, separator="/")).start()
+
+    def make_dst(self):
+        return DovecotSide(Dovecot(users={"alice": "secret"}, separator="/")).start()
+
+    def setUp(self):
+        self.src = self.make_src()
+        try:
+            self.dst = self.make_dst()
+        except BaseException:
+            self.src.stop()
+            raise
+        self.tmp = tempfile.TemporaryDirectory()
+        self.env = dict(os.environ, TWINBOX_PASSWORD_SRC="secret",
+                        TWINBOX_PASSWORD_DST="secret", XDG_STATE_HOME=self.tmp.name)
+
+    def tearDown(self):
+        try:
+            self.dst.stop()
+        finally:
+            self.src.stop()
+            self.tmp.cleanup()
+
+    def url(self, fx):
+        port = fx.dv.imap_port if isinstance(fx, DovecotSide) else fx.port
+        login = fx.login("alice") if hasattr(fx, "login") else "alice"
+        return f"imap://{login.replace('@', '%40')}@127.0.0.1:{port}/?starttls=no"
+
+    def migrate(self, *args, code=0):
+        r = twinbox("migrate", self.url(self.src), self.url(self.dst), *args, env=self.env,
+                    timeout=600)
+        self.assertEqual(r.code, code, r)
+        return r
+
+    def append(self, fx, name, n, seed, start=0, flags=(), size=1500):
+        c = fx.client()
+        try:
+            wire = fx.mailbox(name)
+            if name != "INBOX":
+                c.create(ic.quote(wire))
+            for i in range(start, start + n):
+                msg, day = ic.make_message(i, size=size, seed=seed, mailbox=name)
+                ic.append(c, wire, msg, flags=flags, date=day)
+        finally:
+            c.logout()
+
+    def seed(self):
+        self.append(self.src, "INBOX", 6, 1, flags=("\\Seen", "$Todo"))
+        self.append(self.src, "Work", 4, 2, flags=("\\Flagged",))
+        self.append(self.src, "Work/Sub", 3, 3)
+
+    def assertCopied(self, names=None, keywords=True):
+        sv, _ = full_view(self.src)
+        dv, _ = full_view(self.dst)
+        for name in names or sv:
+            want = sv[name]
+            if not keywords:
+                want = [(m, tuple(f for f in fl if f.startswith("\\")), d) for m, fl, d in want]
+            self.assertEqual(dv.get(name), want, f"mailbox {name}")
+        return sv, dv
+
+
+class DovecotToDovecotTest(MigrateBase):
+    def test_copy_rerun_and_source_unchanged(self):
+        self.seed()
+        before = full_view(self.src)
+        r = self.migrate()
+        self.assertIn("migrate: copied 13,", r.out)
+        self.assertIn("migrate: state ", r.err)
+        self.assertCopied()
+        r = self.migrate()
+        self.assertIn("migrate: copied 0,", r.out)
+        self.assertEqual(full_view(self.src), before, "SRC unchanged")
+
+    def test_source_changes_and_destination_changes(self):
+        self.seed()
+        self.migrate()
+        self.append(self.src, "INBOX", 2, 1, start=50)
+        c = self.src.client()
+        c.select("INBOX")
+        c.uid("STORE", "1", "+FLAGS", "(\\Answered)")
+        c.logout()
+        c = self.dst.client()  # the user already works on DST: that stays
+        c.select("INBOX")
+        c.uid("STORE", "2", "+FLAGS", "(\\Flagged)")
+        c.logout()
+        self.append(self.dst, "INBOX", 1, 9, start=70)
+        r = self.migrate()
+        self.assertIn("migrate: copied 2,", r.out)
+        sv, _ = full_view(self.src)
+        dv, _ = full_view(self.dst)
+        src_ids = {m for m, _f, _d in sv["INBOX"]}
+        dst = {m: f for m, f, _d in dv["INBOX"]}
+        self.assertTrue(src_ids <= set(dst), "every source message on DST")
+        self.assertEqual(len(dst), len(src_ids) + 1, "DST's own message stays, not copied back")
+        self.assertEqual(sum("\\Answered" in f for f in dst.values()), 1, "SRC's flag change")
+        self.assertEqual(sum("\\Flagged" in f for f in dst.values()), 1, "DST's flag stays")
+        self.assertEqual(len(sv["INBOX"]), 8, "nothing went back to SRC")
+
+    def test_delete_mirrors_only_when_asked(self):
+        self.seed()
+        self.migrate()
+        c = self.src.client()
+        c.select("INBOX")
+        c.uid("STORE", "1:2", "+FLAGS", "(\\Deleted)")
+        c.expunge()
+        c.logout()
+        r = self.migrate()
+        self.assertIn("kept (gone from the source) 2", r.out)
+        self.assertEqual(len(full_view(self.dst)[0]["INBOX"]), 6, "kept without --delete")
+        self.append(self.src, "INBOX", 1, 1, start=60)
+        c = self.src.client()
+        c.select("INBOX")
+        c.uid("STORE", "3", "+FLAGS", "(\\Deleted)")
+        c.expunge()
+        c.logout()
+        r = self.migrate("--delete")
+        self.assertIn("expunged 1,", r.out)
+        self.assertEqual(len(full_view(self.dst)[0]["INBOX"]), 6)
+
+    def test_messages_already_on_destination_are_matched(self):
+        self.seed()
+        self.append(self.dst, "INBOX", 6, 1, flags=("\\Seen", "$Todo"))
+        r = self.migrate()
+        self.assertIn("migrate: copied 7,", r.out)
+        self.assertIn("already there 6,", r.out)
+        self.assertCopied()
+
+    def test_dry_run_changes_nothing_and_matches_the_run(self):
+        self.seed()
+        before = full_view(self.src), full_view(self.dst)
+        r = self.migrate("--dry-run")
+        self.assertEqual((full_view(self.src), full_view(self.dst)), before)
+        self.assertEqual(os.listdir(self.tmp.name), [], "no state written")
+        planned = sum(int(x.split("copy a->b ")[1].split(",")[0])
+                      for x in r.out.splitlines() if "copy a->b" in x)
+        self.assertEqual(planned, 13)
+        r = self.migrate()
+        self.assertIn(f"migrate: copied {planned},", r.out)
+
+    def test_source_is_never_written(self):
+        """Every command sent to SRC is read-only (EXAMINE, BODY.PEEK, no STORE/APPEND)."""
+        from tests.fixture.evil import Evil
+        self.seed()
+        ev = Evil(self.src.dv)
+        try:
+            url = f"imap://alice@127.0.0.1:{ev.port}/?starttls=no"
+            p = subprocess.run([binary("twinbox"), "migrate", url, self.url(self.dst)],
+                               capture_output=True, text=True, env=self.env, timeout=300)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            names = {c.name for c in ev.commands}
+            self.assertFalse(names & {"SELECT", "STORE", "APPEND", "EXPUNGE", "CREATE",
+                                      "DELETE", "RENAME", "SUBSCRIBE", "COPY", "MOVE"}, names)
+            fetches = [c.text for c in ev.commands if c.name == "FETCH" or "FETCH" in c.text]
+            self.assertTrue(all("BODY[" not in f for f in fetches), fetches)
+        finally:
+            ev.stop()
+
+
+class FilterTest(MigrateBase):
+    def setUp(self):
+        super().setUp()
+        # INTERNALDATEs of make_message fall in 2020; sizes grow with size=.
+        self.append(self.src, "INBOX", 8, 1)
+        self.append(self.src, "Big", 2, 2, size=60000)
+        self.append(self.src, "Work", 2, 3)
+
+    def dst_ids(self):
+        return {n: [r[0] for r in rows] for n, rows in full_view(self.dst)[0].items()}
+
+    def test_since_and_before(self):
+        sv, _ = full_view(self.src)
+        dates = sorted(d for _m, _f, d in sv["INBOX"])
+        cut = time.strftime("%Y-%m-%d", time.gmtime(dates[4] + 86400))
+        r = self.migrate("--only", "INBOX", "--since", cut)
+        got = full_view(self.dst)[0]["INBOX"]
+        self.assertTrue(all(d >= dates[4] for _m, _f, d in got))
+        self.assertIn(f"filtered out {8 - len(got)},", r.out)
+        # A new state: what DST has is matched by identity, everything else is filtered.
+        r = self.migrate("--only", "INBOX", "--before", "2000-01-01", "--state",
+                         os.path.join(self.tmp.name, "other.db"))
+        self.assertIn("copied 0,", r.out)
+        self.assertIn(f"already there {len(got)},", r.out)
+        self.assertIn(f"filtered out {8 - len(got)},", r.out)
+
+    def test_max_size(self):
+        self.migrate("--max-size", "20000")
+        ids = self.dst_ids()
+        self.assertEqual(ids.get("Big"), [], "large messages left out, folder created")
+        self.assertEqual(len(ids["INBOX"]), 8)
+
+    def test_only_and_exclude(self):
+        self.migrate("--only", "INBOX", "--only", "Work")
+        self.assertEqual(sorted(self.dst_ids()), ["INBOX", "Work"])
+        self.migrate("--exclude", "Big", "--state", os.path.join(self.tmp.name, "x.db"))
+        self.assertNotIn("Big", self.dst_ids())
+
+    def test_bad_values_are_usage_errors(self):
+        for args in (["--since", "2020-13-01"], ["--max-size", "-5"], ["--max-age", "x"],
+                     ["--since", "2021-01-01", "--before", "2020-01-01"]):
+            r = self.migrate(*args, code=2)
+            self.assertIn("migrate:", r.err)
+
+
+class DovecotToCyrusTest(MigrateBase):
+    def make_dst(self):
+        from tests.fixture.cyrus import Cyrus
+        return Cyrus(users={"alice": "secret"}).start()
+
+    def test_into_inbox_namespace(self):
+        self.seed()
+        before = full_view(self.src)
+        self.migrate()
+        self.assertCopied()
+        self.assertIn("migrate: copied 0,", self.migrate().out)
+        self.assertEqual(full_view(self.src), before)
+
+
+class CourierToDovecotTest(MigrateBase):
+    def make_src(self):
+        from tests.fixture.courier import Courier
+        return Courier(users={"alice": "secret"}).start()
+
+    def test_from_courier(self):
+        self.seed()
+        before = full_view(self.src)
+        self.migrate()
+        self.assertCopied()
+        self.assertIn("migrate: copied 0,", self.migrate().out)
+        self.assertEqual(full_view(self.src), before)
+
+
+class CyrusToDovecotTest(MigrateBase):
+    def make_src(self):
+        from tests.fixture.cyrus import Cyrus
+        return Cyrus(users={"alice": "secret"}).start()
+
+    def test_from_cyrus(self):
+        self.seed()
+        before = full_view(self.src)
+        self.migrate()
+        self.assertCopied()
+        self.assertIn("migrate: copied 0,", self.migrate().out)
+        self.assertEqual(full_view(self.src), before)
+
+
+class KillTest(MigrateBase):
+    ROUNDS = 10
+
+    def test_kill_9_at_random_moments(self):
+        rnd = random.Random(20261130)
+        for box, n in (("INBOX", 800), ("A", 600), ("B", 600)):
+            self.append(self.src, box, n, 5, size=800)
+        expected = {n: sorted(r[0] for r in rows) for n, rows in full_view(self.src)[0].items()}
+        for i in range(self.ROUNDS):
+            p = subprocess.Popen([binary("twinbox"), "migrate", self.url(self.src),
+                                  self.url(self.dst)], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, env=self.env)
+            time.sleep(rnd.uniform(0.05, 1.5))
+            p.send_signal(signal.SIGKILL)
+            p.wait(timeout=60)
+            time.sleep(0.2)
+        self.migrate()
+        got = {n: sorted(r[0] for r in rows) for n, rows in full_view(self.dst)[0].items()}
+        self.assertEqual(got, expected, "exactly the SRC set, no duplicate")
