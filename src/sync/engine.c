@@ -77,7 +77,7 @@ static int delete_other(struct ctx *x, struct entry *e, int g)
     printf("%s: deleted on %s, deleting on %s\n", e->canon, g ? "b" : "a", g ? "a" : "b");
     if (x->o->dry_run)
         return 0;
-    char *w = tb_name_wire(e->canon, tb_store_ns(&x->s[1 - g]));
+    char *w = tb_eng_wire(x, e, 1 - g);
     tb_store_delete(&x->s[1 - g], w);
     free(w);
     if (tb_store_wait(x->both, 2) < 0)
@@ -101,7 +101,7 @@ static int create_and_subscribe(struct ctx *x, struct entry *e, const bool prese
             printf("%s: %s on %s\n", e->canon, present[k] ? "subscribe" : "create", k ? "b" : "a");
             continue;
         }
-        char *w = tb_name_wire(e->canon, tb_store_ns(&x->s[k]));
+        char *w = tb_eng_wire(x, e, k);
         if (!present[k]) {
             const struct tb_mbox_info *src = e->box[1 - k];
             tb_store_create(&x->s[k], w, src ? src->special_use : NULL);
@@ -300,6 +300,21 @@ static int discover(struct ctx *x, struct entry **out, size_t *n_out)
                                 k ? "b" : "a", why);
                 continue;
             }
+            if (x->mode && k == x->mode->source) {
+                char *mapped = tb_eng_map(x, b, canon);
+                struct entry *taken = mapped ? find_entry(ent, n_ent, mapped) : NULL;
+                if (taken && taken->box[k]) {
+                    /* Two source folders onto one name: the second keeps its own. */
+                    tb_log_warn("pair %s: mailbox %s would go to %s like %s; kept as %s",
+                                x->pair->name, canon, mapped, taken->box[k]->name, canon);
+                    free(mapped);
+                    mapped = tb_xstrdup(canon);
+                }
+                free(canon);
+                canon = mapped;
+                if (!canon)
+                    continue;
+            }
             struct entry *e = find_entry(ent, n_ent, canon);
             if (!e) {
                 e = &ent[n_ent++];
@@ -385,7 +400,7 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
             if (known ? !new_name || strcmp(new_name, f->canon) != 0
                       : f->box[k]->uidvalidity != e->st->side[k].uidvalidity)
                 continue;
-            char *from = tb_name_wire(e->canon, tb_store_ns(&x->s[1 - k]));
+            char *from = tb_eng_wire(x, e, 1 - k);
             char *to = tb_name_wire(f->canon, tb_store_ns(&x->s[1 - k]));
             printf("%s: renamed on %s to %s, renaming on %s\n", e->canon, k ? "b" : "a", f->canon,
                    k ? "a" : "b");

@@ -25,8 +25,24 @@ struct tb_sync_opts {
     bool one_way;
     int source;
     bool mirror;
-    int64_t since, before; /* INTERNALDATE window, seconds since the epoch; 0 = open */
-    uint64_t max_size;     /* 0 = any */
+    int64_t since, before;         /* INTERNALDATE window, seconds since the epoch; 0 = open */
+    uint64_t max_size;             /* 0 = any */
+    const struct tb_sync_map *map; /* one-way: source names to destination names, or NULL */
+};
+
+/* How a migration names the source's mailboxes on the destination (sync/mapping.c), in
+ * this order: Gmail's \All and \Important are left out unless include_all; an explicit
+ * --map (a mailbox and its children); the special-use folders (Sent, Drafts, Trash, Junk,
+ * Archive) to the destination's folder of that use, by attribute or well-known name;
+ * --rename's regular expression; then --into puts the whole tree under a folder. Names
+ * are canonical ('/' separated, relative to the personal namespace). */
+struct tb_sync_map {
+    const char **from, **to; /* --map FROM=TO */
+    size_t n;
+    const char *rename_re, *rename_to; /* --rename s/RE/TO/ (POSIX extended, \1..\9) */
+    const char *into;                  /* --into PREFIX */
+    bool include_all;                  /* keep \All and \Important */
+    bool no_special;                   /* no automatic special-use mapping */
 };
 
 struct tb_sync_stats {

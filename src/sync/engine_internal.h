@@ -114,6 +114,12 @@ int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscr
 int tb_eng_settle_deferred(struct ctx *x, struct entry *ent, size_t n_ent);
 void tb_eng_clear_copied(struct ctx *x);
 
+/* mapping.c: a migration's destination name for a source mailbox (NULL: left out, e.g.
+ * Gmail's \\All), and the wire name of an entry on side k (the listing's, else derived;
+ * NULL for a source name that cannot be derived back from a mapped one). */
+char *tb_eng_map(struct ctx *x, const struct tb_mbox_info *b, const char *canon);
+char *tb_eng_wire(struct ctx *x, const struct entry *e, int k);
+
 /* xrdisc.c */
 int tb_eng_list_both(struct ctx *x);
 int tb_eng_record_positions(struct ctx *x, struct entry *ent, size_t n_ent);

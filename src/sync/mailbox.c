@@ -355,7 +355,7 @@ static int sync_passes(struct ctx *x, struct entry *e, bool reset, bool subscrib
 {
     char *wire[2];
     for (int k = 0; k < 2; k++)
-        wire[k] = tb_name_wire(e->canon, tb_store_ns(&x->s[k]));
+        wire[k] = tb_eng_wire(x, e, k);
     int rc = 0;
     bool settled = false;
     bool wrote[2] = {true, true}; /* by the previous pass, per side */
@@ -475,7 +475,7 @@ int tb_eng_settle_deferred(struct ctx *x, struct entry *ent, size_t n_ent)
                     tb_eng_delta_of_state(&dd[j][k], b);
                     continue;
                 }
-                char *w = tb_name_wire(e->canon, tb_store_ns(&x->s[k]));
+                char *w = tb_eng_wire(x, e, k);
                 tb_store_delta_queue(&x->s[k], w, b->uidvalidity, b->highestmodseq, b->uidnext,
                                      NULL, &dd[j][k]);
                 free(w);

@@ -110,6 +110,8 @@ static int check_gone(struct ctx *x, struct entry *ent, size_t n_ent)
         }
         if (!e->st)
             continue; /* new on one side: created on the other */
+        if (x->mode && !(g == x->mode->source && x->mode->mirror))
+            continue; /* one-way: nothing is removed on this evidence (sync_entry) */
         if (strcmp(e->canon, "INBOX") == 0) {
             /* INBOX always exists (RFC 3501); some servers create it only on first use. */
             leave_alone(x, e, "INBOX is missing from the LIST of %s", side_name(g));
@@ -120,7 +122,11 @@ static int check_gone(struct ctx *x, struct entry *ent, size_t n_ent)
             e->gone = quiet(e, 1 - g) ? GONE_DELETE : GONE_RECREATE;
             continue;
         }
-        char *w = tb_name_wire(e->canon, tb_store_ns(&x->s[g]));
+        char *w = tb_eng_wire(x, e, g);
+        if (!w) {
+            leave_alone(x, e, "missing on %s under a name mapped from another", side_name(g));
+            continue;
+        }
         tb_store_exists(&x->s[g], w, &ex[i]);
         free(w);
         asked[i] = any = true;
@@ -207,7 +213,7 @@ static int start_delta(struct ctx *x, struct entry *e, int k, const struct tb_st
     tb_uidset_init(&extra);
     int rc = tb_eng_skip_refetch(x, e->canon, k, b->uidvalidity, &extra);
     if (rc == 0) {
-        char *w = tb_name_wire(e->canon, tb_store_ns(&x->s[k]));
+        char *w = tb_eng_wire(x, e, k);
         tb_store_delta_queue(&x->s[k], w, b->uidvalidity, base_ms, b->uidnext, &extra, d);
         free(w);
     }
