@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,10 @@ struct migrate_args {
     const char *state;      /* --state */
     char *only[MAX_PATTERNS], *exclude[MAX_PATTERNS];
     size_t n_only, n_exclude;
+    const char *map_from[MAX_PATTERNS], *map_to[MAX_PATTERNS];
+    char *map_buf[MAX_PATTERNS]; /* owned copies split at '=' */
+    char *rename_buf;            /* owned: "RE\0TO" */
+    struct tb_sync_map map;
     struct tb_sync_opts o;
 };
 
@@ -41,7 +46,8 @@ static int usage(void)
 {
     tb_log_error("usage: twinbox migrate SRC DST [--dry-run] [--delete] [--force] "
                  "[--state FILE] [--only PATTERN]... [--exclude PATTERN]... [--since DATE] "
-                 "[--before DATE] [--max-age DAYS] [--max-size BYTES] "
+                 "[--before DATE] [--max-age DAYS] [--max-size BYTES] [--map FROM=TO]... "
+                 "[--rename sXREXTOX] [--into FOLDER] [--include-all-mail] [--no-special-use-map] "
                  "[--password-file-src|-dst FILE] [--password-command-src|-dst CMD]");
     return TB_EXIT_USAGE;
 }
@@ -73,6 +79,47 @@ static bool parse_count(const char *s, uint64_t max, uint64_t *out)
     return true;
 }
 
+/* --map FROM=TO: canonical names ('/' separated), neither empty. */
+static bool add_map(struct migrate_args *m, const char *v)
+{
+    const char *eq = strchr(v, '=');
+    if (!eq || eq == v || !eq[1] || m->map.n >= MAX_PATTERNS)
+        return false;
+    char *copy = tb_xstrdup(v);
+    copy[eq - v] = 0;
+    m->map_buf[m->map.n] = copy;
+    m->map_from[m->map.n] = copy;
+    m->map_to[m->map.n++] = copy + (eq - v) + 1;
+    return true;
+}
+
+/* --rename sXREXTOX with any delimiter X (names hold '/', so e.g. s|^Old|New|). */
+static bool set_rename(struct migrate_args *m, const char *v)
+{
+    if (v[0] != 's' || !v[1] || m->rename_buf)
+        return false;
+    char delim = v[1];
+    const char *re = v + 2, *mid = strchr(re, delim);
+    if (!mid || mid == re)
+        return false;
+    const char *end = strchr(mid + 1, delim);
+    if (!end || end[1])
+        return false;
+    size_t rl = (size_t)(mid - re), tl = (size_t)(end - mid - 1);
+    m->rename_buf = tb_xmalloc(rl + tl + 2);
+    memcpy(m->rename_buf, re, rl);
+    m->rename_buf[rl] = 0;
+    memcpy(m->rename_buf + rl + 1, mid + 1, tl);
+    m->rename_buf[rl + 1 + tl] = 0;
+    m->map.rename_re = m->rename_buf;
+    m->map.rename_to = m->rename_buf + rl + 1;
+    regex_t rx;
+    if (regcomp(&rx, m->map.rename_re, REG_EXTENDED) != 0)
+        return false;
+    regfree(&rx);
+    return true;
+}
+
 /* Options taking a value; false with a message for a bad one. */
 static bool value_opt(struct migrate_args *m, const char *opt, const char *v)
 {
@@ -96,6 +143,12 @@ static bool value_opt(struct migrate_args *m, const char *opt, const char *v)
         m->o.since = (int64_t)time(NULL) - (int64_t)n * 86400;
     else if (strcmp(opt, "--max-size") == 0 && parse_count(v, UINT64_MAX, &n) && n > 0)
         m->o.max_size = n;
+    else if (strcmp(opt, "--map") == 0 && add_map(m, v))
+        ;
+    else if (strcmp(opt, "--rename") == 0 && set_rename(m, v))
+        ;
+    else if (strcmp(opt, "--into") == 0 && v[0] && v[0] != '/' && v[strlen(v) - 1] != '/')
+        m->map.into = v;
     else {
         tb_log_error("migrate: bad value for %s: '%s'", opt, v);
         return false;
@@ -114,6 +167,10 @@ static int parse_args(int argc, char **argv, struct migrate_args *m)
             m->o.mirror = true;
         else if (strcmp(a, "--force") == 0)
             m->o.force = true;
+        else if (strcmp(a, "--include-all-mail") == 0)
+            m->map.include_all = true;
+        else if (strcmp(a, "--no-special-use-map") == 0)
+            m->map.no_special = true;
         else if (a[0] == '-' && a[1] == '-' && i + 1 < argc) {
             if (!value_opt(m, a, argv[++i]))
                 return TB_EXIT_USAGE;
@@ -130,6 +187,9 @@ static int parse_args(int argc, char **argv, struct migrate_args *m)
     }
     m->o.one_way = true;
     m->o.source = 0;
+    m->map.from = m->map_from;
+    m->map.to = m->map_to;
+    m->o.map = &m->map;
     return TB_EXIT_OK;
 }
 
@@ -292,5 +352,8 @@ int tb_cmd_migrate(const struct tb_cli *cli, int argc, char **argv)
     }
     side_free(&s[0]);
     side_free(&s[1]);
+    for (size_t i = 0; i < m.map.n; i++)
+        free(m.map_buf[i]);
+    free(m.rename_buf);
     return rc;
 }
