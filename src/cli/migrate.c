@@ -311,8 +311,6 @@ int tb_cmd_migrate(const struct tb_cli *cli, int argc, char **argv)
 {
     struct migrate_args m = {0};
     int rc = parse_args(argc, argv, &m);
-    if (rc != TB_EXIT_OK)
-        return rc;
     struct side s[2] = {{0}, {0}};
     for (int k = 0; k < 2 && rc == TB_EXIT_OK; k++)
         rc = load_side(cli, &m, k, &s[k]);

@@ -198,6 +198,48 @@ class DovecotToDovecotTest(MigrateBase):
             ev.stop()
 
 
+class MappingTest(MigrateBase):
+    def setUp(self):
+        super().setUp()
+        self.append(self.src, "INBOX", 2, 1)
+        self.append(self.src, "Sent Items", 2, 2)
+        self.append(self.src, "Deleted Items", 1, 3)
+        self.append(self.src, "Work", 2, 4)
+        self.append(self.src, "Old/Stuff", 1, 5)
+        for name in ("Sent", "Trash"):
+            c = self.dst.client()
+            c.create(name)
+            c.logout()
+
+    def counts(self):
+        return {n: len(rows) for n, rows in full_view(self.dst)[0].items()}
+
+    def test_special_use_map_and_rename(self):
+        self.migrate("--map", "Work=Archive/Work", "--rename", "s|^Old|New|")
+        got = self.counts()
+        self.assertEqual(got.get("Sent"), 2, got)
+        self.assertEqual(got.get("Trash"), 1, got)
+        self.assertEqual(got.get("Archive/Work"), 2, got)
+        self.assertEqual(got.get("New/Stuff"), 1, got)
+        self.assertNotIn("Sent Items", got)
+        self.assertNotIn("Work", got)
+        r = self.migrate("--map", "Work=Archive/Work", "--rename", "s|^Old|New|")
+        self.assertIn("migrate: copied 0,", r.out)
+
+    def test_into_a_folder(self):
+        self.migrate("--into", "Imported", "--no-special-use-map")
+        got = self.counts()
+        self.assertEqual(got.get("Imported/INBOX"), 2, got)
+        self.assertEqual(got.get("Imported/Sent Items"), 2, got)
+        self.assertEqual(got.get("Imported/Old/Stuff"), 1, got)
+        self.assertEqual(got.get("INBOX"), 0, got)
+
+    def test_bad_mapping_options(self):
+        for args in (["--map", "Work"], ["--map", "=x"], ["--rename", "s|(|x|"],
+                     ["--rename", "x"], ["--into", "/abs"]):
+            self.migrate(*args, code=2)
+
+
 class FilterTest(MigrateBase):
     def setUp(self):
         super().setUp()
