@@ -40,6 +40,11 @@ struct tb_imap_result {
 /* "[NAME] " for the result's response code (an atom's name, or the known code's), "" when
  * there is none: for messages that quote the server. Returns buf. */
 const char *tb_imap_code_prefix(const struct tb_imap_result *r, char *buf, size_t len);
+/* A NO that asks to come back later rather than refusing the command for good: the codes
+ * THROTTLED (Gmail), LIMIT, UNAVAILABLE, INUSE, SERVERBUG (RFC 5530), or Microsoft 365's
+ * "Suggested Backoff Time". Its delay in milliseconds goes to *backoff_ms when the server
+ * named one (0 otherwise; may be NULL). */
+bool tb_imap_result_throttled(const struct tb_imap_result *r, uint64_t *backoff_ms);
 
 typedef void tb_imap_done_fn(struct tb_imap *c, const struct tb_imap_result *r, void *ud);
 /* Returns true to claim the response. */
@@ -66,7 +71,9 @@ struct tb_imap_events {
 
 struct tb_imap *tb_imap_new(uv_loop_t *loop, const struct tb_account *acct,
                             const struct tb_imap_events *ev, void *ud);
-/* The password is copied and wiped once authentication completed. */
+/* The password (the access token for auth = xoauth2 | oauthbearer) is copied and wiped once
+ * authentication completed. An OAuth token the server refuses as expired is replaced once
+ * by running the account's oauth-token-command again (tb_account_password). */
 void tb_imap_set_password(struct tb_imap *c, const char *password);
 int tb_imap_start(struct tb_imap *c);
 void tb_imap_submit(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags, tb_imap_done_fn *done,
@@ -93,6 +100,9 @@ bool tb_imap_tls_active(const struct tb_imap *c);
 const char *tb_imap_tls_description(const struct tb_imap *c);
 bool tb_imap_compress_active(const struct tb_imap *c);
 bool tb_imap_preauth(const struct tb_imap *c);
+/* How the session authenticated: "PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER", or "PREAUTH"
+ * (the greeting did); "" before authentication. A static string. */
+const char *tb_imap_auth_mechanism(const struct tb_imap *c);
 char tb_imap_separator(const struct tb_imap *c); /* personal namespace; 0 if unknown */
 const char *tb_imap_namespace_prefix(const struct tb_imap *c);
 /* Other users' and shared namespace prefixes, '\n'-separated ("" when none). */

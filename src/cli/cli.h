@@ -45,8 +45,10 @@ int tb_cli_sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
                     const struct tb_sync_opts *o);
 struct tb_account;
 /* The same with accounts and passwords already resolved and the state file given. */
+struct tb_error;
 int tb_cli_run_pair(const struct tb_pair *pair, const struct tb_account *acct[2],
-                    const char *pws[2], const char *path, const struct tb_sync_opts *o);
+                    const char *pws[2], const char *path, const struct tb_sync_opts *o,
+                    struct tb_error *err_out);
 int tb_cmd_migrate(const struct tb_cli *cli, int argc, char **argv);
 
 int tb_cmd_probe(const struct tb_cli *cli, int argc, char **argv);

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +40,8 @@ struct migrate_args {
     char *map_buf[MAX_PATTERNS]; /* owned copies split at '=' */
     char *rename_buf;            /* owned: "RE\0TO" */
     struct tb_sync_map map;
+    unsigned retries;     /* --retries, default 10 */
+    uint64_t retry_scale; /* TWINBOX_TEST_RETRY_SCALE: per mille of the pause (tests) */
     struct tb_sync_opts o;
 };
 
@@ -143,6 +146,8 @@ static bool value_opt(struct migrate_args *m, const char *opt, const char *v)
         m->o.since = (int64_t)time(NULL) - (int64_t)n * 86400;
     else if (strcmp(opt, "--max-size") == 0 && parse_count(v, UINT64_MAX, &n) && n > 0)
         m->o.max_size = n;
+    else if (strcmp(opt, "--retries") == 0 && parse_count(v, 1000, &n))
+        m->retries = (unsigned)n;
     else if (strcmp(opt, "--map") == 0 && add_map(m, v))
         ;
     else if (strcmp(opt, "--rename") == 0 && set_rename(m, v))
@@ -307,9 +312,48 @@ static int dry_copy(const char *path, char *tmp, size_t len)
     return n < 0 ? -1 : 0;
 }
 
+/* Temporary failures (a dropped connection, a server asking to slow down) end a run; the
+ * run is resumable, so the migration starts it again after a pause: exponential from 2 s,
+ * with jitter, at most 5 minutes, or what the server suggested; up to --retries times
+ * (default 10). Each retry is one line; the last line counts them. */
+static int run_with_retries(const struct migrate_args *m, const struct tb_pair *pair,
+                            const struct tb_account *acct[2], const char *pws[2], const char *path)
+{
+    int rc = TB_EXIT_OK;
+    unsigned retries = 0;
+    for (;;) {
+        struct tb_error e = {0};
+        rc = tb_cli_run_pair(pair, acct, pws, path, &m->o, &e);
+        if (rc != TB_EXIT_TEMPFAIL || retries >= m->retries || m->o.dry_run)
+            break;
+        uint64_t ms = 2000ull << (retries < 8 ? retries : 8);
+        const char *hint = strcasestr(e.msg, "Suggested Backoff Time: ");
+        uint64_t suggested = hint ? strtoull(hint + 24, NULL, 10) : 0;
+        if (suggested > ms)
+            ms = suggested;
+        if (ms > 300000)
+            ms = 300000;
+        ms = ms / 2 + (uint64_t)rand() % (ms / 2 + 1); /* jitter: [ms/2, ms] */
+        if (m->retry_scale)
+            ms = ms * m->retry_scale / 1000;
+        retries++;
+        tb_log_warn("migrate: temporary failure; resuming in %.1f s (retry %u of %u)",
+                    (double)ms / 1000, retries, m->retries);
+        struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (retries)
+        printf("migrate: %u temporary failure%s survived (reconnected and resumed)\n", retries,
+               retries == 1 ? "" : "s");
+    return rc;
+}
+
 int tb_cmd_migrate(const struct tb_cli *cli, int argc, char **argv)
 {
-    struct migrate_args m = {0};
+    struct migrate_args m = {.retries = 10};
+    const char *scale = getenv("TWINBOX_TEST_RETRY_SCALE");
+    m.retry_scale = scale ? strtoull(scale, NULL, 10) : 0;
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
     int rc = parse_args(argc, argv, &m);
     struct side s[2] = {{0}, {0}};
     for (int k = 0; k < 2 && rc == TB_EXIT_OK; k++)
@@ -336,7 +380,7 @@ int tb_cmd_migrate(const struct tb_cli *cli, int argc, char **argv)
             fprintf(stderr, "twinbox: migrate: state %s\n", path);
         const struct tb_account *acct[2] = {s[0].acct, s[1].acct};
         const char *pws[2] = {s[0].password, s[1].password};
-        rc = tb_cli_run_pair(&pair, acct, pws, m.o.dry_run ? tmp : path, &m.o);
+        rc = run_with_retries(&m, &pair, acct, pws, m.o.dry_run ? tmp : path);
     }
     if (tmp[0]) {
         unlink(tmp);

@@ -109,7 +109,8 @@ static void print_summary(const struct tb_pair *pair, const struct tb_sync_opts 
 }
 
 int tb_cli_run_pair(const struct tb_pair *pair, const struct tb_account *acct[2],
-                    const char *pws[2], const char *path, const struct tb_sync_opts *o)
+                    const char *pws[2], const char *path, const struct tb_sync_opts *o,
+                    struct tb_error *err_out)
 {
     char err[1024];
     int rc = TB_EXIT_OK;
@@ -138,6 +139,8 @@ int tb_cli_run_pair(const struct tb_pair *pair, const struct tb_account *acct[2]
     tb_state_close(st);
     if (rc != TB_EXIT_OK && e.msg[0])
         tb_log_error("%s", e.msg);
+    if (err_out)
+        *err_out = e;
     print_summary(pair, o, &stats, now() - t0);
     tb_sync_stats_free(&stats);
     tb_state_unlock(lockfd);
@@ -152,7 +155,7 @@ int tb_cli_sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
     if (rc != TB_EXIT_OK)
         return rc;
     const char *pws[2] = {cp.pw[0], cp.pw[1]};
-    rc = tb_cli_run_pair(pair, cp.acct, pws, cp.path, o);
+    rc = tb_cli_run_pair(pair, cp.acct, pws, cp.path, o, NULL);
     tb_cli_pair_free(&cp);
     return rc;
 }

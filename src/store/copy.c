@@ -168,6 +168,12 @@ static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void 
                           r->code_unreadable ? "an APPENDUID out of range"
                                              : "no usable APPENDUID (server lacks UIDPLUS)");
         }
+    } else if (tb_imap_result_throttled(r, NULL)) {
+        /* Not a refusal of this message: the server wants us back later. The pass fails
+         * (its intent stays) and a migration retries after a pause. */
+        char code[64];
+        tb_store_fail(cp->dst, TB_ERR_TEMP, "mailbox %s: APPEND: server asks to slow down: NO %s%s",
+                      cp->mailbox, tb_imap_code_prefix(r, code, sizeof(code)), r->text);
     } else if (r->status != TB_IMAP_ABORTED && is_trycreate(r)) {
         tb_store_fail(cp->dst, TB_ERR_TEMP, "mailbox %s: APPEND: mailbox is gone: %s", cp->mailbox,
                       r->text);
@@ -241,6 +247,13 @@ static void fetch_done(struct tb_imap *c, const struct tb_imap_result *r, void *
     struct tb_copy *cp = j->cp;
     cp->src->pending--;
     if (r->status == TB_IMAP_ABORTED) {
+        job_done(j);
+        return;
+    }
+    if (tb_imap_result_throttled(r, NULL)) {
+        char code[64];
+        tb_store_fail(cp->src, TB_ERR_TEMP, "FETCH: server asks to slow down: NO %s%s",
+                      tb_imap_code_prefix(r, code, sizeof(code)), r->text);
         job_done(j);
         return;
     }
