@@ -11,6 +11,7 @@
 
 #include "sync/engine.h"
 #include "twinbox/config.h"
+#include "twinbox/error.h"
 #include "twinbox/exit.h"
 #include "twinbox/log.h"
 #include "twinbox/state.h"
