@@ -198,6 +198,34 @@ class DovecotToDovecotTest(MigrateBase):
             ev.stop()
 
 
+class ThrottleTest(MigrateBase):
+    def test_throttled_and_dropped_connections_are_survived(self):
+        """DST answers NO [THROTTLED] now and then and drops the connection mid-copy: the
+        migration pauses, reconnects, resumes, and reports it; nothing is lost or doubled."""
+        from tests.fixture.evil import Evil
+        self.append(self.src, "INBOX", 60, 1)
+        self.append(self.src, "Work", 30, 2)
+        ev = Evil(self.dst.dv)
+        try:
+            ev.on(r"APPEND ", nth=7, times=1,
+                  reply="NO [THROTTLED] Suggested Backoff Time: 40 milliseconds")
+            ev.on(r"APPEND ", nth=40, times=1, disconnect="before")
+            dst = f"imap://alice@127.0.0.1:{ev.port}/?starttls=no"
+            ev_src = Evil(self.src.dv)
+            self.addCleanup(ev_src.stop)
+            ev_src.on(r"UID FETCH \d+ \(UID BODY", nth=60, times=1, reply="NO [LIMIT] too many")
+            src = f"imap://alice@127.0.0.1:{ev_src.port}/?starttls=no"
+            r = twinbox("migrate", src, dst, env=dict(
+                self.env, TWINBOX_TEST_RETRY_SCALE="20"), timeout=600)
+            self.assertEqual(r.code, 0, r)
+            self.assertIn("3 temporary failures survived", r.out, "2 on DST, 1 on SRC")
+            self.assertIn("server asks to slow down", r.err)
+            self.assertGreaterEqual(len(ev.connections), 4, "reconnected")
+        finally:
+            ev.stop()
+        self.assertCopied()
+
+
 class MappingTest(MigrateBase):
     def setUp(self):
         super().setUp()
