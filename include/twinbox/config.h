@@ -16,7 +16,8 @@
  * returned by tb_config_account / tb_config_pair live until tb_config_free. An account
  * from tb_account_from_url is owned by the caller (tb_account_free). Passwords from
  * tb_account_password are owned by the caller and must be released with tb_password_free,
- * which wipes them. */
+ * which wipes them. For auth = xoauth2 | oauthbearer the "password" is the OAuth access
+ * token printed by oauth-token-command: the same resolution, ownership and wiping. */
 #ifndef TWINBOX_CONFIG_H
 #define TWINBOX_CONFIG_H
 
@@ -31,6 +32,17 @@ enum tb_account_type { TB_ACCOUNT_IMAP, TB_ACCOUNT_IMAPS, TB_ACCOUNT_TUNNEL };
 #define TB_DEFAULT_MAX_LINE          8000
 #define TB_DEFAULT_MAX_RESPONSE_LINE (16u << 20)
 #define TB_DEFAULT_MAX_MESSAGE_SIZE  ((uint64_t)128 << 20)
+
+/* How an account authenticates (`auth`). DEFAULT: AUTHENTICATE PLAIN when the server offers
+ * AUTH=PLAIN, else LOGIN. The others are required: a server that does not offer the
+ * mechanism is an authentication error, never a silent fallback to another one. */
+enum tb_auth {
+    TB_AUTH_DEFAULT,
+    TB_AUTH_PLAIN,
+    TB_AUTH_LOGIN,
+    TB_AUTH_XOAUTH2,
+    TB_AUTH_OAUTHBEARER
+};
 
 /* After a successful load every field obeys its documented range; optional strings are
  * NULL when unset. Keys that do not apply to the type (e.g. host for tunnel) are refused
@@ -59,6 +71,15 @@ struct tb_account {
     size_t max_response_line;      /* longest response line accepted (literals excluded) */
     uint64_t max_message_size;     /* larger messages are skipped, larger literals refused */
     char *source;                  /* "FILE:LINE" of its section, or "URL" */
+    enum tb_auth auth;             /* imap/imaps; auth-user makes DEFAULT PLAIN */
+    /* PLAIN's authentication identity (an admin or master user, whose password is used);
+     * `user` is then sent as the authorization identity (the mailbox owner). NULL: the
+     * user authenticates as itself. Only with auth = plain (or unset). */
+    char *auth_user;
+    /* xoauth2/oauthbearer (and only then, where it is required): run by /bin/sh -c; the
+     * first line of stdout is the access token. Run again once when the server answers
+     * that the token expired. The password keys do not apply to these mechanisms. */
+    char *oauth_token_command;
 };
 
 /* max-delete of a pair: how much of one side a run may remove before it stops and asks for
@@ -114,9 +135,12 @@ int tb_config_default_path(char *buf, size_t len);
 int tb_account_from_url(const char *url, struct tb_account **out, char *err, size_t errlen);
 void tb_account_free(struct tb_account *a); /* only for accounts not owned by a tb_config */
 bool tb_account_needs_password(const struct tb_account *a); /* false for tunnel */
+bool tb_account_uses_oauth(const struct tb_account *a);     /* xoauth2 or oauthbearer */
 
-/* Resolution order: password, password-file (refused if readable by group or others),
- * password-command (non-zero exit is an error), password-env (if set and non-empty),
+/* For an OAuth account (tb_account_uses_oauth): runs oauth-token-command (non-zero exit, no
+ * output or a token with control characters is an error) and returns its first line.
+ * Otherwise the resolution order: password, password-file (refused if readable by group or
+ * others), password-command (non-zero exit is an error), password-env (if set and non-empty),
  * then a prompt on /dev/tty without echo if stdin is a terminal. Otherwise an error
  * "ACCOUNT: no password configured (...)". On success *out is a malloc'd non-empty
  * string the caller releases with tb_password_free. 0 ok, -1 error (*out NULL). */

@@ -46,6 +46,7 @@ static void print_text(struct probe *p)
     printf("enabled: %s\n", tb_imap_enabled(c)[0] ? tb_imap_enabled(c) : "(none)");
     printf("tls: %s\n", tb_imap_tls_active(c) ? tb_imap_tls_description(c) : "no");
     printf("compress: %s\n", tb_imap_compress_active(c) ? "DEFLATE" : "no");
+    printf("auth: %s\n", tb_imap_auth_mechanism(c));
     const struct tb_ns *ns = tb_store_ns(&p->s);
     printf("namespace: \"%s\" separator \"%c\"%s%s\n", ns->prefix, ns->sep ? ns->sep : '?',
            ns->others && ns->others[0] ? " (left out: other namespaces " : "",
@@ -88,6 +89,7 @@ static void print_json(struct probe *p)
         tb_json_string(stdout, tb_imap_tls_description(c));
     else
         printf("null");
+    printf(", \"auth\": \"%s\"", tb_imap_auth_mechanism(c)); /* a static mechanism name */
     printf(", \"compress\": %s, \"namespace\": ", tb_imap_compress_active(c) ? "true" : "false");
     tb_json_string(stdout, tb_imap_namespace_prefix(c));
     char sep[2] = {tb_store_ns(&p->s)->sep, 0};

@@ -35,6 +35,9 @@ static const char *const key_names[TB_K_COUNT] = {
     [TB_K_MAX_LINE] = "max-line",
     [TB_K_MAX_RESPONSE_LINE] = "max-response-line",
     [TB_K_MAX_MESSAGE_SIZE] = "max-message-size",
+    [TB_K_AUTH] = "auth",
+    [TB_K_AUTH_USER] = "auth-user",
+    [TB_K_OAUTH_TOKEN_COMMAND] = "oauth-token-command",
 };
 
 /* ---- values ---------------------------------------------------------------------------- */
@@ -155,6 +158,23 @@ int tb_config_expand_path(const char *v, char **out, char *why, size_t n)
     *out = tb_xstrdup(tb_buf_cstr(&b));
     tb_buf_free(&b);
     return 0;
+}
+
+static int parse_auth(const char *v, enum tb_auth *out)
+{
+    static const char *const names[] = {
+        [TB_AUTH_PLAIN] = "plain",
+        [TB_AUTH_LOGIN] = "login",
+        [TB_AUTH_XOAUTH2] = "xoauth2",
+        [TB_AUTH_OAUTHBEARER] = "oauthbearer",
+    };
+    for (size_t i = TB_AUTH_PLAIN; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcasecmp(v, names[i]) == 0) {
+            *out = (enum tb_auth)i;
+            return 0;
+        }
+    }
+    return -1;
 }
 
 static bool valid_env_name(const char *v)
@@ -295,6 +315,12 @@ int tb_account_set(struct tb_account *a, int key, const char *v, char *why, size
         }
         a->password_env = tb_xstrdup(v);
         return 0;
+    case TB_K_AUTH:
+        if (parse_auth(v, &a->auth) < 0) {
+            snprintf(why, n, "auth: '%.64s' is not plain, login, xoauth2 or oauthbearer", v);
+            return -1;
+        }
+        return 0;
     case TB_K_PASSWORD_FILE:
         return tb_config_expand_path(v, &a->password_file, why, n);
     case TB_K_TLS_CA_FILE:
@@ -307,6 +333,12 @@ int tb_account_set(struct tb_account *a, int key, const char *v, char *why, size
         break;
     case TB_K_PASSWORD_COMMAND:
         str = &a->password_command;
+        break;
+    case TB_K_AUTH_USER:
+        str = &a->auth_user;
+        break;
+    case TB_K_OAUTH_TOKEN_COMMAND:
+        str = &a->oauth_token_command;
         break;
     case TB_K_COMMAND:
         str = &a->command;
@@ -341,6 +373,55 @@ int tb_account_set(struct tb_account *a, int key, const char *v, char *why, size
     return 0;
 }
 
+/* The keys of the mechanism chosen with `auth`: a key the mechanism would ignore is refused,
+ * because a silently unused password source or identity hides a mistake. */
+static int check_auth(struct tb_account *a, const bool set[TB_K_COUNT], int *bad_key, char *why,
+                      size_t n)
+{
+    static const char *const mech[] = {"", "plain", "login", "xoauth2", "oauthbearer"};
+    if (tb_account_uses_oauth(a)) {
+        static const int pw_keys[] = {TB_K_PASSWORD, TB_K_PASSWORD_FILE, TB_K_PASSWORD_COMMAND,
+                                      TB_K_PASSWORD_ENV, TB_K_AUTH_USER};
+        for (size_t i = 0; i < sizeof(pw_keys) / sizeof(pw_keys[0]); i++) {
+            if (set[pw_keys[i]]) {
+                *bad_key = pw_keys[i];
+                snprintf(why, n,
+                         "'%s' does not apply to auth = %s (the token comes from "
+                         "oauth-token-command)",
+                         key_names[pw_keys[i]], mech[a->auth]);
+                return -1;
+            }
+        }
+        if (has_space_or_ctl(a->user)) {
+            /* \x01 separates the fields of the SASL message the user is sent in. */
+            *bad_key = TB_K_USER;
+            snprintf(why, n, "user: blanks or control characters cannot be sent with auth = %s",
+                     mech[a->auth]);
+            return -1;
+        }
+        if (!a->oauth_token_command) {
+            *bad_key = TB_K_AUTH;
+            snprintf(why, n, "auth = %s needs 'oauth-token-command'", mech[a->auth]);
+            return -1;
+        }
+        return 0;
+    }
+    if (set[TB_K_OAUTH_TOKEN_COMMAND]) {
+        *bad_key = TB_K_OAUTH_TOKEN_COMMAND;
+        snprintf(why, n, "'oauth-token-command' needs auth = xoauth2 or oauthbearer");
+        return -1;
+    }
+    if (a->auth_user && a->auth == TB_AUTH_LOGIN) {
+        /* LOGIN has no authorization identity; PLAIN carries both (RFC 4616). */
+        *bad_key = TB_K_AUTH_USER;
+        snprintf(why, n, "'auth-user' needs auth = plain (LOGIN cannot log in for another user)");
+        return -1;
+    }
+    if (a->auth_user)
+        a->auth = TB_AUTH_PLAIN;
+    return 0;
+}
+
 int tb_account_check(struct tb_account *a, const bool set[TB_K_COUNT], int *bad_key, char *why,
                      size_t n)
 {
@@ -353,12 +434,21 @@ int tb_account_check(struct tb_account *a, const bool set[TB_K_COUNT], int *bad_
         /* A tunnel is pre-authenticated and local: anything about networks, TLS or
          * passwords would be silently ignored, which hides mistakes. */
         static const int only_net[] = {
-            TB_K_HOST,          TB_K_PORT,
-            TB_K_USER,          TB_K_PASSWORD,
-            TB_K_PASSWORD_FILE, TB_K_PASSWORD_COMMAND,
-            TB_K_PASSWORD_ENV,  TB_K_STARTTLS,
-            TB_K_TLS_CA_FILE,   TB_K_TLS_FINGERPRINT,
-            TB_K_TLS_VERIFY,    TB_K_ALLOW_PLAINTEXT_PASSWORD,
+            TB_K_HOST,
+            TB_K_PORT,
+            TB_K_USER,
+            TB_K_PASSWORD,
+            TB_K_PASSWORD_FILE,
+            TB_K_PASSWORD_COMMAND,
+            TB_K_PASSWORD_ENV,
+            TB_K_STARTTLS,
+            TB_K_TLS_CA_FILE,
+            TB_K_TLS_FINGERPRINT,
+            TB_K_TLS_VERIFY,
+            TB_K_ALLOW_PLAINTEXT_PASSWORD,
+            TB_K_AUTH,
+            TB_K_AUTH_USER,
+            TB_K_OAUTH_TOKEN_COMMAND,
         };
         for (size_t i = 0; i < sizeof(only_net) / sizeof(only_net[0]); i++) {
             if (set[only_net[i]]) {
@@ -403,6 +493,8 @@ int tb_account_check(struct tb_account *a, const bool set[TB_K_COUNT], int *bad_
         snprintf(why, n, "type %s needs 'user'", tn);
         return -1;
     }
+    if (check_auth(a, set, bad_key, why, n) < 0)
+        return -1;
     if (a->port == 0)
         a->port = a->type == TB_ACCOUNT_IMAP ? 143 : 993;
     return 0;
@@ -422,6 +514,8 @@ void tb_account_free(struct tb_account *a)
     free(a->password_file);
     free(a->password_command);
     free(a->password_env);
+    free(a->auth_user);
+    free(a->oauth_token_command);
     free(a->tls_ca_file);
     free(a->command);
     free(a->source);
@@ -431,4 +525,9 @@ void tb_account_free(struct tb_account *a)
 bool tb_account_needs_password(const struct tb_account *a)
 {
     return a->type != TB_ACCOUNT_TUNNEL;
+}
+
+bool tb_account_uses_oauth(const struct tb_account *a)
+{
+    return a->auth == TB_AUTH_XOAUTH2 || a->auth == TB_AUTH_OAUTHBEARER;
 }

@@ -31,6 +31,9 @@ enum tb_key {
     TB_K_MAX_LINE,
     TB_K_MAX_RESPONSE_LINE,
     TB_K_MAX_MESSAGE_SIZE,
+    TB_K_AUTH,
+    TB_K_AUTH_USER,
+    TB_K_OAUTH_TOKEN_COMMAND,
     TB_K_COUNT
 };
 

@@ -1,4 +1,5 @@
-/* Password resolution: inline, file, command, environment, terminal prompt, in that order.
+/* Password resolution: inline, file, command, environment, terminal prompt, in that order;
+ * for OAuth accounts the access token from oauth-token-command instead.
  *
  * Every buffer that held secret bytes is wiped (explicit_bzero) before it is freed, and no
  * message contains secret bytes: errors name the account, the source and the cause only.
@@ -109,11 +110,15 @@ static int from_file(const struct tb_account *a, char **out, char *err, size_t e
     return rc;
 }
 
-static int from_command(const struct tb_account *a, char **out, char *err, size_t errlen)
+/* Runs CMD by /bin/sh -c with the scrubbed environment and returns the first line of its
+ * stdout. KEY ("password-command", "oauth-token-command") and WHAT ("password", "token")
+ * name the source in messages; the output itself never appears in one. */
+static int from_command(const struct tb_account *a, const char *cmd, const char *key,
+                        const char *what, char **out, char *err, size_t errlen)
 {
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) < 0)
-        return fail(a, err, errlen, "password-command: pipe: %s", strerror(errno));
+        return fail(a, err, errlen, "%s: pipe: %s", key, strerror(errno));
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, pfd[1], STDOUT_FILENO);
@@ -128,7 +133,7 @@ static int from_command(const struct tb_account *a, char **out, char *err, size_
     posix_spawnattr_setsigdefault(&attr, &def);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-    char *argv[] = {(char *)"sh", (char *)"-c", a->password_command, NULL};
+    char *argv[] = {(char *)"sh", (char *)"-c", (char *)cmd, NULL};
     pid_t pid;
     int src = posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, tb_env_child());
     posix_spawn_file_actions_destroy(&fa);
@@ -136,7 +141,7 @@ static int from_command(const struct tb_account *a, char **out, char *err, size_
     close(pfd[1]);
     if (src != 0) {
         close(pfd[0]);
-        return fail(a, err, errlen, "password-command: cannot run /bin/sh: %s", strerror(src));
+        return fail(a, err, errlen, "%s: cannot run /bin/sh: %s", key, strerror(src));
     }
     char *buf = tb_xmalloc(MAX_SECRET);
     bool truncated;
@@ -148,19 +153,37 @@ static int from_command(const struct tb_account *a, char **out, char *err, size_
         ;
     int rc = 0;
     if (n < 0)
-        rc = fail(a, err, errlen, "password-command: reading its output: %s", strerror(e));
+        rc = fail(a, err, errlen, "%s: reading its output: %s", key, strerror(e));
     else if (WIFSIGNALED(status))
-        rc = fail(a, err, errlen, "password-command was killed by signal %d", WTERMSIG(status));
+        rc = fail(a, err, errlen, "%s was killed by signal %d", key, WTERMSIG(status));
     else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        rc = fail(a, err, errlen, "password-command failed (exit status %d)",
+        rc = fail(a, err, errlen, "%s failed (exit status %d)", key,
                   WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     else if (!memchr(buf, '\n', (size_t)n) && truncated)
-        rc = fail(a, err, errlen, "password-command: first line longer than %d bytes", MAX_SECRET);
+        rc = fail(a, err, errlen, "%s: first line longer than %d bytes", key, MAX_SECRET);
     else if (!(*out = first_line(buf, (size_t)n)))
-        rc = fail(a, err, errlen, "password-command printed no password");
+        rc = fail(a, err, errlen, "%s printed no %s", key, what);
     explicit_bzero(buf, MAX_SECRET);
     free(buf);
     return rc;
+}
+
+/* An access token goes between \x01 separators of the SASL message (RFC 7628): a control
+ * character in it would end a field early or smuggle another one in. */
+static int oauth_token(const struct tb_account *a, char **out, char *err, size_t errlen)
+{
+    int rc =
+        from_command(a, a->oauth_token_command, "oauth-token-command", "token", out, err, errlen);
+    if (rc < 0)
+        return -1;
+    for (const unsigned char *q = (const unsigned char *)*out; *q; q++) {
+        if (*q < 0x20 || *q == 0x7f) {
+            tb_password_free(*out);
+            *out = NULL;
+            return fail(a, err, errlen, "oauth-token-command printed control characters");
+        }
+    }
+    return 0;
 }
 
 /* Set by the prompt's temporary handlers so read() returns and the terminal gets its echo
@@ -258,6 +281,8 @@ int tb_account_password(const struct tb_account *a, char **out, char *err, size_
     *out = NULL;
     if (err && errlen)
         err[0] = '\0';
+    if (tb_account_uses_oauth(a))
+        return oauth_token(a, out, err, errlen);
     if (a->password) {
         *out = tb_xstrdup(a->password);
         return 0;
@@ -265,7 +290,8 @@ int tb_account_password(const struct tb_account *a, char **out, char *err, size_
     if (a->password_file)
         return from_file(a, out, err, errlen);
     if (a->password_command)
-        return from_command(a, out, err, errlen);
+        return from_command(a, a->password_command, "password-command", "password", out, err,
+                            errlen);
     if (a->password_env) {
         tb_env_hide(a->password_env); /* never passed on to a child process */
         const char *v = getenv(a->password_env);

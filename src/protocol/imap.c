@@ -11,6 +11,7 @@
 #include <string.h>
 
 static void pump(struct tb_imap *c);
+static void reconnect(struct tb_imap *c);
 
 const char *tb_imap_phase_name(enum phase p)
 {
@@ -120,6 +121,12 @@ static void link_error(struct tb_link *l, const struct tb_error *e, void *ud)
 {
     (void)l;
     struct tb_imap *c = ud;
+    if (tb_session_reconnect_on_close(c)) {
+        tb_log_debug(1, "%s: %s; connecting again for the new token", tb_imap_account_name(c),
+                     e->msg);
+        reconnect(c);
+        return;
+    }
     /* A BYE before the connection ended says why better than "closed". */
     if (c->bye[0] && e->kind == TB_ERR_TEMP)
         tb_imap_fail(c, TB_ERR_TEMP, "server closed the connection: %s", c->bye);
@@ -219,9 +226,19 @@ static void send_next_chunk(struct tb_imap *c, struct pending *p)
         c->blocked = NULL;
 }
 
-static void on_continuation(struct tb_imap *c)
+static void on_continuation(struct tb_imap *c, const struct tb_resp *r)
 {
     struct pending *p = c->blocked;
+    if (c->phase == PH_LOGIN) {
+        /* A SASL challenge: after a refused token it is the server's base64 JSON error
+         * (RFC 7628 3.2.2), which says whether the token expired. Bounded: it is only
+         * read for its status. */
+        size_t skip = r->raw_len > 1 && r->raw[1] == ' ' ? 2 : 1, len = r->raw_len - skip;
+        while (len && (r->raw[skip + len - 1] == '\r' || r->raw[skip + len - 1] == '\n'))
+            len--;
+        free(c->sasl_challenge);
+        c->sasl_challenge = tb_xstrndup(r->raw + skip, len > 4096 ? 4096 : len);
+    }
     if (!p) {
         tb_log_debug(2, "%s: ignoring unexpected continuation request", tb_imap_account_name(c));
         return;
@@ -291,7 +308,7 @@ static void link_data(struct tb_link *l, const char *data, size_t n, void *ud)
             tb_session_on_greeting(c, &resp);
             break;
         case TB_RESP_CONT:
-            on_continuation(c);
+            on_continuation(c, &resp);
             break;
         case TB_RESP_UNTAGGED:
             dispatch_untagged(c, &resp);
@@ -321,6 +338,22 @@ static const struct tb_link_cb link_cb = {link_connected, link_tls_ready, link_d
 
 /* ---- submission ---- */
 
+static void init_framer(struct tb_imap *c)
+{
+    const struct tb_account *acct = c->acct;
+    /* A literal may be a whole message (BODY[]); anything larger than the account accepts
+     * as a message is refused before it is buffered. */
+    tb_framer_init(&c->framer, acct->max_response_line ? acct->max_response_line : 16u << 20,
+                   acct->max_message_size ? acct->max_message_size + 4096 : (uint64_t)128 << 20);
+}
+
+static void reset_word_list(struct tb_buf *b)
+{
+    b->len = 0;
+    tb_buf_puts(b, " ");
+    tb_buf_cstr(b); /* accessors hand these out as C strings */
+}
+
 struct tb_imap *tb_imap_new(uv_loop_t *loop, const struct tb_account *acct,
                             const struct tb_imap_events *ev, void *ud)
 {
@@ -330,17 +363,12 @@ struct tb_imap *tb_imap_new(uv_loop_t *loop, const struct tb_account *acct,
     c->ev = ev;
     c->ud = ud;
     c->max_inflight = acct->max_inflight > 0 ? acct->max_inflight : 128;
-    /* A literal may be a whole message (BODY[]); anything larger than the account accepts
-     * as a message is refused before it is buffered. */
-    tb_framer_init(&c->framer, acct->max_response_line ? acct->max_response_line : 16u << 20,
-                   acct->max_message_size ? acct->max_message_size + 4096 : (uint64_t)128 << 20);
+    init_framer(c);
     tb_buf_init(&c->caps);
     tb_buf_init(&c->enabled);
     tb_buf_init(&c->out);
-    tb_buf_puts(&c->caps, " ");
-    tb_buf_puts(&c->enabled, " ");
-    tb_buf_cstr(&c->caps); /* accessors hand these out as C strings */
-    tb_buf_cstr(&c->enabled);
+    reset_word_list(&c->caps);
+    reset_word_list(&c->enabled);
     c->next_seq = 1;
     uv_timer_init(loop, &c->idle);
     c->idle.data = c;
@@ -359,6 +387,27 @@ int tb_imap_start(struct tb_imap *c)
     if (c->acct->type == TB_ACCOUNT_TUNNEL)
         return tb_link_spawn(c->link, c->acct->command);
     return tb_link_connect_tcp(c->link, c->acct->host, c->acct->port, c->acct->timeout_s);
+}
+
+/* Starts over on a new connection to the same account, from the greeting: the server closed
+ * the one on which the retry with a fresh OAuth token was to run. The old session's
+ * commands end here; the AUTHENTICATE among them keeps its token (login_done ignores an
+ * abort) for the new session. */
+static void reconnect(struct tb_imap *c)
+{
+    abort_all(c, "connection closed; reconnecting");
+    detach_link(c);
+    tb_framer_free(&c->framer);
+    init_framer(c);
+    c->got_greeting = c->preauth = false;
+    reset_word_list(&c->caps);
+    reset_word_list(&c->enabled);
+    if (c->out_secret && c->out.data)
+        explicit_bzero(c->out.data, c->out.len);
+    c->out.len = 0;
+    c->out_secret = c->restack = c->release_early = false;
+    c->bye[0] = 0;
+    tb_imap_start(c);
 }
 
 void tb_imap_set_password(struct tb_imap *c, const char *password)
@@ -536,6 +585,7 @@ void tb_imap_free(struct tb_imap *c)
     free(c->greeting);
     free(c->ns_prefix);
     free(c->ns_others);
+    free(c->sasl_challenge);
     tb_secret_free(&c->password);
     /* Both handles live inside c: it is freed when libuv has closed the last one. */
     uv_timer_stop(&c->idle);

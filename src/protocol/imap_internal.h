@@ -84,6 +84,11 @@ struct tb_imap {
     struct tb_link_stats last_stats;
     bool restack;          /* a filter just started: bytes after this response need it */
     int setup_outstanding; /* ENABLE/ID/NAMESPACE still running */
+    /* authentication (session.c) */
+    const char *auth_mech; /* static: "PLAIN", "XOAUTH2"..., "PREAUTH"; NULL before login */
+    char *sasl_challenge;  /* text of the last "+" during login (base64), for error JSON */
+    bool token_refreshed;  /* the OAuth token was fetched again: the next refusal is final */
+    bool auth_reconnected; /* the retry with the new token already needed a new connection */
 };
 
 /* pipeline (imap.c) */
@@ -98,5 +103,8 @@ void tb_imap_observe(struct tb_imap *c, const struct tb_resp *r);
 void tb_session_on_connected(struct tb_imap *c);
 void tb_session_on_tls_ready(struct tb_imap *c);
 void tb_session_on_greeting(struct tb_imap *c, const struct tb_resp *r);
+/* Whether a connection lost now should be replaced rather than reported (the server hung
+ * up after refusing an expired token, before the retry with the new one completed). */
+bool tb_session_reconnect_on_close(struct tb_imap *c);
 
 #endif

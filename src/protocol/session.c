@@ -231,6 +231,11 @@ void tb_session_on_greeting(struct tb_imap *c, const struct tb_resp *r)
         do_login(c);
 }
 
+/* ---- authentication ----------------------------------------------------------------------
+ * PLAIN (RFC 4616, optionally for another user), LOGIN, and the OAuth 2.0 bearer-token
+ * mechanisms XOAUTH2 (Google's, also Microsoft's) and OAUTHBEARER (RFC 7628). Secrets live
+ * in buffers sized once and wiped after use; traces show <redacted> (protocol/cmd.h). */
+
 static void capability_then_post_login(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
 {
     (void)ud;
@@ -239,20 +244,103 @@ static void capability_then_post_login(struct tb_imap *c, const struct tb_imap_r
     post_login(c);
 }
 
+/* "ACCOUNT: cause" from the config layer, without the account (tb_imap_fail names it). */
+static const char *without_account(const struct tb_imap *c, const char *msg)
+{
+    const char *name = tb_imap_account_name(c);
+    size_t n = strlen(name);
+    return strncmp(msg, name, n) == 0 && strncmp(msg + n, ": ", 2) == 0 ? msg + n + 2 : msg;
+}
+
+/* Whether the server's base64 JSON error challenge says the token is no longer valid:
+ * "status" "401" (XOAUTH2, as Google and Microsoft send it) or "invalid_token" (RFC 7628
+ * 3.2.2). A scan for that one member, not a JSON parser: nothing else in it is used. */
+static bool challenge_says_expired(const char *b64)
+{
+    size_t n = b64 ? strlen(b64) : 0;
+    if (n == 0)
+        return false;
+    unsigned char *json = tb_xmalloc(3 * (n / 4) + 4);
+    int len = EVP_DecodeBlock(json, (const unsigned char *)b64, (int)n);
+    bool expired = false;
+    if (len > 0) {
+        json[len] = 0;
+        const char *p = strstr((const char *)json, "\"status\"");
+        if (p) {
+            p += strlen("\"status\"");
+            while (*p == ' ' || *p == '\t' || *p == ':')
+                p++;
+            if (*p == '"')
+                p++;
+            expired = strncmp(p, "401", 3) == 0 || strncmp(p, "invalid_token", 13) == 0;
+        }
+    }
+    free(json);
+    return expired;
+}
+
+static bool says_expired(const char *t)
+{
+    return strcasestr(t, "expired") || (strcasestr(t, "invalid") && strcasestr(t, "token"));
+}
+
+/* Whether a refused OAuth login may succeed with a fresh token: the error challenge says so,
+ * or the tagged NO carries [AUTHENTICATIONFAILED] (RFC 5530: what Gmail and Dovecot answer
+ * for an expired token), or it or a BYE before it says "expired" / "invalid ... token". */
+static bool token_expired(const struct tb_imap *c, const struct tb_imap_result *r)
+{
+    if (challenge_says_expired(c->sasl_challenge))
+        return true;
+    char code[64];
+    if (strcmp(tb_imap_code_prefix(r, code, sizeof(code)), "[AUTHENTICATIONFAILED] ") == 0)
+        return true;
+    return says_expired(r->text ? r->text : "") || says_expired(c->bye);
+}
+
+static void do_authenticate(struct tb_imap *c);
+
+/* Runs oauth-token-command once more and authenticates again on this connection (or, should
+ * the server hang up meanwhile, on a new one: tb_session_reconnect_on_close). The command
+ * runs synchronously, as it did before the connection: the session waits in its login
+ * barrier either way, and a token helper answers from its cache or a quick refresh. */
+static void retry_with_new_token(struct tb_imap *c)
+{
+    c->token_refreshed = true;
+    char err[512];
+    char *token = NULL;
+    if (tb_account_password(c->acct, &token, err, sizeof(err)) < 0) {
+        tb_imap_fail(c, TB_ERR_CONFIG, "the server refused the token and no new one came: %s",
+                     without_account(c, err));
+        return;
+    }
+    tb_log_debug(1, "%s: token refused; authenticating again with a new one",
+                 tb_imap_account_name(c));
+    tb_secret_free(&c->password);
+    c->password = token;
+    do_authenticate(c);
+}
+
 static void login_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
 {
     (void)ud;
-    tb_secret_free(&c->password);
+    /* Aborted: the connection is gone. The secret stays for a reconnection (a retry with a
+     * new token); tb_imap_fail and tb_imap_free wipe it otherwise. */
     if (r->status == TB_IMAP_ABORTED)
         return;
+    tb_secret_free(&c->password);
     if (r->status != TB_IMAP_OK) {
-        char code[64] = "";
-        if (r->code && r->code->rc_type == MAILIMAP_RESP_TEXT_CODE_OTHER &&
-            r->code->rc_data.rc_atom.atom_name)
-            snprintf(code, sizeof(code), "[%s] ", r->code->rc_data.rc_atom.atom_name);
-        tb_imap_fail(c, TB_ERR_AUTH, "login failed: %s%s", code, r->text);
+        if (tb_account_uses_oauth(c->acct) && !c->token_refreshed && token_expired(c, r)) {
+            retry_with_new_token(c);
+            return;
+        }
+        char code[64];
+        tb_imap_fail(c, TB_ERR_AUTH, "login failed: %s%s%s",
+                     tb_imap_code_prefix(r, code, sizeof(code)), r->text,
+                     c->token_refreshed ? " (again with a new token)" : "");
         return;
     }
+    free(c->sasl_challenge);
+    c->sasl_challenge = NULL;
     caps_from_code(c, r->code);
     if (c->caps.len <= 1)
         tb_imap_submit_internal(c, tb_cmd_new("CAPABILITY"), TB_CMD_BARRIER,
@@ -261,56 +349,170 @@ static void login_done(struct tb_imap *c, const struct tb_imap_result *r, void *
         post_login(c);
 }
 
+bool tb_session_reconnect_on_close(struct tb_imap *c)
+{
+    if (c->phase != PH_LOGIN || !c->token_refreshed || c->auth_reconnected || !c->password)
+        return false;
+    c->auth_reconnected = true;
+    return true;
+}
+
+/* The mechanism to use with this server (a static name), or NULL after failing the
+ * connection. A mechanism the account asks for is required: falling back to another one
+ * would send a different secret than the one configured. */
+static const char *choose_mech(struct tb_imap *c)
+{
+    static const char *const names[] = {[TB_AUTH_PLAIN] = "PLAIN",
+                                        [TB_AUTH_XOAUTH2] = "XOAUTH2",
+                                        [TB_AUTH_OAUTHBEARER] = "OAUTHBEARER"};
+    enum tb_auth auth = c->acct->auth;
+    bool login_ok = !tb_imap_has_cap(c, "LOGINDISABLED");
+    if (auth == TB_AUTH_DEFAULT) {
+        if (tb_imap_has_cap(c, "AUTH=PLAIN"))
+            return "PLAIN";
+        if (login_ok)
+            return "LOGIN";
+        tb_imap_fail(c, TB_ERR_AUTH, "server offers neither AUTH=PLAIN nor LOGIN");
+        return NULL;
+    }
+    if (auth == TB_AUTH_LOGIN) {
+        if (login_ok)
+            return "LOGIN";
+        tb_imap_fail(c, TB_ERR_AUTH,
+                     "server disables LOGIN (LOGINDISABLED), which the account's auth requires");
+        return NULL;
+    }
+    char cap[32];
+    snprintf(cap, sizeof(cap), "AUTH=%s", names[auth]);
+    if (tb_imap_has_cap(c, cap))
+        return names[auth];
+    tb_imap_fail(c, TB_ERR_AUTH, "server does not offer %s, which the account's auth requires",
+                 cap);
+    return NULL;
+}
+
+/* GS2 saslname (RFC 5801): ',' and '=' escaped. */
+static void put_saslname(struct tb_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == ',')
+            tb_buf_puts(b, "=2C");
+        else if (*s == '=')
+            tb_buf_puts(b, "=3D");
+        else
+            tb_buf_append(b, s, 1);
+    }
+}
+
+/* The SASL response of MECH, base64. Built in one buffer reserved to its final size (a
+ * growing buffer would leave copies of the secret in freed blocks), wiped after encoding. */
+static char *sasl_response(const struct tb_imap *c, const char *mech)
+{
+    const struct tb_account *a = c->acct;
+    const char *user = a->user ? a->user : "", *secret = c->password;
+    const char *authc = a->auth_user ? a->auth_user : user;
+    struct tb_buf raw;
+    tb_buf_init(&raw);
+    tb_buf_reserve(&raw, 3 * strlen(user) + strlen(authc) + strlen(secret) +
+                             (a->host ? strlen(a->host) : 0) + 64);
+    if (strcmp(mech, "PLAIN") == 0) {
+        /* authzid NUL authcid NUL password; authzid only when logging in for another user. */
+        tb_buf_puts(&raw, a->auth_user ? user : "");
+        tb_buf_append(&raw, "", 1);
+        tb_buf_puts(&raw, authc);
+        tb_buf_append(&raw, "", 1);
+    } else if (strcmp(mech, "XOAUTH2") == 0) {
+        tb_buf_puts(&raw, "user=");
+        tb_buf_puts(&raw, user);
+        tb_buf_puts(&raw, "\001auth=Bearer ");
+    } else { /* OAUTHBEARER: GS2 header naming the user, then key=value fields */
+        tb_buf_puts(&raw, "n,a=");
+        put_saslname(&raw, user);
+        tb_buf_printf(&raw, ",\001host=%s\001port=%d\001auth=Bearer ", a->host ? a->host : "",
+                      a->port);
+    }
+    tb_buf_puts(&raw, secret);
+    if (strcmp(mech, "PLAIN") != 0)
+        tb_buf_puts(&raw, "\001\001");
+    char *b64 = tb_xmalloc(4 * ((raw.len + 2) / 3) + 1);
+    EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)raw.data, (int)raw.len);
+    explicit_bzero(raw.data, raw.cap);
+    tb_buf_free(&raw);
+    return b64;
+}
+
+static struct tb_cmd *authenticate_cmd(const struct tb_imap *c, const char *mech, const char *b64)
+{
+    struct tb_cmd *cmd = tb_cmd_new("AUTHENTICATE");
+    tb_cmd_atom(cmd, mech);
+    /* SASL-IR's initial response must be an atom on the command line (RFC 4959); the command
+     * writer turns text over 1 KiB into a literal, so a longer response (Microsoft's tokens
+     * run to 2-3 KiB) waits for the server's "+" instead. */
+    if (tb_imap_has_cap(c, "SASL-IR") && strlen(b64) <= 1024)
+        tb_cmd_secret(cmd, b64);
+    else
+        tb_cmd_continuation(cmd, b64);
+    /* A refused token comes back as one more challenge (the JSON error), and the server
+     * completes the command only once that is answered: with an empty line for XOAUTH2
+     * (Google's protocol), %x01 for OAUTHBEARER (RFC 7628 3.2.3). Queued as a further
+     * chunk, it is sent only if that "+" comes; a success completes the command without. */
+    if (strcmp(mech, "XOAUTH2") == 0)
+        tb_cmd_continuation(cmd, "");
+    else if (strcmp(mech, "OAUTHBEARER") == 0)
+        tb_cmd_continuation(cmd, "AQ==");
+    return cmd;
+}
+
+/* Sends the login command of the account's mechanism with the secret in c->password. */
+static void do_authenticate(struct tb_imap *c)
+{
+    const char *mech = choose_mech(c);
+    if (!mech)
+        return;
+    struct tb_cmd *cmd;
+    if (strcmp(mech, "LOGIN") == 0) {
+        cmd = tb_cmd_new("LOGIN");
+        tb_cmd_astring(cmd, c->acct->user ? c->acct->user : "");
+        tb_cmd_secret(cmd, c->password);
+    } else {
+        char *b64 = sasl_response(c, mech);
+        cmd = authenticate_cmd(c, mech, b64);
+        explicit_bzero(b64, strlen(b64));
+        free(b64);
+    }
+    c->auth_mech = mech;
+    free(c->sasl_challenge);
+    c->sasl_challenge = NULL;
+    tb_imap_submit_internal(c, cmd, TB_CMD_BARRIER, login_done, NULL);
+}
+
 static void do_login(struct tb_imap *c)
 {
     if (c->preauth) {
+        c->auth_mech = "PREAUTH";
         post_login(c);
         return;
     }
+    const char *what = tb_account_uses_oauth(c->acct) ? "access token" : "password";
     bool encrypted = tb_link_tls_active(c->link);
     if (!encrypted && !tb_link_is_loopback(c->link) && !tb_link_is_tunnel(c->link) &&
         !c->acct->allow_plaintext_password) {
         tb_imap_fail(c, TB_ERR_CONFIG,
-                     "refusing to send the password over an unencrypted connection to %s "
+                     "refusing to send the %s over an unencrypted connection to %s "
                      "(use imaps or starttls, or allow-plaintext-password = yes)",
-                     c->acct->host);
+                     what, c->acct->host);
         return;
     }
     if (!c->password) {
-        tb_imap_fail(c, TB_ERR_CONFIG, "no password available");
+        tb_imap_fail(c, TB_ERR_CONFIG, "no %s available", what);
         return;
     }
-    const char *user = c->acct->user ? c->acct->user : "";
-    struct tb_cmd *cmd;
-    if (tb_imap_has_cap(c, "AUTH=PLAIN")) {
-        /* PLAIN: authzid NUL authcid NUL password, base64 (RFC 4616). */
-        size_t ul = strlen(user), pl = strlen(c->password);
-        size_t raw_len = ul + pl + 2;
-        unsigned char *raw = tb_xmalloc(raw_len);
-        raw[0] = 0;
-        memcpy(raw + 1, user, ul);
-        raw[1 + ul] = 0;
-        memcpy(raw + 2 + ul, c->password, pl);
-        char *b64 = tb_xmalloc(4 * ((raw_len + 2) / 3) + 1);
-        EVP_EncodeBlock((unsigned char *)b64, raw, (int)raw_len);
-        cmd = tb_cmd_new("AUTHENTICATE PLAIN");
-        if (tb_imap_has_cap(c, "SASL-IR"))
-            tb_cmd_secret(cmd, b64);
-        else
-            tb_cmd_continuation(cmd, b64);
-        explicit_bzero(raw, raw_len);
-        explicit_bzero(b64, strlen(b64));
-        free(raw);
-        free(b64);
-    } else if (!tb_imap_has_cap(c, "LOGINDISABLED")) {
-        cmd = tb_cmd_new("LOGIN");
-        tb_cmd_astring(cmd, user);
-        tb_cmd_secret(cmd, c->password);
-    } else {
-        tb_imap_fail(c, TB_ERR_AUTH, "server offers neither AUTH=PLAIN nor LOGIN");
-        return;
-    }
-    tb_imap_submit_internal(c, cmd, TB_CMD_BARRIER, login_done, NULL);
+    do_authenticate(c);
+}
+
+const char *tb_imap_auth_mechanism(const struct tb_imap *c)
+{
+    return c->auth_mech ? c->auth_mech : "";
 }
 
 static void setup_step_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
