@@ -2,7 +2,10 @@
 #ifndef TWINBOX_CLI_CLI_H
 #define TWINBOX_CLI_CLI_H
 
+#include "twinbox/error.h"
+
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 struct tb_account;
@@ -45,10 +48,15 @@ int tb_cli_sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
                     const struct tb_sync_opts *o);
 struct tb_account;
 /* The same with accounts and passwords already resolved and the state file given. */
-struct tb_error;
+/* What one run did, for callers that report several (migrate --accounts). */
+struct tb_cli_result {
+    struct tb_error err;
+    uint64_t copied, matched, skipped;
+    uint64_t bytes;
+};
 int tb_cli_run_pair(const struct tb_pair *pair, const struct tb_account *acct[2],
                     const char *pws[2], const char *path, const struct tb_sync_opts *o,
-                    struct tb_error *err_out);
+                    struct tb_cli_result *res);
 int tb_cmd_migrate(const struct tb_cli *cli, int argc, char **argv);
 
 int tb_cmd_probe(const struct tb_cli *cli, int argc, char **argv);

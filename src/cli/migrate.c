@@ -7,7 +7,7 @@
  * by their recorded intents: no duplicate, nothing missing. Messages already on DST are
  * paired by identity on the first run. A dry run works on a copy of the state, so nothing
  * is written anywhere. */
-#include "cli/cli.h"
+#include "cli/migrate.h"
 
 #include "sync/engine.h"
 #include "twinbox/config.h"
@@ -27,24 +27,6 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
-
-#define MAX_PATTERNS 64
-
-struct migrate_args {
-    const char *side[2];    /* SRC, DST as given */
-    const char *pw_file[2]; /* --password-file-src/-dst */
-    const char *pw_cmd[2];  /* --password-command-src/-dst */
-    const char *state;      /* --state */
-    char *only[MAX_PATTERNS], *exclude[MAX_PATTERNS];
-    size_t n_only, n_exclude;
-    const char *map_from[MAX_PATTERNS], *map_to[MAX_PATTERNS];
-    char *map_buf[MAX_PATTERNS]; /* owned copies split at '=' */
-    char *rename_buf;            /* owned: "RE\0TO" */
-    struct tb_sync_map map;
-    unsigned retries;     /* --retries, default 10 */
-    uint64_t retry_scale; /* TWINBOX_TEST_RETRY_SCALE: per mille of the pause (tests) */
-    struct tb_sync_opts o;
-};
 
 static int usage(void)
 {
@@ -84,7 +66,7 @@ static bool parse_count(const char *s, uint64_t max, uint64_t *out)
 }
 
 /* --map FROM=TO: canonical names ('/' separated), neither empty. */
-static bool add_map(struct migrate_args *m, const char *v)
+static bool add_map(struct tb_migrate_args *m, const char *v)
 {
     const char *eq = strchr(v, '=');
     if (!eq || eq == v || !eq[1] || m->map.n >= MAX_PATTERNS)
@@ -98,7 +80,7 @@ static bool add_map(struct migrate_args *m, const char *v)
 }
 
 /* --rename sXREXTOX with any delimiter X (names hold '/', so e.g. s|^Old|New|). */
-static bool set_rename(struct migrate_args *m, const char *v)
+static bool set_rename(struct tb_migrate_args *m, const char *v)
 {
     if (v[0] != 's' || !v[1] || m->rename_buf)
         return false;
@@ -125,7 +107,7 @@ static bool set_rename(struct migrate_args *m, const char *v)
 }
 
 /* Options taking a value; false with a message for a bad one. */
-static bool value_opt(struct migrate_args *m, const char *opt, const char *v)
+static bool value_opt(struct tb_migrate_args *m, const char *opt, const char *v)
 {
     uint64_t n;
     int64_t t;
@@ -147,6 +129,12 @@ static bool value_opt(struct migrate_args *m, const char *opt, const char *v)
         m->o.since = (int64_t)time(NULL) - (int64_t)n * 86400;
     else if (strcmp(opt, "--max-size") == 0 && parse_count(v, UINT64_MAX, &n) && n > 0)
         m->o.max_size = n;
+    else if (strcmp(opt, "--accounts") == 0)
+        m->accounts = v;
+    else if (strcmp(opt, "--jobs") == 0 && parse_count(v, 256, &n) && n > 0)
+        m->jobs = (unsigned)n;
+    else if (strcmp(opt, "--max-per-host") == 0 && parse_count(v, 256, &n) && n > 0)
+        m->per_host = (unsigned)n;
     else if (strcmp(opt, "--retries") == 0 && parse_count(v, 1000, &n))
         m->retries = (unsigned)n;
     else if (strcmp(opt, "--map") == 0 && add_map(m, v))
@@ -162,7 +150,7 @@ static bool value_opt(struct migrate_args *m, const char *opt, const char *v)
     return true;
 }
 
-static int parse_args(int argc, char **argv, struct migrate_args *m)
+static int parse_args(int argc, char **argv, struct tb_migrate_args *m)
 {
     size_t n_sides = 0;
     for (int i = 0; i < argc; i++) {
@@ -185,7 +173,7 @@ static int parse_args(int argc, char **argv, struct migrate_args *m)
         else
             m->side[n_sides++] = a;
     }
-    if (n_sides != 2)
+    if (n_sides != (m->accounts ? 0u : 2u) || (m->accounts && m->state))
         return usage();
     if (m->o.since && m->o.before && m->o.before <= m->o.since) {
         tb_log_error("migrate: --before is not after --since");
@@ -228,7 +216,7 @@ struct side {
     char *password;
 };
 
-static int load_side(const struct tb_cli *cli, const struct migrate_args *m, int k,
+static int load_side(const struct tb_cli *cli, const struct tb_migrate_args *m, int k,
                      struct side *out)
 {
     char err[512];
@@ -251,7 +239,9 @@ static int load_side(const struct tb_cli *cli, const struct migrate_args *m, int
         }
     }
     password_source(out->acct, m->pw_file[k], m->pw_cmd[k],
-                    k ? "TWINBOX_PASSWORD_DST" : "TWINBOX_PASSWORD_SRC");
+                    m->pw_env[k] ? m->pw_env[k]
+                    : k          ? "TWINBOX_PASSWORD_DST"
+                                 : "TWINBOX_PASSWORD_SRC");
     if (tb_account_needs_password(out->acct) &&
         tb_account_password(out->acct, &out->password, err, sizeof(err)) < 0) {
         tb_log_error("%s", err);
@@ -272,7 +262,8 @@ static void side_free(struct side *s)
 }
 
 /* The default state file: one per (SRC, DST) account pair, named by a digest of both. */
-static int state_path(const struct migrate_args *m, const struct side s[2], char *buf, size_t len)
+static int state_path(const struct tb_migrate_args *m, const struct side s[2], char *buf,
+                      size_t len)
 {
     if (m->state) {
         snprintf(buf, len, "%s", m->state);
@@ -317,14 +308,22 @@ static int dry_copy(const char *path, char *tmp, size_t len)
  * run is resumable, so the migration starts it again after a pause: exponential from 2 s,
  * with jitter, at most 5 minutes, or what the server suggested; up to --retries times
  * (default 10). Each retry is one line; the last line counts them. */
-static int run_with_retries(const struct migrate_args *m, const struct tb_pair *pair,
+static int run_with_retries(const struct tb_migrate_args *m, const struct tb_pair *pair,
                             const struct tb_account *acct[2], const char *pws[2], const char *path)
 {
     int rc = TB_EXIT_OK;
     unsigned retries = 0;
     for (;;) {
-        struct tb_error e = {0};
-        rc = tb_cli_run_pair(pair, acct, pws, path, &m->o, &e);
+        struct tb_cli_result res = {0};
+        rc = tb_cli_run_pair(pair, acct, pws, path, &m->o, &res);
+        const struct tb_error e = res.err;
+        if (total) {
+            total->err = res.err;
+            total->copied += res.copied;
+            total->matched += res.matched;
+            total->skipped = res.skipped;
+            total->bytes += res.bytes;
+        }
         if (rc != TB_EXIT_TEMPFAIL || retries >= m->retries || m->o.dry_run)
             break;
         uint64_t ms = 2000ull << (retries < 8 ? retries : 8);
@@ -344,57 +343,64 @@ static int run_with_retries(const struct migrate_args *m, const struct tb_pair *
         nanosleep(&ts, NULL);
     }
     if (retries)
-        printf("migrate: %u temporary failure%s survived (reconnected and resumed)\n", retries,
-               retries == 1 ? "" : "s");
+        printf("%s: %u temporary failure%s survived (reconnected and resumed)\n", pair->name,
+               retries, retries == 1 ? "" : "s");
+    return rc;
+}
+
+int tb_migrate_one(const struct tb_cli *cli, const struct tb_migrate_args *m, const char *label,
+                   struct tb_cli_result *res)
+{
+    int rc = TB_EXIT_OK;
+    struct side s[2] = {{0}, {0}};
+    for (int k = 0; k < 2 && rc == TB_EXIT_OK; k++)
+        rc = load_side(cli, m, k, &s[k]);
+    char path[4096], tmp[4200] = "";
+    if (rc == TB_EXIT_OK && state_path(m, s, path, sizeof(path)) < 0) {
+        tb_log_error("%s: cannot create the state directory", label);
+        rc = TB_EXIT_CONFIG;
+    }
+    if (rc == TB_EXIT_OK && m->o.dry_run && dry_copy(path, tmp, sizeof(tmp)) < 0) {
+        tb_log_error("%s: cannot copy the state for a dry run: %s", label, strerror(errno));
+        rc = TB_EXIT_CONFIG;
+    }
+    if (rc == TB_EXIT_OK) {
+        char *all[] = {"*"};
+        struct tb_pair pair = {.name = (char *)label,
+                               .a = s[0].acct->name,
+                               .b = s[1].acct->name,
+                               .mailboxes = m->n_only ? (char **)m->only : all,
+                               .n_mailboxes = m->n_only ? m->n_only : 1,
+                               .exclude = (char **)m->exclude,
+                               .n_exclude = m->n_exclude};
+        if (!m->o.dry_run)
+            fprintf(stderr, "twinbox: %s: state %s\n", label, path);
+        const struct tb_account *acct[2] = {s[0].acct, s[1].acct};
+        const char *pws[2] = {s[0].password, s[1].password};
+        rc = run_with_retries(m, &pair, acct, pws, m->o.dry_run ? tmp : path, res);
+    }
+    if (tmp[0]) {
+        static const char *const ext[] = {"", "-wal", "-shm", ".lock"};
+        for (size_t i = 0; i < 4; i++) {
+            char f[4300];
+            snprintf(f, sizeof(f), "%s%s", tmp, ext[i]);
+            unlink(f);
+        }
+    }
+    side_free(&s[0]);
+    side_free(&s[1]);
     return rc;
 }
 
 int tb_cmd_migrate(const struct tb_cli *cli, int argc, char **argv)
 {
-    struct migrate_args m = {.retries = 10};
+    struct tb_migrate_args m = {.retries = 10, .jobs = 4};
     const char *scale = getenv("TWINBOX_TEST_RETRY_SCALE");
     m.retry_scale = scale ? strtoull(scale, NULL, 10) : 0;
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     int rc = parse_args(argc, argv, &m);
-    struct side s[2] = {{0}, {0}};
-    for (int k = 0; k < 2 && rc == TB_EXIT_OK; k++)
-        rc = load_side(cli, &m, k, &s[k]);
-    char path[4096], tmp[4200] = "";
-    if (rc == TB_EXIT_OK && state_path(&m, s, path, sizeof(path)) < 0) {
-        tb_log_error("migrate: cannot create the state directory");
-        rc = TB_EXIT_CONFIG;
-    }
-    if (rc == TB_EXIT_OK && m.o.dry_run && dry_copy(path, tmp, sizeof(tmp)) < 0) {
-        tb_log_error("migrate: cannot copy the state for a dry run: %s", strerror(errno));
-        rc = TB_EXIT_CONFIG;
-    }
-    if (rc == TB_EXIT_OK) {
-        char *all[] = {"*"};
-        struct tb_pair pair = {.name = "migrate",
-                               .a = s[0].acct->name,
-                               .b = s[1].acct->name,
-                               .mailboxes = m.n_only ? m.only : all,
-                               .n_mailboxes = m.n_only ? m.n_only : 1,
-                               .exclude = m.exclude,
-                               .n_exclude = m.n_exclude};
-        if (!m.o.dry_run)
-            fprintf(stderr, "twinbox: migrate: state %s\n", path);
-        const struct tb_account *acct[2] = {s[0].acct, s[1].acct};
-        const char *pws[2] = {s[0].password, s[1].password};
-        rc = run_with_retries(&m, &pair, acct, pws, m.o.dry_run ? tmp : path);
-    }
-    if (tmp[0]) {
-        unlink(tmp);
-        char side_file[4300];
-        snprintf(side_file, sizeof(side_file), "%s-wal", tmp);
-        unlink(side_file);
-        snprintf(side_file, sizeof(side_file), "%s-shm", tmp);
-        unlink(side_file);
-        snprintf(side_file, sizeof(side_file), "%s.lock", tmp);
-        unlink(side_file);
-    }
-    side_free(&s[0]);
-    side_free(&s[1]);
+    if (rc == TB_EXIT_OK)
+        rc = m.accounts ? tb_migrate_many(cli, &m) : tb_migrate_one(cli, &m, "migrate", NULL);
     for (size_t i = 0; i < m.map.n; i++)
         free(m.map_buf[i]);
     free(m.rename_buf);

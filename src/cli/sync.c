@@ -110,7 +110,7 @@ static void print_summary(const struct tb_pair *pair, const struct tb_sync_opts 
 
 int tb_cli_run_pair(const struct tb_pair *pair, const struct tb_account *acct[2],
                     const char *pws[2], const char *path, const struct tb_sync_opts *o,
-                    struct tb_error *err_out)
+                    struct tb_cli_result *res)
 {
     char err[1024];
     int rc = TB_EXIT_OK;
@@ -139,8 +139,13 @@ int tb_cli_run_pair(const struct tb_pair *pair, const struct tb_account *acct[2]
     tb_state_close(st);
     if (rc != TB_EXIT_OK && e.msg[0])
         tb_log_error("%s", e.msg);
-    if (err_out)
-        *err_out = e;
+    if (res) {
+        res->err = e;
+        res->copied = stats.copied[0] + stats.copied[1];
+        res->matched = stats.matched;
+        res->skipped = stats.skipped_messages;
+        res->bytes = stats.bytes;
+    }
     print_summary(pair, o, &stats, now() - t0);
     tb_sync_stats_free(&stats);
     tb_state_unlock(lockfd);
