@@ -309,7 +309,8 @@ static int dry_copy(const char *path, char *tmp, size_t len)
  * with jitter, at most 5 minutes, or what the server suggested; up to --retries times
  * (default 10). Each retry is one line; the last line counts them. */
 static int run_with_retries(const struct tb_migrate_args *m, const struct tb_pair *pair,
-                            const struct tb_account *acct[2], const char *pws[2], const char *path)
+                            const struct tb_account *acct[2], const char *pws[2], const char *path,
+                            struct tb_cli_result *total)
 {
     int rc = TB_EXIT_OK;
     unsigned retries = 0;
