@@ -226,6 +226,47 @@ class ThrottleTest(MigrateBase):
         self.assertCopied()
 
 
+class ManyAccountsTest(TestCase):
+    def test_twenty_accounts_four_jobs_one_bad_password(self):
+        users = {f"u{i:02d}": "pw" for i in range(20)}
+        src = Dovecot(users=users).start()
+        dst = Dovecot(users=users).start()
+        tmp = tempfile.TemporaryDirectory()
+        try:
+            for u in users:
+                ic.load_messages(src, u, "INBOX", 3, seed=hash(u) % 1000)
+            bad = os.path.join(tmp.name, "bad")
+            with open(bad, "w") as f:
+                f.write("wrong\n")
+            os.chmod(bad, 0o600)
+            lines = ["# src,dst,src password,dst password"]
+            for u in users:
+                dpw = f"file:{bad}" if u == "u07" else "env:PW_DST"
+                lines.append(f"imap://{u}@127.0.0.1:{src.imap_port}/?starttls=no,"
+                             f"imap://{u}@127.0.0.1:{dst.imap_port}/?starttls=no,env:PW_SRC,{dpw}")
+            accounts = os.path.join(tmp.name, "accounts.csv")
+            with open(accounts, "w") as f:
+                f.write("\n".join(lines) + "\n")
+            env = {"PW_SRC": "pw", "PW_DST": "pw", "XDG_STATE_HOME": tmp.name}
+            r = twinbox("migrate", "--accounts", accounts, "--jobs", "4", "--max-per-host", "4",
+                        env=env, timeout=600)
+            self.assertEqual(r.code, 4, r)
+            self.assertIn("19 of 20 accounts migrated", r.out)
+            self.assertRegex(r.out, r"\n9 +imap://u07@.* FAILED")
+            for u in users:
+                c = dst.client(u)
+                typ, data = c.status("INBOX", "(MESSAGES)")
+                c.logout()
+                self.assertIn(b"MESSAGES 0" if u == "u07" else b"MESSAGES 3", data[0], u)
+            r = twinbox("migrate", "--accounts", accounts, "--jobs", "4", env=env, timeout=600)
+            self.assertEqual(r.code, 4, r)
+            self.assertRegex(r.out, r"\n2 +imap://u00@\S+ +imap://u00@\S+ +ok +0 +0 ", r)
+        finally:
+            src.stop()
+            dst.stop()
+            tmp.cleanup()
+
+
 class MappingTest(MigrateBase):
     def setUp(self):
         super().setUp()
