@@ -58,6 +58,7 @@ int tb_cli_run_pair(const struct tb_pair *pair, const struct tb_account *acct[2]
                     const char *pws[2], const char *path, const struct tb_sync_opts *o,
                     struct tb_cli_result *res);
 int tb_cmd_migrate(const struct tb_cli *cli, int argc, char **argv);
+int tb_cmd_verify(const struct tb_cli *cli, int argc, char **argv);
 
 int tb_cmd_probe(const struct tb_cli *cli, int argc, char **argv);
 int tb_cmd_sync(const struct tb_cli *cli, int argc, char **argv);

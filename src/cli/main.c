@@ -21,6 +21,8 @@ static void usage(FILE *f)
                "  watch [PAIR] [--interval SECONDS] [--max-runs N]\n"
                "                           sync, wait for a change (X-REPLICATE WATCH or the\n"
                "                           interval, default 300), sync again, until stopped\n"
+               "  verify PAIR [--repair]   compare both accounts completely, writing nothing;\n"
+               "                           --repair resyncs everything, then compares again\n"
                "  migrate SRC DST [--dry-run] [--delete] [--only P] [--exclude P] [--since D]\n"
                "          [--before D] [--max-age DAYS] [--max-size BYTES] [--state FILE]\n"
                "                           copy SRC into DST one way (SRC is only read);\n"
@@ -92,6 +94,8 @@ int main(int argc, char **argv)
         return tb_cmd_watch(&cli, n, rest);
     if (strcmp(cmd, "migrate") == 0)
         return tb_cmd_migrate(&cli, n, rest);
+    if (strcmp(cmd, "verify") == 0)
+        return tb_cmd_verify(&cli, n, rest);
     tb_log_error("unknown command '%s' (see twinbox --help)", cmd);
     return TB_EXIT_USAGE;
 }

@@ -173,7 +173,7 @@ static int sync_entry(struct ctx *x, struct entry *e)
         bool sub[2] = {e->box[0]->subscribed, e->box[1]->subscribed};
         subscribed = sub[0] != e->st->subscribed ? sub[0] : sub[1];
         if (e->box[0]->uidvalidity != e->st->side[0].uidvalidity ||
-            e->box[1]->uidvalidity != e->st->side[1].uidvalidity)
+            e->box[1]->uidvalidity != e->st->side[1].uidvalidity || x->o->full_resync)
             reset = true;
         else if (unchanged(e) && sub[0] == sub[1])
             return 0;

@@ -17,6 +17,8 @@ struct tb_sync_opts {
     bool dry_run;
     bool force;         /* proceed past the mass-change guard */
     bool retry_skipped; /* retry every skipped message now */
+    bool full_resync;   /* verify --repair: no stored number is trusted; every mailbox is
+                           listed on both sides and matched again by identity */
     char **only;        /* --mailbox names (canonical, '/' separated); NULL = all */
     size_t n_only;
     /* migrate: side `source` is only read (EXAMINE, BODY.PEEK, never a write); its new

@@ -114,7 +114,7 @@ static bool has_msgid(const char *ident)
  * (mailutils' mbox: X-UID, Status), so a copy's size differs from its original's; with a
  * Message-ID, Date, From, To, Subject and INTERNALDATE all equal, two messages are the same
  * message. Without a Message-ID the size still tells apart messages with equal headers. */
-static int same_ident(const struct tb_msg_info *x, const struct tb_msg_info *y)
+int tb_msg_identity_cmp(const struct tb_msg_info *x, const struct tb_msg_info *y)
 {
     int c = strcmp(x->ident ? x->ident : "", y->ident ? y->ident : "");
     if (c)
@@ -127,11 +127,11 @@ static int same_ident(const struct tb_msg_info *x, const struct tb_msg_info *y)
 }
 
 /* Sort order for the merge-join: identity, then UID so equal identities pair in order. */
-static int cmp_ident(const void *a, const void *b)
+int tb_msg_identity_sort(const void *a, const void *b)
 {
     const struct tb_msg_info *x = *(const struct tb_msg_info *const *)a;
     const struct tb_msg_info *y = *(const struct tb_msg_info *const *)b;
-    int c = same_ident(x, y);
+    int c = tb_msg_identity_cmp(x, y);
     return c ? c : (x->uid < y->uid ? -1 : x->uid > y->uid);
 }
 
@@ -298,7 +298,7 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
             fresh[k][n_fresh[k]++] = m;
         }
         if (n_fresh[k] > 1)
-            qsort(fresh[k], n_fresh[k], sizeof(*fresh[k]), cmp_ident);
+            qsort(fresh[k], n_fresh[k], sizeof(*fresh[k]), tb_msg_identity_sort);
     }
     /* Merge-join by identity: copies that already exist on both sides (first sync of two
      * non-empty accounts, or copies that arrived before a crash) are paired, not copied. */
@@ -308,7 +308,9 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
         p->n_copies[k] = 0;
     }
     while (i < n_fresh[0] || j < n_fresh[1]) {
-        int c = i >= n_fresh[0] ? 1 : j >= n_fresh[1] ? -1 : same_ident(fresh[0][i], fresh[1][j]);
+        int c = i >= n_fresh[0]   ? 1
+                : j >= n_fresh[1] ? -1
+                                  : tb_msg_identity_cmp(fresh[0][i], fresh[1][j]);
         if (c == 0) {
             const struct tb_msg_info *a = fresh[0][i++], *b = fresh[1][j++];
             p->matched++;

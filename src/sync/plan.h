@@ -72,6 +72,11 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
                      const struct tb_state_intent *suspects, size_t n_suspects,
                      struct tb_plan_skips *skips, const struct tb_plan_mode *mode);
 bool tb_plan_has_writes(const struct tb_plan *p);
+/* Message identity (0: the same message): identity headers and INTERNALDATE, and the size
+ * unless the headers hold a Message-ID. tb_msg_identity_sort orders pointers to messages
+ * by it, then by UID (for qsort). */
+int tb_msg_identity_cmp(const struct tb_msg_info *x, const struct tb_msg_info *y);
+int tb_msg_identity_sort(const void *a, const void *b);
 void tb_plan_free(struct tb_plan *p);
 
 #endif

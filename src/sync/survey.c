@@ -154,8 +154,9 @@ static int check_gone(struct ctx *x, struct entry *ent, size_t n_ent)
 /* A changed mailbox known to both sides and the state, synced from the state's base. */
 static bool needs_delta(struct ctx *x, const struct entry *e)
 {
-    if (e->skip || !e->st || !e->box[0] || !e->box[1] || !tb_eng_wanted(x, e->canon))
-        return false;
+    if (e->skip || !e->st || !e->box[0] || !e->box[1] || !tb_eng_wanted(x, e->canon) ||
+        x->o->full_resync)
+        return false; /* a full resync removes nothing: it matches everything again */
     for (int k = 0; k < 2; k++)
         if (e->box[k]->uidvalidity != e->st->side[k].uidvalidity)
             return false; /* re-matched from scratch: nothing is removed */
