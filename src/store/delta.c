@@ -160,6 +160,10 @@ static bool delta_fetch(struct tb_delta *d, struct mailimap_msg_att *att, const 
  * given to the delta (the plan keeps what a side cannot store). */
 static void perm_of(struct op *o, clist *flags)
 {
+    /* EXAMINE answers PERMANENTFLAGS () for the read-only session: it says nothing about
+     * what the mailbox can keep. */
+    if (o->s->read_only)
+        return;
     struct tb_buf b;
     tb_buf_init(&b);
     bool keywords = false;
