@@ -16,6 +16,7 @@ static void usage(FILE *f)
                "commands:\n"
                "  probe [--json] ACCOUNT   connect and report capabilities and mailboxes\n"
                "  sync [PAIR...] [--mailbox NAME...] [--dry-run]\n"
+               "  sync URL_A URL_B          the same for two URLs, no configuration file\n"
                "                           make each pair's two accounts identical\n"
                "  status [PAIR...]         what the state says, and what changed since\n"
                "  watch [PAIR] [--interval SECONDS] [--max-runs N]\n"

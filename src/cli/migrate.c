@@ -238,10 +238,14 @@ static int load_side(const struct tb_cli *cli, const struct tb_migrate_args *m, 
             return TB_EXIT_CONFIG;
         }
     }
+    if (k == 1 && dst_limit[0] != UINT64_MAX)
+        out->acct->max_bytes_per_second = dst_limit[0];
+    if (k == 1 && dst_limit[1] != UINT64_MAX)
+        out->acct->max_messages_per_second = dst_limit[1];
     password_source(out->acct, m->pw_file[k], m->pw_cmd[k],
-                    m->pw_env[k] ? m->pw_env[k]
-                    : k          ? "TWINBOX_PASSWORD_DST"
-                                 : "TWINBOX_PASSWORD_SRC");
+                    m->pw_env[k]  ? m->pw_env[k]
+                    : m->o.one_way ? (k ? "TWINBOX_PASSWORD_DST" : "TWINBOX_PASSWORD_SRC")
+                                   : (k ? "TWINBOX_PASSWORD_B" : "TWINBOX_PASSWORD_A"));
     if (tb_account_needs_password(out->acct) &&
         tb_account_password(out->acct, &out->password, err, sizeof(err)) < 0) {
         tb_log_error("%s", err);
@@ -276,9 +280,10 @@ static int state_path(const struct tb_migrate_args *m, const struct side s[2], c
              s[0].acct->user ? s[0].acct->user : "", s[1].acct->name,
              s[1].acct->user ? s[1].acct->user : "");
     EVP_Digest(key, strlen(key), md, &mdlen, EVP_sha256(), NULL);
-    char name[64] = "migrate-";
+    char name[64];
+    int at = snprintf(name, sizeof(name), "%s-", m->o.one_way ? "migrate" : "sync");
     for (unsigned i = 0; i < 8; i++)
-        snprintf(name + 8 + 2 * i, 3, "%02x", md[i]);
+        snprintf(name + at + 2 * i, 3, "%02x", md[i]);
     return tb_state_path_for(name, !m->o.dry_run, buf, len);
 }
 

@@ -1,5 +1,6 @@
 /* `twinbox sync [PAIR...] [--mailbox NAME...] [--dry-run]` */
 #include "cli/cli.h"
+#include "cli/migrate.h"
 
 #include "sync/engine.h"
 #include "twinbox/config.h"
@@ -165,6 +166,11 @@ int tb_cli_sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
     return rc;
 }
 
+static bool is_url(const char *arg)
+{
+    return strstr(arg, "://") != NULL || strncmp(arg, "tunnel:", 7) == 0;
+}
+
 int tb_cmd_sync(const struct tb_cli *cli, int argc, char **argv)
 {
     struct tb_sync_opts o = {0};
@@ -189,6 +195,15 @@ int tb_cmd_sync(const struct tb_cli *cli, int argc, char **argv)
         }
     }
     o.only = o.n_only ? only : NULL;
+    if (n_names == 2 && is_url(names[0]) && is_url(names[1])) {
+        /* A one-off pair of two URLs: no configuration file; its state is keyed by both
+         * accounts under $XDG_STATE_HOME, passwords from TWINBOX_PASSWORD_A / _B. */
+        struct tb_migrate_args m = {.retries = 0};
+        m.side[0] = names[0];
+        m.side[1] = names[1];
+        m.o = o;
+        return tb_migrate_one(cli, &m, "sync", NULL);
+    }
     char path[4096];
     struct tb_config *cfg;
     int rc = tb_cli_config_load(cli, &cfg, path, sizeof(path));

@@ -267,6 +267,22 @@ class ManyAccountsTest(TestCase):
             tmp.cleanup()
 
 
+class SyncUrlsTest(MigrateBase):
+    def test_two_way_without_a_config_file(self):
+        self.append(self.src, "INBOX", 3, 1)
+        self.append(self.dst, "Work", 2, 2)
+        env = dict(self.env, TWINBOX_PASSWORD_A="secret", TWINBOX_PASSWORD_B="secret")
+        a, b = self.url(self.src), self.url(self.dst)
+        r = twinbox("sync", a, b, env=env)
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("sync: copied a->b 3, b->a 2,", r.out)
+        states = os.listdir(os.path.join(self.tmp.name, "twinbox"))
+        self.assertTrue(any(n.startswith("sync-") and n.endswith(".db") for n in states), states)
+        r = twinbox("sync", a, b, env=env)
+        self.assertIn("sync: copied a->b 0, b->a 0,", r.out)
+        self.assertEqual(full_view(self.src)[0], full_view(self.dst)[0])
+
+
 class MappingTest(MigrateBase):
     def setUp(self):
         super().setUp()
