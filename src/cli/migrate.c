@@ -238,10 +238,6 @@ static int load_side(const struct tb_cli *cli, const struct tb_migrate_args *m, 
             return TB_EXIT_CONFIG;
         }
     }
-    if (k == 1 && dst_limit[0] != UINT64_MAX)
-        out->acct->max_bytes_per_second = dst_limit[0];
-    if (k == 1 && dst_limit[1] != UINT64_MAX)
-        out->acct->max_messages_per_second = dst_limit[1];
     password_source(out->acct, m->pw_file[k], m->pw_cmd[k],
                     m->pw_env[k]  ? m->pw_env[k]
                     : m->o.one_way ? (k ? "TWINBOX_PASSWORD_DST" : "TWINBOX_PASSWORD_SRC")
