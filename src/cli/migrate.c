@@ -8,6 +8,7 @@
  * paired by identity on the first run. A dry run works on a copy of the state, so nothing
  * is written anywhere. */
 #include "cli/migrate.h"
+#include "cli/verdict.h"
 
 #include "sync/engine.h"
 #include "twinbox/config.h"
@@ -135,6 +136,8 @@ static bool value_opt(struct tb_migrate_args *m, const char *opt, const char *v)
         m->jobs = (unsigned)n;
     else if (strcmp(opt, "--max-per-host") == 0 && parse_count(v, 256, &n) && n > 0)
         m->per_host = (unsigned)n;
+    else if (strcmp(opt, "--report") == 0)
+        m->report = v;
     else if (strcmp(opt, "--retries") == 0 && parse_count(v, 1000, &n))
         m->retries = (unsigned)n;
     else if (strcmp(opt, "--map") == 0 && add_map(m, v))
@@ -331,6 +334,8 @@ static int run_with_retries(const struct tb_migrate_args *m, const struct tb_pai
         uint64_t ms = 2000ull << (retries < 8 ? retries : 8);
         const char *hint = strcasestr(e.msg, "Suggested Backoff Time: ");
         uint64_t suggested = hint ? strtoull(hint + 24, NULL, 10) : 0;
+        if (m->o.verdict == tb_verdicts_collect)
+            tb_verdicts_free(m->o.verdict_ud); /* only the last run's verdict counts */
         if (suggested > ms)
             ms = suggested;
         if (ms > 300000)
@@ -379,7 +384,16 @@ int tb_migrate_one(const struct tb_cli *cli, const struct tb_migrate_args *m, co
             fprintf(stderr, "twinbox: %s: state %s\n", label, path);
         const struct tb_account *acct[2] = {s[0].acct, s[1].acct};
         const char *pws[2] = {s[0].password, s[1].password};
-        rc = run_with_retries(m, &pair, acct, pws, m->o.dry_run ? tmp : path, res);
+        struct tb_verdicts col = {0};
+        struct tb_migrate_args with = *m;
+        if (m->o.one_way && !m->o.dry_run) {
+            with.o.verdict = tb_verdicts_collect;
+            with.o.verdict_ud = &col;
+        }
+        rc = run_with_retries(&with, &pair, acct, pws, m->o.dry_run ? tmp : path, res);
+        if (rc == TB_EXIT_OK && with.o.verdict)
+            rc = tb_verdicts_print(&col, label, m->report, s[0].acct->name, s[1].acct->name);
+        tb_verdicts_free(&col);
     }
     if (tmp[0]) {
         static const char *const ext[] = {"", "-wal", "-shm", ".lock"};

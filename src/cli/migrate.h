@@ -25,6 +25,7 @@ struct tb_migrate_args {
     struct tb_sync_map map;
     unsigned retries;     /* --retries, default 10 */
     uint64_t retry_scale; /* TWINBOX_TEST_RETRY_SCALE: per mille of the pause (tests) */
+    const char *report;   /* --report FILE.json */
     const char *accounts; /* --accounts FILE */
     unsigned jobs;        /* --jobs N, default 4 */
     unsigned per_host;    /* --max-per-host N: migrations at once per server host */

@@ -465,3 +465,13 @@ void tb_store_fetch_from(struct tb_store *s, const char *mailbox, uint32_t from,
     tb_cmd_printf(cmd, "%u:* " TB_FETCH_ITEMS, from ? from : 1);
     delta_cmd(s, out, mailbox, "FETCH", cmd);
 }
+
+void tb_store_list_uids_queue(struct tb_store *s, const char *mailbox, struct tb_delta *out)
+{
+    memset(out, 0, sizeof(*out));
+    select_mailbox(s, mailbox, 0, 0, out, true);
+    out->full = true; /* checked against EXISTS like any full listing */
+    struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
+    tb_cmd_atom(cmd, "1:* (UID INTERNALDATE RFC822.SIZE)");
+    delta_cmd(s, out, mailbox, "FETCH", cmd)->fetch = true;
+}

@@ -132,6 +132,9 @@ void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base
 void tb_store_delta_queue(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
                           uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
                           struct tb_delta *out);
+/* Every message's UID, INTERNALDATE and size (no identity): a cheap complete listing,
+ * queued like tb_store_delta_queue. */
+void tb_store_list_uids_queue(struct tb_store *s, const char *mailbox, struct tb_delta *out);
 void tb_delta_clear(struct tb_delta *d);
 /* Marks d unusable (first cause kept): why, then the first bytes of the raw line. */
 void tb_delta_unreadable(struct tb_delta *d, const char *why, const char *raw, size_t len);

@@ -498,6 +498,8 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
     free(late);
     if (rc == 0 && !o->dry_run)
         rc = tb_eng_record_positions(&x, ent, n_ent);
+    if (rc == 0 && !o->dry_run && x.mode && o->verdict)
+        rc = tb_eng_verdict(&x, ent, n_ent);
     if (rc == 0 && stats->unsyncable_mailboxes) {
         /* Permanent until someone renames them: exit 7, as a refused message does. */
         tb_error_set(err, TB_ERR_CONFLICT,

@@ -12,6 +12,17 @@ struct tb_account;
 struct tb_pair;
 struct tb_state;
 struct tb_error;
+struct tb_sync_map;
+
+/* The verdict of a migration on one folder, from a complete listing of both sides after
+ * the run: every source message is paired with its copy (per the state), left out by the
+ * filters, skipped (a reason is recorded), or missing. */
+struct tb_folder_verdict {
+    const char *name; /* canonical destination name */
+    uint64_t on_source, on_destination, copied_ever, filtered, skipped, missing;
+    bool unreadable; /* a listing could not be used: nothing is claimed */
+};
+typedef void tb_folder_verdict_fn(void *ud, const struct tb_folder_verdict *v);
 
 struct tb_sync_opts {
     bool dry_run;
@@ -30,7 +41,10 @@ struct tb_sync_opts {
     int64_t since, before;         /* INTERNALDATE window, seconds since the epoch; 0 = open */
     uint64_t max_size;             /* 0 = any */
     const struct tb_sync_map *map; /* one-way: source names to destination names, or NULL */
+    tb_folder_verdict_fn *verdict; /* one-way: called per folder after the run, or NULL */
+    void *verdict_ud;
 };
+
 
 /* How a migration names the source's mailboxes on the destination (sync/mapping.c), in
  * this order: Gmail's \All and \Important are left out unless include_all; an explicit

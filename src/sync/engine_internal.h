@@ -120,6 +120,9 @@ void tb_eng_clear_copied(struct ctx *x);
 char *tb_eng_map(struct ctx *x, const struct tb_mbox_info *b, const char *canon);
 char *tb_eng_wire(struct ctx *x, const struct entry *e, int k);
 
+/* verdict.c: a migration's per-folder verdict after the run (opts->verdict). */
+int tb_eng_verdict(struct ctx *x, struct entry *ent, size_t n_ent);
+
 /* xrdisc.c */
 int tb_eng_list_both(struct ctx *x);
 int tb_eng_record_positions(struct ctx *x, struct entry *ent, size_t n_ent);

@@ -210,7 +210,7 @@ static void one_way_flags(struct tb_plan *p, const struct tb_plan_mode *mode,
 }
 
 /* One-way: whether a new source message passes the filters. */
-static bool wanted(const struct tb_plan_mode *mode, const struct tb_msg_info *m)
+bool tb_plan_mode_wants(const struct tb_plan_mode *mode, const struct tb_msg_info *m)
 {
     if (mode->since && m->internaldate < mode->since)
         return false;
@@ -334,7 +334,7 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
                 p->late++;
             } else if (mode && k != mode->source) {
                 /* one-way: the destination's own messages stay where they are */
-            } else if (mode && !wanted(mode, m)) {
+            } else if (mode && !tb_plan_mode_wants(mode, m)) {
                 p->filtered++;
             } else {
                 p->copies[1 - k][p->n_copies[1 - k]++] = m;

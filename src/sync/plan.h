@@ -72,6 +72,8 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
                      const struct tb_state_intent *suspects, size_t n_suspects,
                      struct tb_plan_skips *skips, const struct tb_plan_mode *mode);
 bool tb_plan_has_writes(const struct tb_plan *p);
+/* Whether a source message passes a one-way mode's filters (date window, size). */
+bool tb_plan_mode_wants(const struct tb_plan_mode *mode, const struct tb_msg_info *m);
 /* Message identity (0: the same message): identity headers and INTERNALDATE, and the size
  * unless the headers hold a Message-ID. tb_msg_identity_sort orders pointers to messages
  * by it, then by UID (for qsort). */

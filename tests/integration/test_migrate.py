@@ -113,6 +113,30 @@ class DovecotToDovecotTest(MigrateBase):
         self.assertIn("migrate: copied 0,", r.out)
         self.assertEqual(full_view(self.src), before, "SRC unchanged")
 
+    def test_verdict_and_report(self):
+        import json
+        self.seed()
+        report = os.path.join(self.tmp.name, "report.json")
+        r = self.migrate("--report", report)
+        self.assertIn("migrate: every selected source message is on the destination (13 of 13)",
+                      r.out)
+        self.assertRegex(r.out, r"\nINBOX +6 +6 +6 +0 +0 +0\n")
+        with open(report) as f:
+            rep = json.load(f)
+        self.assertTrue(rep["complete"])
+        self.assertEqual({x["folder"]: x["copied"] for x in rep["folders"]},
+                         {"INBOX": 6, "Work": 4, "Work/Sub": 3})
+        # A copy deleted on DST behind the migration's back: the verdict says so.
+        c = self.dst.client()
+        c.select("INBOX")
+        c.uid("STORE", "1", "+FLAGS", "(\\Deleted)")
+        c.expunge()
+        c.logout()
+        r = self.migrate("--report", report, code=7)
+        self.assertIn("NOT complete: 12 of 13", r.out)
+        with open(report) as f:
+            self.assertFalse(json.load(f)["complete"])
+
     def test_source_changes_and_destination_changes(self):
         self.seed()
         self.migrate()
