@@ -17,6 +17,7 @@
 #include "twinbox/log.h"
 #include "twinbox/state.h"
 #include "util/buf.h"
+#include "util/mutf7.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -107,11 +108,37 @@ static bool set_rename(struct tb_migrate_args *m, const char *v)
     return true;
 }
 
+/* A folder name or pattern as typed (UTF-8) in the wire form canonical names use (modified
+ * UTF-7); NULL when it is not valid UTF-8. */
+static const char *wire_arg(struct tb_migrate_args *m, const char *v)
+{
+    bool ascii = true;
+    for (const char *p = v; *p && ascii; p++)
+        ascii = (unsigned char)*p < 0x80;
+    if (ascii)
+        return v;
+    if (m->n_owned >= sizeof(m->owned) / sizeof(*m->owned))
+        return NULL;
+    char *w = tb_utf8_to_mutf7(v);
+    if (w)
+        m->owned[m->n_owned++] = w;
+    return w;
+}
+
 /* Options taking a value; false with a message for a bad one. */
 static bool value_opt(struct tb_migrate_args *m, const char *opt, const char *v)
 {
     uint64_t n;
     int64_t t;
+    const char *w = wire_arg(m, v);
+    if (!w && (strcmp(opt, "--only") == 0 || strcmp(opt, "--exclude") == 0 ||
+               strcmp(opt, "--map") == 0 || strcmp(opt, "--into") == 0)) {
+        tb_log_error("migrate: %s: '%s' is not UTF-8", opt, v);
+        return false;
+    }
+    if (w && (strcmp(opt, "--only") == 0 || strcmp(opt, "--exclude") == 0 ||
+              strcmp(opt, "--map") == 0 || strcmp(opt, "--into") == 0))
+        v = w;
     if (strcmp(opt, "--state") == 0)
         m->state = v;
     else if (strcmp(opt, "--only") == 0 && m->n_only < MAX_PATTERNS)
@@ -130,14 +157,14 @@ static bool value_opt(struct tb_migrate_args *m, const char *opt, const char *v)
         m->o.since = (int64_t)time(NULL) - (int64_t)n * 86400;
     else if (strcmp(opt, "--max-size") == 0 && parse_count(v, UINT64_MAX, &n) && n > 0)
         m->o.max_size = n;
+    else if (strcmp(opt, "--report") == 0)
+        m->report = v;
     else if (strcmp(opt, "--accounts") == 0)
         m->accounts = v;
     else if (strcmp(opt, "--jobs") == 0 && parse_count(v, 256, &n) && n > 0)
         m->jobs = (unsigned)n;
     else if (strcmp(opt, "--max-per-host") == 0 && parse_count(v, 256, &n) && n > 0)
         m->per_host = (unsigned)n;
-    else if (strcmp(opt, "--report") == 0)
-        m->report = v;
     else if (strcmp(opt, "--retries") == 0 && parse_count(v, 1000, &n))
         m->retries = (unsigned)n;
     else if (strcmp(opt, "--map") == 0 && add_map(m, v))
@@ -320,6 +347,8 @@ static int run_with_retries(const struct tb_migrate_args *m, const struct tb_pai
     unsigned retries = 0;
     for (;;) {
         struct tb_cli_result res = {0};
+        if (m->o.verdict == tb_verdicts_collect)
+            tb_verdicts_free(m->o.verdict_ud); /* only the last run's verdict counts */
         rc = tb_cli_run_pair(pair, acct, pws, path, &m->o, &res);
         const struct tb_error e = res.err;
         if (total) {
@@ -334,8 +363,6 @@ static int run_with_retries(const struct tb_migrate_args *m, const struct tb_pai
         uint64_t ms = 2000ull << (retries < 8 ? retries : 8);
         const char *hint = strcasestr(e.msg, "Suggested Backoff Time: ");
         uint64_t suggested = hint ? strtoull(hint + 24, NULL, 10) : 0;
-        if (m->o.verdict == tb_verdicts_collect)
-            tb_verdicts_free(m->o.verdict_ud); /* only the last run's verdict counts */
         if (suggested > ms)
             ms = suggested;
         if (ms > 300000)
@@ -419,6 +446,8 @@ int tb_cmd_migrate(const struct tb_cli *cli, int argc, char **argv)
         rc = m.accounts ? tb_migrate_many(cli, &m) : tb_migrate_one(cli, &m, "migrate", NULL);
     for (size_t i = 0; i < m.map.n; i++)
         free(m.map_buf[i]);
+    for (size_t i = 0; i < m.n_owned; i++)
+        free(m.owned[i]);
     free(m.rename_buf);
     return rc;
 }

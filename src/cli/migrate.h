@@ -22,6 +22,8 @@ struct tb_migrate_args {
     const char *map_from[MAX_PATTERNS], *map_to[MAX_PATTERNS];
     char *map_buf[MAX_PATTERNS]; /* owned copies split at '=' */
     char *rename_buf;            /* owned: "RE\0TO" */
+    char *owned[MAX_PATTERNS];   /* folder arguments converted from UTF-8 */
+    size_t n_owned;
     struct tb_sync_map map;
     unsigned retries;     /* --retries, default 10 */
     uint64_t retry_scale; /* TWINBOX_TEST_RETRY_SCALE: per mille of the pause (tests) */

@@ -11,6 +11,7 @@
 #include "twinbox/imap.h"
 #include "twinbox/log.h"
 #include "util/buf.h"
+#include "util/mutf7.h"
 
 #include <libetpan/libetpan.h>
 #include <stdio.h>
@@ -30,10 +31,12 @@ static void print_mapping(const struct tb_ns *ns, const char *wire)
 {
     const char *why = NULL;
     char *canon = tb_mbox_canon(ns, wire, &why);
-    if (canon)
-        printf(" -> %s", canon);
+    char *show = canon ? tb_mutf7_to_utf8(canon) : NULL;
+    if (show)
+        printf(" -> %s", show);
     else
         printf(" (left out: %s)", why);
+    free(show);
     free(canon);
 }
 

@@ -8,6 +8,7 @@
 #include "twinbox/exit.h"
 #include "twinbox/log.h"
 #include "twinbox/state.h"
+#include "util/mutf7.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,30 +172,10 @@ static bool is_url(const char *arg)
     return strstr(arg, "://") != NULL || strncmp(arg, "tunnel:", 7) == 0;
 }
 
-int tb_cmd_sync(const struct tb_cli *cli, int argc, char **argv)
+/* The runs of `sync`, once its arguments are parsed. */
+static int run_sync(const struct tb_cli *cli, struct tb_sync_opts o, const char **names,
+                    size_t n_names)
 {
-    struct tb_sync_opts o = {0};
-    char *only[64];
-    const char *names[64];
-    size_t n_names = 0;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--dry-run") == 0) {
-            o.dry_run = true;
-        } else if (strcmp(argv[i], "--force") == 0) {
-            o.force = true;
-        } else if (strcmp(argv[i], "--retry-skipped") == 0) {
-            o.retry_skipped = true;
-        } else if (strcmp(argv[i], "--mailbox") == 0 && i + 1 < argc && o.n_only < 64) {
-            only[o.n_only++] = argv[++i];
-        } else if (argv[i][0] == '-' || n_names >= 64) {
-            tb_log_error("usage: twinbox [-c FILE] sync [PAIR...] [--mailbox NAME...] "
-                         "[--dry-run] [--force] [--retry-skipped]");
-            return TB_EXIT_USAGE;
-        } else {
-            names[n_names++] = argv[i];
-        }
-    }
-    o.only = o.n_only ? only : NULL;
     if (n_names == 2 && is_url(names[0]) && is_url(names[1])) {
         /* A one-off pair of two URLs: no configuration file; its state is keyed by both
          * accounts under $XDG_STATE_HOME, passwords from TWINBOX_PASSWORD_A / _B. */
@@ -231,5 +212,43 @@ int tb_cmd_sync(const struct tb_cli *cli, int argc, char **argv)
         }
     }
     tb_config_free(cfg);
+    return rc;
+}
+
+int tb_cmd_sync(const struct tb_cli *cli, int argc, char **argv)
+{
+    struct tb_sync_opts o = {0};
+    char *only[64];
+    const char *names[64];
+    size_t n_names = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--dry-run") == 0) {
+            o.dry_run = true;
+        } else if (strcmp(argv[i], "--force") == 0) {
+            o.force = true;
+        } else if (strcmp(argv[i], "--retry-skipped") == 0) {
+            o.retry_skipped = true;
+        } else if (strcmp(argv[i], "--mailbox") == 0 && i + 1 < argc && o.n_only < 64) {
+            /* typed in UTF-8; canonical names are in modified UTF-7 */
+            char *w = tb_utf8_to_mutf7(argv[++i]);
+            if (!w) {
+                tb_log_error("sync: --mailbox '%s' is not UTF-8", argv[i]);
+                for (size_t j = 0; j < o.n_only; j++)
+                    free(only[j]);
+                return TB_EXIT_USAGE;
+            }
+            only[o.n_only++] = w;
+        } else if (argv[i][0] == '-' || n_names >= 64) {
+            tb_log_error("usage: twinbox [-c FILE] sync [PAIR...] [--mailbox NAME...] "
+                         "[--dry-run] [--force] [--retry-skipped]");
+            return TB_EXIT_USAGE;
+        } else {
+            names[n_names++] = argv[i];
+        }
+    }
+    o.only = o.n_only ? only : NULL;
+    int rc = run_sync(cli, o, names, n_names);
+    for (size_t j = 0; j < o.n_only; j++)
+        free(only[j]);
     return rc;
 }

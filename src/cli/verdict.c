@@ -6,6 +6,7 @@
 #include "twinbox/exit.h"
 #include "twinbox/log.h"
 #include "util/buf.h"
+#include "util/mutf7.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@ void tb_verdicts_collect(void *ud, const struct tb_folder_verdict *v)
     struct tb_verdicts *c = ud;
     c->v = tb_xrealloc(c->v, (c->n + 1) * sizeof(*c->v));
     c->v[c->n] = *v;
-    c->v[c->n].name = tb_xstrdup(v->name);
+    c->v[c->n].name = tb_mutf7_to_utf8(v->name); /* shown and reported in UTF-8 */
     c->n++;
 }
 

@@ -19,6 +19,7 @@
 #include "store/store.h"
 #include "sync/engine_internal.h"
 #include "sync/names.h"
+#include "util/mutf7.h"
 #include "sync/plan.h"
 #include "sync/xr.h"
 #include "twinbox/config.h"
@@ -35,6 +36,12 @@
 
 bool tb_eng_wanted(struct ctx *x, const char *canon)
 {
+    /* A migration selects by the source's names: a mapped name is judged by its origin. */
+    for (size_t i = 0; x->mode && i < x->n_mapped; i++)
+        if (strcmp(x->mapped[i].to, canon) == 0) {
+            canon = x->mapped[i].from;
+            break;
+        }
     if (x->o->n_only) {
         bool hit = false;
         for (size_t i = 0; i < x->o->n_only && !hit; i++)
@@ -74,7 +81,7 @@ static bool unchanged(const struct entry *e)
  * goes there too. */
 static int delete_other(struct ctx *x, struct entry *e, int g)
 {
-    printf("%s: deleted on %s, deleting on %s\n", e->canon, g ? "b" : "a", g ? "a" : "b");
+    printf("%s: deleted on %s, deleting on %s\n", tb_eng_show(e), g ? "b" : "a", g ? "a" : "b");
     if (x->o->dry_run)
         return 0;
     char *w = tb_eng_wire(x, e, 1 - g);
@@ -98,7 +105,8 @@ static int create_and_subscribe(struct ctx *x, struct entry *e, const bool prese
         if (x->mode && k == x->mode->source)
             continue; /* one-way: the source is only read */
         if (x->o->dry_run) {
-            printf("%s: %s on %s\n", e->canon, present[k] ? "subscribe" : "create", k ? "b" : "a");
+            printf("%s: %s on %s\n", tb_eng_show(e), present[k] ? "subscribe" : "create",
+                   k ? "b" : "a");
             continue;
         }
         char *w = tb_eng_wire(x, e, k);
@@ -184,8 +192,8 @@ static int sync_entry(struct ctx *x, struct entry *e)
          * (the filters of a migration are not applied to this estimate). */
         int k = present[0] ? 1 : 0;
         if (!x->mode || k != x->mode->source)
-            printf("%s: copy a->b %u, b->a %u (a mailbox to create; before filters)\n", e->canon,
-                   k ? e->box[0]->messages : 0, k ? 0 : e->box[1]->messages);
+            printf("%s: copy a->b %u, b->a %u (a mailbox to create; before filters)\n",
+                   tb_eng_show(e), k ? e->box[0]->messages : 0, k ? 0 : e->box[1]->messages);
         return 0;
     }
     if (rc != 0)
@@ -226,11 +234,19 @@ static void progress(const char *pair, const struct tb_sync_stats *st, double t0
             (unsigned long long)(st->copied[0] + st->copied[1]), mb, dt > 0 ? mb / dt : 0, eta);
 }
 
+const char *tb_eng_show(struct entry *e)
+{
+    if (!e->show)
+        e->show = tb_mutf7_to_utf8(e->canon);
+    return e->show;
+}
+
 static void free_entries(struct entry *ent, size_t n_ent)
 {
     for (size_t i = 0; i < n_ent; i++) {
         tb_eng_free_pre(&ent[i]);
         free(ent[i].canon);
+        free(ent[i].show);
         if (ent[i].st) {
             free(ent[i].st->name);
             free(ent[i].st);
@@ -272,6 +288,11 @@ static int discover(struct ctx *x, struct entry **out, size_t *n_out)
     int rc = tb_eng_list_both(x);
     if (rc != 0)
         return rc;
+    for (size_t i = 0; i < x->n_mapped; i++) {
+        free(x->mapped[i].from);
+        free(x->mapped[i].to);
+    }
+    x->n_mapped = 0; /* made again from this listing */
     for (int k = 0; k < 2; k++) {
         const struct tb_ns *ns = tb_store_ns(&x->s[k]);
         tb_log_debug(1, "pair %s: %s: %s; discovery %s; namespace \"%s\" separator '%c'%s",
@@ -309,6 +330,11 @@ static int discover(struct ctx *x, struct entry **out, size_t *n_out)
                                 x->pair->name, canon, mapped, taken->box[k]->name, canon);
                     free(mapped);
                     mapped = tb_xstrdup(canon);
+                }
+                if (mapped && strcmp(mapped, canon) != 0) {
+                    x->mapped = tb_xrealloc(x->mapped, (x->n_mapped + 1) * sizeof(*x->mapped));
+                    x->mapped[x->n_mapped].from = tb_xstrdup(canon);
+                    x->mapped[x->n_mapped++].to = tb_xstrdup(mapped);
                 }
                 free(canon);
                 canon = mapped;
@@ -402,8 +428,8 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
                 continue;
             char *from = tb_eng_wire(x, e, 1 - k);
             char *to = tb_name_wire(f->canon, tb_store_ns(&x->s[1 - k]));
-            printf("%s: renamed on %s to %s, renaming on %s\n", e->canon, k ? "b" : "a", f->canon,
-                   k ? "a" : "b");
+            printf("%s: renamed on %s to %s, renaming on %s\n", tb_eng_show(e), k ? "b" : "a",
+                   tb_eng_show(f), k ? "a" : "b");
             tb_store_rename(&x->s[1 - k], from, to);
             free(from);
             free(to);
@@ -528,6 +554,11 @@ out:
         stats->xr[k] = x.xr_used[k];
     }
     free_entries(ent, n_ent);
+    for (size_t i = 0; i < x.n_mapped; i++) {
+        free(x.mapped[i].from);
+        free(x.mapped[i].to);
+    }
+    free(x.mapped);
     tb_xrep_reply_clear(&x.xr[0]);
     tb_xrep_reply_clear(&x.xr[1]);
     tb_eng_clear_copied(&x);

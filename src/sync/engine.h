@@ -45,7 +45,6 @@ struct tb_sync_opts {
     void *verdict_ud;
 };
 
-
 /* How a migration names the source's mailboxes on the destination (sync/mapping.c), in
  * this order: Gmail's \All and \Important are left out unless include_all; an explicit
  * --map (a mailbox and its children); the special-use folders (Sent, Drafts, Trash, Junk,

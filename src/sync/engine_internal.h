@@ -25,6 +25,7 @@ enum gone_verdict {
 
 struct entry {
     char *canon;
+    char *show; /* canon in UTF-8, for messages (tb_eng_show) */
     struct tb_mbox_info *box[2];
     struct tb_state_mailbox *st;
     struct tb_xrep_section *sec[2]; /* X-REPLICATE's report on it, per side (borrowed) */
@@ -50,6 +51,11 @@ struct ctx {
     struct tb_state *st;
     const struct tb_sync_opts *o;
     const struct tb_plan_mode *mode; /* one-way (migrate), or NULL */
+    /* one-way: source names discovery mapped to other names (tb_eng_wanted) */
+    struct {
+        char *from, *to;
+    } * mapped;
+    size_t n_mapped;
     struct tb_sync_stats *stats;
     struct tb_error *err;
     int rc;
@@ -113,6 +119,9 @@ void tb_plan_skips_free(struct tb_plan_skips *s);
 int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscribed);
 int tb_eng_settle_deferred(struct ctx *x, struct entry *ent, size_t n_ent);
 void tb_eng_clear_copied(struct ctx *x);
+
+/* The entry's name as people read it (UTF-8), made on first use. */
+const char *tb_eng_show(struct entry *e);
 
 /* mapping.c: a migration's destination name for a source mailbox (NULL: left out, e.g.
  * Gmail's \\All), and the wire name of an entry on side k (the listing's, else derived;

@@ -266,8 +266,8 @@ static bool unusable(struct ctx *x, struct entry *e, struct tb_delta *d[2])
         const char *why = d[k]->unreadable;
         if (!why)
             continue;
-        tb_log_warn("pair %s: mailbox %s: %s: %s; left alone this run", x->pair->name, e->canon,
-                    k ? "b" : "a", why);
+        tb_log_warn("pair %s: mailbox %s: %s: %s; left alone this run", x->pair->name,
+                    tb_eng_show(e), k ? "b" : "a", why);
         x->stats->skipped_mailboxes++;
         return true;
     }
@@ -320,11 +320,11 @@ static int run_pass(struct ctx *x, struct entry *e, char *wire[2], struct tb_del
     tb_uidset_init(&modified[0]);
     tb_uidset_init(&modified[1]);
     if (p.late)
-        tb_log_warn("%s: %llu late copies of an interrupted run found and expunged", e->canon,
+        tb_log_warn("%s: %llu late copies of an interrupted run found and expunged", tb_eng_show(e),
                     (unsigned long long)p.late);
     int rc = 0;
     if (x->o->dry_run) {
-        print_plan(x, e->canon, &p);
+        print_plan(x, tb_eng_show(e), &p);
         *writes = false;
     } else {
         if (*writes)

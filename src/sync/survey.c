@@ -43,7 +43,7 @@ static void leave_alone(struct ctx *x, struct entry *e, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    tb_log_warn("pair %s: mailbox %s: %s; left alone this run", x->pair->name, e->canon, why);
+    tb_log_warn("pair %s: mailbox %s: %s; left alone this run", x->pair->name, tb_eng_show(e), why);
     e->skip = true;
     x->stats->skipped_mailboxes++;
 }
@@ -285,7 +285,7 @@ static int count_expunges(struct ctx *x, struct entry *e)
             if (!p.n_expunge[k])
                 continue;
             x->stats->guard.remove[k] += p.n_expunge[k];
-            guard_line(x, "%s: %zu expunged on %s", e->canon, p.n_expunge[k], side_name(k));
+            guard_line(x, "%s: %zu expunged on %s", tb_eng_show(e), p.n_expunge[k], side_name(k));
         }
         tb_plan_free(&p);
     }
@@ -362,8 +362,8 @@ static int guard(struct ctx *x, struct entry *ent, size_t n_ent)
             int k = keep; /* the side it would be deleted on */
             uint64_t n = box_messages(e, k);
             x->stats->guard.remove[k] += n;
-            guard_line(x, "%s: deleted on %s, so deleted on %s with its %llu messages", e->canon,
-                       side_name(1 - k), side_name(k), (unsigned long long)n);
+            guard_line(x, "%s: deleted on %s, so deleted on %s with its %llu messages",
+                       tb_eng_show(e), side_name(1 - k), side_name(k), (unsigned long long)n);
         }
     }
     x->stats->guard.checked = true;

@@ -12,6 +12,7 @@
 #include "twinbox/exit.h"
 #include "util/buf.h"
 #include "util/flags.h"
+#include "util/mutf7.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -149,6 +150,7 @@ static void compare_mailbox(struct verify *v, const char *name, struct tb_delta 
 /* The wanted canonical names of both listings, each with its wire name per side. */
 struct name {
     char *canon, *wire[2];
+    char *show; /* canon in UTF-8 */
 };
 
 static int cmp_name(const void *a, const void *b)
@@ -171,9 +173,10 @@ static size_t collect(struct verify *v, struct name **out)
             size_t j = 0;
             while (j < n && strcmp(names[j].canon, c) != 0)
                 j++;
-            if (j == n)
+            if (j == n) {
+                names[n].show = tb_mutf7_to_utf8(c);
                 names[n++].canon = c;
-            else
+            } else
                 free(c);
             free(names[j].wire[k]);
             names[j].wire[k] = tb_xstrdup(b->name);
@@ -188,7 +191,7 @@ static int compare_all(struct verify *v, struct name *names, size_t n)
     for (size_t i = 0; i < n; i++)
         for (int k = 0; k < 2; k++)
             if (!names[i].wire[k]) {
-                say(v, "%s: mailbox only on %s", names[i].canon, side(1 - k));
+                say(v, "%s: mailbox only on %s", names[i].show, side(1 - k));
                 v->rep->only_mailbox[1 - k]++;
             }
     for (size_t i = 0; i < n;) {
@@ -209,7 +212,7 @@ static int compare_all(struct verify *v, struct name *names, size_t n)
         }
         for (size_t j = 0; j < b; j++) {
             struct tb_delta *d[2] = {&dd[j][0], &dd[j][1]};
-            compare_mailbox(v, names[idx[j]].canon, d);
+            compare_mailbox(v, names[idx[j]].show, d);
             v->rep->mailboxes++;
             tb_delta_clear(d[0]);
             tb_delta_clear(d[1]);
@@ -242,6 +245,7 @@ int tb_verify_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_
         rc = compare_all(&v, names, n);
         for (size_t i = 0; i < n; i++) {
             free(names[i].canon);
+            free(names[i].show);
             free(names[i].wire[0]);
             free(names[i].wire[1]);
         }

@@ -343,6 +343,16 @@ class MappingTest(MigrateBase):
         self.assertEqual(got.get("Imported/Old/Stuff"), 1, got)
         self.assertEqual(got.get("INBOX"), 0, got)
 
+    def test_names_in_utf8(self):
+        """Folder names are typed and shown in UTF-8 (modified UTF-7 is only the wire form)."""
+        self.append(self.src, "Caf&AOk-", 2, 7)
+        r = self.migrate("--only", "Caf\u00e9", "--map", "Caf\u00e9=Bistro/Caf\u00e9")
+        self.assertRegex(r.out, "\nBistro/Caf\u00e9 +2 +2 +2 ")
+        self.assertNotIn("&AOk-", r.out)
+        got = self.counts()
+        self.assertEqual(got.get("Bistro/Caf&AOk-"), 2, got)
+        self.assertNotIn("Sent", [n for n in got if n.startswith("Sent ")])
+
     def test_bad_mapping_options(self):
         for args in (["--map", "Work"], ["--map", "=x"], ["--rename", "s|(|x|"],
                      ["--rename", "x"], ["--into", "/abs"]):
