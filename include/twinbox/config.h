@@ -80,6 +80,11 @@ struct tb_account {
      * first line of stdout is the access token. Run again once when the server answers
      * that the token expired. The password keys do not apply to these mechanisms. */
     char *oauth_token_command;
+    /* Throughput limits of each connection to this account, 0 = unlimited (the default).
+     * Bytes are the IMAP bytes twinbox writes, before COMPRESS and TLS (mostly APPEND
+     * literals); messages are APPEND commands. 0..4G and 0..100000. */
+    uint64_t max_bytes_per_second;
+    uint64_t max_messages_per_second;
 };
 
 /* max-delete of a pair: how much of one side a run may remove before it stops and asks for

@@ -36,7 +36,8 @@ static int usage(void)
                  "[--state FILE] [--only PATTERN]... [--exclude PATTERN]... [--since DATE] "
                  "[--before DATE] [--max-age DAYS] [--max-size BYTES] [--map FROM=TO]... "
                  "[--rename sXREXTOX] [--into FOLDER] [--include-all-mail] [--no-special-use-map] "
-                 "[--password-file-src|-dst FILE] [--password-command-src|-dst CMD]");
+                 "[--password-file-src|-dst FILE] [--password-command-src|-dst CMD] "
+                 "[--max-bytes-per-second N] [--max-messages-per-second N]");
     return TB_EXIT_USAGE;
 }
 
@@ -108,6 +109,11 @@ static bool set_rename(struct tb_migrate_args *m, const char *v)
     return true;
 }
 
+/* --max-bytes-per-second / --max-messages-per-second: DST's account keys of the same names
+ * (DST receives the APPENDs), replacing what its configuration says; UINT64_MAX = not
+ * given. Set while the command line is parsed, before any migration (thread) starts. */
+static uint64_t dst_limit[2] = {UINT64_MAX, UINT64_MAX};
+
 /* A folder name or pattern as typed (UTF-8) in the wire form canonical names use (modified
  * UTF-7); NULL when it is not valid UTF-8. */
 static const char *wire_arg(struct tb_migrate_args *m, const char *v)
@@ -167,6 +173,10 @@ static bool value_opt(struct tb_migrate_args *m, const char *opt, const char *v)
         m->per_host = (unsigned)n;
     else if (strcmp(opt, "--retries") == 0 && parse_count(v, 1000, &n))
         m->retries = (unsigned)n;
+    else if (strcmp(opt, "--max-bytes-per-second") == 0 && parse_count(v, (uint64_t)4 << 30, &n))
+        dst_limit[0] = n;
+    else if (strcmp(opt, "--max-messages-per-second") == 0 && parse_count(v, 100000, &n))
+        dst_limit[1] = n;
     else if (strcmp(opt, "--map") == 0 && add_map(m, v))
         ;
     else if (strcmp(opt, "--rename") == 0 && set_rename(m, v))
@@ -268,6 +278,10 @@ static int load_side(const struct tb_cli *cli, const struct tb_migrate_args *m, 
             return TB_EXIT_CONFIG;
         }
     }
+    if (k == 1 && dst_limit[0] != UINT64_MAX)
+        out->acct->max_bytes_per_second = dst_limit[0];
+    if (k == 1 && dst_limit[1] != UINT64_MAX)
+        out->acct->max_messages_per_second = dst_limit[1];
     password_source(out->acct, m->pw_file[k], m->pw_cmd[k],
                     m->pw_env[k]  ? m->pw_env[k]
                     : m->o.one_way ? (k ? "TWINBOX_PASSWORD_DST" : "TWINBOX_PASSWORD_SRC")

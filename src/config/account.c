@@ -38,6 +38,8 @@ static const char *const key_names[TB_K_COUNT] = {
     [TB_K_AUTH] = "auth",
     [TB_K_AUTH_USER] = "auth-user",
     [TB_K_OAUTH_TOKEN_COMMAND] = "oauth-token-command",
+    [TB_K_MAX_BYTES_PER_SECOND] = "max-bytes-per-second",
+    [TB_K_MAX_MESSAGES_PER_SECOND] = "max-messages-per-second",
 };
 
 /* ---- values ---------------------------------------------------------------------------- */
@@ -298,6 +300,22 @@ int tb_account_set(struct tb_account *a, int key, const char *v, char *why, size
             return -1;
         }
         return 0;
+    case TB_K_MAX_BYTES_PER_SECOND:
+        /* The transport's buckets hold at most 2^32 tokens (transport/ratelimit.h). */
+        if (parse_size(v, 0, (uint64_t)4 << 30, &a->max_bytes_per_second) < 0) {
+            snprintf(why, n, "max-bytes-per-second: '%.64s' is not a size in 0..4G", v);
+            return -1;
+        }
+        return 0;
+    case TB_K_MAX_MESSAGES_PER_SECOND: {
+        int per_s;
+        if (parse_int(v, 0, 100000, &per_s) < 0) {
+            snprintf(why, n, "max-messages-per-second: '%.64s' is not a number in 0..100000", v);
+            return -1;
+        }
+        a->max_messages_per_second = (uint64_t)per_s;
+        return 0;
+    }
     case TB_K_TLS_FINGERPRINT:
         if (parse_fingerprint(v, a->tls_fingerprint) < 0) {
             a->tls_fingerprint[0] = '\0';

@@ -89,6 +89,12 @@ void tb_imap_fail(struct tb_imap *c, enum tb_err_kind kind, const char *fmt, ...
 static void on_idle_timeout(uv_timer_t *t)
 {
     struct tb_imap *c = t->data;
+    /* Bytes our own rate limit still holds (max-bytes-per-second) have not reached the
+     * server: it cannot have answered them yet. The wait is ours, and it ends. */
+    if (c->link && tb_link_rate_held(c->link) > 0) {
+        uv_timer_start(&c->idle, on_idle_timeout, (uint64_t)c->acct->timeout_s * 1000, 0);
+        return;
+    }
     tb_imap_fail(c, TB_ERR_TEMP, "no response from server for %d s", c->acct->timeout_s);
 }
 
@@ -334,7 +340,15 @@ static void link_data(struct tb_link *l, const char *data, size_t n, void *ud)
     pump(c);
 }
 
-static const struct tb_link_cb link_cb = {link_connected, link_tls_ready, link_data, link_error};
+/* A message token that an APPEND waited for is there (max-messages-per-second). */
+static void link_message_ready(struct tb_link *l, void *ud)
+{
+    (void)l;
+    pump(ud);
+}
+
+static const struct tb_link_cb link_cb = {link_connected, link_tls_ready, link_data, link_error,
+                                          link_message_ready};
 
 /* ---- submission ---- */
 
@@ -382,6 +396,9 @@ struct tb_imap *tb_imap_new(uv_loop_t *loop, const struct tb_account *acct,
 int tb_imap_start(struct tb_imap *c)
 {
     c->link = tb_link_new(c->loop, &link_cb, c);
+    /* The account's throughput limits, per connection (transport/ratelimit.h). */
+    tb_link_set_rate(c->link, c->acct->max_bytes_per_second, 0);
+    tb_link_set_message_rate(c->link, c->acct->max_messages_per_second, 0);
     c->phase = PH_CONNECT;
     arm_idle(c);
     if (c->acct->type == TB_ACCOUNT_TUNNEL)
@@ -494,6 +511,15 @@ static void send_one(struct tb_imap *c, struct pending *p)
         c->barrier = p;
 }
 
+/* max-messages-per-second: an APPEND waits for a token of the link's message bucket; the
+ * link then calls link_message_ready, which pumps again. Commands queued behind it wait
+ * with it: the pipeline sends in submission order. */
+static bool message_allowed(struct tb_imap *c, const struct pending *p)
+{
+    return !c->acct->max_messages_per_second || strcmp(tb_cmd_verb(p->cmd), "APPEND") != 0 ||
+           tb_link_take_message(c->link);
+}
+
 /* Sends everything the protocol allows now, gathered into one write. */
 static void pump(struct tb_imap *c)
 {
@@ -504,6 +530,8 @@ static void pump(struct tb_imap *c)
            c->n_inflight < (size_t)c->max_inflight) {
         struct pending *p = c->waiting[c->waiting_head];
         if ((p->flags & (TB_CMD_BARRIER | TB_CMD_FENCE)) && c->n_inflight > 0)
+            break;
+        if (!message_allowed(c, p))
             break;
         c->waiting_head++;
         send_one(c, p);

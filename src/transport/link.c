@@ -3,6 +3,7 @@
 #include "twinbox/error.h"
 
 #include "transport/deflate.h"
+#include "transport/ratelimit.h"
 #include "twinbox/log.h"
 #include "util/buf.h"
 #include "util/env.h"
@@ -44,6 +45,13 @@ struct tb_link {
     bool received_since_send;
     bool writing_secret; /* set by tb_link_write_secret for the raw writes it makes */
     size_t write_pending;
+    /* Write limits (tb_link_set_rate): application bytes wait in `pace` for tokens, and
+     * rate_timer releases them; `msgs` is the message bucket, msg_owed a refusal whose
+     * on_message_ready is still due. Zeroed = unlimited. */
+    struct tb_pace pace;
+    struct tb_bucket msgs;
+    uv_timer_t rate_timer;
+    bool msg_owed;
     struct tb_link_stats stats;
     char err_tail[256];
     struct tb_buf err_line;
@@ -88,6 +96,7 @@ static void maybe_free(struct tb_link *l)
         uv_freeaddrinfo(l->ai_list);
     tb_tls_free(l->tls);
     tb_deflate_free(l->z);
+    tb_pace_free(&l->pace);
     tb_buf_free(&l->err_line);
     free(l);
 }
@@ -114,7 +123,9 @@ struct tb_link *tb_link_new(uv_loop_t *loop, const struct tb_link_cb *cb, void *
     tb_buf_init(&l->err_line);
     uv_timer_init(loop, &l->timer);
     l->timer.data = l;
-    l->handles = 1;
+    uv_timer_init(loop, &l->rate_timer);
+    l->rate_timer.data = l;
+    l->handles = 2;
     return l;
 }
 
@@ -181,11 +192,11 @@ void tb_link_write_secret(struct tb_link *l, const char *p, size_t n)
     l->writing_secret = false;
 }
 
-void tb_link_write(struct tb_link *l, const char *p, size_t n)
+/* Application bytes down through the filters in place now (deflate, then TLS). */
+static void write_filtered(struct tb_link *l, const char *p, size_t n)
 {
-    if (l->failed || l->closing)
+    if (n == 0 || l->failed || l->closing)
         return;
-    l->stats.app_out += n;
     if (!l->z) {
         write_tls(l, p, n);
         return;
@@ -199,9 +210,125 @@ void tb_link_write(struct tb_link *l, const char *p, size_t n)
     tb_buf_free(&c);
 }
 
+/* ---- write limits ---- */
+
+static void on_rate_timer(uv_timer_t *t);
+
+/* Arms the rate timer for the earliest useful moment: enough tokens for the next part of
+ * the held bytes, or for the message owed to the owner. Each wait is at least 1 ms, so a
+ * timer that fires a little early (libuv's loop time lags the clock) never spins. */
+static void rate_schedule(struct tb_link *l)
+{
+    if (l->closing)
+        return;
+    uint64_t now = uv_hrtime(), wait = UINT64_MAX;
+    if (tb_pace_waiting(&l->pace)) {
+        tb_bucket_refill(&l->pace.bucket, now);
+        wait = tb_pace_wait_ns(&l->pace);
+    }
+    if (l->msg_owed) {
+        tb_bucket_refill(&l->msgs, now);
+        uint64_t w = tb_bucket_wait_ns(&l->msgs, 1);
+        wait = w < wait ? w : wait;
+    }
+    if (wait == UINT64_MAX) {
+        uv_timer_stop(&l->rate_timer);
+        return;
+    }
+    uint64_t ms = (wait + 999999) / 1000000;
+    uv_timer_start(&l->rate_timer, on_rate_timer, ms ? ms : 1, 0);
+}
+
+/* Writes the held bytes the bucket allows now, in order. */
+static void release_held(struct tb_link *l)
+{
+    size_t off, n = tb_pace_pull(&l->pace, uv_hrtime(), &off);
+    if (n == 0)
+        return;
+    bool was = l->writing_secret;
+    l->writing_secret = was || l->pace.secret;
+    write_filtered(l, l->pace.data + off, n);
+    l->writing_secret = was;
+    tb_pace_done(&l->pace, n);
+}
+
+static void on_rate_timer(uv_timer_t *t)
+{
+    struct tb_link *l = t->data;
+    if (l->failed || l->closing)
+        return;
+    release_held(l);
+    if (l->msg_owed && !l->failed && tb_bucket_wait_ns(&l->msgs, 1) == 0) {
+        l->msg_owed = false;
+        if (l->cb->on_message_ready)
+            l->cb->on_message_ready(l, l->ud); /* asks again: tb_link_take_message */
+    }
+    if (!l->failed)
+        rate_schedule(l);
+}
+
+/* With a byte rate: bytes go straight down while nothing is held and the bucket has
+ * tokens (no copy); the rest is held, behind anything held before it. */
+static void paced_write(struct tb_link *l, const char *p, size_t n)
+{
+    if (tb_pace_waiting(&l->pace) == 0) {
+        size_t now = (size_t)tb_bucket_take(&l->pace.bucket, n, uv_hrtime());
+        write_filtered(l, p, now);
+        p += now;
+        n -= now;
+    }
+    if (n == 0 || l->failed || l->closing)
+        return;
+    tb_pace_push(&l->pace, p, n, l->writing_secret);
+    rate_schedule(l);
+}
+
+void tb_link_write(struct tb_link *l, const char *p, size_t n)
+{
+    if (l->failed || l->closing)
+        return;
+    l->stats.app_out += n;
+    if (tb_bucket_limited(&l->pace.bucket))
+        paced_write(l, p, n);
+    else
+        write_filtered(l, p, n);
+}
+
+void tb_link_set_rate(struct tb_link *l, uint64_t bytes_per_second, uint64_t burst_bytes)
+{
+    tb_bucket_init(&l->pace.bucket, bytes_per_second, burst_bytes, uv_hrtime());
+    if (l->failed || l->closing)
+        return;
+    release_held(l); /* unlimited now: everything; else what the new bucket allows */
+    rate_schedule(l);
+}
+
+size_t tb_link_rate_held(const struct tb_link *l)
+{
+    return tb_pace_waiting(&l->pace);
+}
+
+void tb_link_set_message_rate(struct tb_link *l, uint64_t per_second, uint64_t burst)
+{
+    if (!burst)
+        burst = per_second / 4 ? per_second / 4 : 1;
+    tb_bucket_init(&l->msgs, per_second, burst, uv_hrtime());
+}
+
+bool tb_link_take_message(struct tb_link *l)
+{
+    if (tb_bucket_take(&l->msgs, 1, uv_hrtime()) == 1) {
+        l->msg_owed = false;
+        return true;
+    }
+    l->msg_owed = true;
+    rate_schedule(l);
+    return false;
+}
+
 size_t tb_link_write_pending(const struct tb_link *l)
 {
-    return l->write_pending;
+    return l->write_pending + tb_pace_waiting(&l->pace);
 }
 
 /* ---- reading: each stage hands its output to the next one up ---- */
@@ -553,6 +680,7 @@ void tb_link_close(struct tb_link *l)
     if (l->gai_pending)
         uv_cancel((uv_req_t *)&l->gai);
     uv_timer_stop(&l->timer);
+    close_handle(l, (uv_handle_t *)&l->rate_timer); /* held bytes are dropped */
     if (l->tunnel) {
         close_handle(l, (uv_handle_t *)&l->in); /* EOF on stdin: the imap process exits */
         close_handle(l, (uv_handle_t *)&l->out);

@@ -26,6 +26,8 @@ struct tb_link_cb {
     /* e->kind says what failed: TB_ERR_TLS, TB_ERR_CONFIG (tunnel cannot start), TB_ERR_TEMP
      * (network), TB_ERR_PROTOCOL (undecodable TLS or compressed data). */
     void (*on_error)(struct tb_link *l, const struct tb_error *e, void *ud);
+    /* Optional (may be NULL): a message token that tb_link_take_message refused is there. */
+    void (*on_message_ready)(struct tb_link *l, void *ud);
 };
 
 struct tb_link_stats {
@@ -48,8 +50,26 @@ void tb_link_inject(struct tb_link *l, const char *p, size_t n);
 void tb_link_write(struct tb_link *l, const char *p, size_t n);
 /* The same for bytes holding a secret: the copies this link makes are wiped once written. */
 void tb_link_write_secret(struct tb_link *l, const char *p, size_t n);
-/* Bytes handed to libuv but not yet written: the writer's back-pressure signal. */
+/* Bytes accepted but not yet written (held by the rate limit or handed to libuv): the
+ * writer's back-pressure signal. */
 size_t tb_link_write_pending(const struct tb_link *l);
+
+/* Write limits; what is counted and why is in transport/ratelimit.h: the IMAP bytes the
+ * owner writes, before COMPRESS and TLS. bytes_per_second 0 = unlimited (the default);
+ * burst_bytes 0 = max(bytes_per_second / 4, 16 KiB). Bytes beyond the bucket are copied
+ * into the link and released in order from a libuv timer: a write never blocks the loop,
+ * never reorders, and the link wipes held copies of secrets. Held bytes pass through the
+ * filters in place when they leave. Callable at any time; 0 releases what is held. */
+void tb_link_set_rate(struct tb_link *l, uint64_t bytes_per_second, uint64_t burst_bytes);
+/* Bytes held back by the byte rate, not yet handed to the socket. */
+size_t tb_link_rate_held(const struct tb_link *l);
+/* A second bucket for messages (what a message is, the owner decides: imap.c counts APPEND
+ * commands). per_second 0 = unlimited (the default); burst 0 = max(per_second / 4, 1). */
+void tb_link_set_message_rate(struct tb_link *l, uint64_t per_second, uint64_t burst);
+/* Takes one message token: true = the message may be sent now. false = none is left, and
+ * cb->on_message_ready will be called once when one is (the owner then asks again).
+ * Always true without a message rate. */
+bool tb_link_take_message(struct tb_link *l);
 void tb_link_close(struct tb_link *l);
 
 bool tb_link_is_loopback(const struct tb_link *l);
