@@ -238,7 +238,7 @@ class ThrottleTest(MigrateBase):
             dst = f"imap://alice@127.0.0.1:{ev.port}/?starttls=no"
             ev_src = Evil(self.src.dv)
             self.addCleanup(ev_src.stop)
-            ev_src.on(r"UID FETCH \d+ \(UID BODY", nth=60, times=1, reply="NO [LIMIT] too many")
+            ev_src.on(r"UID FETCH \d+ \(UID BODY", nth=60, times=1, reply="NO [UNAVAILABLE] try later")
             src = f"imap://alice@127.0.0.1:{ev_src.port}/?starttls=no"
             r = twinbox("migrate", src, dst, env=dict(
                 self.env, TWINBOX_TEST_RETRY_SCALE="20"), timeout=600)
