@@ -13,7 +13,9 @@ bool tb_imap_result_throttled(const struct tb_imap_result *r, uint64_t *backoff_
         return false;
     char code[64];
     tb_imap_code_prefix(r, code, sizeof(code));
-    static const char *const codes[] = {"[THROTTLED] ", "[LIMIT] ", "[UNAVAILABLE] ", "[INUSE] ",
+    /* Not [LIMIT]: Dovecot answers a message over its size limit with it, a refusal of that
+     * message for good (RFC 5530: an implementation limit). */
+    static const char *const codes[] = {"[THROTTLED] ", "[UNAVAILABLE] ", "[INUSE] ",
                                         "[SERVERBUG] "};
     bool hit = false;
     for (size_t i = 0; i < sizeof(codes) / sizeof(*codes); i++)
