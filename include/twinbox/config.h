@@ -105,12 +105,25 @@ struct tb_pair {
     char *source; /* "FILE:LINE" of its section */
 };
 
+/* [migration NAME]: the options of `twinbox migrate` as keys (the long option names without
+ * "--"; source and destination are required: account names or URLs). Kept as written and
+ * interpreted by the command, which checks the values. */
+struct tb_migration {
+    char *name;
+    char **keys, **values;
+    int *lines; /* line of each key, for messages */
+    size_t n;
+    char *source; /* "FILE:LINE" of its section */
+};
+
 struct tb_config {
     struct tb_account **accounts; /* in file order */
     size_t n_accounts;
     struct tb_pair **pairs; /* in file order */
     size_t n_pairs;
     char *path; /* the file name used in messages */
+    struct tb_migration **migrations;
+    size_t n_migrations;
 };
 
 /* Reads and parses PATH. Also refuses a file holding an inline `password` when the file is
@@ -124,6 +137,7 @@ void tb_config_free(struct tb_config *cfg); /* NULL is fine */
 /* NULL when absent. */
 struct tb_account *tb_config_account(const struct tb_config *cfg, const char *name);
 struct tb_pair *tb_config_pair(const struct tb_config *cfg, const char *name);
+struct tb_migration *tb_config_migration(const struct tb_config *cfg, const char *name);
 /* $XDG_CONFIG_HOME/twinbox/config (only if absolute), else $HOME/.config/twinbox/config,
  * else the passwd entry's home. 0 ok, -1 no home directory or buffer too small. */
 int tb_config_default_path(char *buf, size_t len);

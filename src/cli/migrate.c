@@ -283,7 +283,7 @@ static int load_side(const struct tb_cli *cli, const struct tb_migrate_args *m, 
     if (k == 1 && dst_limit[1] != UINT64_MAX)
         out->acct->max_messages_per_second = dst_limit[1];
     password_source(out->acct, m->pw_file[k], m->pw_cmd[k],
-                    m->pw_env[k]  ? m->pw_env[k]
+                    m->pw_env[k]   ? m->pw_env[k]
                     : m->o.one_way ? (k ? "TWINBOX_PASSWORD_DST" : "TWINBOX_PASSWORD_SRC")
                                    : (k ? "TWINBOX_PASSWORD_B" : "TWINBOX_PASSWORD_A"));
     if (tb_account_needs_password(out->acct) &&
@@ -449,13 +449,92 @@ int tb_migrate_one(const struct tb_cli *cli, const struct tb_migrate_args *m, co
     return rc;
 }
 
+static bool is_flag(const char *a)
+{
+    static const char *const flags[] = {"--dry-run", "--delete", "--force", "--include-all-mail",
+                                        "--no-special-use-map"};
+    for (size_t i = 0; i < sizeof(flags) / sizeof(*flags); i++)
+        if (strcmp(a, flags[i]) == 0)
+            return true;
+    return false;
+}
+
+/* `migrate NAME [options]`: the keys of [migration NAME] become options placed before the
+ * command line's (so the command line wins for single values and adds to lists). Returns
+ * an exit code; *argv2 (owned strings in *owned) replaces argv when a section was used. */
+static int expand_migration(const struct tb_cli *cli, int argc, char **argv, int *argc2,
+                            char ***argv2, struct tb_config **cfg, struct tb_migrate_args *m)
+{
+    int pos = -1, n_pos = 0;
+    for (int i = 0; i < argc; i++) {
+        if (argv[i][0] == '-' && !is_flag(argv[i]))
+            i++; /* its value */
+        else if (argv[i][0] != '-' && n_pos++ == 0)
+            pos = i;
+    }
+    if (n_pos != 1 || strstr(argv[pos], "://") || strncmp(argv[pos], "tunnel:", 7) == 0)
+        return TB_EXIT_OK;
+    char path[4096];
+    int rc = tb_cli_config_load(cli, cfg, path, sizeof(path));
+    if (rc != TB_EXIT_OK)
+        return rc;
+    const struct tb_migration *mig = tb_config_migration(*cfg, argv[pos]);
+    if (!mig) {
+        tb_log_error("%s: no [migration %s] section", path, argv[pos]);
+        return TB_EXIT_CONFIG;
+    }
+    char **v = tb_xcalloc(2 * mig->n + (size_t)argc + 3, sizeof(char *));
+    int n = 0;
+    for (int pass = 0; pass < 2; pass++) /* source, destination first */
+        for (size_t i = 0; i < mig->n; i++)
+            if (strcmp(mig->keys[i], pass ? "destination" : "source") == 0)
+                v[n++] = mig->values[i];
+    for (size_t i = 0; i < mig->n; i++) {
+        const char *k = mig->keys[i];
+        if (strcmp(k, "source") == 0 || strcmp(k, "destination") == 0)
+            continue;
+        char opt[80];
+        snprintf(opt, sizeof(opt), "--%s", k);
+        if (is_flag(opt) && strcmp(mig->values[i], "yes") != 0 &&
+            strcmp(mig->values[i], "no") != 0) {
+            tb_log_error("%s:%d: migration '%s': %s: want yes or no", path, mig->lines[i],
+                         mig->name, k);
+            free(v);
+            return TB_EXIT_CONFIG;
+        }
+        if (is_flag(opt) && strcmp(mig->values[i], "no") == 0)
+            continue;
+        if (m->n_owned >= sizeof(m->owned) / sizeof(*m->owned)) {
+            tb_log_error("%s: migration '%s': too many keys", path, mig->name);
+            free(v);
+            return TB_EXIT_CONFIG;
+        }
+        char *o = tb_xstrdup(opt); /* freed with the other owned strings of m */
+        m->owned[m->n_owned++] = o;
+        v[n++] = o;
+        if (!is_flag(opt))
+            v[n++] = mig->values[i];
+    }
+    for (int i = 0; i < argc; i++)
+        if (i != pos)
+            v[n++] = argv[i];
+    *argc2 = n;
+    *argv2 = v;
+    return TB_EXIT_OK;
+}
+
 int tb_cmd_migrate(const struct tb_cli *cli, int argc, char **argv)
 {
     struct tb_migrate_args m = {.retries = 10, .jobs = 4};
     const char *scale = getenv("TWINBOX_TEST_RETRY_SCALE");
     m.retry_scale = scale ? strtoull(scale, NULL, 10) : 0;
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
-    int rc = parse_args(argc, argv, &m);
+    struct tb_config *cfg = NULL;
+    char **argv2 = NULL;
+    int argc2 = 0;
+    int rc = expand_migration(cli, argc, argv, &argc2, &argv2, &cfg, &m);
+    if (rc == TB_EXIT_OK)
+        rc = argv2 ? parse_args(argc2, argv2, &m) : parse_args(argc, argv, &m);
     if (rc == TB_EXIT_OK)
         rc = m.accounts ? tb_migrate_many(cli, &m) : tb_migrate_one(cli, &m, "migrate", NULL);
     for (size_t i = 0; i < m.map.n; i++)
@@ -463,5 +542,7 @@ int tb_cmd_migrate(const struct tb_cli *cli, int argc, char **argv)
     for (size_t i = 0; i < m.n_owned; i++)
         free(m.owned[i]);
     free(m.rename_buf);
+    free(argv2);
+    tb_config_free(cfg);
     return rc;
 }

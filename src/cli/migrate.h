@@ -20,9 +20,9 @@ struct tb_migrate_args {
     char *only[MAX_PATTERNS], *exclude[MAX_PATTERNS];
     size_t n_only, n_exclude;
     const char *map_from[MAX_PATTERNS], *map_to[MAX_PATTERNS];
-    char *map_buf[MAX_PATTERNS]; /* owned copies split at '=' */
-    char *rename_buf;            /* owned: "RE\0TO" */
-    char *owned[MAX_PATTERNS];   /* folder arguments converted from UTF-8 */
+    char *map_buf[MAX_PATTERNS];   /* owned copies split at '=' */
+    char *rename_buf;              /* owned: "RE\0TO" */
+    char *owned[2 * MAX_PATTERNS]; /* folder arguments converted from UTF-8, option names */
     size_t n_owned;
     struct tb_sync_map map;
     unsigned retries;     /* --retries, default 10 */

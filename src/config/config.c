@@ -61,10 +61,11 @@ struct parser {
     size_t errlen;
     /* The open section, if any; its account/pair is already in cfg (so it is freed with it
      * on error) and is checked when the next section starts or the text ends. */
-    enum { SEC_NONE, SEC_ACCOUNT, SEC_PAIR } sec;
+    enum { SEC_NONE, SEC_ACCOUNT, SEC_PAIR, SEC_MIGRATION } sec;
     int sec_line;
     struct tb_account *acct;
     struct tb_pair *pair;
+    struct tb_migration *mig;
     int key_line[TB_K_COUNT]; /* line a key was set on; 0 = not set */
     int pair_key_line[P_COUNT];
 };
@@ -201,6 +202,16 @@ static int end_section(struct parser *p)
         if (tb_account_check(p->acct, set, &bad, why, sizeof(why)) < 0)
             return fail(p, bad >= 0 ? p->key_line[bad] : p->sec_line, "account '%s': %s",
                         p->acct->name, why);
+    } else if (p->sec == SEC_MIGRATION) {
+        static const char *const need[] = {"source", "destination"};
+        for (size_t i = 0; i < 2; i++) {
+            bool have = false;
+            for (size_t j = 0; j < p->mig->n && !have; j++)
+                have = strcmp(p->mig->keys[j], need[i]) == 0;
+            if (!have)
+                return fail(p, p->sec_line, "migration '%s': missing '%s' (an account or URL)",
+                            p->mig->name, need[i]);
+        }
     } else if (p->sec == SEC_PAIR) {
         for (int k = P_A; k <= P_B; k++)
             if (!p->pair_key_line[k])
@@ -229,15 +240,28 @@ static int begin_section(struct parser *p, int line, char *s)
     if (*name)
         *name++ = '\0';
     name = trim(name);
-    bool is_acct = strcmp(kind, "account") == 0;
-    if (!is_acct && strcmp(kind, "pair") != 0)
-        return fail(p, line, "unknown section type '%.64s' (expected account or pair)", kind);
+    bool is_acct = strcmp(kind, "account") == 0, is_mig = strcmp(kind, "migration") == 0;
+    if (!is_acct && !is_mig && strcmp(kind, "pair") != 0)
+        return fail(p, line, "unknown section type '%.64s' (expected account, pair or migration)",
+                    kind);
     if (!valid_name(name))
         return fail(p, line, "[%s NAME]: bad or missing name '%.64s'", kind, name);
     if (end_section(p) < 0)
         return -1;
     struct tb_config *c = p->cfg;
-    if (is_acct) {
+    if (is_mig) {
+        struct tb_migration *old = tb_config_migration(c, name);
+        if (old)
+            return fail(p, line, "duplicate section [migration %s] (first at %s)", name,
+                        old->source);
+        struct tb_migration *m = tb_xcalloc(1, sizeof(*m));
+        m->name = tb_xstrdup(name);
+        m->source = source_of(p->file, line);
+        c->migrations = tb_xrealloc(c->migrations, (c->n_migrations + 1) * sizeof(*c->migrations));
+        c->migrations[c->n_migrations++] = m;
+        p->mig = m;
+        p->sec = SEC_MIGRATION;
+    } else if (is_acct) {
         struct tb_account *old = tb_config_account(c, name);
         if (old)
             return fail(p, line, "duplicate section [account %s] (first at %s)", name, old->source);
@@ -327,6 +351,28 @@ static int account_key(struct parser *p, int line, const char *key, const char *
     return 0;
 }
 
+/* Keys a migration may repeat (each is one more rule or pattern). */
+static bool repeatable(const char *key)
+{
+    return strcmp(key, "map") == 0 || strcmp(key, "only") == 0 || strcmp(key, "exclude") == 0;
+}
+
+static int migration_key(struct parser *p, int line, const char *key, const char *v)
+{
+    struct tb_migration *m = p->mig;
+    for (size_t i = 0; i < m->n && !repeatable(key); i++)
+        if (strcmp(m->keys[i], key) == 0)
+            return fail(p, line, "migration '%s': duplicate key '%s' (first on line %d)", m->name,
+                        key, m->lines[i]);
+    m->keys = tb_xrealloc(m->keys, (m->n + 1) * sizeof(*m->keys));
+    m->values = tb_xrealloc(m->values, (m->n + 1) * sizeof(*m->values));
+    m->lines = tb_xrealloc(m->lines, (m->n + 1) * sizeof(*m->lines));
+    m->keys[m->n] = tb_xstrdup(key);
+    m->values[m->n] = tb_xstrdup(v);
+    m->lines[m->n++] = line;
+    return 0;
+}
+
 static int parse_line(struct parser *p, int line, char *s)
 {
     s = trim(s);
@@ -349,6 +395,8 @@ static int parse_line(struct parser *p, int line, char *s)
     char *v = unquote(eq + 1);
     if (!v)
         return fail(p, line, "%s: unterminated quoted value", key);
+    if (p->sec == SEC_MIGRATION)
+        return migration_key(p, line, key, v);
     return p->sec == SEC_ACCOUNT ? account_key(p, line, key, v) : pair_key(p, line, key, v);
 }
 
@@ -513,6 +561,20 @@ void tb_config_free(struct tb_config *c)
     for (size_t i = 0; i < c->n_pairs; i++)
         pair_free(c->pairs[i]);
     free(c->pairs);
+    for (size_t i = 0; i < c->n_migrations; i++) {
+        struct tb_migration *m = c->migrations[i];
+        for (size_t j = 0; j < m->n; j++) {
+            free(m->keys[j]);
+            free(m->values[j]);
+        }
+        free(m->keys);
+        free(m->values);
+        free(m->lines);
+        free(m->name);
+        free(m->source);
+        free(m);
+    }
+    free(c->migrations);
     free(c->path);
     free(c);
 }
@@ -522,6 +584,14 @@ struct tb_account *tb_config_account(const struct tb_config *c, const char *name
     for (size_t i = 0; i < c->n_accounts; i++)
         if (strcmp(c->accounts[i]->name, name) == 0)
             return c->accounts[i];
+    return NULL;
+}
+
+struct tb_migration *tb_config_migration(const struct tb_config *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_migrations; i++)
+        if (strcmp(c->migrations[i]->name, name) == 0)
+            return c->migrations[i];
     return NULL;
 }
 

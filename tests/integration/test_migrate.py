@@ -295,6 +295,32 @@ class ManyAccountsTest(TestCase):
             tmp.cleanup()
 
 
+class ConfigSectionTest(MigrateBase):
+    def test_migration_section(self):
+        self.seed()
+        cfg = os.path.join(self.tmp.name, "config")
+        with open(cfg, "w") as f:
+            f.write(f"[migration move]\nsource = {self.url(self.src)}\n"
+                    f"destination = {self.url(self.dst)}\nonly = INBOX\nonly = Work\n"
+                    f"map = Work=Old/Work\ndelete = no\n")
+        os.chmod(cfg, 0o600)
+        r = twinbox("-c", cfg, "migrate", "move", "--dry-run", env=self.env)
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(full_view(self.dst)[0], {"INBOX": []}, "dry run wrote nothing")
+        r = twinbox("-c", cfg, "migrate", "move", env=self.env)
+        self.assertEqual(r.code, 0, r)
+        got = {n: len(v) for n, v in full_view(self.dst)[0].items()}
+        self.assertEqual(got.get("INBOX"), 6, got)
+        self.assertEqual(got.get("Old/Work"), 4, got)
+        self.assertNotIn("Work/Sub", got)
+        with open(cfg, "a") as f:
+            f.write("delete = maybe\n")
+        r = twinbox("-c", cfg, "migrate", "move", env=self.env)
+        self.assertIn("duplicate key 'delete'", r.err)
+        r = twinbox("-c", cfg, "migrate", "nosuch", env=self.env)
+        self.assertEqual(r.code, 3, r)
+
+
 class SyncUrlsTest(MigrateBase):
     def test_two_way_without_a_config_file(self):
         self.append(self.src, "INBOX", 3, 1)
