@@ -13,18 +13,15 @@
 #include <string.h>
 #include <time.h>
 
-static const struct tb_mbox_info *find(const struct tb_store *s, const char *canon)
+/* The listed mailbox whose canonical name (relative to the personal namespace) is canon. */
+static const struct tb_mbox_info *find(struct tb_store *s, const char *canon)
 {
     for (size_t i = 0; i < s->n_boxes; i++) {
         const struct tb_mbox_info *b = &s->boxes[i];
-        char sep = b->sep ? b->sep : s->sep;
-        size_t n = strlen(b->name);
-        if (n != strlen(canon))
-            continue;
-        bool same = true;
-        for (size_t j = 0; j < n && same; j++)
-            same = b->name[j] == canon[j] || (b->name[j] == sep && canon[j] == '/');
-        if (same || (strcasecmp(canon, "INBOX") == 0 && strcasecmp(b->name, "INBOX") == 0))
+        char *c = tb_mbox_canon(tb_store_ns(s), b->name, NULL);
+        bool same = c && strcmp(c, canon) == 0;
+        free(c);
+        if (same)
             return b;
     }
     return NULL;
