@@ -135,7 +135,9 @@ static int from_command(const struct tb_account *a, const char *cmd, const char 
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
     char *argv[] = {(char *)"sh", (char *)"-c", (char *)cmd, NULL};
     pid_t pid;
-    int src = posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, tb_env_child());
+    char **env = tb_env_child();
+    int src = posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, env);
+    free(env);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     close(pfd[1]);

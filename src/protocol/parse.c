@@ -8,10 +8,11 @@
 #include <stdio.h>
 #include <string.h>
 
-/* A parser context zeroed by hand: libetpan's constructor needs a live session object. */
+/* A parser context zeroed by hand: libetpan's constructor needs a live session object. One
+ * per thread (migrate --jobs parses in several). */
 static struct mailimap_parser_context *ctx(void)
 {
-    static struct mailimap_parser_context c;
+    static _Thread_local struct mailimap_parser_context c;
     return &c;
 }
 

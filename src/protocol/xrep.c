@@ -19,6 +19,7 @@
 #include "protocol/parse.h"
 
 #include <libetpan/libetpan.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -406,13 +407,17 @@ static void ext_free(struct mailimap_extension_data *ext_data)
     free(ext_data);
 }
 
+static void xrep_register_once(void)
+{
+    mailimap_extension_register(&xrep_api);
+}
+
 void tb_xrep_register(void)
 {
-    static bool registered;
-    /* libetpan has no way to ask what is registered, and a second entry would only run
-     * the same parser twice; a failed append (out of memory) is retried next time. */
-    if (!registered && mailimap_extension_register(&xrep_api) == 0)
-        registered = true;
+    /* libetpan has no way to ask what is registered, and a second entry would only run the
+     * same parser twice; several threads may get here at once (migrate --jobs). */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, xrep_register_once);
 }
 
 const struct tb_xrep *tb_xrep_of(const struct tb_resp *r)

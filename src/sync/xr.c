@@ -37,7 +37,7 @@ char *tb_xr_renamed_to(const struct tb_xrep_reply *r, const struct tb_ns *ns, co
 }
 
 /* Pairs are sorted by uid a; side b looks up through an index sorted by uid b. */
-static const struct tb_state_msg *g_pairs;
+static _Thread_local const struct tb_state_msg *g_pairs;
 
 static int cmp_by_b(const void *x, const void *y)
 {
@@ -142,7 +142,7 @@ bool tb_xr_delta(const struct tb_xrep_section *sec, int side, const struct tb_st
         by_b = tb_xcalloc(n_pairs, sizeof(size_t));
         for (size_t i = 0; i < n_pairs; i++)
             by_b[i] = i;
-        g_pairs = pairs; /* single-threaded; qsort has no context argument */
+        g_pairs = pairs; /* per thread; qsort has no context argument */
         qsort(by_b, n_pairs, sizeof(size_t), cmp_by_b);
     }
     out->uidvalidity = sec->uidvalidity;

@@ -622,6 +622,7 @@ int tb_link_spawn(struct tb_link *l, const char *command)
     o.stdio_count = 3;
     l->proc.data = l;
     int r = uv_spawn(l->loop, &l->proc, &o);
+    free(o.env);
     l->handles++; /* uv_spawn initialises the handle even when it fails */
     if (r < 0) {
         fail(l, TB_ERR_CONFIG, "cannot start tunnel: %s", uv_strerror(r));
