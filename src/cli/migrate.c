@@ -36,6 +36,7 @@ static int usage(void)
                  "[--state FILE] [--only PATTERN]... [--exclude PATTERN]... [--since DATE] "
                  "[--before DATE] [--max-age DAYS] [--max-size BYTES] [--map FROM=TO]... "
                  "[--rename sXREXTOX] [--into FOLDER] [--include-all-mail] [--no-special-use-map] "
+                 "[--subscribed-only] "
                  "[--password-file-src|-dst FILE] [--password-command-src|-dst CMD] "
                  "[--max-bytes-per-second N] [--max-messages-per-second N]");
     return TB_EXIT_USAGE;
@@ -205,6 +206,8 @@ static int parse_args(int argc, char **argv, struct tb_migrate_args *m)
             m->map.include_all = true;
         else if (strcmp(a, "--no-special-use-map") == 0)
             m->map.no_special = true;
+        else if (strcmp(a, "--subscribed-only") == 0)
+            m->map.subscribed_only = true;
         else if (a[0] == '-' && a[1] == '-' && i + 1 < argc) {
             if (!value_opt(m, a, argv[++i]))
                 return TB_EXIT_USAGE;
@@ -451,8 +454,9 @@ int tb_migrate_one(const struct tb_cli *cli, const struct tb_migrate_args *m, co
 
 static bool is_flag(const char *a)
 {
-    static const char *const flags[] = {"--dry-run", "--delete", "--force", "--include-all-mail",
-                                        "--no-special-use-map"};
+    static const char *const flags[] = {
+        "--dry-run",        "--delete", "--force", "--include-all-mail", "--no-special-use-map",
+        "--subscribed-only"};
     for (size_t i = 0; i < sizeof(flags) / sizeof(*flags); i++)
         if (strcmp(a, flags[i]) == 0)
             return true;

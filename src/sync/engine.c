@@ -37,11 +37,14 @@
 bool tb_eng_wanted(struct ctx *x, const char *canon)
 {
     /* A migration selects by the source's names: a mapped name is judged by its origin. */
-    for (size_t i = 0; x->mode && i < x->n_mapped; i++)
-        if (strcmp(x->mapped[i].to, canon) == 0) {
+    for (size_t i = 0; x->mode && i < x->n_mapped; i++) {
+        if (!x->mapped[i].to && strcmp(x->mapped[i].from, canon) == 0)
+            return false; /* left out by the mapping (Gmail's \All) or --subscribed-only */
+        if (x->mapped[i].to && strcmp(x->mapped[i].to, canon) == 0) {
             canon = x->mapped[i].from;
             break;
         }
+    }
     if (x->o->n_only) {
         bool hit = false;
         for (size_t i = 0; i < x->o->n_only && !hit; i++)
@@ -323,7 +326,18 @@ static int discover(struct ctx *x, struct entry **out, size_t *n_out)
             }
             if (x->mode && k == x->mode->source) {
                 char *mapped = tb_eng_map(x, b, canon);
-                struct entry *taken = mapped ? find_entry(ent, n_ent, mapped) : NULL;
+                const struct tb_sync_map *mp = x->o->map;
+                if (!mapped ||
+                    (mp && mp->subscribed_only && !b->subscribed && strcmp(canon, "INBOX") != 0)) {
+                    /* Left out, but still listed: a folder not selected is never taken for
+                     * one deleted on the source (tb_eng_wanted says no to it). */
+                    free(mapped);
+                    x->mapped = tb_xrealloc(x->mapped, (x->n_mapped + 1) * sizeof(*x->mapped));
+                    x->mapped[x->n_mapped].from = tb_xstrdup(canon);
+                    x->mapped[x->n_mapped++].to = NULL;
+                    mapped = tb_xstrdup(canon);
+                }
+                struct entry *taken = find_entry(ent, n_ent, mapped);
                 if (taken && taken->box[k]) {
                     /* Two source folders onto one name: the second keeps its own. */
                     tb_log_warn("pair %s: mailbox %s would go to %s like %s; kept as %s",
@@ -338,8 +352,6 @@ static int discover(struct ctx *x, struct entry **out, size_t *n_out)
                 }
                 free(canon);
                 canon = mapped;
-                if (!canon)
-                    continue;
             }
             struct entry *e = find_entry(ent, n_ent, canon);
             if (!e) {

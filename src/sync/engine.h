@@ -58,6 +58,7 @@ struct tb_sync_map {
     const char *into;                  /* --into PREFIX */
     bool include_all;                  /* keep \All and \Important */
     bool no_special;                   /* no automatic special-use mapping */
+    bool subscribed_only;              /* only the source's subscribed folders */
 };
 
 struct tb_sync_stats {

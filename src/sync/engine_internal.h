@@ -51,7 +51,8 @@ struct ctx {
     struct tb_state *st;
     const struct tb_sync_opts *o;
     const struct tb_plan_mode *mode; /* one-way (migrate), or NULL */
-    /* one-way: source names discovery mapped to other names (tb_eng_wanted) */
+    /* one-way: source names discovery mapped to other names, or (to NULL) left out
+     * (tb_eng_wanted) */
     struct {
         char *from, *to;
     } * mapped;

@@ -427,6 +427,18 @@ class FilterTest(MigrateBase):
         self.migrate("--exclude", "Big", "--state", os.path.join(self.tmp.name, "x.db"))
         self.assertNotIn("Big", self.dst_ids())
 
+    def test_subscribed_only_and_delete_spares_the_rest(self):
+        c = self.src.client()
+        c.subscribe("Work")
+        c.logout()
+        r = self.migrate("--subscribed-only")
+        self.assertEqual(sorted(self.dst_ids()), ["INBOX", "Work"])
+        # A folder migrated before and now left out is not "deleted on the source".
+        self.migrate()
+        r = self.migrate("--subscribed-only", "--delete")
+        self.assertIn("deleted 0", r.out)
+        self.assertEqual(sorted(self.dst_ids()), ["Big", "INBOX", "Work"])
+
     def test_bad_values_are_usage_errors(self):
         for args in (["--since", "2020-13-01"], ["--max-size", "-5"], ["--max-age", "x"],
                      ["--since", "2021-01-01", "--before", "2020-01-01"]):
