@@ -7,6 +7,7 @@
 #include "twinbox/exit.h"
 #include "twinbox/log.h"
 #include "twinbox/state.h"
+#include "util/mutf7.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,9 +58,10 @@ static void print_skipped(const struct tb_pair *pair, struct tb_state *st)
         struct tm tm;
         if (gmtime_r(&t, &tm))
             strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%SZ", &tm);
+        char show[512];
         printf("  %s on %s: UID %u, %u bytes, Message-ID %s: %s (%s, %d attempt%s, last %s)\n",
-               k[i].mailbox, k[i].side ? "b" : "a", k[i].uid, k[i].size,
-               k[i].msgid[0] ? k[i].msgid : "none", k[i].reason,
+               tb_mutf7_show(k[i].mailbox, show, sizeof(show)), k[i].side ? "b" : "a", k[i].uid,
+               k[i].size, k[i].msgid[0] ? k[i].msgid : "none", k[i].reason,
                k[i].permanent ? "refused" : "not delivered", k[i].attempts,
                k[i].attempts == 1 ? "" : "s", when);
     }
@@ -107,9 +109,10 @@ static int status_one(const struct tb_config *cfg, const struct tb_pair *pair)
         } else {
             printf("pair %s (state %s): %zu mailboxes\n", pair->name, path, n);
             for (size_t i = 0; i < n; i++) {
-                printf("  %-30s a: %u/%u/%llu %-19s b: %u/%u/%llu %s\n", mb[i].name,
-                       mb[i].side[0].uidvalidity, mb[i].side[0].uidnext,
-                       (unsigned long long)mb[i].side[0].highestmodseq,
+                char show[512];
+                printf("  %-30s a: %u/%u/%llu %-19s b: %u/%u/%llu %s\n",
+                       tb_mutf7_show(mb[i].name, show, sizeof(show)), mb[i].side[0].uidvalidity,
+                       mb[i].side[0].uidnext, (unsigned long long)mb[i].side[0].highestmodseq,
                        side_state(find(&s[0], mb[i].name), &mb[i].side[0]),
                        mb[i].side[1].uidvalidity, mb[i].side[1].uidnext,
                        (unsigned long long)mb[i].side[1].highestmodseq,
