@@ -9,7 +9,8 @@
 struct tb_deflate {
     z_stream out;
     z_stream in;
-    bool in_ended; /* the server finished its stream (it is closing): ignore the rest */
+    int level, want; /* in use; asked for by tb_deflate_adapt */
+    bool in_ended;   /* the server finished its stream (it is closing): ignore the rest */
 };
 
 struct tb_deflate *tb_deflate_new(void)
@@ -18,8 +19,10 @@ struct tb_deflate *tb_deflate_new(void)
     if (!z)
         return NULL;
     /* -15: raw deflate, as RFC 4978 requires (no zlib header). */
-    if (deflateInit2(&z->out, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) !=
-        Z_OK) {
+    /* Level 1 to start: on a link that keeps up, deflate at the default level costs several
+     * times the CPU (21 against 166 MB/s of mail here) for a quarter fewer bytes. */
+    z->level = z->want = Z_BEST_SPEED;
+    if (deflateInit2(&z->out, z->level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
         free(z);
         return NULL;
     }
@@ -40,8 +43,31 @@ void tb_deflate_free(struct tb_deflate *z)
     free(z);
 }
 
+void tb_deflate_adapt(struct tb_deflate *z, size_t queued)
+{
+    /* Hysteresis: a link that holds half a megabyte unsent is the bottleneck, and every byte
+     * saved is time saved; one that drains to 64 KiB is not. */
+    if (queued >= ((size_t)512 << 10))
+        z->want = 6;
+    else if (queued <= ((size_t)64 << 10))
+        z->want = Z_BEST_SPEED;
+}
+
 int tb_deflate_send(struct tb_deflate *z, const char *p, size_t n, struct tb_buf *out)
 {
+    if (z->want != z->level) {
+        /* Every send ends with Z_SYNC_FLUSH, so nothing is pending: the new level starts at
+         * a block boundary within the same stream (RFC 4978 needs no renegotiation). Its
+         * output, if any, goes first. */
+        tb_buf_reserve(out, 64);
+        z->out.next_in = NULL;
+        z->out.avail_in = 0;
+        z->out.next_out = (Bytef *)out->data + out->len;
+        z->out.avail_out = 64;
+        if (deflateParams(&z->out, z->want, Z_DEFAULT_STRATEGY) == Z_OK)
+            z->level = z->want;
+        out->len += 64 - z->out.avail_out;
+    }
     z->out.next_in = (Bytef *)p;
     z->out.avail_in = (uInt)n;
     do {

@@ -203,6 +203,7 @@ static void write_filtered(struct tb_link *l, const char *p, size_t n)
     }
     struct tb_buf c;
     tb_buf_init(&c);
+    tb_deflate_adapt(l->z, l->write_pending);
     if (tb_deflate_send(l->z, p, n, &c) < 0)
         fail(l, TB_ERR_TEMP, "COMPRESS: deflate failed");
     else
