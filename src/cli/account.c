@@ -9,41 +9,53 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool is_url(const char *arg)
+bool tb_cli_is_url(const char *arg)
 {
     return strstr(arg, "://") != NULL || strncmp(arg, "tunnel:", 7) == 0;
 }
 
-int tb_cli_account_load(const struct tb_cli *cli, const char *arg, struct tb_cli_account *out)
+int tb_cli_account_find(const struct tb_cli *cli, const char *arg, struct tb_cli_account *out)
 {
     char err[512];
     memset(out, 0, sizeof(*out));
-    if (is_url(arg)) {
+    if (tb_cli_is_url(arg)) {
         if (tb_account_from_url(arg, &out->url_acct, err, sizeof(err)) < 0) {
             tb_log_error("%s", err);
             return TB_EXIT_CONFIG;
         }
         out->acct = out->url_acct;
-    } else {
-        char path[4096];
-        int rc = tb_cli_config_load(cli, &out->cfg, path, sizeof(path));
-        if (rc != TB_EXIT_OK)
-            return rc;
-        const char *p = path;
-        out->acct = tb_config_account(out->cfg, arg);
-        if (!out->acct) {
-            tb_log_error("%s: no [account %s] section", p, arg);
-            tb_cli_account_free(out);
-            return TB_EXIT_CONFIG;
-        }
+        return TB_EXIT_OK;
     }
-    if (tb_account_needs_password(out->acct) &&
-        tb_account_password(out->acct, &out->password, err, sizeof(err)) < 0) {
-        tb_log_error("%s", err);
+    char path[4096];
+    int rc = tb_cli_config_load(cli, &out->cfg, path, sizeof(path));
+    if (rc != TB_EXIT_OK)
+        return rc;
+    out->acct = tb_config_account(out->cfg, arg);
+    if (!out->acct) {
+        tb_log_error("%s: no [account %s] section", path, arg);
         tb_cli_account_free(out);
         return TB_EXIT_CONFIG;
     }
     return TB_EXIT_OK;
+}
+
+int tb_cli_account_unlock(struct tb_cli_account *a)
+{
+    char err[512];
+    if (tb_account_needs_password(a->acct) &&
+        tb_account_password(a->acct, &a->password, err, sizeof(err)) < 0) {
+        tb_log_error("%s", err);
+        return TB_EXIT_CONFIG;
+    }
+    return TB_EXIT_OK;
+}
+
+int tb_cli_account_load(const struct tb_cli *cli, const char *arg, struct tb_cli_account *out)
+{
+    int rc = tb_cli_account_find(cli, arg, out);
+    if (rc == TB_EXIT_OK && (rc = tb_cli_account_unlock(out)) != TB_EXIT_OK)
+        tb_cli_account_free(out);
+    return rc;
 }
 
 int tb_cli_config_load(const struct tb_cli *cli, struct tb_config **cfg, char *path, size_t len)

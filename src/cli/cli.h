@@ -26,6 +26,13 @@ struct tb_cli_account {
     char *password;
 };
 int tb_cli_account_load(const struct tb_cli *cli, const char *arg, struct tb_cli_account *out);
+/* The two steps of tb_cli_account_load, for callers that change the account in between
+ * (migrate sets each side's password source): find it without its password (on failure
+ * nothing is left to free), then read the password (on failure tb_cli_account_free). */
+int tb_cli_account_find(const struct tb_cli *cli, const char *arg, struct tb_cli_account *out);
+int tb_cli_account_unlock(struct tb_cli_account *a);
+/* Whether an account argument is a URL (imap://, imaps://, tunnel:) rather than a name. */
+bool tb_cli_is_url(const char *arg);
 /* Loads -c FILE or the default configuration; the file name used is copied into path.
  * Returns an exit code; the error is already printed. */
 int tb_cli_config_load(const struct tb_cli *cli, struct tb_config **cfg, char *path, size_t len);

@@ -252,35 +252,14 @@ static void password_source(struct tb_account *acct, const char *file, const cha
         acct->password_env = tb_xstrdup(env);
 }
 
-struct side {
-    struct tb_config *cfg;
-    struct tb_account *url_acct;
-    struct tb_account *acct; /* url_acct or one of cfg's */
-    char *password;
-};
-
+/* One side: the account found, its password source replaced as the options say, then its
+ * password read. */
 static int load_side(const struct tb_cli *cli, const struct tb_migrate_args *m, int k,
-                     struct side *out)
+                     struct tb_cli_account *out)
 {
-    char err[512];
-    const char *arg = m->side[k];
-    if (strstr(arg, "://") || strncmp(arg, "tunnel:", 7) == 0) {
-        if (tb_account_from_url(arg, &out->url_acct, err, sizeof(err)) < 0) {
-            tb_log_error("%s", err);
-            return TB_EXIT_CONFIG;
-        }
-        out->acct = out->url_acct;
-    } else {
-        char path[4096];
-        int rc = tb_cli_config_load(cli, &out->cfg, path, sizeof(path));
-        if (rc != TB_EXIT_OK)
-            return rc;
-        out->acct = tb_config_account(out->cfg, arg);
-        if (!out->acct) {
-            tb_log_error("%s: no [account %s] section", path, arg);
-            return TB_EXIT_CONFIG;
-        }
-    }
+    int rc = tb_cli_account_find(cli, m->side[k], out);
+    if (rc != TB_EXIT_OK)
+        return rc;
     if (k == 1 && dst_limit[0] != UINT64_MAX)
         out->acct->max_bytes_per_second = dst_limit[0];
     if (k == 1 && dst_limit[1] != UINT64_MAX)
@@ -289,27 +268,11 @@ static int load_side(const struct tb_cli *cli, const struct tb_migrate_args *m, 
                     m->pw_env[k]   ? m->pw_env[k]
                     : m->o.one_way ? (k ? "TWINBOX_PASSWORD_DST" : "TWINBOX_PASSWORD_SRC")
                                    : (k ? "TWINBOX_PASSWORD_B" : "TWINBOX_PASSWORD_A"));
-    if (tb_account_needs_password(out->acct) &&
-        tb_account_password(out->acct, &out->password, err, sizeof(err)) < 0) {
-        tb_log_error("%s", err);
-        return TB_EXIT_CONFIG;
-    }
-    return TB_EXIT_OK;
-}
-
-static void side_free(struct side *s)
-{
-    if (s->password)
-        tb_password_free(s->password);
-    if (s->url_acct)
-        tb_account_free(s->url_acct);
-    if (s->cfg)
-        tb_config_free(s->cfg);
-    memset(s, 0, sizeof(*s));
+    return tb_cli_account_unlock(out);
 }
 
 /* The default state file: one per (SRC, DST) account pair, named by a digest of both. */
-static int state_path(const struct tb_migrate_args *m, const struct side s[2], char *buf,
+static int state_path(const struct tb_migrate_args *m, const struct tb_cli_account s[2], char *buf,
                       size_t len)
 {
     if (m->state) {
@@ -403,7 +366,7 @@ int tb_migrate_one(const struct tb_cli *cli, const struct tb_migrate_args *m, co
                    struct tb_cli_result *res)
 {
     int rc = TB_EXIT_OK;
-    struct side s[2] = {{0}, {0}};
+    struct tb_cli_account s[2] = {{0}, {0}};
     for (int k = 0; k < 2 && rc == TB_EXIT_OK; k++)
         rc = load_side(cli, m, k, &s[k]);
     char path[4096], tmp[4200] = "";
@@ -447,8 +410,8 @@ int tb_migrate_one(const struct tb_cli *cli, const struct tb_migrate_args *m, co
             unlink(f);
         }
     }
-    side_free(&s[0]);
-    side_free(&s[1]);
+    tb_cli_account_free(&s[0]);
+    tb_cli_account_free(&s[1]);
     return rc;
 }
 
@@ -476,7 +439,7 @@ static int expand_migration(const struct tb_cli *cli, int argc, char **argv, int
         else if (argv[i][0] != '-' && n_pos++ == 0)
             pos = i;
     }
-    if (n_pos != 1 || strstr(argv[pos], "://") || strncmp(argv[pos], "tunnel:", 7) == 0)
+    if (n_pos != 1 || tb_cli_is_url(argv[pos]))
         return TB_EXIT_OK;
     char path[4096];
     int rc = tb_cli_config_load(cli, cfg, path, sizeof(path));

@@ -167,16 +167,11 @@ int tb_cli_sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
     return rc;
 }
 
-static bool is_url(const char *arg)
-{
-    return strstr(arg, "://") != NULL || strncmp(arg, "tunnel:", 7) == 0;
-}
-
 /* The runs of `sync`, once its arguments are parsed. */
 static int run_sync(const struct tb_cli *cli, struct tb_sync_opts o, const char **names,
                     size_t n_names)
 {
-    if (n_names == 2 && is_url(names[0]) && is_url(names[1])) {
+    if (n_names == 2 && tb_cli_is_url(names[0]) && tb_cli_is_url(names[1])) {
         /* A one-off pair of two URLs: no configuration file; its state is keyed by both
          * accounts under $XDG_STATE_HOME, passwords from TWINBOX_PASSWORD_A / _B. */
         struct tb_migrate_args m = {.retries = 0};

@@ -160,7 +160,7 @@ static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void 
         } else if (!r->code_unreadable && !tb_imap_has_cap(cp->dst->c, "UIDPLUS")) {
             /* No UIDPLUS: the copy is found by identity once the batch is done. */
             cp->bytes += j->len;
-            tb_copy_unknown_add(cp, &j->m, j->len);
+            tb_copy_unknown_add(cp, &j->m);
         } else {
             /* The message is there under a UID we do not know: fail the pass, so its intent
              * stays and the next run pairs it by identity instead of copying it again. */
@@ -168,7 +168,7 @@ static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void 
                           r->code_unreadable ? "an APPENDUID out of range"
                                              : "no usable APPENDUID (server lacks UIDPLUS)");
         }
-    } else if (tb_imap_result_throttled(r, NULL)) {
+    } else if (tb_imap_result_throttled(r)) {
         /* Not a refusal of this message: the server wants us back later. The pass fails
          * (its intent stays) and a migration retries after a pause. */
         char code[64];
@@ -250,7 +250,7 @@ static void fetch_done(struct tb_imap *c, const struct tb_imap_result *r, void *
         job_done(j);
         return;
     }
-    if (tb_imap_result_throttled(r, NULL)) {
+    if (tb_imap_result_throttled(r)) {
         char code[64];
         tb_store_fail(cp->src, TB_ERR_TEMP, "FETCH: server asks to slow down: NO %s%s",
                       tb_imap_code_prefix(r, code, sizeof(code)), r->text);

@@ -31,7 +31,8 @@ struct tb_copy {
     bool finished;
 };
 
-void tb_copy_unknown_add(struct tb_copy *cp, const struct tb_msg_info *m, size_t len);
+/* Takes m's strings over (m is left without them). */
+void tb_copy_unknown_add(struct tb_copy *cp, struct tb_msg_info *m);
 void tb_copy_unknown_free(struct tb_copy_unknown *u);
 /* Lists the destination's messages from cp->uid_floor on and pairs each unknown copy with
  * the one of the same identity; -1 (store failed) when one cannot be found. */

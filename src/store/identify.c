@@ -13,18 +13,15 @@
 #include <string.h>
 #include <strings.h>
 
-void tb_copy_unknown_add(struct tb_copy *cp, const struct tb_msg_info *m, size_t len)
+void tb_copy_unknown_add(struct tb_copy *cp, struct tb_msg_info *m)
 {
     struct tb_copy_unknown *u = &cp->unknown;
     if (u->n == u->cap) {
         u->cap = u->cap ? u->cap * 2 : 16;
         u->m = tb_xrealloc(u->m, u->cap * sizeof(*u->m));
     }
-    struct tb_msg_info *c = &u->m[u->n++];
-    *c = *m;
-    c->flags = tb_xstrdup(m->flags ? m->flags : "");
-    c->ident = m->ident ? tb_xstrdup(m->ident) : NULL;
-    (void)len;
+    u->m[u->n++] = *m;
+    m->flags = m->ident = NULL; /* moved */
 }
 
 void tb_copy_unknown_free(struct tb_copy_unknown *u)
