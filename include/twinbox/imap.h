@@ -42,9 +42,9 @@ struct tb_imap_result {
 const char *tb_imap_code_prefix(const struct tb_imap_result *r, char *buf, size_t len);
 /* A NO that asks to come back later rather than refusing the command for good: the codes
  * THROTTLED (Gmail), UNAVAILABLE, INUSE, SERVERBUG (RFC 5530), or Microsoft 365's
- * "Suggested Backoff Time". Its delay in milliseconds goes to *backoff_ms when the server
- * named one (0 otherwise; may be NULL). */
-bool tb_imap_result_throttled(const struct tb_imap_result *r, uint64_t *backoff_ms);
+ * "Suggested Backoff Time" (kept in the text the error quotes, where migrate reads the
+ * delay). */
+bool tb_imap_result_throttled(const struct tb_imap_result *r);
 
 typedef void tb_imap_done_fn(struct tb_imap *c, const struct tb_imap_result *r, void *ud);
 /* Returns true to claim the response. */

@@ -5,10 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
-bool tb_imap_result_throttled(const struct tb_imap_result *r, uint64_t *backoff_ms)
+bool tb_imap_result_throttled(const struct tb_imap_result *r)
 {
-    if (backoff_ms)
-        *backoff_ms = 0;
     if (r->status != TB_IMAP_NO)
         return false;
     char code[64];
@@ -20,12 +18,6 @@ bool tb_imap_result_throttled(const struct tb_imap_result *r, uint64_t *backoff_
     bool hit = false;
     for (size_t i = 0; i < sizeof(codes) / sizeof(*codes); i++)
         hit = hit || strcasecmp(code, codes[i]) == 0;
-    const char *t = r->text ? strcasestr(r->text, "Suggested Backoff Time: ") : NULL;
-    if (t) {
-        hit = true;
-        unsigned long long ms = strtoull(t + 24, NULL, 10);
-        if (backoff_ms)
-            *backoff_ms = ms > 3600000 ? 3600000 : ms; /* an hour at most */
-    }
-    return hit;
+    /* The delay itself travels in the error's text: migrate reads it from there. */
+    return hit || (r->text && strcasestr(r->text, "Suggested Backoff Time: "));
 }

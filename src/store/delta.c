@@ -330,11 +330,6 @@ const char *tb_strategy_name(enum tb_strategy st)
                : "listing (UID FLAGS of every known message)";
 }
 
-bool tb_store_status_complete(const struct tb_store *s)
-{
-    return tb_store_strategy(s) != TB_STRATEGY_LISTING;
-}
-
 /* SELECT (QRESYNC from the base when base_modseq > 0); a fence unless `queued`. */
 static void select_mailbox(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
                            uint64_t base_modseq, struct tb_delta *delta, bool queued)

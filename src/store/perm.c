@@ -38,16 +38,6 @@ void tb_store_perm_set(struct tb_store *s, const char *mailbox, const char *flag
     p->keywords = keywords;
 }
 
-bool tb_store_perm_get(struct tb_store *s, const char *mailbox, const char **flags, bool *keywords)
-{
-    struct tb_store_perm *p = find(s, mailbox);
-    if (!p)
-        return false;
-    *flags = p->flags;
-    *keywords = p->keywords;
-    return true;
-}
-
 char *tb_store_perm_filter(struct tb_store *s, const char *mailbox, const char *flags,
                            bool *dropped)
 {

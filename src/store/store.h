@@ -76,9 +76,6 @@ enum tb_strategy {
 };
 enum tb_strategy tb_store_strategy(const struct tb_store *s);
 const char *tb_strategy_name(enum tb_strategy st);
-/* Whether unchanged STATUS numbers prove a mailbox unchanged: only with HIGHESTMODSEQ (a
- * flag change moves no other number). */
-bool tb_store_status_complete(const struct tb_store *s);
 
 struct tb_store {
     const char *label; /* account name, for messages */
@@ -190,10 +187,6 @@ void tb_xrep_reply_clear(struct tb_xrep_reply *r);
 /* SELECT without collecting anything, unless the mailbox is selected already: for writes
  * to a mailbox whose delta came from X-REPLICATE. */
 void tb_store_select(struct tb_store *s, const char *mailbox);
-/* The PERMANENTFLAGS the last SELECT of `mailbox` announced (flags canonical, without "\\*";
- * keywords: "\\*" was listed); false when unknown (not selected in this session, or the
- * server announced none: then every flag is kept). */
-bool tb_store_perm_get(struct tb_store *s, const char *mailbox, const char **flags, bool *keywords);
 
 void tb_store_create(struct tb_store *s, const char *mailbox, const char *special_use);
 void tb_store_delete(struct tb_store *s, const char *mailbox);
