@@ -18,31 +18,30 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The state's id of a mailbox (rows created by this run are not in the entries). */
-static int state_id(struct ctx *x, const char *canon, int64_t *id)
+/* The state's mailboxes, read once for the whole verdict (rows this run created are not in
+ * the entries). */
+struct rows {
+    struct tb_state_mailbox *mb;
+    size_t n;
+};
+
+static int64_t state_id(const struct rows *rows, const char *canon)
 {
-    struct tb_state_mailbox *mb = NULL;
-    size_t n = 0;
-    if (tb_state_mailboxes(x->st, &mb, &n) < 0)
-        return -1;
-    *id = -1;
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(mb[i].name, canon) == 0)
-            *id = mb[i].id;
-    tb_state_mailboxes_free(mb, n);
-    return 0;
+    for (size_t i = 0; i < rows->n; i++)
+        if (strcmp(rows->mb[i].name, canon) == 0)
+            return rows->mb[i].id;
+    return -1;
 }
 
 /* The source UIDs the state pairs, sorted; -1 on a state error. */
-static int paired_uids(struct ctx *x, const struct entry *e, uint32_t **out, size_t *n)
+static int paired_uids(struct ctx *x, const struct rows *rows, const struct entry *e,
+                       uint32_t **out, size_t *n)
 {
     struct tb_state_msg *pairs = NULL;
     size_t np = 0;
-    int64_t id;
+    int64_t id = state_id(rows, e->canon);
     *out = NULL;
     *n = 0;
-    if (state_id(x, e->canon, &id) < 0)
-        return -1;
     if (id < 0)
         return 0;
     if (tb_state_messages(x->st, id, &pairs, &np) < 0)
@@ -56,7 +55,8 @@ static int paired_uids(struct ctx *x, const struct entry *e, uint32_t **out, siz
     return 0;
 }
 
-static int judge(struct ctx *x, const struct entry *e, struct tb_delta *d[2])
+static int judge(struct ctx *x, const struct rows *rows, const struct entry *e,
+                 struct tb_delta *d[2])
 {
     int s = x->mode->source;
     struct tb_folder_verdict v = {.name = e->canon};
@@ -67,7 +67,7 @@ static int judge(struct ctx *x, const struct entry *e, struct tb_delta *d[2])
     }
     uint32_t *paired;
     size_t np;
-    if (paired_uids(x, e, &paired, &np) < 0)
+    if (paired_uids(x, rows, e, &paired, &np) < 0)
         return tb_eng_state_fail(x, "read");
     struct tb_state_skip *sk = NULL;
     size_t nsk = 0;
@@ -99,6 +99,9 @@ static int judge(struct ctx *x, const struct entry *e, struct tb_delta *d[2])
 
 int tb_eng_verdict(struct ctx *x, struct entry *ent, size_t n_ent)
 {
+    struct rows rows = {0};
+    if (tb_state_mailboxes(x->st, &rows.mb, &rows.n) < 0)
+        return tb_eng_state_fail(x, "read");
     int rc = 0;
     for (size_t i = 0; i < n_ent && rc == 0;) {
         struct entry *batch[BATCH];
@@ -120,10 +123,11 @@ int tb_eng_verdict(struct ctx *x, struct entry *ent, size_t n_ent)
         for (size_t j = 0; j < n; j++) {
             struct tb_delta *d[2] = {&dd[j][0], &dd[j][1]};
             if (rc == 0)
-                rc = judge(x, batch[j], d);
+                rc = judge(x, &rows, batch[j], d);
             tb_delta_clear(d[0]);
             tb_delta_clear(d[1]);
         }
     }
+    tb_state_mailboxes_free(rows.mb, rows.n);
     return rc;
 }
