@@ -12,7 +12,7 @@
 #include "str.h"
 #include "strnum.h"
 #include "write-full.h"
-#include "settings-parser.h"
+#include "xrep-compat.h"
 #include "mail-namespace.h"
 #include "mailbox-list.h"
 #include "xrep-position.h"
@@ -56,7 +56,7 @@ static void settings_warn(struct mail_user *user, const char *name,
 
 static bool setting_bool(struct mail_user *user, const char *name, bool def)
 {
-	const char *value = mail_user_plugin_getenv(user, name);
+	const char *value = xrep_setting_get(user, name);
 
 	if (value == NULL || *value == '\0')
 		return def;
@@ -80,9 +80,9 @@ void xrep_position_settings_read(struct client *client,
 
 	i_zero(set_r);
 	set_r->inline_max = XREP_INLINE_TOKEN_MAX_DEFAULT;
-	value = mail_user_plugin_getenv(user, "xreplicate_inline_token_max");
+	value = xrep_setting_get(user, "xreplicate_inline_token_max");
 	if (value != NULL && *value != '\0') {
-		if (settings_get_size(value, &size, &error) < 0)
+		if (xrep_parse_size(value, &size, &error) < 0)
 			settings_warn(user, "xreplicate_inline_token_max",
 				      value, error);
 		else
@@ -102,8 +102,7 @@ void xrep_position_settings_read(struct client *client,
 	set_r->server_positions =
 		setting_bool(user, "xreplicate_server_positions", TRUE);
 	set_r->keep = XREP_KEEP_DEFAULT;
-	value = mail_user_plugin_getenv(user,
-					"xreplicate_server_positions_keep");
+	value = xrep_setting_get(user, "xreplicate_server_positions_keep");
 	if (value != NULL && *value != '\0') {
 		if (str_to_uint(value, &keep) < 0 || keep < 1 ||
 		    keep > XREP_KEEP_MAX) {

@@ -21,12 +21,12 @@ import unittest
 
 from tests.fixture import imapcheck as ic
 from tests.fixture.dovecot import Dovecot, stop_all
+from tests.fixture.dovecot import available as dovecot_available
 from tests.fixture.relay import Relay
 from tests.integration import test_sync as ts
 from tests.plugin.common import MAIL_PLUGIN, message, plugin_dir
 from tests.plugin.xrclient import Client, Report, uidset
 
-LDA = "/usr/lib/dovecot/dovecot-lda"
 FALLBACK_RE = re.compile(r"X-REPLICATE.*falling back|falling back.*X-REPLICATE")
 
 # Forces Dovecot to rotate a mailbox's transaction log on (almost) every write, so that
@@ -39,18 +39,19 @@ mail_index_log2_max_age = 0
 """
 
 
-def make_dovecot(with_plugin, **kw):
+def make_dovecot(with_plugin, version=None, **kw):
     """A fixture Dovecot with the X-REPLICATE plugin loaded, or certainly without it
-    (TWINBOX_FIXTURE_XREPLICATE=1 would otherwise load it into every instance)."""
+    (TWINBOX_FIXTURE_XREPLICATE=1 would otherwise load it into every instance); version
+    None is the fixture's default."""
     if with_plugin:
-        pdir = plugin_dir()
+        pdir = plugin_dir(version)
         mail_plugins = ["notify", "xreplicate"] \
             if os.path.exists(os.path.join(pdir, MAIL_PLUGIN)) else []
         return Dovecot(plugin_dir=pdir, extra_mail_plugins=mail_plugins,
-                       extra_imap_plugins=["imap_xreplicate"], **kw)
+                       extra_imap_plugins=["imap_xreplicate"], version=version, **kw)
     saved = os.environ.pop("TWINBOX_FIXTURE_XREPLICATE", None)
     try:
-        return Dovecot(**kw)
+        return Dovecot(version=version, **kw)
     finally:
         if saved is not None:
             os.environ["TWINBOX_FIXTURE_XREPLICATE"] = saved
@@ -151,23 +152,33 @@ def selected(cmds):
 
 class XrBase(ts.SyncBase):
     """Two Dovecots (a: '.' separator, b: '/'), with the plugin where PLUGIN says, and
-    twinbox accounts with `xreplicate = no` where XREPLICATE says no."""
+    twinbox accounts with `xreplicate = no` where XREPLICATE says no. VERSION chooses
+    each side's Dovecot ("2.3", "2.4"; None: the fixture's default), PLUGIN_SETTINGS
+    the plugin's settings."""
     PLUGIN = {"a": True, "b": True}
     XREPLICATE = {"a": True, "b": True}
     EXTRA_CONF = {"a": "", "b": ""}
+    PLUGIN_SETTINGS = {"a": {}, "b": {}}
+    VERSION = {"a": None, "b": None}
     USERS = {"alice": "secret"}
 
     def setUp(self):
-        plugin_dir()  # skips without a built plugin, whatever the variant
+        for side in "ab":
+            v = self.VERSION[side]
+            if v is not None and not dovecot_available(v):
+                self.skipTest("Dovecot %s is not installed" % v)
+            plugin_dir(v)  # skips without a built plugin, whatever the variant
         self.xrep = dict(self.XREPLICATE)
         # Cleanups run last-in first-out, also when setUp fails half-way: relays, then
         # both Dovecots (by the fixture, by pid), then the temp dir.
         self.tmp = tempfile.TemporaryDirectory()
         self.addCleanup(self.tmp.cleanup)
         self.a = make_dovecot(self.PLUGIN["a"], users=dict(self.USERS),
-                              extra_conf=self.EXTRA_CONF["a"])
+                              extra_conf=self.EXTRA_CONF["a"], version=self.VERSION["a"],
+                              plugin_settings=self.PLUGIN_SETTINGS["a"])
         self.b = make_dovecot(self.PLUGIN["b"], users=dict(self.USERS), separator=self.sep_b,
-                              extra_conf=self.EXTRA_CONF["b"])
+                              extra_conf=self.EXTRA_CONF["b"], version=self.VERSION["b"],
+                              plugin_settings=self.PLUGIN_SETTINGS["b"])
         self.addCleanup(stop_all, self.a, self.b)
         self.a.start()
         self.b.start()
@@ -426,7 +437,7 @@ class OutsideImapTest(XrBase):
         return p
 
     def lda(self, msg):
-        argv = self.a._as_user() + [LDA, "-c", self.a.conf, "-d", "alice",
+        argv = self.a._as_user() + [self.a.install.lda, "-c", self.a.conf, "-d", "alice",
                                     "-f", "sender@example.org"]
         p = subprocess.run(argv, input=msg, capture_output=True, timeout=60, cwd=self.a.tmp)
         self.assertEqual(p.returncode, 0, "dovecot-lda: %s" % p.stderr)
@@ -438,7 +449,7 @@ class OutsideImapTest(XrBase):
         self.sync()  # the second run works from a stored position (CHANGES)
 
         self.doveadm("save", "-u", "alice", "-m", "Inbound", input=message("saved1"))
-        lda = os.path.exists(LDA)
+        lda = os.path.exists(self.a.install.lda)
         if lda:
             self.lda(message("lda1"))
         uid = self.uid_of(self.a, "Inbound", old_box[0])

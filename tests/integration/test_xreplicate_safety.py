@@ -70,8 +70,7 @@ class ManyMailboxesServerPositionsTest(_Many):
 
 
 class ManyMailboxesNoServerPositionsTest(_Many):
-    EXTRA_CONF = {side: "plugin {\n  xreplicate_server_positions = no\n}\n"
-                  for side in ("a", "b")}
+    PLUGIN_SETTINGS = {side: {"xreplicate_server_positions": "no"} for side in ("a", "b")}
 
     def test_second_and_third_runs_succeed(self):
         r2, r3 = self.three_runs()

@@ -1,10 +1,12 @@
 """Shared set-up for the X-REPLICATE plugin tests: a private Dovecot (the
-tests/fixture one) loading the plugin from $TWINBOX_PLUGIN_DIR."""
+tests/fixture one) loading the plugin from $TWINBOX_PLUGIN_DIR (built against the
+Dovecot version the fixture defaults to: $TWINBOX_DOVECOT_VERSION; a 2.4 run can also
+find it in $TWINBOX_PLUGIN_DIR_24)."""
 import itertools
 import os
 import unittest
 
-from tests.fixture.dovecot import Dovecot
+from tests.fixture.dovecot import Dovecot, default_version, plugin_dir_for
 from tests.plugin.xrclient import Client, Report
 
 PLUGIN_ENV = "TWINBOX_PLUGIN_DIR"
@@ -17,8 +19,9 @@ _users = itertools.count(1)
 USERS_PER_CLASS = 40
 
 
-def plugin_dir():
-    d = os.environ.get(PLUGIN_ENV)
+def plugin_dir(version=None):
+    """The plugin built against `version` (default: the fixture's default version)."""
+    d = plugin_dir_for(version or default_version())
     if not d:
         raise unittest.SkipTest("%s not set (path of the built plugin)" % PLUGIN_ENV)
     if not os.path.exists(os.path.join(d, IMAP_PLUGIN)):
@@ -51,6 +54,7 @@ def message(subject, body="hello"):
 class PluginTestCase(unittest.TestCase):
     """One Dovecot per test class; every test gets a fresh user."""
     extra_conf = ""
+    plugin_settings = {}
 
     @classmethod
     def setUpClass(cls):
@@ -62,7 +66,8 @@ class PluginTestCase(unittest.TestCase):
         cls.dovecot = Dovecot(users={u: "pw" for u in cls.free_users},
                               plugin_dir=pdir, extra_mail_plugins=mail_plugins,
                               extra_imap_plugins=["imap_xreplicate"],
-                              extra_conf=cls.extra_conf, compress=False)
+                              extra_conf=cls.extra_conf, compress=False,
+                              plugin_settings=cls.plugin_settings)
         cls.dovecot.start()
 
     @classmethod

@@ -130,12 +130,8 @@ class TestServerPositions(LargeAccountCase):
 class TestServerPositionsOff(LargeAccountCase):
     # a 2 kB inline limit: a few dozen mailboxes outgrow it (the default 8 kB
     # takes ~200, slow to create over IMAP); the large account is far past both
-    extra_conf = """
-plugin {
-  xreplicate_server_positions = no
-  xreplicate_inline_token_max = 2k
-}
-"""
+    plugin_settings = {"xreplicate_server_positions": "no",
+                       "xreplicate_inline_token_max": "2k"}
     GROW = 80
 
     def assert_toobig(self, status, text, untagged):
@@ -197,12 +193,8 @@ plugin {
 
 class TestHandles(PluginTestCase):
     """Every position is a handle (inline limit 0); three are kept per user."""
-    extra_conf = """
-plugin {
-  xreplicate_inline_token_max = 0
-  xreplicate_server_positions_keep = 3
-}
-"""
+    plugin_settings = {"xreplicate_inline_token_max": "0",
+                       "xreplicate_server_positions_keep": "3"}
 
     def fresh_handles(self, n):
         """n distinct handles in issue order, a message appended between them."""
