@@ -12,6 +12,7 @@
 #include "module-context.h"
 #include "xrep-commands.h"
 #include "xrep-position.h"
+#include "xrep-replica.h"
 #include "xrep-report.h"
 
 #define XREP_CAPABILITY "X-REPLICATE"
@@ -115,7 +116,8 @@ cmd_xreplicate_token(struct client_command_context *cmd, const char *text)
 	return NULL;
 }
 
-/* XREPLICATE POSITION | CHANGES <token> | WATCH <token> */
+/* XREPLICATE POSITION | CHANGES <token> | WATCH <token> |
+   CREATE / RESET / RAISE / UIDS (xrep-replica.c) */
 static bool cmd_xreplicate(struct client_command_context *cmd)
 {
 	const struct imap_arg *args;
@@ -133,9 +135,12 @@ static bool cmd_xreplicate(struct client_command_context *cmd)
 	}
 	if (!imap_arg_get_atom(&args[0], &sub)) {
 		client_send_command_error(
-			cmd, "Expected subcommand POSITION, CHANGES or WATCH.");
+			cmd, "Expected subcommand POSITION, CHANGES, WATCH, "
+			     "CREATE, RESET, RAISE or UIDS.");
 		return TRUE;
 	}
+	if (xrep_replica_is_subcommand(sub))
+		return xrep_cmd_replica(cmd, sub, &args[1]);
 	if (strcasecmp(sub, "POSITION") == 0) {
 		if (!IMAP_ARG_IS_EOL(&args[1])) {
 			client_send_command_error(
@@ -173,8 +178,11 @@ static bool cmd_xreplicate(struct client_command_context *cmd)
 
 static void imap_xreplicate_client_created(struct client **client)
 {
-	if (mail_user_is_plugin_loaded((*client)->user, imap_xreplicate_module))
+	if (mail_user_is_plugin_loaded((*client)->user,
+				       imap_xreplicate_module)) {
 		client_add_capability(*client, XREP_CAPABILITY);
+		client_add_capability(*client, XREP_REPLICA_CAPABILITY);
+	}
 	if (next_hook_client_created != NULL)
 		next_hook_client_created(client);
 }
@@ -187,6 +195,7 @@ void imap_xreplicate_plugin_init(struct module *module)
 	command_register("XREPLICATE", cmd_xreplicate,
 			 COMMAND_FLAG_BREAKS_SEQS);
 	imap_xreplicate_module = module;
+	xrep_replica_init(module);
 	next_hook_client_created =
 		imap_client_created_hook_set(imap_xreplicate_client_created);
 }
@@ -194,5 +203,6 @@ void imap_xreplicate_plugin_init(struct module *module)
 void imap_xreplicate_plugin_deinit(void)
 {
 	command_unregister("XREPLICATE");
+	xrep_replica_deinit();
 	imap_client_created_hook_set(next_hook_client_created);
 }
