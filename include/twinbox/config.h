@@ -103,6 +103,9 @@ struct tb_pair {
     size_t n_exclude;
     char *state;  /* state database path, or NULL for the default */
     char *source; /* "FILE:LINE" of its section */
+    /* replica = yes: both sides keep the same UIDVALIDITY, UIDs and mailbox GUIDs (Dovecot
+     * with X-REPLICATE-REPLICA on both), so clients fail over with their caches intact. */
+    bool replica;
 };
 
 /* [migration NAME]: the options of `twinbox migrate` as keys (the long option names without

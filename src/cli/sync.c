@@ -104,6 +104,10 @@ static void print_summary(const struct tb_pair *pair, const struct tb_sync_opts 
                (unsigned long long)stats->xr_deltas, (unsigned long long)stats->skipped_messages,
                (unsigned long long)stats->skipped_mailboxes);
     }
+    if (pair->replica && stats->renumbered)
+        printf("%s: replica: %llu messages given new UIDs on both sides (the same UID named "
+               "different messages on a and b, or one side had used it)\n",
+               pair->name, (unsigned long long)stats->renumbered);
     if (stats->flags_unstorable)
         printf("%s: %llu messages written without flags their mailbox cannot keep "
                "(PERMANENTFLAGS); those flags stay on the other side\n",

@@ -44,7 +44,7 @@ static const char *const key_names[TB_K_COUNT] = {
 
 /* ---- values ---------------------------------------------------------------------------- */
 
-static int parse_bool(const char *v, bool *out)
+int tb_config_parse_bool(const char *v, bool *out)
 {
     static const char *const yes[] = {"yes", "true", "on", "1"};
     static const char *const no[] = {"no", "false", "off", "0"};
@@ -384,7 +384,7 @@ int tb_account_set(struct tb_account *a, int key, const char *v, char *why, size
         *str = tb_xstrdup(v);
         return 0;
     }
-    if (parse_bool(v, flag) < 0) {
+    if (tb_config_parse_bool(v, flag) < 0) {
         snprintf(why, n, "%s: '%.64s' is not yes or no", kn, v);
         return -1;
     }

@@ -21,9 +21,9 @@
 
 #define MAX_CONFIG_SIZE (1024 * 1024)
 
-enum pair_key { P_A, P_B, P_MAILBOXES, P_EXCLUDE, P_STATE, P_MAX_DELETE, P_COUNT };
-static const char *const pair_key_names[P_COUNT] = {"a",       "b",     "mailboxes",
-                                                    "exclude", "state", "max-delete"};
+enum pair_key { P_A, P_B, P_MAILBOXES, P_EXCLUDE, P_STATE, P_MAX_DELETE, P_REPLICA, P_COUNT };
+static const char *const pair_key_names[P_COUNT] = {"a",     "b",          "mailboxes", "exclude",
+                                                    "state", "max-delete", "replica"};
 
 /* max-delete = N | N% | unlimited (see tb_max_delete). */
 static int parse_max_delete(const char *v, struct tb_pair *pr)
@@ -325,6 +325,10 @@ static int pair_key(struct parser *p, int line, const char *key, char *v)
                         "pair '%s': max-delete: '%.64s' is not a number, a percentage (0%%..100%%) "
                         "or unlimited",
                         pr->name, v);
+        return 0;
+    case P_REPLICA:
+        if (tb_config_parse_bool(v, &pr->replica) < 0)
+            return fail(p, line, "pair '%s': replica: '%.64s' is not yes or no", pr->name, v);
         return 0;
     default: {
         char why[256];

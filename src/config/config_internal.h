@@ -58,4 +58,7 @@ int tb_config_expand_path(const char *v, char **out, char *why, size_t n);
 int tb_config_fail(char *err, size_t errlen, const char *who, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* yes/true/on/1 or no/false/off/0, any case; -1 otherwise. */
+int tb_config_parse_bool(const char *v, bool *out);
+
 #endif

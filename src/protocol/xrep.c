@@ -201,6 +201,20 @@ static char *astring(struct scan *sc)
     return p;
 }
 
+bool tb_xrep_guid_parse(char out[33], const char *p)
+{
+    for (size_t i = 0; i < 32; i++) {
+        char c = p[i];
+        if (c >= 'A' && c <= 'F')
+            c = (char)(c - 'A' + 'a');
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+        out[i] = c;
+    }
+    out[32] = 0;
+    return true;
+}
+
 /* mailbox-guid = 32(DIGIT / %x61-66): lower case only, it is compared as a string. */
 static bool guid(struct scan *sc, char out[33])
 {

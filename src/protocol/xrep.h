@@ -65,4 +65,8 @@ const struct tb_xrep *tb_xrep_of(const struct tb_resp *r);
  * caller must not treat what it collected as complete. */
 bool tb_xrep_unreadable(const struct tb_resp *r);
 
+/* 32 hex digits at p (either case; p must hold 32 bytes) into out, lower case and
+ * terminated; false when one is not a hex digit. */
+bool tb_xrep_guid_parse(char out[33], const char *p);
+
 #endif

@@ -29,6 +29,7 @@
 struct job {
     struct tb_copy *cp;
     struct tb_msg_info m;
+    uint32_t target; /* replica mode: its UID on dst; 0 otherwise */
     char *body;
     size_t len;
     int body_state; /* tb_fetch_body_state of the FETCH that carried it */
@@ -79,7 +80,7 @@ static uint64_t size_limit(const struct tb_copy *cp)
     return al && al < lim ? al : lim;
 }
 
-void tb_copy_add(struct tb_copy *cp, const struct tb_msg_info *m)
+static void add(struct tb_copy *cp, const struct tb_msg_info *m, uint32_t target)
 {
     uint64_t lim = size_limit(cp);
     if (lim && m->size > lim) {
@@ -90,12 +91,29 @@ void tb_copy_add(struct tb_copy *cp, const struct tb_msg_info *m)
     if (cp->n == cp->cap) {
         cp->cap = cp->cap ? cp->cap * 2 : 64;
         cp->queue = tb_xrealloc(cp->queue, cp->cap * sizeof(*cp->queue));
+        cp->target = tb_xrealloc(cp->target, cp->cap * sizeof(*cp->target));
     }
+    cp->target[cp->n] = target;
     struct tb_msg_info *q = &cp->queue[cp->n++];
     *q = *m;
     q->flags = tb_xstrdup(m->flags ? m->flags : "");
     q->ident = m->ident ? tb_xstrdup(m->ident) : NULL;
     pump(cp);
+}
+
+void tb_copy_add(struct tb_copy *cp, const struct tb_msg_info *m)
+{
+    add(cp, m, 0);
+}
+
+void tb_copy_add_at(struct tb_copy *cp, const struct tb_msg_info *m, uint32_t target)
+{
+    add(cp, m, target);
+}
+
+void tb_copy_set_displaced(struct tb_copy *cp, uint64_t *displaced)
+{
+    cp->displaced = displaced;
 }
 
 void tb_copy_set_uid_floor(struct tb_copy *cp, uint32_t uid)
@@ -109,6 +127,7 @@ static void copy_free(struct tb_copy *cp)
     for (size_t i = cp->next; i < cp->n; i++)
         tb_msg_info_clear(&cp->queue[i]);
     free(cp->queue);
+    free(cp->target);
     free(cp->mailbox);
     free(cp);
 }
@@ -152,7 +171,17 @@ static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void 
     struct job *j = ud;
     struct tb_copy *cp = j->cp;
     cp->dst->pending--;
-    if (r->status == TB_IMAP_OK) {
+    if (r->status == TB_IMAP_OK && j->target) {
+        uint32_t uid = appenduid(r);
+        /* Elsewhere than asked (a delivery took the UID meanwhile), or unknown: not a
+         * replica pair. The next pass finds it by identity and moves it. */
+        if (uid == j->target) {
+            cp->bytes += j->len;
+            cp->done(cp->ud, j->m.uid, uid, j->m.flags);
+        } else if (cp->displaced) {
+            (*cp->displaced)++;
+        }
+    } else if (r->status == TB_IMAP_OK) {
         uint32_t uid = appenduid(r);
         if (uid) {
             cp->bytes += j->len;
@@ -181,7 +210,10 @@ static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void 
         /* NO or BAD for this message alone (too big, over quota, a flag it rejects): the
          * others go on. Nothing was stored (RFC 3501: a failed APPEND adds nothing). */
         char code[64];
-        skip(cp, &j->m, true, "APPEND refused by %s: %s %s%s", cp->dst->label,
+        /* Replica mode: a UID the server cannot give (below its UIDNEXT) is not this
+         * message's fault; the next pass gives it a new UID on both sides. */
+        bool uid_refused = j->target && r->text && strncmp(r->text, "XREPLICATE:", 11) == 0;
+        skip(cp, &j->m, !uid_refused, "APPEND refused by %s: %s %s%s", cp->dst->label,
              r->status == TB_IMAP_NO ? "NO" : "BAD", tb_imap_code_prefix(r, code, sizeof(code)),
              r->text);
     }
@@ -274,6 +306,15 @@ static void fetch_done(struct tb_imap *c, const struct tb_imap_result *r, void *
         job_done(j);
         return;
     }
+    if (j->target) {
+        /* pipelined right before its APPEND: nothing else appends on this connection */
+        struct tb_cmd *uids = tb_cmd_new("XREPLICATE UIDS");
+        tb_cmd_astring(uids, cp->mailbox);
+        tb_cmd_printf(uids, "%" PRIu32, j->target);
+        char what[300];
+        snprintf(what, sizeof(what), "mailbox %s: XREPLICATE UIDS", cp->mailbox);
+        tb_imap_submit(cp->dst->c, uids, 0, tb_store_op_done, NULL, tb_store_op_new(cp->dst, what));
+    }
     struct tb_cmd *cmd = tb_cmd_new("APPEND");
     tb_cmd_astring(cmd, cp->mailbox);
     bool dropped = false;
@@ -300,6 +341,7 @@ static void pump(struct tb_copy *cp)
         struct job *j = tb_xcalloc(1, sizeof(*j));
         j->cp = cp;
         j->m = cp->queue[cp->next];
+        j->target = cp->target[cp->next];
         cp->queue[cp->next].flags = NULL; /* moved into the job */
         cp->queue[cp->next].ident = NULL;
         cp->next++;

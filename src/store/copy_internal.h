@@ -18,7 +18,9 @@ struct tb_copy {
     tb_copy_skipped_fn *skipped;
     void *ud;
     struct tb_msg_info *queue;
+    uint32_t *target; /* per queued copy: its UID on dst in replica mode, else 0 */
     size_t n, cap, next;
+    uint64_t *displaced;
     int inflight;
     size_t bytes_held;
     uint64_t bytes;

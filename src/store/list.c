@@ -1,6 +1,7 @@
 #include "store/store_internal.h"
 
 #include "protocol/cmd.h"
+#include "protocol/xrep.h"
 #include "protocol/parse.h"
 #include "protocol/mboxname.h"
 #include "store/fetch.h"
@@ -104,6 +105,12 @@ static bool status_items(const char *p, size_t n, struct tb_mbox_info *b)
             i++;
         if (klen == 0)
             break;
+        if (klen == 6 && strncasecmp(p + k, "X-GUID", 6) == 0) {
+            /* Dovecot's mailbox GUID (replica mode compares and copies it) */
+            if (i - v != 32 || !tb_xrep_guid_parse(b->guid, p + v))
+                return false;
+            continue;
+        }
         uint64_t val = 0;
         bool nil = i - v == 3 && strncasecmp(p + v, "NIL", 3) == 0;
         if (!nil) {
@@ -204,8 +211,9 @@ static void statuses(struct listing *l)
         o->name = tb_xstrdup(b->name);
         struct tb_cmd *cmd = tb_cmd_new("STATUS");
         tb_cmd_astring(cmd, b->name);
-        tb_cmd_printf(cmd, "(MESSAGES UIDNEXT UIDVALIDITY%s)",
-                      tb_imap_has_cap(s->c, "CONDSTORE") ? " HIGHESTMODSEQ" : "");
+        tb_cmd_printf(cmd, "(MESSAGES UIDNEXT UIDVALIDITY%s%s)",
+                      tb_imap_has_cap(s->c, "CONDSTORE") ? " HIGHESTMODSEQ" : "",
+                      s->want_guid ? " X-GUID" : "");
         s->pending++;
         tb_imap_submit(s->c, cmd, 0, status_done, status_untagged, o);
     }
@@ -301,8 +309,9 @@ void tb_store_list_start(struct tb_store *s)
     tb_cmd_string(cmd, "");
     tb_cmd_string(cmd, "*");
     bool special = tb_imap_has_cap(s->c, "SPECIAL-USE");
-    tb_cmd_printf(cmd, "RETURN (SUBSCRIBED%s STATUS (MESSAGES UIDNEXT UIDVALIDITY%s))",
+    tb_cmd_printf(cmd, "RETURN (SUBSCRIBED%s STATUS (MESSAGES UIDNEXT UIDVALIDITY%s%s))",
                   special ? " SPECIAL-USE" : "",
-                  tb_imap_has_cap(s->c, "CONDSTORE") ? " HIGHESTMODSEQ" : "");
+                  tb_imap_has_cap(s->c, "CONDSTORE") ? " HIGHESTMODSEQ" : "",
+                  s->want_guid ? " X-GUID" : "");
     tb_imap_submit(s->c, cmd, 0, list_status_done, list_untagged, tb_store_op_new(s, "LIST"));
 }

@@ -29,6 +29,7 @@ struct tb_mbox_info {
     bool noselect, subscribed, have_status;
     uint32_t uidvalidity, uidnext, messages;
     uint64_t highestmodseq;
+    char guid[33]; /* Dovecot's mailbox GUID, lower-case hex, when known (else "") */
 };
 
 struct tb_msg_info {
@@ -100,6 +101,7 @@ struct tb_store {
     struct tb_store_perm *perm;
     size_t n_perm;
     uint64_t flags_dropped; /* messages sent with fewer flags than they have (PERMANENTFLAGS) */
+    bool want_guid;         /* listings ask STATUS X-GUID too (replica mode) */
 };
 
 void tb_store_init(struct tb_store *s, uv_loop_t *loop, const struct tb_account *acct,
@@ -213,6 +215,26 @@ void tb_store_flags(struct tb_store *s, struct tb_uidset *uids, char op, const c
  * the message is still there. Only known with QRESYNC enabled; without it nothing is added. */
 void tb_store_expunge(struct tb_store *s, struct tb_uidset *uids, struct tb_uidset *kept);
 
+/* ---- replica mode (store/replica.c): X-REPLICATE-REPLICA commands ---- */
+
+/* A refused command: refused set, `code` the "[CODE] " prefix of the answer (or ""), why one
+ * printable line quoting it. Untouched fields are zero. */
+struct tb_replica_result {
+    bool refused;
+    char code[64];
+    char why[240];
+};
+bool tb_store_replica_capable(struct tb_store *s);
+/* XREPLICATE CREATE / RESET (an existing empty mailbox): the mailbox gets this UIDVALIDITY
+ * and GUID (32 lower-case hex digits). */
+void tb_store_replica_create(struct tb_store *s, const char *mailbox, uint32_t uidvalidity,
+                             const char *guid, struct tb_replica_result *out);
+void tb_store_replica_reset(struct tb_store *s, const char *mailbox, uint32_t uidvalidity,
+                            const char *guid, struct tb_replica_result *out);
+/* XREPLICATE RAISE: UIDNEXT and HIGHESTMODSEQ at least these (0: leave it). */
+void tb_store_replica_raise(struct tb_store *s, const char *mailbox, uint32_t uidnext,
+                            uint64_t highestmodseq, struct tb_replica_result *out);
+
 /* A bounded pipe of message copies from src (mailbox selected there) to dst. */
 struct tb_copy;
 typedef void tb_copied_fn(void *ud, uint32_t src_uid, uint32_t dst_uid, const char *flags);
@@ -224,6 +246,13 @@ typedef void tb_copy_skipped_fn(void *ud, const struct tb_msg_info *m, const cha
 struct tb_copy *tb_copy_new(struct tb_store *src, struct tb_store *dst, const char *dst_mailbox,
                             tb_copied_fn *done, tb_copy_skipped_fn *skipped, void *ud);
 void tb_copy_add(struct tb_copy *cp, const struct tb_msg_info *m);
+/* Replica mode: the copy must get UID `target` on the destination (XREPLICATE UIDS before
+ * its APPEND). Targets of one pipe must be added in ascending order. A copy the server
+ * placed under another UID is reported neither done nor skipped but counted in *displaced
+ * (tb_copy_set_displaced; the next pass finds it by identity), and one the server refused
+ * for its UID (below UIDNEXT) is skipped as temporary. */
+void tb_copy_add_at(struct tb_copy *cp, const struct tb_msg_info *m, uint32_t target);
+void tb_copy_set_displaced(struct tb_copy *cp, uint64_t *displaced);
 /* The destination's UIDNEXT before the copies (at most): where a server without UIDPLUS
  * is searched for them. */
 void tb_copy_set_uid_floor(struct tb_copy *cp, uint32_t uid);

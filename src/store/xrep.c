@@ -93,6 +93,7 @@ static void add_box(struct tb_store *s, const struct tb_xrep *x)
     b->uidvalidity = x->uidvalidity;
     b->uidnext = x->uidnext;
     b->highestmodseq = x->highestmodseq;
+    memcpy(b->guid, x->guid, sizeof(b->guid));
 }
 
 static bool xrep_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)

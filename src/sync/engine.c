@@ -113,7 +113,14 @@ static int create_and_subscribe(struct ctx *x, struct entry *e, const bool prese
             continue;
         }
         char *w = tb_eng_wire(x, e, k);
-        if (!present[k]) {
+        if (!present[k] && x->pair->replica) {
+            /* with the other side's UIDVALIDITY and GUID, waited for: -1 = left alone */
+            int r = tb_eng_replica_create(x, e, k, w);
+            if (r != 0) {
+                free(w);
+                return r;
+            }
+        } else if (!present[k]) {
             const struct tb_mbox_info *src = e->box[1 - k];
             tb_store_create(&x->s[k], w, src ? src->special_use : NULL);
             x->stats->created++;
@@ -179,6 +186,11 @@ static int sync_entry(struct ctx *x, struct entry *e)
          * is lost. */
         reset = true;
     }
+    /* replica mode: a mailbox whose sides differ in UIDVALIDITY or GUID is aligned first,
+     * or left alone (-1), even when nothing changed since the state */
+    int rc = x->pair->replica ? tb_eng_replica_align(x, e, &reset) : 0;
+    if (rc != 0)
+        return rc == -1 ? 0 : rc;
     bool subscribed = (e->box[0] && e->box[0]->subscribed) || (e->box[1] && e->box[1]->subscribed);
     if (e->st && present[0] && present[1]) {
         bool sub[2] = {e->box[0]->subscribed, e->box[1]->subscribed};
@@ -189,7 +201,9 @@ static int sync_entry(struct ctx *x, struct entry *e)
         else if (unchanged(e) && sub[0] == sub[1])
             return 0;
     }
-    int rc = create_and_subscribe(x, e, present, subscribed);
+    rc = create_and_subscribe(x, e, present, subscribed);
+    if (rc == -1)
+        return 0; /* left alone this run: warned */
     if (rc == 0 && x->o->dry_run && (!present[0] || !present[1])) {
         /* Not created in a dry run, so not read either: its messages would all be copied
          * (the filters of a migration are not applied to this estimate). */
@@ -288,7 +302,9 @@ static int discover(struct ctx *x, struct entry **out, size_t *n_out)
     size_t n_smb = 0;
     *out = NULL;
     *n_out = 0;
-    int rc = tb_eng_list_both(x);
+    int rc = x->pair->replica ? tb_eng_replica_check(x) : 0;
+    if (rc == 0)
+        rc = tb_eng_list_both(x);
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < x->n_mapped; i++) {
@@ -500,6 +516,13 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
         rc = detect_renames(&x, ent, n_ent, &renamed);
         stats->renamed += (uint64_t)renamed;
         if (rc == 0 && renamed) {
+            free_entries(ent, n_ent);
+            rc = discover(&x, &ent, &n_ent);
+        }
+        if (rc == 0 && pair->replica)
+            rc = tb_eng_replica_renames(&x, ent, n_ent, &renamed);
+        if (rc == 0 && pair->replica && renamed) {
+            stats->renamed += (uint64_t)renamed;
             free_entries(ent, n_ent);
             rc = discover(&x, &ent, &n_ent);
         }

@@ -74,6 +74,7 @@ struct tb_sync_stats {
     uint64_t unsyncable_mailboxes; /* names the other side cannot hold: a person must rename */
     uint64_t flags_unstorable;     /* messages written with fewer flags: PERMANENTFLAGS */
     uint64_t matched;              /* new on both sides and the same message: paired, not copied */
+    uint64_t renumbered;           /* replica mode: messages given a new UID on both sides */
     uint64_t filtered, kept;       /* one-way: see struct tb_plan (filtered, kept) */
     /* The mass-change guard (max-delete): per side, what the run would remove (expunges
      * plus the messages of mailboxes it would delete) out of what the side holds. */

@@ -73,8 +73,9 @@ struct ctx {
     /* copies of the current pass that were skipped (recorded with the pass) */
     struct tb_state_skip *skipped;
     size_t n_skipped, cap_skipped;
-    uint32_t skip_uidvalidity[2]; /* of the current pass's sides */
-    const char *skip_mailbox;     /* canonical name of the current pass's mailbox */
+    uint32_t skip_uidvalidity[2];         /* of the current pass's sides */
+    struct tb_replica_plan *replica_plan; /* replica mode: the moves whose copies are running */
+    const char *skip_mailbox;             /* canonical name of the current pass's mailbox */
 };
 
 /* One line into x->err from the failed store / the state's last error; the exit code. */
@@ -118,6 +119,30 @@ void tb_plan_skips_free(struct tb_plan_skips *s);
 
 /* mailbox.c */
 int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscribed);
+/* A copy confirmed under dst_uid on side dst: recorded as a pair with the pass. */
+void tb_eng_record_copy(struct ctx *x, int dst, uint32_t src_uid, uint32_t dst_uid,
+                        const char *flags);
+/* The plan's flag stores and expunges, submitted (not waited for). */
+void tb_eng_apply_stores(struct ctx *x, struct tb_plan *p, struct tb_delta *d[2],
+                         struct tb_uidset modified[2]);
+
+/* replica_run.c: replica mode (pair key replica; see sync/replica.h) */
+struct tb_replica_plan;
+/* Both servers offer X-REPLICATE-REPLICA (else a config error, its exit code); listings then
+ * ask for mailbox GUIDs. */
+int tb_eng_replica_check(struct ctx *x);
+/* One GUID under a name on a only and another on b only: b's renamed to a's (a wins). */
+int tb_eng_replica_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *renamed);
+/* Creates e on side k (wire name) with the other side's UIDVALIDITY and GUID. 0 done, -1 left
+ * alone this run (warned), else an exit code. */
+int tb_eng_replica_create(struct ctx *x, struct entry *e, int k, const char *wire);
+/* A mailbox on both sides with different UIDVALIDITY or GUID: an empty side takes the
+ * other's (*reset set: matched afresh), else it is left alone. Returns as create. */
+int tb_eng_replica_align(struct ctx *x, struct entry *e, bool *reset);
+/* Runs a replica pass: raises, stores, moves (two legs), raises; -1 when a store failed. */
+int tb_eng_replica_execute(struct ctx *x, const char *wire[2], struct tb_plan *p,
+                           struct tb_replica_plan *rp, struct tb_delta *d[2],
+                           struct tb_uidset modified[2]);
 int tb_eng_settle_deferred(struct ctx *x, struct entry *ent, size_t n_ent);
 void tb_eng_clear_copied(struct ctx *x);
 

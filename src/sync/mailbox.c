@@ -8,6 +8,7 @@
 #include "util/flags.h"
 #include "sync/names.h"
 #include "sync/plan.h"
+#include "sync/replica.h"
 #include "sync/xr.h"
 #include "twinbox/config.h"
 #include "twinbox/exit.h"
@@ -27,12 +28,9 @@ void tb_eng_delta_of_state(struct tb_delta *d, const struct tb_state_side *b)
     d->highestmodseq = b->highestmodseq;
 }
 
-static void on_copied(void *ud, uint32_t src_uid, uint32_t dst_uid, const char *flags)
+void tb_eng_record_copy(struct ctx *x, int dst, uint32_t src_uid, uint32_t dst_uid,
+                        const char *flags)
 {
-    /* ud points at the ctx with the destination side encoded in the low bit. */
-    uintptr_t v = (uintptr_t)ud;
-    struct ctx *x = (struct ctx *)(v & ~(uintptr_t)1);
-    int dst = (int)(v & 1);
     if (x->n_copied == x->cap_copied) {
         x->cap_copied = x->cap_copied ? x->cap_copied * 2 : 64;
         x->copied = tb_xrealloc(x->copied, x->cap_copied * sizeof(*x->copied));
@@ -45,17 +43,27 @@ static void on_copied(void *ud, uint32_t src_uid, uint32_t dst_uid, const char *
     x->stats->copied[dst]++;
 }
 
-static void print_plan(struct ctx *x, const char *canon, const struct tb_plan *p)
+static void on_copied(void *ud, uint32_t src_uid, uint32_t dst_uid, const char *flags)
 {
-    printf("%s: copy a->b %zu, b->a %zu; flag stores a %zu, b %zu; expunge a %zu, b %zu\n", canon,
-           p->n_copies[1], p->n_copies[0], p->n_groups[0], p->n_groups[1], p->n_expunge[0],
-           p->n_expunge[1]);
+    /* ud points at the ctx with the destination side encoded in the low bit. */
+    uintptr_t v = (uintptr_t)ud;
+    tb_eng_record_copy((struct ctx *)(v & ~(uintptr_t)1), (int)(v & 1), src_uid, dst_uid, flags);
+}
+
+static void print_plan(struct ctx *x, const char *canon, const struct tb_plan *p,
+                       const struct tb_replica_plan *rp)
+{
+    size_t n[2] = {p->n_copies[0], p->n_copies[1]};
+    for (size_t i = 0; rp && i < rp->n; i++)
+        n[1 - rp->mv[i].from]++;
+    printf("%s: copy a->b %zu, b->a %zu; flag stores a %zu, b %zu; expunge a %zu, b %zu", canon,
+           n[1], n[0], p->n_groups[0], p->n_groups[1], p->n_expunge[0], p->n_expunge[1]);
+    if (rp && rp->renumbered)
+        printf("; new UIDs for %llu", (unsigned long long)rp->renumbered);
+    printf("\n");
     (void)x;
 }
 
-/* Executes the writes of a plan on both sides; fills `modified` with UIDs refused by
- * UNCHANGEDSINCE, and UIDs an expunge left in place, per side (their pairs keep the old
- * base and are merged next pass). */
 /* Before a copy batch: what it may leave behind if this run dies (see tb_state_intents). */
 static int record_intents(struct ctx *x, const char *canon, const struct tb_plan *p)
 {
@@ -81,6 +89,9 @@ static void uidset_of(struct tb_uidset *set, const uint32_t *uids, size_t n)
         tb_uidset_add(set, uids[i]);
 }
 
+/* Executes the writes of a plan on both sides; fills `modified` with UIDs refused by
+ * UNCHANGEDSINCE, and UIDs an expunge left in place, per side (their pairs keep the old
+ * base and are merged next pass). */
 static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct tb_delta *d[2],
                    struct tb_uidset modified[2])
 {
@@ -98,6 +109,19 @@ static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct
         for (size_t i = 0; i < p->n_copies[k]; i++)
             tb_copy_add(cp[k], p->copies[k][i]);
     }
+    tb_eng_apply_stores(x, p, d, modified);
+    int rc = 0;
+    for (int k = 0; k < 2; k++)
+        if (cp[k] && tb_copy_finish(cp[k], &x->stats->bytes) < 0)
+            rc = -1;
+    if (rc == 0)
+        rc = tb_store_wait(x->both, 2);
+    return rc;
+}
+
+void tb_eng_apply_stores(struct ctx *x, struct tb_plan *p, struct tb_delta *d[2],
+                         struct tb_uidset modified[2])
+{
     for (int k = 0; k < 2; k++) {
         for (size_t g = 0; g < p->n_groups[k]; g++) {
             struct tb_uidset set;
@@ -115,13 +139,6 @@ static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct
             tb_uidset_free(&set);
         }
     }
-    int rc = 0;
-    for (int k = 0; k < 2; k++)
-        if (cp[k] && tb_copy_finish(cp[k], &x->stats->bytes) < 0)
-            rc = -1;
-    if (rc == 0)
-        rc = tb_store_wait(x->both, 2);
-    return rc;
 }
 
 /* Records one pass: pair changes, copies, and the side values seen by its SELECTs. */
@@ -283,6 +300,34 @@ struct pass_io {
     struct tb_uidset gone[2];
 };
 
+/* The pass's plan; in replica mode turned into moves (rp, else left empty). -1: the mailbox
+ * is left alone this run (warned). A UID-pinned copy cannot land twice, so replica mode
+ * needs no crash suspects (and their late-copy expunge would hit the first leg of a
+ * renumbering whose original was already expunged). */
+static int plan(struct ctx *x, struct entry *e, struct pass_io *io, struct tb_delta *d[2],
+                const uint32_t base_next[2], struct tb_plan *p, struct tb_replica_plan *rp)
+{
+    bool replica = x->pair->replica;
+    tb_plan_compute(p, io->pairs, io->n_pairs, d, base_next, replica ? NULL : io->sus,
+                    replica ? 0 : io->n_sus, &io->sk, x->mode);
+    memset(rp, 0, sizeof(*rp));
+    char why[256];
+    if (replica && tb_replica_plan(rp, p, io->pairs, io->n_pairs, d, why, sizeof(why)) < 0) {
+        tb_log_warn("pair %s: mailbox %s: %s; left alone this run", x->pair->name, tb_eng_show(e),
+                    why);
+        x->stats->skipped_mailboxes++;
+        return -1;
+    }
+    return 0;
+}
+
+static bool replica_writes(const struct ctx *x, const struct tb_replica_plan *rp,
+                           struct tb_delta *d[2], int k)
+{
+    const struct tb_delta *cd[2] = {d[0], d[1]};
+    return x->pair->replica && tb_replica_writes(rp, cd, k);
+}
+
 static int pass_io_load(struct ctx *x, struct entry *e, bool reset, struct pass_io *io)
 {
     memset(io, 0, sizeof(*io));
@@ -312,10 +357,16 @@ static int run_pass(struct ctx *x, struct entry *e, char *wire[2], struct tb_del
     }
     x->skip_mailbox = e->canon;
     struct tb_plan p;
-    tb_plan_compute(&p, io->pairs, io->n_pairs, d, base_next, io->sus, io->n_sus, &io->sk, x->mode);
-    *writes = tb_plan_has_writes(&p);
+    struct tb_replica_plan rp;
+    if (plan(x, e, io, d, base_next, &p, &rp) < 0) {
+        tb_plan_free(&p);
+        *writes = false;
+        return 0; /* left alone: warned */
+    }
+    *writes =
+        tb_plan_has_writes(&p) || replica_writes(x, &rp, d, 0) || replica_writes(x, &rp, d, 1);
     for (int k = 0; k < 2; k++)
-        wrote[k] = p.n_copies[k] || p.n_groups[k] || p.n_expunge[k];
+        wrote[k] = p.n_copies[k] || p.n_groups[k] || p.n_expunge[k] || replica_writes(x, &rp, d, k);
     struct tb_uidset modified[2];
     tb_uidset_init(&modified[0]);
     tb_uidset_init(&modified[1]);
@@ -324,12 +375,14 @@ static int run_pass(struct ctx *x, struct entry *e, char *wire[2], struct tb_del
                     (unsigned long long)p.late);
     int rc = 0;
     if (x->o->dry_run) {
-        print_plan(x, tb_eng_show(e), &p);
+        print_plan(x, tb_eng_show(e), &p, x->pair->replica ? &rp : NULL);
         *writes = false;
     } else {
         if (*writes)
             rc = record_intents(x, e->canon, &p);
-        if (rc == 0 && *writes && execute(x, (const char **)wire, &p, d, modified) < 0)
+        if (rc == 0 && *writes &&
+            (x->pair->replica ? tb_eng_replica_execute(x, (const char **)wire, &p, &rp, d, modified)
+                              : execute(x, (const char **)wire, &p, d, modified)) < 0)
             rc = tb_eng_store_fail(x);
         if (rc == 0)
             rc = commit_pass(x, e, d, &p, modified, reset, subscribed, io->sus, io->gone);
@@ -344,6 +397,7 @@ static int run_pass(struct ctx *x, struct entry *e, char *wire[2], struct tb_del
     tb_uidset_free(&modified[0]);
     tb_uidset_free(&modified[1]);
     tb_plan_free(&p);
+    tb_replica_plan_free(&rp);
     return rc;
 }
 
@@ -431,8 +485,14 @@ static int settle_one(struct ctx *x, struct entry *e, struct tb_delta *d[2])
     if (rc == 0) {
         uint32_t base_next[2] = {e->st->side[0].uidnext, e->st->side[1].uidnext};
         struct tb_plan p;
-        tb_plan_compute(&p, io.pairs, io.n_pairs, d, base_next, io.sus, io.n_sus, &io.sk, x->mode);
-        bool writes = tb_plan_has_writes(&p);
+        struct tb_replica_plan rp;
+        if (plan(x, e, &io, d, base_next, &p, &rp) < 0) {
+            tb_plan_free(&p); /* left alone, warned: not settled, nothing recorded */
+            pass_io_free(&io);
+            return 0;
+        }
+        bool writes =
+            tb_plan_has_writes(&p) || replica_writes(x, &rp, d, 0) || replica_writes(x, &rp, d, 1);
         if (!writes) {
             struct tb_uidset modified[2];
             tb_uidset_init(&modified[0]);
@@ -441,6 +501,7 @@ static int settle_one(struct ctx *x, struct entry *e, struct tb_delta *d[2])
             e->unsettled = false;
         }
         tb_plan_free(&p);
+        tb_replica_plan_free(&rp);
         /* Changed meanwhile: the ordinary passes, from the state. Not from pass 0: its
          * sources (the listing, the survey, X-REPLICATE) predate this run's writes and
          * what this pass just saw; a pass 0 on them found nothing to do and recorded the

@@ -148,8 +148,10 @@ int tb_eng_record_positions(struct ctx *x, struct entry *ent, size_t n_ent)
         return tb_eng_state_fail(x, "begin");
     int r = 0;
     for (int k = 0; k < 2 && r == 0; k++) {
-        if (x->xr_drop[k])
+        if (x->xr_drop[k]) {
             r = tb_state_xrep_set(x->st, k, NULL);
+            continue;
+        }
         if (!x->xr_used[k] || !x->xr[k].position)
             continue;
         if (strlen(x->xr[k].position) > TB_XREP_TOKEN_MAX) {
