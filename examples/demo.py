@@ -71,14 +71,19 @@ def change_both(a, b):
 
 
 def main():
+    # demo.py TWINBOX [--dovecot 2.4 PLUGIN_DIR]: Debian's Dovecot 2.3 unless told to use
+    # the 2.4 that the test suite builds, with the plugin built against it.
     twinbox = os.path.abspath(sys.argv[1])
+    version = "2.3"
     # Both stores load the X-REPLICATE plugin when the build made it (dovecot-dev present).
     pdir = os.path.join(os.path.dirname(twinbox), "src", "dovecot")
+    if sys.argv[2:3] == ["--dovecot"]:
+        version, pdir = sys.argv[3], os.path.abspath(sys.argv[4])
     xr = {}
     if os.path.exists(os.path.join(pdir, "lib95_imap_xreplicate_plugin.so")):
         xr = dict(plugin_dir=pdir, extra_imap_plugins=["imap_xreplicate"])
-    a = Dovecot(users={"demo": "demo"}, **xr)
-    b = Dovecot(users={"demo": "demo"}, separator="/", **xr)
+    a = Dovecot(users={"demo": "demo"}, version=version, **xr)
+    b = Dovecot(users={"demo": "demo"}, separator="/", version=version, **xr)
     tmp = tempfile.TemporaryDirectory()
     try:
         n = seed(a)
@@ -87,6 +92,7 @@ def main():
             f.write(f"[account A]\ntype = tunnel\ncommand = {a.tunnel_command('demo')}\n\n"
                     f"[account B]\ntype = tunnel\ncommand = {b.tunnel_command('demo')}\n\n"
                     f"[pair demo]\na = A\nb = B\nstate = {tmp.name}/demo.db\n")
+        print(f"Dovecot {a.install.full_version()} ({a.install.imap})")
         print(f"store A: {a.mail_dir('demo')} ({n} messages, separator '.')")
         print(f"store B: {b.mail_dir('demo')} (empty, separator '/')")
         print(f"config: {cfg}")

@@ -2,7 +2,10 @@
 
 Unit tests are the C TAP programs (build/tests/test_*); each test point counts.
 Integration tests are Python unittest modules under tests/integration (and tests/plugin
-when the X-REPLICATE plugin was built); each test method counts. A unit program that
+when the X-REPLICATE plugin was built); each test method counts. With --dc24 BUILD (the
+plugin built against Dovecot 2.4, see tests/servers/dovecot24.sh) the modules in
+DOVECOT_MODULES run once more against Dovecot 2.4 (TWINBOX_DOVECOT_VERSION=2.4); their
+test names say which Dovecot each run used, "[dovecot 2.4.1]". A unit program that
 crashes or prints a sanitizer report counts as a failure. Fuzz targets (--fuzz BUILD, the
 libFuzzer build of tests/fuzz) run over their seed corpus plus a bounded number of generated
 inputs; each target counts once.
@@ -144,19 +147,38 @@ def run_fuzz(build, counter, pattern):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+# The modules that run against each Dovecot version (the plugin's protocol tests, the
+# X-REPLICATE integration tests and the crash tests): names are prefixes of test ids.
+DOVECOT_MODULES = ("tests.plugin.", "tests.integration.test_xreplicate.",
+                   "tests.integration.test_xreplicate_safety.",
+                   "tests.integration.test_crash.")
+
+
+def _versioned(test):
+    return test.id().startswith(DOVECOT_MODULES)
+
+
+def _dovecot_label():
+    """"[dovecot 2.4.1] ": the version the fixture starts by default in this process."""
+    from tests.fixture import dovecot
+    return "[dovecot %s] " % dovecot.INSTALLS[dovecot.default_version()].full_version()
+
+
 class _Result(unittest.TestResult):
     def __init__(self, build, counter):
         super().__init__()
         self.build = build
         self.counter = counter
         self.t0 = 0
+        self.label = _dovecot_label()
 
     def startTest(self, test):
         super().startTest(test)
         self.t0 = time.monotonic()
 
     def _name(self, test):
-        return f"{self.build}: {test.id().replace('tests.', '', 1)}"
+        label = self.label if _versioned(test) else ""
+        return f"{self.build}: {label}{test.id().replace('tests.', '', 1)}"
 
     def addSuccess(self, test):
         self.counter.ok(self._name(test) + f" ({time.monotonic() - self.t0:.1f}s)")
@@ -172,7 +194,15 @@ class _Result(unittest.TestResult):
         print(f"skip - {self._name(test)}: {reason}", flush=True)
 
 
-def run_integration(build, counter, pattern, plugin_tests):
+def _flatten(suite):
+    for t in suite:
+        if isinstance(t, unittest.TestSuite):
+            yield from _flatten(t)
+        else:
+            yield t
+
+
+def run_integration(build, counter, pattern, plugin_tests, only_versioned=False):
     os.environ["TWINBOX_BUILD"] = os.path.join(ROOT, build)
     os.environ.update(SAN_ENV)
     loader = unittest.TestLoader()
@@ -183,7 +213,33 @@ def run_integration(build, counter, pattern, plugin_tests):
     for d in ("tests/integration",) + (("tests/plugin",) if plugin_tests else ()):
         if os.path.isdir(os.path.join(ROOT, d)):
             suite.addTests(loader.discover(os.path.join(ROOT, d), top_level_dir=ROOT))
+    if only_versioned:
+        suite = unittest.TestSuite(t for t in _flatten(suite) if _versioned(t))
     suite.run(_Result(build, counter))
+
+
+def run_dovecot24(build, dc24_build, counter, pattern):
+    """The DOVECOT_MODULES once more, against Dovecot 2.4 with the plugin built for it."""
+    from tests.fixture import dovecot
+    pdir = os.path.join(ROOT, dc24_build, "src", "dovecot")
+    if not dovecot.available("2.4"):
+        counter.fail(f"{build}: [dovecot 2.4] tests", "Dovecot 2.4 is not built in "
+                     f"{dovecot.DOVECOT24_DIR} (tests/servers/dovecot24.sh)")
+        return
+    if not os.path.exists(os.path.join(pdir, "lib95_imap_xreplicate_plugin.so")):
+        counter.fail(f"{build}: [dovecot 2.4] tests", f"no plugin built in {pdir}")
+        return
+    saved = {k: os.environ.get(k) for k in ("TWINBOX_DOVECOT_VERSION", "TWINBOX_PLUGIN_DIR")}
+    os.environ["TWINBOX_DOVECOT_VERSION"] = "2.4"
+    os.environ["TWINBOX_PLUGIN_DIR"] = pdir
+    try:
+        run_integration(build, counter, pattern, plugin_tests=True, only_versioned=True)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def main():
@@ -198,6 +254,11 @@ def main():
         i = args.index("--fuzz")
         fuzz_builds.append(args[i + 1])
         del args[i:i + 2]
+    dc24_build = None
+    if "--dc24" in args:
+        i = args.index("--dc24")
+        dc24_build = args[i + 1]
+        del args[i:i + 2]
     builds = args or ["build"]
     sys.path.insert(0, ROOT)
     counter = Counter()
@@ -208,10 +269,18 @@ def main():
         if "TWINBOX_PLUGIN_DIR" not in os.environ and os.path.exists(
                 os.path.join(pdir, "lib95_imap_xreplicate_plugin.so")):
             os.environ["TWINBOX_PLUGIN_DIR"] = pdir
+    # Tests that pair versions (2.3 with 2.4) find each version's plugin here.
+    if "TWINBOX_PLUGIN_DIR" in os.environ:
+        os.environ.setdefault("TWINBOX_PLUGIN_DIR_23", os.environ["TWINBOX_PLUGIN_DIR"])
+    if dc24_build:
+        os.environ.setdefault("TWINBOX_PLUGIN_DIR_24",
+                              os.path.join(ROOT, dc24_build, "src", "dovecot"))
     for i, b in enumerate(builds):
         if not pattern:
             run_unit(b, counter)
         run_integration(b, counter, pattern, plugin_tests=(i == 0))
+    if dc24_build:
+        run_dovecot24(builds[0], dc24_build, counter, pattern)
     for b in fuzz_builds:
         run_fuzz(b, counter, pattern)
     if counter.failures:

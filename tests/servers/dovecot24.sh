@@ -127,19 +127,51 @@ _tb_dovecot24_build() {
     return $rc
 }
 
-# Makes the 2.4 build available: nothing to do when the cache is complete; as root, installs
-# the build dependencies and builds; otherwise says what to run and returns 1.
-tb_ensure_dovecot24() {
+# Installs the build dependencies (as root) unless the cache is complete or they are there;
+# otherwise says what to run and returns 1. tests/run calls it before starting the build in
+# the background, so that no two apt-get run at once.
+tb_ensure_dovecot24_deps() {
     tb_dovecot24_ready && return 0
     local missing
     missing=$(tb_dovecot24_missing_packages)
-    if [ "$(id -u)" != 0 ] && { [ -n "$missing" ] || [ ! -w "$(dirname "$(tb_dovecot24_dir)")" ]; }; then
+    [ -z "$missing" ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        echo "twinbox: building Dovecot $TB_DOVECOT24_VERSION for the tests needs:$missing" >&2
+        echo "twinbox: install with: sudo apt-get install$missing" >&2
+        return 1
+    fi
+    _tb_dovecot24_install "$missing"
+}
+
+# Makes the 2.4 build available: nothing to do when the cache is complete; otherwise installs
+# the build dependencies (as root) and builds, when the cache directory is writable.
+tb_ensure_dovecot24() {
+    tb_dovecot24_ready && return 0
+    tb_ensure_dovecot24_deps || return 1
+    local parent
+    parent=$(dirname "$(tb_dovecot24_dir)")
+    if ! mkdir -p "$parent" 2>/dev/null || [ ! -w "$parent" ]; then
         echo "twinbox: Dovecot $TB_DOVECOT24_VERSION for the tests is not built in $(tb_dovecot24_dir)" >&2
         echo "twinbox: run as root: bash -c '. tests/servers/dovecot24.sh; tb_ensure_dovecot24'" >&2
         return 1
     fi
-    if [ -n "$missing" ]; then
-        _tb_dovecot24_install "$missing" || return 1
-    fi
     _tb_dovecot24_build
+}
+
+# Builds the X-REPLICATE plugin (and its settings module) against the cached 2.4 in the
+# Meson build directory $1 (only those two targets); tests/run and examples/demo use it.
+tb_dovecot24_build_plugin() {
+    local dir=$1 rc=0
+    (
+        set -e
+        DOVECOT_CONFIG=$(tb_dovecot24_dir)/lib/dovecot/dovecot-config
+        export DOVECOT_CONFIG
+        if [ ! -f "$dir/build.ninja" ]; then
+            meson setup "$dir" -Dwerror=true -Dbuildtype=debugoptimized \
+                -Ddovecot_plugin=enabled >/dev/null
+        fi
+        ninja -C "$dir" src/dovecot/lib95_imap_xreplicate_plugin.so \
+            src/dovecot/libxreplicate_settings.so >/dev/null
+    ) || rc=$?
+    return $rc
 }
