@@ -148,10 +148,11 @@ def run_fuzz(build, counter, pattern):
 
 
 # The modules that run against each Dovecot version (the plugin's protocol tests, the
-# X-REPLICATE integration tests and the crash tests): names are prefixes of test ids.
+# X-REPLICATE integration tests, the crash tests and replica mode): names are prefixes of
+# test ids.
 DOVECOT_MODULES = ("tests.plugin.", "tests.integration.test_xreplicate.",
                    "tests.integration.test_xreplicate_safety.",
-                   "tests.integration.test_crash.")
+                   "tests.integration.test_crash.", "tests.integration.test_replica.")
 
 
 def _versioned(test):

@@ -124,4 +124,17 @@ int tb_state_skip_drop(struct tb_state *st, const char *mailbox, int side, uint3
 /* Drops the rows of a side whose UIDVALIDITY is no longer `uidvalidity`. */
 int tb_state_skips_stale(struct tb_state *st, const char *mailbox, int side, uint32_t uidvalidity);
 
+/* Replica mode's UID reservations (state/reserve.c): the highest UID a pass may pin copies
+ * to in a mailbox, recorded before it runs them and dropped with the pass's commit. Rows of
+ * other runs are those of runs that died; the caller fences them off (raises UIDNEXT past
+ * them) and drops them. */
+struct tb_state_reserve {
+    char *mailbox, *run;
+    uint32_t uid;
+};
+int tb_state_reserve_put(struct tb_state *st, const char *mailbox, const char *run, uint32_t uid);
+int tb_state_reserve_done(struct tb_state *st, const char *mailbox, const char *run);
+int tb_state_reserves(struct tb_state *st, struct tb_state_reserve **out, size_t *n);
+void tb_state_reserves_free(struct tb_state_reserve *v, size_t n);
+
 #endif

@@ -74,6 +74,24 @@ int tb_cli_config_load(const struct tb_cli *cli, struct tb_config **cfg, char *p
     return TB_EXIT_OK;
 }
 
+int tb_cli_pair_find(const struct tb_cli *cli, const char *name, struct tb_config **cfg,
+                     const struct tb_pair **pair, char *path, size_t len)
+{
+    int rc = tb_cli_config_load(cli, cfg, path, len);
+    if (rc != TB_EXIT_OK)
+        return rc;
+    *pair = name ? tb_config_pair(*cfg, name) : (*cfg)->n_pairs == 1 ? (*cfg)->pairs[0] : NULL;
+    if (*pair)
+        return TB_EXIT_OK;
+    if (name)
+        tb_log_error("%s: no [pair %s] section", path, name);
+    else
+        tb_log_error("%s: name the pair (the file has %zu)", path, (*cfg)->n_pairs);
+    tb_config_free(*cfg);
+    *cfg = NULL;
+    return TB_EXIT_CONFIG;
+}
+
 void tb_cli_account_free(struct tb_cli_account *a)
 {
     if (a->password)

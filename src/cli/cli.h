@@ -37,6 +37,11 @@ bool tb_cli_is_url(const char *arg);
  * Returns an exit code; the error is already printed. */
 int tb_cli_config_load(const struct tb_cli *cli, struct tb_config **cfg, char *path, size_t len);
 void tb_cli_account_free(struct tb_cli_account *a);
+/* Loads the configuration and finds [pair NAME] (NAME NULL: the file's only pair). Returns
+ * an exit code; on success *cfg is the caller's (tb_config_free), else the error is printed
+ * and nothing is left to free. */
+int tb_cli_pair_find(const struct tb_cli *cli, const char *name, struct tb_config **cfg,
+                     const struct tb_pair **pair, char *path, size_t len);
 
 /* A pair's two accounts, their passwords and its state path, resolved for a command. */
 struct tb_cli_pair {
@@ -66,6 +71,7 @@ int tb_cli_run_pair(const struct tb_pair *pair, const struct tb_account *acct[2]
                     struct tb_cli_result *res);
 int tb_cmd_migrate(const struct tb_cli *cli, int argc, char **argv);
 int tb_cmd_verify(const struct tb_cli *cli, int argc, char **argv);
+int tb_cmd_replica_init(const struct tb_cli *cli, int argc, char **argv);
 
 int tb_cmd_probe(const struct tb_cli *cli, int argc, char **argv);
 int tb_cmd_sync(const struct tb_cli *cli, int argc, char **argv);

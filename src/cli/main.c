@@ -22,6 +22,9 @@ static void usage(FILE *f)
                "  watch [PAIR] [--interval SECONDS] [--max-runs N]\n"
                "                           sync, wait for a change (X-REPLICATE WATCH or the\n"
                "                           interval, default 300), sync again, until stopped\n"
+               "  replica-init PAIR --reference a|b\n"
+               "                           make the other side's UIDVALIDITY, GUIDs and UIDs\n"
+               "                           those of the reference (replica mode; resumable)\n"
                "  verify PAIR [--repair]   compare both accounts completely, writing nothing;\n"
                "                           --repair resyncs everything, then compares again\n"
                "  migrate SRC DST [--dry-run] [--delete] [--only P] [--exclude P] [--since D]\n"
@@ -97,6 +100,8 @@ int main(int argc, char **argv)
         return tb_cmd_migrate(&cli, n, rest);
     if (strcmp(cmd, "verify") == 0)
         return tb_cmd_verify(&cli, n, rest);
+    if (strcmp(cmd, "replica-init") == 0)
+        return tb_cmd_replica_init(&cli, n, rest);
     tb_log_error("unknown command '%s' (see twinbox --help)", cmd);
     return TB_EXIT_USAGE;
 }

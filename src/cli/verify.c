@@ -62,15 +62,10 @@ int tb_cmd_verify(const struct tb_cli *cli, int argc, char **argv)
     }
     char path[4096];
     struct tb_config *cfg;
-    int rc = tb_cli_config_load(cli, &cfg, path, sizeof(path));
+    const struct tb_pair *pair;
+    int rc = tb_cli_pair_find(cli, name, &cfg, &pair, path, sizeof(path));
     if (rc != TB_EXIT_OK)
         return rc;
-    const struct tb_pair *pair = tb_config_pair(cfg, name);
-    if (!pair) {
-        tb_log_error("%s: no [pair %s] section", path, name);
-        tb_config_free(cfg);
-        return TB_EXIT_CONFIG;
-    }
     struct tb_cli_pair cp;
     rc = tb_cli_pair_load(cfg, pair, &cp);
     if (rc == TB_EXIT_OK) {

@@ -84,18 +84,10 @@ int tb_cmd_watch(const struct tb_cli *cli, int argc, char **argv)
     }
     char path[4096];
     struct tb_config *cfg;
-    int rc = tb_cli_config_load(cli, &cfg, path, sizeof(path));
+    const struct tb_pair *pair;
+    int rc = tb_cli_pair_find(cli, name, &cfg, &pair, path, sizeof(path));
     if (rc != TB_EXIT_OK)
         return rc;
-    const struct tb_pair *pair = name                ? tb_config_pair(cfg, name)
-                                 : cfg->n_pairs == 1 ? cfg->pairs[0]
-                                                     : NULL;
-    if (!pair) {
-        tb_log_error("%s: %s", path,
-                     name ? "no such [pair] section" : "name the pair to watch (several pairs)");
-        tb_config_free(cfg);
-        return TB_EXIT_CONFIG;
-    }
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;

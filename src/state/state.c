@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 static const char *schema_v1 =
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -54,6 +54,11 @@ static const char *schema_v4 =
     "  reason TEXT NOT NULL, permanent INTEGER NOT NULL, attempts INTEGER NOT NULL,"
     "  run TEXT NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL,"
     "  PRIMARY KEY (mailbox, side, uid));";
+
+/* v5: replica mode's UID reservations (see tb_state_reserve_put, state/reserve.c). */
+static const char *schema_v5 = "CREATE TABLE reserve ("
+                               "  mailbox TEXT PRIMARY KEY, run TEXT NOT NULL,"
+                               "  uid INTEGER NOT NULL);";
 
 static int exec(struct tb_state *st, const char *sql)
 {
@@ -103,7 +108,7 @@ int tb_state_open(const char *path, struct tb_state **out, char *err, size_t err
         return -1;
     }
     /* Each step upgrades by one version in its own transaction. */
-    static const char **steps[] = {&schema_v1, &schema_v2, &schema_v3, &schema_v4};
+    static const char **steps[] = {&schema_v1, &schema_v2, &schema_v3, &schema_v4, &schema_v5};
     for (; v < SCHEMA_VERSION; v++) {
         char bump[64];
         snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", v + 1);

@@ -111,7 +111,7 @@ void tb_copy_add_at(struct tb_copy *cp, const struct tb_msg_info *m, uint32_t ta
     add(cp, m, target);
 }
 
-void tb_copy_set_displaced(struct tb_copy *cp, uint64_t *displaced)
+void tb_copy_set_displaced(struct tb_copy *cp, struct tb_uidset *displaced)
 {
     cp->displaced = displaced;
 }
@@ -128,6 +128,7 @@ static void copy_free(struct tb_copy *cp)
         tb_msg_info_clear(&cp->queue[i]);
     free(cp->queue);
     free(cp->target);
+    tb_uidset_free(&cp->misplaced);
     free(cp->mailbox);
     free(cp);
 }
@@ -178,8 +179,13 @@ static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void 
         if (uid == j->target) {
             cp->bytes += j->len;
             cp->done(cp->ud, j->m.uid, uid, j->m.flags);
-        } else if (cp->displaced) {
-            (*cp->displaced)++;
+        } else {
+            /* A copy under a UID the other side may give another message: expunged once the
+             * pipe is done (tb_copy_finish). The source still has it. */
+            if (uid)
+                tb_uidset_add(&cp->misplaced, uid);
+            if (cp->displaced)
+                tb_uidset_add(cp->displaced, j->m.uid);
         }
     } else if (r->status == TB_IMAP_OK) {
         uint32_t uid = appenduid(r);
@@ -210,12 +216,17 @@ static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void 
         /* NO or BAD for this message alone (too big, over quota, a flag it rejects): the
          * others go on. Nothing was stored (RFC 3501: a failed APPEND adds nothing). */
         char code[64];
-        /* Replica mode: a UID the server cannot give (below its UIDNEXT) is not this
-         * message's fault; the next pass gives it a new UID on both sides. */
-        bool uid_refused = j->target && r->text && strncmp(r->text, "XREPLICATE:", 11) == 0;
-        skip(cp, &j->m, !uid_refused, "APPEND refused by %s: %s %s%s", cp->dst->label,
-             r->status == TB_IMAP_NO ? "NO" : "BAD", tb_imap_code_prefix(r, code, sizeof(code)),
-             r->text);
+        /* Replica mode: a UID the server cannot give (below its UIDNEXT: something took it
+         * since the plan, such as a late APPEND of a killed run) is not this message's
+         * fault and no skip: the next pass sees both and plans again. */
+        if (j->target && r->text && strncmp(r->text, "XREPLICATE:", 11) == 0) {
+            if (cp->displaced)
+                tb_uidset_add(cp->displaced, j->m.uid);
+        } else {
+            skip(cp, &j->m, true, "APPEND refused by %s: %s %s%s", cp->dst->label,
+                 r->status == TB_IMAP_NO ? "NO" : "BAD", tb_imap_code_prefix(r, code, sizeof(code)),
+                 r->text);
+        }
     }
     job_done(j);
 }
@@ -361,6 +372,11 @@ int tb_copy_finish(struct tb_copy *cp, uint64_t *bytes)
     int rc = tb_store_wait(both, 2);
     if (rc == 0 && cp->unknown.n)
         rc = tb_copy_identify(cp);
+    if (rc == 0 && !tb_uidset_empty(&cp->misplaced)) {
+        tb_store_select(cp->dst, cp->mailbox);
+        tb_store_expunge(cp->dst, &cp->misplaced, NULL);
+        rc = tb_store_wait(both, 2);
+    }
     if (bytes)
         *bytes += cp->bytes;
     cp->finished = true;

@@ -20,7 +20,8 @@ struct tb_copy {
     struct tb_msg_info *queue;
     uint32_t *target; /* per queued copy: its UID on dst in replica mode, else 0 */
     size_t n, cap, next;
-    uint64_t *displaced;
+    struct tb_uidset *displaced; /* source UIDs of replica copies not placed as asked */
+    struct tb_uidset misplaced;  /* their UIDs on dst, where they landed elsewhere */
     int inflight;
     size_t bytes_held;
     uint64_t bytes;

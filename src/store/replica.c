@@ -65,6 +65,8 @@ static void identity_cmd(struct tb_store *s, const char *sub, const char *mailbo
         snprintf(out->why, sizeof(out->why), "read-only account");
         return;
     }
+    if (strcmp(sub, "RESET") == 0)
+        tb_store_leave(s, mailbox); /* Dovecot refuses it on the session's own selection */
     struct tb_cmd *cmd = tb_cmd_new("XREPLICATE");
     tb_cmd_atom(cmd, sub);
     tb_cmd_astring(cmd, mailbox);

@@ -208,7 +208,7 @@ void tb_store_create(struct tb_store *s, const char *mailbox, const char *specia
 /* Dovecot disconnects a client whose selected mailbox is deleted ("BYE Selected mailbox
  * was deleted"): leave it first. UNSELECT, not CLOSE: CLOSE would expunge the user's
  * \Deleted messages. */
-static void leave_mailbox(struct tb_store *s, const char *mailbox)
+void tb_store_leave(struct tb_store *s, const char *mailbox)
 {
     if (!s->selected || strcmp(s->selected, mailbox) != 0)
         return;
@@ -229,7 +229,7 @@ void tb_store_delete(struct tb_store *s, const char *mailbox)
 {
     if (!tb_store_writable(s, "DELETE"))
         return;
-    leave_mailbox(s, mailbox);
+    tb_store_leave(s, mailbox);
     char what[300];
     snprintf(what, sizeof(what), "mailbox %s: DELETE", mailbox);
     struct tb_cmd *cmd = tb_cmd_new("DELETE");
@@ -242,7 +242,7 @@ void tb_store_rename(struct tb_store *s, const char *from, const char *to)
 {
     if (!tb_store_writable(s, "RENAME"))
         return;
-    leave_mailbox(s, from);
+    tb_store_leave(s, from);
     char what[300];
     snprintf(what, sizeof(what), "mailbox %s: RENAME", from);
     struct tb_cmd *cmd = tb_cmd_new("RENAME");

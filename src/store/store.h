@@ -248,11 +248,12 @@ struct tb_copy *tb_copy_new(struct tb_store *src, struct tb_store *dst, const ch
 void tb_copy_add(struct tb_copy *cp, const struct tb_msg_info *m);
 /* Replica mode: the copy must get UID `target` on the destination (XREPLICATE UIDS before
  * its APPEND). Targets of one pipe must be added in ascending order. A copy the server
- * placed under another UID is reported neither done nor skipped but counted in *displaced
- * (tb_copy_set_displaced; the next pass finds it by identity), and one the server refused
- * for its UID (below UIDNEXT) is skipped as temporary. */
+ * placed under another UID (Dovecot renumbers at commit when a concurrent APPEND took it) is
+ * expunged there when the pipe finishes; one refused for its UID (below UIDNEXT) is not
+ * stored. Neither is reported done or skipped: the source UID goes into *displaced
+ * (tb_copy_set_displaced), so the caller keeps it in view and plans it again. */
 void tb_copy_add_at(struct tb_copy *cp, const struct tb_msg_info *m, uint32_t target);
-void tb_copy_set_displaced(struct tb_copy *cp, uint64_t *displaced);
+void tb_copy_set_displaced(struct tb_copy *cp, struct tb_uidset *displaced);
 /* The destination's UIDNEXT before the copies (at most): where a server without UIDPLUS
  * is searched for them. */
 void tb_copy_set_uid_floor(struct tb_copy *cp, uint32_t uid);

@@ -30,6 +30,9 @@ size_t tb_store_set_budget(const struct tb_store *s, size_t fixed);
 /* False (and the store failed) for a write to a read-only store: a migration's source is
  * never written, whatever the engine asks. */
 bool tb_store_writable(struct tb_store *s, const char *what);
+/* Leaves `mailbox` when it is the selected one (UNSELECT, never CLOSE: CLOSE would expunge the
+ * user's \Deleted messages): for commands Dovecot refuses, or disconnects for, on it. */
+void tb_store_leave(struct tb_store *s, const char *mailbox);
 /* Once a delta's commands completed: a consistent picture, or unreadable (delta.c). */
 void tb_store_delta_check(struct tb_delta *d);
 

@@ -52,6 +52,8 @@ bool tb_eng_wanted(struct ctx *x, const char *canon)
         if (!hit)
             return false;
     }
+    if (tb_eng_replica_temp(canon))
+        return false; /* replica-init's work on the target side */
     return tb_pair_wants(x->pair, canon);
 }
 
@@ -430,6 +432,8 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
     int rc = 0;
     for (size_t i = 0; i < n_ent && rc == 0; i++) {
         struct entry *e = &ent[i];
+        if (tb_eng_replica_temp(e->canon))
+            continue;
         int k = renamed_side(x, e); /* side where the old mailbox left the name */
         if (k < 0 || (x->mode && k != x->mode->source))
             continue;
@@ -449,7 +453,7 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
                                                               TB_XREP_DELETED, e->canon));
         for (size_t j = 0; j < n_ent; j++) {
             struct entry *f = &ent[j];
-            if (f->st || !f->box[k] || f->box[1 - k])
+            if (f->st || !f->box[k] || f->box[1 - k] || tb_eng_replica_temp(f->canon))
                 continue;
             if (known ? !new_name || strcmp(new_name, f->canon) != 0
                       : f->box[k]->uidvalidity != e->st->side[k].uidvalidity)
@@ -477,6 +481,35 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
     for (size_t d = 0; d < n_done; d++)
         free(done[d]);
     free(done);
+    return rc;
+}
+
+/* An interrupted replica-init left its names on a side: a sync would take the mailboxes it
+ * renamed away for deleted ones. Only replica-init goes on from there (rebuilding, then
+ * listing again). */
+static int replica_guard(struct ctx *x, const struct entry *ent, size_t n_ent)
+{
+    for (size_t i = 0; i < n_ent && !x->o->replica_init; i++)
+        if (tb_eng_replica_temp(ent[i].canon)) {
+            tb_error_set(x->err, TB_ERR_CONFLICT,
+                         "pair %s: mailbox %s is left from an interrupted replica-init; run "
+                         "twinbox replica-init %s --reference a|b again",
+                         x->pair->name, ent[i].canon, x->pair->name);
+            return tb_error_exit(TB_ERR_CONFLICT);
+        }
+    return 0;
+}
+
+static int replica_steps(struct ctx *x, struct entry **ent, size_t *n_ent)
+{
+    if (!x->o->replica_init || x->o->dry_run)
+        return 0;
+    int rebuilt = 0;
+    int rc = tb_eng_replica_init(x, *ent, *n_ent, x->o->reference, &rebuilt);
+    if (rc == 0 && rebuilt) {
+        free_entries(*ent, *n_ent);
+        rc = discover(x, ent, n_ent);
+    }
     return rc;
 }
 
@@ -511,6 +544,8 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
         goto out;
     }
     rc = discover(&x, &ent, &n_ent);
+    if (rc == 0)
+        rc = replica_guard(&x, ent, n_ent);
     if (rc == 0 && !o->dry_run) {
         int renamed = 0;
         rc = detect_renames(&x, ent, n_ent, &renamed);
@@ -527,6 +562,8 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
             rc = discover(&x, &ent, &n_ent);
         }
     }
+    if (rc == 0)
+        rc = replica_steps(&x, &ent, &n_ent);
     if (rc == 0)
         rc = tb_eng_survey(&x, ent, n_ent);
     if (rc != 0)
@@ -604,6 +641,8 @@ out:
     for (int k = 0; k < 2; k++)
         tb_store_free(&x.s[k]);
     uv_run(loop, UV_RUN_DEFAULT);
+    tb_uidset_free(&x.displaced[0]);
+    tb_uidset_free(&x.displaced[1]);
     return rc;
 }
 

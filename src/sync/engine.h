@@ -43,6 +43,10 @@ struct tb_sync_opts {
     const struct tb_sync_map *map; /* one-way: source names to destination names, or NULL */
     tb_folder_verdict_fn *verdict; /* one-way: called per folder after the run, or NULL */
     void *verdict_ud;
+    /* replica-init (pair in replica mode): the other side's mailboxes are rebuilt with the
+     * reference side's (0 a, 1 b) identity and UIDs before the run (sync/replica_init.c) */
+    bool replica_init;
+    int reference;
 };
 
 /* How a migration names the source's mailboxes on the destination (sync/mapping.c), in

@@ -75,7 +75,10 @@ struct ctx {
     size_t n_skipped, cap_skipped;
     uint32_t skip_uidvalidity[2];         /* of the current pass's sides */
     struct tb_replica_plan *replica_plan; /* replica mode: the moves whose copies are running */
-    const char *skip_mailbox;             /* canonical name of the current pass's mailbox */
+    /* Source UIDs per side of replica copies not placed under their UID. Owned by the run,
+     * not the pass: a copy's callback may still fire after a failed pass returned. */
+    struct tb_uidset displaced[2];
+    const char *skip_mailbox; /* canonical name of the current pass's mailbox */
 };
 
 /* One line into x->err from the failed store / the state's last error; the exit code. */
@@ -139,6 +142,11 @@ int tb_eng_replica_create(struct ctx *x, struct entry *e, int k, const char *wir
 /* A mailbox on both sides with different UIDVALIDITY or GUID: an empty side takes the
  * other's (*reset set: matched afresh), else it is left alone. Returns as create. */
 int tb_eng_replica_align(struct ctx *x, struct entry *e, bool *reset);
+/* replica_init.c: the names an interrupted replica-init leaves on the target side (never
+ * synchronised), and the rebuild of every mailbox whose identity differs from the
+ * reference side's; *rebuilt counts them (the listing is stale then). */
+bool tb_eng_replica_temp(const char *canon);
+int tb_eng_replica_init(struct ctx *x, struct entry *ent, size_t n_ent, int ref, int *rebuilt);
 /* Runs a replica pass: raises, stores, moves (two legs), raises; -1 when a store failed. */
 int tb_eng_replica_execute(struct ctx *x, const char *wire[2], struct tb_plan *p,
                            struct tb_replica_plan *rp, struct tb_delta *d[2],

@@ -159,9 +159,11 @@ static int commit_pass(struct ctx *x, struct entry *e, struct tb_delta *d[2], st
     bool keep = !tb_uidset_empty(&modified[0]) || !tb_uidset_empty(&modified[1]);
     for (int k = 0; k < 2; k++) {
         row.side[k].uidvalidity = d[k]->uidvalidity;
-        row.side[k].uidnext = keep ? (e->st ? e->st->side[k].uidnext : 0) : d[k]->uidnext;
+        /* (a reset pass has no previous values: its pairs are gone, so 0, a full listing) */
+        bool prev = e->st && !reset;
+        row.side[k].uidnext = keep ? (prev ? e->st->side[k].uidnext : 0) : d[k]->uidnext;
         row.side[k].highestmodseq =
-            keep ? (e->st ? e->st->side[k].highestmodseq : 0) : d[k]->highestmodseq;
+            keep ? (prev ? e->st->side[k].highestmodseq : 0) : d[k]->highestmodseq;
     }
     int r = tb_state_mailbox_put(x->st, &row);
     if (r == 0 && reset)
@@ -380,9 +382,9 @@ static int run_pass(struct ctx *x, struct entry *e, char *wire[2], struct tb_del
     } else {
         if (*writes)
             rc = record_intents(x, e->canon, &p);
-        if (rc == 0 && *writes &&
-            (x->pair->replica ? tb_eng_replica_execute(x, (const char **)wire, &p, &rp, d, modified)
-                              : execute(x, (const char **)wire, &p, d, modified)) < 0)
+        if (rc == 0 && *writes && x->pair->replica)
+            rc = tb_eng_replica_execute(x, (const char **)wire, &p, &rp, d, modified);
+        else if (rc == 0 && *writes && execute(x, (const char **)wire, &p, d, modified) < 0)
             rc = tb_eng_store_fail(x);
         if (rc == 0)
             rc = commit_pass(x, e, d, &p, modified, reset, subscribed, io->sus, io->gone);

@@ -15,6 +15,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A run that died may have left pinned APPENDs queued at a server, which could land after this
+ * run read the mailbox and, under a UID this run gives another message or plans again,
+ * leave a second copy. Its reservation says how high its UIDs went: both sides' UIDNEXT go
+ * past it first, so such an APPEND either landed before this run looks, or is refused. */
+static int fence(struct ctx *x)
+{
+    struct tb_state_reserve *v;
+    size_t n;
+    if (tb_state_reserves(x->st, &v, &n) < 0)
+        return tb_eng_state_fail(x, "read");
+    struct tb_replica_result *res = tb_xcalloc(2 * n + 1, sizeof(*res));
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < 2; k++) {
+            char *w = tb_name_wire(v[i].mailbox, tb_store_ns(&x->s[k]));
+            tb_store_replica_raise(&x->s[k], w, v[i].uid + 1, 0, &res[2 * i + k]);
+            free(w);
+        }
+    int rc = n && tb_store_wait(x->both, 2) < 0 ? tb_eng_store_fail(x) : 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        for (int k = 0; k < 2; k++)
+            if (res[2 * i + k].refused && !strstr(res[2 * i + k].code, "NONEXISTENT"))
+                tb_log_warn("pair %s: mailbox %s: %s: fencing an interrupted run's UIDs: %s",
+                            x->pair->name, v[i].mailbox, k ? "b" : "a", res[2 * i + k].why);
+        if (tb_state_reserve_done(x->st, v[i].mailbox, v[i].run) < 0)
+            rc = tb_eng_state_fail(x, "write");
+    }
+    free(res);
+    tb_state_reserves_free(v, n);
+    return rc;
+}
+
 int tb_eng_replica_check(struct ctx *x)
 {
     for (int k = 0; k < 2; k++) {
@@ -28,6 +59,21 @@ int tb_eng_replica_check(struct ctx *x)
                      x->pair->name, k ? "b" : "a", x->s[k].label);
         return tb_error_exit(TB_ERR_CONFIG);
     }
+    return x->o->dry_run ? 0 : fence(x);
+}
+
+/* Before a pass pins copies: the highest UID it may use, for fence() should it die. */
+static int reserve(struct ctx *x, const struct tb_replica_plan *rp)
+{
+    uint32_t top = 0;
+    for (size_t i = 0; i < rp->n; i++)
+        if (rp->mv[i].target > top)
+            top = rp->mv[i].target;
+    if (!top)
+        return 0;
+    if (tb_state_begin(x->st) < 0 ||
+        tb_state_reserve_put(x->st, x->skip_mailbox, x->run, top) < 0 || tb_state_commit(x->st) < 0)
+        return tb_eng_state_fail(x, "reserve");
     return 0;
 }
 
@@ -40,11 +86,12 @@ int tb_eng_replica_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *
     *renamed = 0;
     for (size_t i = 0; i < n_ent; i++) {
         struct entry *e = &ent[i];
-        if (!e->box[0] || e->box[1] || !e->box[0]->guid[0])
+        if (!e->box[0] || e->box[1] || !e->box[0]->guid[0] || tb_eng_replica_temp(e->canon))
             continue;
         for (size_t j = 0; j < n_ent; j++) {
             struct entry *f = &ent[j];
-            if (f->box[0] || !f->box[1] || strcmp(f->box[1]->guid, e->box[0]->guid) != 0)
+            if (f->box[0] || !f->box[1] || strcmp(f->box[1]->guid, e->box[0]->guid) != 0 ||
+                tb_eng_replica_temp(f->canon))
                 continue;
             char *to = tb_name_wire(e->canon, tb_store_ns(&x->s[1]));
             printf("%s: one mailbox named %s on b; renaming it there (replica: one GUID, one "
@@ -193,7 +240,7 @@ static int cmp_target(const void *a, const void *b)
 
 /* One stage's copies into side k, in ascending target order. */
 static int stage_copies(struct ctx *x, const char *wire[2], struct tb_replica_plan *rp, int stage,
-                        int k, uint64_t *displaced)
+                        int k, struct tb_uidset *displaced)
 {
     const struct tb_replica_move **v = tb_xmalloc((rp->n + 1) * sizeof(*v));
     size_t n = 0;
@@ -222,22 +269,30 @@ static int stage_copies(struct ctx *x, const char *wire[2], struct tb_replica_pl
     return rc;
 }
 
+/* A copy not placed under its UID leaves its source UID in `modified` of the source side:
+ * the pass then keeps the mailbox's old numbers (commit_pass), so the next pass sees the
+ * message, and whatever took its UID, as new again. */
 static int stages(struct ctx *x, const char *wire[2], struct tb_replica_plan *rp,
                   struct tb_uidset modified[2])
 {
-    uint64_t displaced = 0;
     int rc = 0;
     for (int stage = 1; stage <= 3 && rc == 0; stage++) {
         stage_expunges(x, rp, stage, modified);
         for (int k = 0; k < 2 && rc == 0; k++)
-            rc = stage_copies(x, wire, rp, stage, k, &displaced);
+            rc = stage_copies(x, wire, rp, stage, k, &x->displaced[1 - k]);
         if (rc == 0)
             rc = tb_store_wait(x->both, 2);
     }
-    if (displaced)
-        tb_log_warn("pair %s: %" PRIu64 " copies got another UID than asked (a delivery took "
-                    "it); moved next pass",
-                    x->pair->name, displaced);
+    uint64_t n = 0;
+    for (int k = 0; k < 2; k++) {
+        n += tb_uidset_count(&x->displaced[k]);
+        tb_uidset_add_set(&modified[k], &x->displaced[k]);
+        tb_uidset_clear(&x->displaced[k]);
+    }
+    if (n)
+        tb_log_warn("pair %s: %" PRIu64 " copies could not take the UID planned (something "
+                    "took it meanwhile); planned again next pass",
+                    x->pair->name, n);
     return rc;
 }
 
@@ -245,6 +300,9 @@ int tb_eng_replica_execute(struct ctx *x, const char *wire[2], struct tb_plan *p
                            struct tb_replica_plan *rp, struct tb_delta *d[2],
                            struct tb_uidset modified[2])
 {
+    int rc = reserve(x, rp);
+    if (rc != 0)
+        return rc;
     const struct tb_delta *cd[2] = {d[0], d[1]};
     bool writes[2];
     struct tb_replica_result res[2];
@@ -257,20 +315,23 @@ int tb_eng_replica_execute(struct ctx *x, const char *wire[2], struct tb_plan *p
             tb_store_replica_raise(&x->s[k], wire[k], 0, rp->highestmodseq, &res[k]);
     }
     if (tb_store_wait(x->both, 2) < 0)
-        return -1;
+        return tb_eng_store_fail(x);
     for (int k = 0; k < 2; k++)
         if (res[k].refused) {
             tb_store_fail(&x->s[k], TB_ERR_PROTOCOL, "mailbox %s: XREPLICATE RAISE: %s", wire[k],
                           res[k].why);
-            return -1;
+            return tb_eng_store_fail(x);
         }
     for (int k = 0; k < 2; k++)
         if (writes[k] || rp->n) /* a source of copies is selected too */
             tb_store_select(&x->s[k], wire[k]);
     tb_eng_apply_stores(x, p, d, modified);
     x->replica_plan = rp;
-    int rc = stages(x, wire, rp, modified);
+    rc = stages(x, wire, rp, modified);
     x->replica_plan = NULL;
+    /* every pinned APPEND was answered: nothing of this pass can land later */
+    if (rc == 0 && tb_state_reserve_done(x->st, x->skip_mailbox, x->run) < 0)
+        return tb_eng_state_fail(x, "reserve");
     for (size_t i = 0; i < rp->n; i++)
         x->stats->renumbered += rp->mv[i].second_leg && rp->mv[i].landed;
     /* After the appends: no side may hand out a UID the other has used. */
@@ -281,10 +342,8 @@ int tb_eng_replica_execute(struct ctx *x, const char *wire[2], struct tb_plan *p
     if (rc == 0)
         rc = tb_store_wait(x->both, 2);
     for (int k = 0; rc == 0 && k < 2; k++)
-        if (res[k].refused) {
+        if (res[k].refused)
             tb_store_fail(&x->s[k], TB_ERR_PROTOCOL, "mailbox %s: XREPLICATE RAISE: %s", wire[k],
                           res[k].why);
-            rc = -1;
-        }
-    return rc;
+    return rc == 0 && !x->s[0].failed && !x->s[1].failed ? 0 : tb_eng_store_fail(x);
 }

@@ -15,6 +15,7 @@ import time
 
 from tests.fixture import imapcheck as ic
 from tests.integration.common import TestCase, binary, twinbox
+from tests.fixture.dovecot import available, plugin_dir_for
 from tests.integration.test_xreplicate import make_dovecot
 
 STATUS_RE = re.compile(rb"\((.*)\)\s*$")
@@ -55,10 +56,11 @@ def msg(msgid, body="hello"):
 class ReplicaBase(TestCase):
     maxDiff = None
     tcp = False
+    versions = (None, None)  # the fixture's default on both sides
 
     def setUp(self):
-        self.a = make_dovecot(True, users={"alice": "secret"})
-        self.b = make_dovecot(True, users={"alice": "secret"})
+        self.a = make_dovecot(True, version=self.versions[0], users={"alice": "secret"})
+        self.b = make_dovecot(True, version=self.versions[1], users={"alice": "secret"})
         self.a.start()
         self.b.start()
         self.tmp = tempfile.TemporaryDirectory()
@@ -115,10 +117,17 @@ class ReplicaBase(TestCase):
         vb, nb = replica_view(self.b)
         self.assertEqual(sorted(va), sorted(vb), what)
         for name in va:
-            self.assertEqual(va[name], vb[name], f"{what}: mailbox {name} differs")
+            if va[name] != vb[name]:
+                ma, mb = va[name][2], vb[name][2]
+                diff = {u: (ma.get(u), mb.get(u)) for u in set(ma) | set(mb)
+                        if ma.get(u) != mb.get(u)}
+                self.fail(f"{what}: mailbox {name} differs: identity a {va[name][:2]} "
+                          f"b {vb[name][:2]}; UID: (a, b) {dict(sorted(diff.items())[:12])}"
+                          f" ({len(diff)} UIDs differ)")
             uv, guid, msgs = va[name]
             ids = [m[0] for m in msgs.values()]
-            self.assertEqual(len(ids), len(set(ids)), f"{what}: duplicate in {name}")
+            dups = sorted((mid, u) for u, (mid, _f) in msgs.items() if ids.count(mid) > 1)
+            self.assertEqual(dups, [], f"{what}: duplicates in {name} (message, UID)")
             for uid, (mid, _flags) in msgs.items():
                 key = (guid, uv, uid)
                 old = self.history.setdefault(key, mid)
@@ -391,3 +400,117 @@ class TcpTest(ReplicaBase):
         self.append(self.b, "Other", 1)
         self.sync()
         self.assertReplica("conflict")
+
+
+class ReplicaInitTest(ReplicaBase):
+    """replica-init on a pair synchronised without replica mode: b's mailboxes take a's
+    identity and UIDs; nothing is lost or duplicated, a's UIDs do not change (but for
+    INBOX messages below b's old UIDNEXT), b's own new messages survive."""
+    SIZES = {"INBOX": 400, "Work": 400, "Lists": 400, "Archive.2025": 400, "Sent": 400}
+
+    def prepare(self):
+        alive = set()
+        for i, (box, n) in enumerate(self.SIZES.items()):
+            alive.update(ic.load_messages(self.a, "alice", box, n, size=600, seed=i))
+        # UID gaps on a, so a's and b's UIDs differ after a plain sync
+        c = self.a.client("alice")
+        for box in self.SIZES:
+            c.select(ic.quote(box))
+            c.uid("STORE", "1:40", "+FLAGS", "(\\Deleted)")
+            c.uid("EXPUNGE", "1:40")
+            c.close()
+        c.logout()
+        self.write_config(replica="no")
+        self.sync()
+        self.write_config(replica="yes")
+        # b's own new mail after the last plain sync, and a flag change on a
+        extra = self.append(self.b, "INBOX", 2) + self.append(self.b, "Work", 3)
+        snap = {box: rows for box, rows in ic.snapshot(self.a, "alice").items()}
+        present = {r[0] for rows in snap.values() for r in rows}
+        return present | set(extra), extra
+
+    def a_uids(self):
+        v, _ = replica_view(self.a)
+        return {box: {u: m[0] for u, m in msgs.items()} for box, (_uv, _g, msgs) in v.items()}
+
+    def check(self, expected, before):
+        r = twinbox("-c", self.cfg, "sync", timeout=600)
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("copied a->b 0, b->a 0", r.out, r)
+        v = self.assertReplica("after replica-init")
+        present = [m[0] for box in v.values() for m in box[2].values()]
+        self.assertEqual(len(present), len(set(present)), "duplicate")
+        self.assertEqual(set(present), expected, "lost or extra messages")
+        after = self.a_uids()
+        for box in self.SIZES:
+            if box != "INBOX":
+                for uid, mid in before[box].items():
+                    self.assertEqual(after[box].get(uid), mid, f"a's {box} UID {uid} changed")
+
+    def test_replica_init_2000_messages(self):
+        expected, extra = self.prepare()
+        before = self.a_uids()
+        r = twinbox("-c", self.cfg, "sync", timeout=600)
+        self.assertEqual(r.code, 5, r)  # replica mode refuses the unconverted pair
+        self.assertIn("replica-init", r.err)
+        r = twinbox("-c", self.cfg, "replica-init", "p", "--reference", "a", timeout=900)
+        self.assertEqual(r.code, 0, r)
+        self.check(expected, before)
+
+    def test_replica_init_killed_midway_and_rerun(self):
+        expected, extra = self.prepare()
+        before = self.a_uids()
+        rnd = random.Random(int(os.environ.get("TWINBOX_TEST_SEED", "11")))
+        log = []
+        for _ in range(4):
+            with tempfile.TemporaryFile("w+") as out:
+                p = subprocess.Popen([binary("twinbox"), "-c", self.cfg, "replica-init", "p",
+                                      "--reference", "a"],
+                                     stdout=out, stderr=subprocess.STDOUT, text=True)
+                time.sleep(rnd.uniform(0.2, 2.5))
+                if p.poll() is None:
+                    p.send_signal(signal.SIGKILL)
+                p.wait(timeout=300)
+                out.seek(0)
+                log.append("init: " + out.read())
+            # an interrupted init is never synchronised as if its mailboxes were deleted
+            r = twinbox("-c", self.cfg, "sync", timeout=600)
+            log.append(f"sync: {r}")
+            self.assertIn(r.code, (0, 5, 7), r)
+        r = twinbox("-c", self.cfg, "replica-init", "p", "--reference", "a", timeout=900)
+        log.append(f"init: {r}")
+        self.assertEqual(r.code, 0, r)
+        try:
+            self.check(expected, before)
+        except AssertionError:
+            print("\n".join(log))
+            raise
+
+
+class MixedVersionsTest(ReplicaBase):
+    """A 2.3 server paired with a 2.4 one (the upgrade path): the same guarantees."""
+    versions = ("2.3", "2.4")
+
+    def setUp(self):
+        if not available("2.4") or not plugin_dir_for("2.4") or not plugin_dir_for("2.3"):
+            self.skipTest("needs Dovecot 2.4 and the plugin built for 2.3 and 2.4 "
+                          "($TWINBOX_PLUGIN_DIR_23, $TWINBOX_PLUGIN_DIR_24)")
+        super().setUp()
+
+    def test_initial_conflict_and_expunge_across_versions(self):
+        self.append(self.a, "INBOX", 4)
+        self.append(self.b, "Notes", 3)
+        self.sync()
+        self.assertReplica("first")
+        self.append(self.a, "INBOX", 2)
+        self.append(self.b, "INBOX", 2)
+        c = self.b.client("alice")
+        c.select("Notes")
+        c.uid("STORE", "2", "+FLAGS", "(\\Deleted)")
+        c.uid("EXPUNGE", "2")
+        c.logout()
+        r = self.sync()
+        self.assertIn("new UIDs", r.out)
+        v = self.assertReplica("conflict")
+        self.assertEqual(len(v["INBOX"][2]), 8)
+        self.assertEqual(sorted(v["Notes"][2]), [1, 3])

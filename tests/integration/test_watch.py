@@ -146,7 +146,7 @@ class WatchTest(TestCase):
         self.assertOneLineError(r, "usage")
         self.assertEqual(r.code, 2)
         r = twinbox("-c", self.cfg, "watch", "nope")
-        self.assertOneLineError(r, "no such [pair] section")
+        self.assertOneLineError(r, "no [pair nope] section")
         self.assertEqual(r.code, 3)
 
 
