@@ -28,6 +28,7 @@
 #include "twinbox/log.h"
 #include "twinbox/state.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -527,7 +528,11 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
                     .err = err,
                     .may_defer = !o->dry_run};
     tb_error_clear(err);
-    snprintf(x.run, sizeof(x.run), "%lld-%d", (long long)time(NULL), (int)getpid());
+    /* Unique per run, not per second: a migration retries within the same second, and a
+     * failed attempt's intents must be another run's (suspects) to its retry. */
+    static atomic_uint runs;
+    snprintf(x.run, sizeof(x.run), "%lld-%d-%u", (long long)time(NULL), (int)getpid(),
+             atomic_fetch_add(&runs, 1));
     struct tb_plan_mode mode = {o->source, o->mirror, o->since, o->before, o->max_size};
     if (o->one_way)
         x.mode = &mode;
