@@ -55,6 +55,10 @@ int tb_cli_pair_load(const struct tb_config *cfg, const struct tb_pair *pair,
 void tb_cli_pair_free(struct tb_cli_pair *p);
 
 struct tb_sync_opts;
+struct tb_sync_event;
+/* The terminal rendering of the engine's events (cli/events.c): tb_sync_event_fn, ud
+ * unused. tb_cli_run_pair uses it when the options name no callback. */
+void tb_cli_on_event(void *ud, const struct tb_sync_event *ev);
 /* One sync run of a pair, with its lock, state and summary line; returns an exit code. */
 int tb_cli_sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
                     const struct tb_sync_opts *o);

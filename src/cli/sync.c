@@ -137,7 +137,10 @@ int tb_cli_run_pair(const struct tb_pair *pair, const struct tb_account *acct[2]
     struct tb_sync_stats stats = {0};
     double t0 = now();
     struct tb_error e;
-    rc = tb_sync_pair(&loop, pair, acct, pws, st, o, &stats, &e);
+    struct tb_sync_opts ro = *o;
+    if (!ro.on_event)
+        ro.on_event = tb_cli_on_event;
+    rc = tb_sync_pair(&loop, pair, acct, pws, st, &ro, &stats, &e);
     uv_loop_close(&loop);
     print_guard(pair, o, &stats);
     if (rc == TB_EXIT_OK)

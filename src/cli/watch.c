@@ -40,8 +40,8 @@ static int wait_change(const struct tb_config *cfg, const struct tb_pair *pair, 
         uv_loop_t loop;
         uv_loop_init(&loop);
         const char *pws[2] = {cp.pw[0], cp.pw[1]};
-        r = tb_watch_wait(&loop, pair, cp.acct, pws, st, interval, &stop_requested, &watched, err,
-                          sizeof(err));
+        r = tb_watch_wait(&loop, pair, cp.acct, pws, st, interval, &stop_requested, tb_cli_on_event,
+                          NULL, &watched, err, sizeof(err));
         uv_loop_close(&loop);
         tb_state_close(st);
         if (r < 0)

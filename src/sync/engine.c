@@ -25,7 +25,6 @@
 #include "twinbox/config.h"
 #include "twinbox/exit.h"
 #include "twinbox/imap.h"
-#include "twinbox/log.h"
 #include "twinbox/state.h"
 
 #include <stdatomic.h>
@@ -87,7 +86,9 @@ static bool unchanged(const struct entry *e)
  * goes there too. */
 static int delete_other(struct ctx *x, struct entry *e, int g)
 {
-    printf("%s: deleted on %s, deleting on %s\n", tb_eng_show(e), g ? "b" : "a", g ? "a" : "b");
+    struct tb_sync_event ev = {.kind = TB_SYNC_EV_DELETE, .mailbox = tb_eng_show(e), .side = 1 - g};
+    tb_eng_emit(x, &ev, "%s: deleted on %s, deleting on %s", ev.mailbox, g ? "b" : "a",
+                g ? "a" : "b");
     if (x->o->dry_run)
         return 0;
     char *w = tb_eng_wire(x, e, 1 - g);
@@ -111,8 +112,12 @@ static int create_and_subscribe(struct ctx *x, struct entry *e, const bool prese
         if (x->mode && k == x->mode->source)
             continue; /* one-way: the source is only read */
         if (x->o->dry_run) {
-            printf("%s: %s on %s\n", tb_eng_show(e), present[k] ? "subscribe" : "create",
-                   k ? "b" : "a");
+            struct tb_sync_event ev = {.kind =
+                                           present[k] ? TB_SYNC_EV_SUBSCRIBE : TB_SYNC_EV_CREATE,
+                                       .mailbox = tb_eng_show(e),
+                                       .side = k};
+            tb_eng_emit(x, &ev, "%s: %s on %s", ev.mailbox, present[k] ? "subscribe" : "create",
+                        k ? "b" : "a");
             continue;
         }
         char *w = tb_eng_wire(x, e, k);
@@ -211,9 +216,15 @@ static int sync_entry(struct ctx *x, struct entry *e)
         /* Not created in a dry run, so not read either: its messages would all be copied
          * (the filters of a migration are not applied to this estimate). */
         int k = present[0] ? 1 : 0;
-        if (!x->mode || k != x->mode->source)
-            printf("%s: copy a->b %u, b->a %u (a mailbox to create; before filters)\n",
-                   tb_eng_show(e), k ? e->box[0]->messages : 0, k ? 0 : e->box[1]->messages);
+        if (!x->mode || k != x->mode->source) {
+            struct tb_sync_event ev = {
+                .kind = TB_SYNC_EV_ESTIMATE,
+                .mailbox = tb_eng_show(e),
+                .side = k,
+                .copies = {k ? 0 : e->box[1]->messages, k ? e->box[0]->messages : 0}};
+            tb_eng_emit(x, &ev, "%s: copy a->b %u, b->a %u (a mailbox to create; before filters)",
+                        ev.mailbox, k ? e->box[0]->messages : 0, k ? 0 : e->box[1]->messages);
+        }
         return 0;
     }
     if (rc != 0)
@@ -241,17 +252,14 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* One terminal line, rewritten in place: mailboxes, messages and bytes, rate, ETA. The
- * ETA extrapolates from the share of mailboxes done: rough, but needs no pre-scan. */
-static void progress(const char *pair, const struct tb_sync_stats *st, double t0)
+/* A mailbox done (PROGRESS), or all of them (PROGRESS_END): the caller may show a rate. */
+static void progress(struct ctx *x, enum tb_sync_event_kind kind, double t0)
 {
-    double dt = now() - t0, mb = (double)st->bytes / 1e6;
-    double eta = st->mailboxes_done ? dt * (double)(st->mailboxes_total - st->mailboxes_done) /
-                                          (double)st->mailboxes_done
-                                    : 0;
-    fprintf(stderr, "\r%s: %llu/%llu mailboxes, %llu messages, %.1f MB, %.1f MB/s, ETA %.0fs\033[K",
-            pair, (unsigned long long)st->mailboxes_done, (unsigned long long)st->mailboxes_total,
-            (unsigned long long)(st->copied[0] + st->copied[1]), mb, dt > 0 ? mb / dt : 0, eta);
+    if (!x->o->on_event)
+        return;
+    struct tb_sync_event ev = {
+        .kind = kind, .pair = x->pair->name, .side = -1, .stats = x->stats, .elapsed = now() - t0};
+    x->o->on_event(x->o->event_ud, &ev);
 }
 
 const char *tb_eng_show(struct entry *e)
@@ -288,13 +296,47 @@ static void unrepresentable(struct ctx *x, struct entry *ent, size_t n_ent)
                 continue;
             }
             if (tb_eng_wanted(x, ent[i].canon)) {
-                tb_log_warn("pair %s: mailbox %s cannot exist on %s (%s); left alone",
+                tb_eng_warn(x, ent[i].canon,
+                            "pair %s: mailbox %s cannot exist on %s (%s); left alone",
                             x->pair->name, ent[i].canon, k ? "b" : "a", why);
                 x->stats->unsyncable_mailboxes++;
             }
             ent[i].skip = true;
         }
     }
+}
+
+/* One-way: the destination name of the source's mailbox b (canon: its canonical name,
+ * taken). A folder left out is still listed under its own name: one not selected is never
+ * taken for one deleted on the source (tb_eng_wanted says no to it). */
+static char *source_name(struct ctx *x, struct entry *ent, size_t n_ent,
+                         const struct tb_mbox_info *b, char *canon)
+{
+    int k = x->mode->source;
+    char *mapped = tb_eng_map(x, b, canon);
+    const struct tb_sync_map *mp = x->o->map;
+    if (!mapped || (mp && mp->subscribed_only && !b->subscribed && strcmp(canon, "INBOX") != 0)) {
+        free(mapped);
+        x->mapped = tb_xrealloc(x->mapped, (x->n_mapped + 1) * sizeof(*x->mapped));
+        x->mapped[x->n_mapped].from = tb_xstrdup(canon);
+        x->mapped[x->n_mapped++].to = NULL;
+        mapped = tb_xstrdup(canon);
+    }
+    struct entry *taken = find_entry(ent, n_ent, mapped);
+    if (taken && taken->box[k]) {
+        /* Two source folders onto one name: the second keeps its own. */
+        tb_eng_warn(x, NULL, "pair %s: mailbox %s would go to %s like %s; kept as %s",
+                    x->pair->name, canon, mapped, taken->box[k]->name, canon);
+        free(mapped);
+        mapped = tb_xstrdup(canon);
+    }
+    if (mapped && strcmp(mapped, canon) != 0) {
+        x->mapped = tb_xrealloc(x->mapped, (x->n_mapped + 1) * sizeof(*x->mapped));
+        x->mapped[x->n_mapped].from = tb_xstrdup(canon);
+        x->mapped[x->n_mapped++].to = tb_xstrdup(mapped);
+    }
+    free(canon);
+    return mapped;
 }
 
 /* LIST-STATUS (or X-REPLICATE) on both sides and the state's mailboxes, joined by
@@ -317,12 +359,13 @@ static int discover(struct ctx *x, struct entry **out, size_t *n_out)
     x->n_mapped = 0; /* made again from this listing */
     for (int k = 0; k < 2; k++) {
         const struct tb_ns *ns = tb_store_ns(&x->s[k]);
-        tb_log_debug(1, "pair %s: %s: %s; discovery %s; namespace \"%s\" separator '%c'%s",
-                     x->pair->name, k ? "b" : "a", tb_strategy_name(tb_store_strategy(&x->s[k])),
-                     tb_imap_has_cap(x->s[k].c, "LIST-STATUS") ? "LIST-STATUS"
-                                                               : "LIST, LSUB and STATUS",
-                     ns->prefix, ns->sep ? ns->sep : '-',
-                     tb_imap_has_cap(x->s[k].c, "UIDPLUS") ? "" : "; no UIDPLUS");
+        struct tb_sync_event ev = {.kind = TB_SYNC_EV_DEBUG, .side = k, .level = 1};
+        tb_eng_emit(x, &ev, "pair %s: %s: %s; discovery %s; namespace \"%s\" separator '%c'%s",
+                    x->pair->name, k ? "b" : "a", tb_strategy_name(tb_store_strategy(&x->s[k])),
+                    tb_imap_has_cap(x->s[k].c, "LIST-STATUS") ? "LIST-STATUS"
+                                                              : "LIST, LSUB and STATUS",
+                    ns->prefix, ns->sep ? ns->sep : '-',
+                    tb_imap_has_cap(x->s[k].c, "UIDPLUS") ? "" : "; no UIDPLUS");
     }
     if (tb_state_mailboxes(x->st, &smb, &n_smb) < 0)
         return tb_eng_state_fail(x, "read");
@@ -339,39 +382,12 @@ static int discover(struct ctx *x, struct entry **out, size_t *n_out)
                 /* Other namespaces are not the account's own mail: left out quietly. */
                 if (strcmp(why, "in another user's or a shared namespace") != 0 &&
                     strcmp(why, "outside the personal namespace") != 0)
-                    tb_log_warn("pair %s: mailbox %s on %s: %s; left out", x->pair->name, b->name,
-                                k ? "b" : "a", why);
+                    tb_eng_warn(x, NULL, "pair %s: mailbox %s on %s: %s; left out", x->pair->name,
+                                b->name, k ? "b" : "a", why);
                 continue;
             }
-            if (x->mode && k == x->mode->source) {
-                char *mapped = tb_eng_map(x, b, canon);
-                const struct tb_sync_map *mp = x->o->map;
-                if (!mapped ||
-                    (mp && mp->subscribed_only && !b->subscribed && strcmp(canon, "INBOX") != 0)) {
-                    /* Left out, but still listed: a folder not selected is never taken for
-                     * one deleted on the source (tb_eng_wanted says no to it). */
-                    free(mapped);
-                    x->mapped = tb_xrealloc(x->mapped, (x->n_mapped + 1) * sizeof(*x->mapped));
-                    x->mapped[x->n_mapped].from = tb_xstrdup(canon);
-                    x->mapped[x->n_mapped++].to = NULL;
-                    mapped = tb_xstrdup(canon);
-                }
-                struct entry *taken = find_entry(ent, n_ent, mapped);
-                if (taken && taken->box[k]) {
-                    /* Two source folders onto one name: the second keeps its own. */
-                    tb_log_warn("pair %s: mailbox %s would go to %s like %s; kept as %s",
-                                x->pair->name, canon, mapped, taken->box[k]->name, canon);
-                    free(mapped);
-                    mapped = tb_xstrdup(canon);
-                }
-                if (mapped && strcmp(mapped, canon) != 0) {
-                    x->mapped = tb_xrealloc(x->mapped, (x->n_mapped + 1) * sizeof(*x->mapped));
-                    x->mapped[x->n_mapped].from = tb_xstrdup(canon);
-                    x->mapped[x->n_mapped++].to = tb_xstrdup(mapped);
-                }
-                free(canon);
-                canon = mapped;
-            }
+            if (x->mode && k == x->mode->source)
+                canon = source_name(x, ent, n_ent, b, canon);
             struct entry *e = find_entry(ent, n_ent, canon);
             if (!e) {
                 e = &ent[n_ent++];
@@ -461,8 +477,12 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
                 continue;
             char *from = tb_eng_wire(x, e, 1 - k);
             char *to = tb_name_wire(f->canon, tb_store_ns(&x->s[1 - k]));
-            printf("%s: renamed on %s to %s, renaming on %s\n", tb_eng_show(e), k ? "b" : "a",
-                   tb_eng_show(f), k ? "a" : "b");
+            struct tb_sync_event ev = {.kind = TB_SYNC_EV_RENAME,
+                                       .mailbox = tb_eng_show(e),
+                                       .to = tb_eng_show(f),
+                                       .side = 1 - k};
+            tb_eng_emit(x, &ev, "%s: renamed on %s to %s, renaming on %s", ev.mailbox,
+                        k ? "b" : "a", ev.to, k ? "a" : "b");
             tb_store_rename(&x->s[1 - k], from, to);
             free(from);
             free(to);
@@ -514,6 +534,64 @@ static int replica_steps(struct ctx *x, struct entry **ent, size_t *n_ent)
     return rc;
 }
 
+/* Renames found on one side done on the other (and replica mode's one-GUID-one-name
+ * renames); the listing is taken again after any. */
+static int renames(struct ctx *x, struct entry **ent, size_t *n_ent)
+{
+    int renamed = 0;
+    int rc = detect_renames(x, *ent, *n_ent, &renamed);
+    x->stats->renamed += (uint64_t)renamed;
+    if (rc == 0 && renamed) {
+        free_entries(*ent, *n_ent);
+        rc = discover(x, ent, n_ent);
+    }
+    if (rc == 0 && x->pair->replica)
+        rc = tb_eng_replica_renames(x, *ent, *n_ent, &renamed);
+    if (rc == 0 && x->pair->replica && renamed) {
+        x->stats->renamed += (uint64_t)renamed;
+        free_entries(*ent, *n_ent);
+        rc = discover(x, ent, n_ent);
+    }
+    return rc;
+}
+
+/* Every wanted mailbox synced, in order (see below), then the run's positions and a
+ * migration's verdicts; progress reported after each mailbox. */
+static int run_entries(struct ctx *x, struct entry *ent, size_t n_ent)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n_ent; i++)
+        if (tb_eng_wanted(x, ent[i].canon))
+            x->stats->mailboxes_total++;
+    double t0 = now();
+    /* Mailboxes gone on one side last and children first, so a parent is deleted after
+     * its children (a server may refuse, or keep, a parent that still has children). */
+    /* Classified once, before anything runs: syncing an entry gives it a state row. */
+    bool *late = tb_xcalloc(n_ent + 1, sizeof(bool));
+    for (size_t j = 0; j < n_ent; j++)
+        late[j] = ent[j].st && (ent[j].box[0] == NULL) != (ent[j].box[1] == NULL);
+    for (int phase = 0; phase < 2 && rc == 0; phase++) {
+        for (size_t j = 0; j < n_ent && rc == 0; j++) {
+            size_t idx = phase ? n_ent - 1 - j : j;
+            struct entry *e = &ent[idx];
+            if (late[idx] != (phase == 1) || !tb_eng_wanted(x, e->canon))
+                continue;
+            rc = sync_entry(x, e);
+            x->stats->mailboxes_done++;
+            progress(x, TB_SYNC_EV_PROGRESS, t0);
+        }
+        if (rc == 0)
+            rc = tb_eng_settle_deferred(x, ent, n_ent);
+    }
+    free(late);
+    if (rc == 0 && !x->o->dry_run)
+        rc = tb_eng_record_positions(x, ent, n_ent);
+    if (rc == 0 && !x->o->dry_run && x->mode && x->o->verdict)
+        rc = tb_eng_verdict(x, ent, n_ent);
+    progress(x, TB_SYNC_EV_PROGRESS_END, t0);
+    return rc;
+}
+
 int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_account *acct[2],
                  const char *password[2], struct tb_state *st, const struct tb_sync_opts *o,
                  struct tb_sync_stats *stats, struct tb_error *err)
@@ -551,58 +629,15 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
     rc = discover(&x, &ent, &n_ent);
     if (rc == 0)
         rc = replica_guard(&x, ent, n_ent);
-    if (rc == 0 && !o->dry_run) {
-        int renamed = 0;
-        rc = detect_renames(&x, ent, n_ent, &renamed);
-        stats->renamed += (uint64_t)renamed;
-        if (rc == 0 && renamed) {
-            free_entries(ent, n_ent);
-            rc = discover(&x, &ent, &n_ent);
-        }
-        if (rc == 0 && pair->replica)
-            rc = tb_eng_replica_renames(&x, ent, n_ent, &renamed);
-        if (rc == 0 && pair->replica && renamed) {
-            stats->renamed += (uint64_t)renamed;
-            free_entries(ent, n_ent);
-            rc = discover(&x, &ent, &n_ent);
-        }
-    }
+    if (rc == 0 && !o->dry_run)
+        rc = renames(&x, &ent, &n_ent);
     if (rc == 0)
         rc = replica_steps(&x, &ent, &n_ent);
     if (rc == 0)
         rc = tb_eng_survey(&x, ent, n_ent);
     if (rc != 0)
         goto out;
-    for (size_t i = 0; i < n_ent; i++)
-        if (tb_eng_wanted(&x, ent[i].canon))
-            stats->mailboxes_total++;
-    bool tty = isatty(2);
-    double t0 = now();
-    /* Mailboxes gone on one side last and children first, so a parent is deleted after
-     * its children (a server may refuse, or keep, a parent that still has children). */
-    /* Classified once, before anything runs: syncing an entry gives it a state row. */
-    bool *late = tb_xcalloc(n_ent + 1, sizeof(bool));
-    for (size_t j = 0; j < n_ent; j++)
-        late[j] = ent[j].st && (ent[j].box[0] == NULL) != (ent[j].box[1] == NULL);
-    for (int phase = 0; phase < 2 && rc == 0; phase++) {
-        for (size_t j = 0; j < n_ent && rc == 0; j++) {
-            size_t idx = phase ? n_ent - 1 - j : j;
-            struct entry *e = &ent[idx];
-            if (late[idx] != (phase == 1) || !tb_eng_wanted(&x, e->canon))
-                continue;
-            rc = sync_entry(&x, e);
-            stats->mailboxes_done++;
-            if (tty)
-                progress(pair->name, stats, t0);
-        }
-        if (rc == 0)
-            rc = tb_eng_settle_deferred(&x, ent, n_ent);
-    }
-    free(late);
-    if (rc == 0 && !o->dry_run)
-        rc = tb_eng_record_positions(&x, ent, n_ent);
-    if (rc == 0 && !o->dry_run && x.mode && o->verdict)
-        rc = tb_eng_verdict(&x, ent, n_ent);
+    rc = run_entries(&x, ent, n_ent);
     if (rc == 0 && stats->unsyncable_mailboxes) {
         /* Permanent until someone renames them: exit 7, as a refused message does. */
         tb_error_set(err, TB_ERR_CONFLICT,
@@ -622,8 +657,6 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
                      stats->skipped_mailboxes == 1 ? "" : "es");
         rc = tb_error_exit(err->kind);
     }
-    if (tty)
-        fprintf(stderr, "\r\033[K");
 out:
     for (int k = 0; k < 2; k++) {
         stats->turns[k] = tb_imap_turns(x.s[k].c);

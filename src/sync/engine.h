@@ -3,6 +3,8 @@
 #ifndef TWINBOX_SYNC_ENGINE_H
 #define TWINBOX_SYNC_ENGINE_H
 
+#include "sync/events.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,6 +49,10 @@ struct tb_sync_opts {
      * reference side's (0 a, 1 b) identity and UIDs before the run (sync/replica_init.c) */
     bool replica_init;
     int reference;
+    /* Everything the run reports (sync/events.h); NULL: nothing is reported. The engine
+     * never prints. */
+    tb_sync_event_fn *on_event;
+    void *event_ud;
 };
 
 /* How a migration names the source's mailboxes on the destination (sync/mapping.c), in

@@ -81,6 +81,13 @@ struct ctx {
     const char *skip_mailbox; /* canonical name of the current pass's mailbox */
 };
 
+/* events.c: an event of this run (its pair filled in, its text formatted from fmt) through
+ * x->o->on_event; a warning (TB_SYNC_EV_WARNING) about mailbox (UTF-8, or NULL). */
+void tb_eng_emit(struct ctx *x, struct tb_sync_event *ev, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void tb_eng_warn(struct ctx *x, const char *mailbox, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* One line into x->err from the failed store / the state's last error; the exit code. */
 int tb_eng_store_fail(struct ctx *x);
 int tb_eng_state_fail(struct ctx *x, const char *what);

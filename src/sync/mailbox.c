@@ -13,7 +13,6 @@
 #include "twinbox/config.h"
 #include "twinbox/exit.h"
 #include "twinbox/imap.h"
-#include "twinbox/log.h"
 #include "twinbox/state.h"
 
 #include <stdio.h>
@@ -50,18 +49,26 @@ static void on_copied(void *ud, uint32_t src_uid, uint32_t dst_uid, const char *
     tb_eng_record_copy((struct ctx *)(v & ~(uintptr_t)1), (int)(v & 1), src_uid, dst_uid, flags);
 }
 
-static void print_plan(struct ctx *x, const char *canon, const struct tb_plan *p,
-                       const struct tb_replica_plan *rp)
+/* Dry run: the plan of a pass, as one PLAN event. */
+static void report_plan(struct ctx *x, const char *canon, const struct tb_plan *p,
+                        const struct tb_replica_plan *rp)
 {
     size_t n[2] = {p->n_copies[0], p->n_copies[1]};
     for (size_t i = 0; rp && i < rp->n; i++)
         n[1 - rp->mv[i].from]++;
-    printf("%s: copy a->b %zu, b->a %zu; flag stores a %zu, b %zu; expunge a %zu, b %zu", canon,
-           n[1], n[0], p->n_groups[0], p->n_groups[1], p->n_expunge[0], p->n_expunge[1]);
+    struct tb_sync_event ev = {.kind = TB_SYNC_EV_PLAN,
+                               .mailbox = canon,
+                               .side = -1,
+                               .copies = {n[0], n[1]},
+                               .stores = {p->n_groups[0], p->n_groups[1]},
+                               .expunges = {p->n_expunge[0], p->n_expunge[1]},
+                               .renumbered = rp ? rp->renumbered : 0};
+    char more[64] = "";
     if (rp && rp->renumbered)
-        printf("; new UIDs for %llu", (unsigned long long)rp->renumbered);
-    printf("\n");
-    (void)x;
+        snprintf(more, sizeof(more), "; new UIDs for %llu", (unsigned long long)rp->renumbered);
+    tb_eng_emit(
+        x, &ev, "%s: copy a->b %zu, b->a %zu; flag stores a %zu, b %zu; expunge a %zu, b %zu%s",
+        canon, n[1], n[0], p->n_groups[0], p->n_groups[1], p->n_expunge[0], p->n_expunge[1], more);
 }
 
 /* Before a copy batch: what it may leave behind if this run dies (see tb_state_intents). */
@@ -285,8 +292,8 @@ static bool unusable(struct ctx *x, struct entry *e, struct tb_delta *d[2])
         const char *why = d[k]->unreadable;
         if (!why)
             continue;
-        tb_log_warn("pair %s: mailbox %s: %s: %s; left alone this run", x->pair->name,
-                    tb_eng_show(e), k ? "b" : "a", why);
+        tb_eng_warn(x, tb_eng_show(e), "pair %s: mailbox %s: %s: %s; left alone this run",
+                    x->pair->name, tb_eng_show(e), k ? "b" : "a", why);
         x->stats->skipped_mailboxes++;
         return true;
     }
@@ -315,8 +322,8 @@ static int plan(struct ctx *x, struct entry *e, struct pass_io *io, struct tb_de
     memset(rp, 0, sizeof(*rp));
     char why[256];
     if (replica && tb_replica_plan(rp, p, io->pairs, io->n_pairs, d, why, sizeof(why)) < 0) {
-        tb_log_warn("pair %s: mailbox %s: %s; left alone this run", x->pair->name, tb_eng_show(e),
-                    why);
+        tb_eng_warn(x, tb_eng_show(e), "pair %s: mailbox %s: %s; left alone this run",
+                    x->pair->name, tb_eng_show(e), why);
         x->stats->skipped_mailboxes++;
         return -1;
     }
@@ -373,11 +380,12 @@ static int run_pass(struct ctx *x, struct entry *e, char *wire[2], struct tb_del
     tb_uidset_init(&modified[0]);
     tb_uidset_init(&modified[1]);
     if (p.late)
-        tb_log_warn("%s: %llu late copies of an interrupted run found and expunged", tb_eng_show(e),
+        tb_eng_warn(x, tb_eng_show(e),
+                    "%s: %llu late copies of an interrupted run found and expunged", tb_eng_show(e),
                     (unsigned long long)p.late);
     int rc = 0;
     if (x->o->dry_run) {
-        print_plan(x, tb_eng_show(e), &p, x->pair->replica ? &rp : NULL);
+        report_plan(x, tb_eng_show(e), &p, x->pair->replica ? &rp : NULL);
         *writes = false;
     } else {
         if (*writes)
@@ -434,7 +442,8 @@ static int sync_passes(struct ctx *x, struct entry *e, bool reset, bool subscrib
             reset = true;
             wrote[0] = wrote[1] = true;
         } else if (rc == 0 && revalidated(e, d)) {
-            tb_log_warn("pair %s: mailbox %s: UIDVALIDITY changed during the run; left alone "
+            tb_eng_warn(x, tb_eng_show(e),
+                        "pair %s: mailbox %s: UIDVALIDITY changed during the run; left alone "
                         "this run",
                         x->pair->name, e->canon);
             x->stats->skipped_mailboxes++;

@@ -24,7 +24,6 @@
 #include "sync/names.h"
 #include "sync/replica.h"
 #include "twinbox/config.h"
-#include "twinbox/log.h"
 #include "twinbox/state.h"
 
 #include <inttypes.h>
@@ -66,7 +65,8 @@ static const struct tb_mbox_info *listed(struct ctx *x, int k, const char *wire)
 
 static int fail(struct init *in, const char *what, const char *why)
 {
-    tb_log_warn("pair %s: replica-init: mailbox %s: %s: %s; left as it was on %s",
+    tb_eng_warn(in->x, tb_eng_show(in->e),
+                "pair %s: replica-init: mailbox %s: %s: %s; left as it was on %s",
                 in->x->pair->name, tb_eng_show(in->e), what, why, in->t ? "b" : "a");
     in->x->stats->skipped_mailboxes++;
     return LEFT;
@@ -91,6 +91,7 @@ static int list_full(struct init *in, int k, const char *wire, struct tb_delta *
 }
 
 struct tally {
+    struct ctx *x;
     uint64_t done, expected;
 };
 
@@ -102,8 +103,9 @@ static void counted(void *ud, uint32_t src_uid, uint32_t dst_uid, const char *fl
 
 static void not_copied(void *ud, const struct tb_msg_info *m, const char *reason, bool permanent)
 {
-    (void)ud, (void)permanent;
-    tb_log_warn("replica-init: message UID %" PRIu32 " not copied: %s", m->uid, reason);
+    (void)permanent;
+    tb_eng_warn(((struct tally *)ud)->x, NULL,
+                "replica-init: message UID %" PRIu32 " not copied: %s", m->uid, reason);
 }
 
 /* Copies msgs (from side `from`, whose `src_box` the copy selects) into T's `to`: under
@@ -114,7 +116,7 @@ static int copy_into(struct init *in, int from, const char *src_box, const char 
     if (!n)
         return 0;
     struct ctx *x = in->x;
-    struct tally t = {0, n};
+    struct tally t = {x, 0, n};
     tb_store_select(&x->s[from], src_box);
     struct tb_copy *cp = tb_copy_new(&x->s[from], &x->s[in->t], to, counted, not_copied, &t);
     tb_copy_set_displaced(cp, &x->displaced[from]); /* not placed: the count says so */
@@ -385,8 +387,10 @@ int tb_eng_replica_init(struct ctx *x, struct entry *ent, size_t n_ent, int ref,
         if (!rb->guid[0]) {
             rc = fail(&in, "reference", "its GUID is unknown");
         } else if ((tb || pending) && (!aligned || pending)) {
-            printf("%s: replica-init: rebuilding on %s from %s\n", tb_eng_show(e), in.t ? "b" : "a",
-                   ref ? "b" : "a");
+            struct tb_sync_event ev = {
+                .kind = TB_SYNC_EV_REPLICA_REBUILD, .mailbox = tb_eng_show(e), .side = in.t};
+            tb_eng_emit(x, &ev, "%s: replica-init: rebuilding on %s from %s", ev.mailbox,
+                        in.t ? "b" : "a", ref ? "b" : "a");
             rc = rebuild(&in);
             (*rebuilt)++;
         }

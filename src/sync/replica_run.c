@@ -8,7 +8,6 @@
 #include "sync/replica.h"
 #include "twinbox/config.h"
 #include "twinbox/exit.h"
-#include "twinbox/log.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -36,7 +35,8 @@ static int fence(struct ctx *x)
     for (size_t i = 0; rc == 0 && i < n; i++) {
         for (int k = 0; k < 2; k++)
             if (res[2 * i + k].refused && !strstr(res[2 * i + k].code, "NONEXISTENT"))
-                tb_log_warn("pair %s: mailbox %s: %s: fencing an interrupted run's UIDs: %s",
+                tb_eng_warn(x, NULL,
+                            "pair %s: mailbox %s: %s: fencing an interrupted run's UIDs: %s",
                             x->pair->name, v[i].mailbox, k ? "b" : "a", res[2 * i + k].why);
         if (tb_state_reserve_done(x->st, v[i].mailbox, v[i].run) < 0)
             rc = tb_eng_state_fail(x, "write");
@@ -94,9 +94,14 @@ int tb_eng_replica_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *
                 tb_eng_replica_temp(f->canon))
                 continue;
             char *to = tb_name_wire(e->canon, tb_store_ns(&x->s[1]));
-            printf("%s: one mailbox named %s on b; renaming it there (replica: one GUID, one "
-                   "name)\n",
-                   tb_eng_show(e), tb_eng_show(f));
+            struct tb_sync_event ev = {.kind = TB_SYNC_EV_RENAME,
+                                       .mailbox = tb_eng_show(f),
+                                       .to = tb_eng_show(e),
+                                       .side = 1};
+            tb_eng_emit(x, &ev,
+                        "%s: one mailbox named %s on b; renaming it there (replica: one GUID, one "
+                        "name)",
+                        ev.to, ev.mailbox);
             tb_store_rename(&x->s[1], f->box[1]->name, to);
             free(to);
             if (tb_store_wait(x->both, 2) < 0)
@@ -115,8 +120,8 @@ static int leave(struct ctx *x, struct entry *e, const char *fmt, const char *si
 {
     char line[512];
     snprintf(line, sizeof(line), fmt, side, why);
-    tb_log_warn("pair %s: mailbox %s: %s; left alone this run", x->pair->name, tb_eng_show(e),
-                line);
+    tb_eng_warn(x, NULL, "pair %s: mailbox %s: %s; left alone this run", x->pair->name,
+                tb_eng_show(e), line);
     x->stats->skipped_mailboxes++;
     return -1;
 }
@@ -156,7 +161,9 @@ int tb_eng_replica_align(struct ctx *x, struct entry *e, bool *reset)
         if (b[k]->messages != 0)
             continue;
         if (x->o->dry_run) {
-            printf("%s: reset UIDVALIDITY and GUID on %s\n", tb_eng_show(e), k ? "b" : "a");
+            struct tb_sync_event ev = {
+                .kind = TB_SYNC_EV_REPLICA_RESET, .mailbox = tb_eng_show(e), .side = k};
+            tb_eng_emit(x, &ev, "%s: reset UIDVALIDITY and GUID on %s", ev.mailbox, k ? "b" : "a");
             return -1;
         }
         char *w = tb_eng_wire(x, e, k);
@@ -290,7 +297,8 @@ static int stages(struct ctx *x, const char *wire[2], struct tb_replica_plan *rp
         tb_uidset_clear(&x->displaced[k]);
     }
     if (n)
-        tb_log_warn("pair %s: %" PRIu64 " copies could not take the UID planned (something "
+        tb_eng_warn(x, NULL,
+                    "pair %s: %" PRIu64 " copies could not take the UID planned (something "
                     "took it meanwhile); planned again next pass",
                     x->pair->name, n);
     return rc;

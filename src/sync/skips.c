@@ -11,7 +11,6 @@
 
 #include "util/flags.h"
 #include "twinbox/config.h"
-#include "twinbox/log.h"
 #include "twinbox/state.h"
 
 #include <ctype.h>
@@ -198,7 +197,8 @@ void tb_eng_on_skipped(void *ud, const struct tb_msg_info *m, const char *reason
         x->stats->skipped_messages++;
     else
         x->stats->retry_messages++;
-    tb_log_warn("%s: mailbox %s: message UID %u (%u bytes, Message-ID %s) not copied to %s: "
+    tb_eng_warn(x, NULL,
+                "%s: mailbox %s: message UID %u (%u bytes, Message-ID %s) not copied to %s: "
                 "%s%s",
                 x->acct[src]->name, x->skip_mailbox, m->uid, m->size,
                 k->msgid[0] ? k->msgid : "none", x->acct[dst]->name, reason,

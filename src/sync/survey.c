@@ -23,7 +23,6 @@
 #include "twinbox/config.h"
 #include "twinbox/exit.h"
 #include "twinbox/imap.h"
-#include "twinbox/log.h"
 #include "twinbox/state.h"
 
 #include <stdarg.h>
@@ -43,7 +42,8 @@ static void leave_alone(struct ctx *x, struct entry *e, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    tb_log_warn("pair %s: mailbox %s: %s; left alone this run", x->pair->name, tb_eng_show(e), why);
+    tb_eng_warn(x, NULL, "pair %s: mailbox %s: %s; left alone this run", x->pair->name,
+                tb_eng_show(e), why);
     e->skip = true;
     x->stats->skipped_mailboxes++;
 }
@@ -203,7 +203,8 @@ static int start_delta(struct ctx *x, struct entry *e, int k, const struct tb_st
         /* The server's MODSEQs went back (Dovecot rebuilt the index after its logs were
          * lost): QRESYNC from ours would miss changes. A full UID/FLAGS listing, diffed
          * against the state's pairs, misses none. */
-        tb_log_warn("%s: HIGHESTMODSEQ on %s went back from %llu to %llu; listing every message",
+        tb_eng_warn(x, NULL,
+                    "%s: HIGHESTMODSEQ on %s went back from %llu to %llu; listing every message",
                     e->canon, side_name(k), (unsigned long long)b->highestmodseq,
                     (unsigned long long)e->box[k]->highestmodseq);
         base_ms = 0;

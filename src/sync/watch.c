@@ -7,7 +7,6 @@
 #include "sync/names.h"
 #include "twinbox/config.h"
 #include "twinbox/imap.h"
-#include "twinbox/log.h"
 #include "twinbox/state.h"
 
 #include <stdio.h>
@@ -33,6 +32,8 @@ struct watcher {
     volatile sig_atomic_t *stop;
     uv_timer_t tick;
     double left_ms;
+    tb_sync_event_fn *on_event;
+    void *event_ud;
 };
 
 static void release_all(struct watcher *w)
@@ -101,7 +102,10 @@ static void watch_done(struct tb_imap *c, const struct tb_imap_result *r, void *
     sd->w->s[sd->k].pending--;
     if (r->status == TB_IMAP_NO || r->status == TB_IMAP_BAD) {
         /* A refused position: the next sync starts over; wake it. */
-        tb_log_warn("%s: XREPLICATE WATCH: %s", sd->w->s[sd->k].label, r->text);
+        struct tb_sync_event ev = {
+            .kind = TB_SYNC_EV_WARNING, .pair = sd->w->pair->name, .side = sd->k};
+        tb_sync_emitf(sd->w->on_event, sd->w->event_ud, &ev, "%s: XREPLICATE WATCH: %s",
+                      sd->w->s[sd->k].label, r->text);
         sd->w->changed = true;
     }
     release_all(sd->w); /* the other side has nothing left to wait for */
@@ -117,9 +121,14 @@ static void on_tick(uv_timer_t *t)
 
 int tb_watch_wait(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_account *acct[2],
                   const char *password[2], struct tb_state *st, double max_wait_s,
-                  volatile sig_atomic_t *stop, int *watched, char *err, size_t errlen)
+                  volatile sig_atomic_t *stop, tb_sync_event_fn *on_event, void *event_ud,
+                  int *watched, char *err, size_t errlen)
 {
-    struct watcher w = {.pair = pair, .stop = stop, .left_ms = max_wait_s * 1000};
+    struct watcher w = {.pair = pair,
+                        .stop = stop,
+                        .left_ms = max_wait_s * 1000,
+                        .on_event = on_event,
+                        .event_ud = event_ud};
     char *token[2] = {NULL, NULL};
     int n = 0, rc = 0;
     *watched = 0;

@@ -7,6 +7,8 @@
 #ifndef TWINBOX_SYNC_WATCH_H
 #define TWINBOX_SYNC_WATCH_H
 
+#include "sync/events.h"
+
 #include <signal.h>
 #include <uv.h>
 
@@ -16,9 +18,11 @@ struct tb_state;
 
 /* 1: a change was reported; 0: max_wait_s passed or *stop became non-zero (checked a few
  * times a second); -1: a connection failed (err holds one line); then the caller should
- * sync anyway after its interval. *watched receives how many sides were watched. */
+ * sync anyway after its interval. *watched receives how many sides were watched. Warnings go
+ * to on_event (sync/events.h; NULL: dropped). */
 int tb_watch_wait(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_account *acct[2],
                   const char *password[2], struct tb_state *st, double max_wait_s,
-                  volatile sig_atomic_t *stop, int *watched, char *err, size_t errlen);
+                  volatile sig_atomic_t *stop, tb_sync_event_fn *on_event, void *event_ud,
+                  int *watched, char *err, size_t errlen);
 
 #endif

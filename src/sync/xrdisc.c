@@ -11,7 +11,6 @@
 #include "twinbox/config.h"
 #include "twinbox/exit.h"
 #include "twinbox/imap.h"
-#include "twinbox/log.h"
 #include "twinbox/state.h"
 
 #include <stdio.h>
@@ -40,7 +39,7 @@ static int wait_or_reconnect(struct ctx *x, int step[2], char *token[2], bool re
                 k = j;
         if (k < 0)
             return tb_eng_store_fail(x);
-        tb_log_warn("%s; forgetting its X-REPLICATE position and falling back to QRESYNC",
+        tb_eng_warn(x, NULL, "%s; forgetting its X-REPLICATE position and falling back to QRESYNC",
                     x->s[k].err.msg);
         x->xr_logged[k] = true;
         if (tb_state_begin(x->st) < 0 || tb_state_xrep_set(x->st, k, NULL) < 0 ||
@@ -73,7 +72,8 @@ int tb_eng_list_both(struct ctx *x)
             if (tb_state_xrep_token(x->st, k, &token[k]) < 0)
                 rc = tb_eng_state_fail(x, "read");
             else if (token[k])
-                tb_log_warn("%s: the server no longer offers X-REPLICATE; falling back to "
+                tb_eng_warn(x, NULL,
+                            "%s: the server no longer offers X-REPLICATE; falling back to "
                             "QRESYNC",
                             x->s[k].label);
             x->xr_drop[k] = token[k] != NULL;
@@ -115,8 +115,8 @@ int tb_eng_list_both(struct ctx *x)
                 continue;
             }
             if (!x->xr_logged[k])
-                tb_log_warn("%s: X-REPLICATE %s: %s; falling back to QRESYNC%s", x->s[k].label,
-                            step[k] == 0 ? "position refused" : "failed", r->reason,
+                tb_eng_warn(x, NULL, "%s: X-REPLICATE %s: %s; falling back to QRESYNC%s",
+                            x->s[k].label, step[k] == 0 ? "position refused" : "failed", r->reason,
                             step[k] == 0 ? " and a new position" : "");
             x->xr_logged[k] = true;
             tb_xrep_reply_clear(r);
@@ -126,7 +126,7 @@ int tb_eng_list_both(struct ctx *x)
     for (int k = 0; k < 2 && rc == 0; k++) {
         char *why = x->xr_used[k] ? tb_xr_resync_summary(&x->xr[k]) : NULL;
         if (why && !x->xr_logged[k])
-            tb_log_warn("%s: X-REPLICATE cannot serve %s; falling back to QRESYNC there",
+            tb_eng_warn(x, NULL, "%s: X-REPLICATE cannot serve %s; falling back to QRESYNC there",
                         x->s[k].label, why);
         x->xr_logged[k] = x->xr_logged[k] || why;
         free(why);
@@ -156,7 +156,8 @@ int tb_eng_record_positions(struct ctx *x, struct entry *ent, size_t n_ent)
             continue;
         if (strlen(x->xr[k].position) > TB_XREP_TOKEN_MAX) {
             /* It could not be sent back: keep none, and QRESYNC does the work. */
-            tb_log_warn("%s: X-REPLICATE position of %zu bytes is too long to use; the "
+            tb_eng_warn(x, NULL,
+                        "%s: X-REPLICATE position of %zu bytes is too long to use; the "
                         "account's changes are found with QRESYNC",
                         x->s[k].label, strlen(x->xr[k].position));
             r = tb_state_xrep_set(x->st, k, NULL);
