@@ -13,12 +13,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static void print_line(void *ud, const char *line)
-{
-    const char *pair = ud;
-    printf("%s: %s\n", pair, line);
-}
-
 static int verify_once(const struct tb_pair *pair, struct tb_cli_pair *cp)
 {
     uv_loop_t loop;
@@ -26,7 +20,7 @@ static int verify_once(const struct tb_pair *pair, struct tb_cli_pair *cp)
     struct tb_verify_report rep;
     struct tb_error err;
     const char *pws[2] = {cp->pw[0], cp->pw[1]};
-    int rc = tb_verify_pair(&loop, pair, cp->acct, pws, &rep, print_line, (void *)pair->name, &err);
+    int rc = tb_verify_pair(&loop, pair, cp->acct, pws, &rep, tb_cli_on_event, NULL, &err);
     uv_loop_close(&loop);
     if (rc != TB_EXIT_OK && rc != TB_EXIT_CONFLICT) {
         tb_log_error("%s", err.msg);

@@ -1,8 +1,8 @@
 /* What the sync engine reports while it runs. The engine never prints: every line a person
  * may see (a mailbox's plan, a mailbox created, deleted or renamed, progress, a warning)
  * reaches the caller as one event through the callback in struct tb_sync_opts (or the one
- * given to tb_watch_wait). cli/events.c renders them for a terminal exactly as twinbox has
- * always printed them; a daemon may log them, count them or send them as JSON instead.
+ * given to tb_watch_wait or tb_verify_pair). cli/events.c renders them for a terminal exactly as
+ * twinbox has always printed them; a daemon may log them, count them or send them as JSON instead.
  *
  * Ownership: an event and every string in it are borrowed for the duration of the call
  * only; a callback that keeps something copies it. Callbacks run on the engine's thread,
@@ -28,6 +28,7 @@ enum tb_sync_event_kind {
     TB_SYNC_EV_PROGRESS_END,    /* the mailboxes are done: a progress display ends (no text) */
     TB_SYNC_EV_WARNING,         /* something left alone or skipped; text says what (stderr) */
     TB_SYNC_EV_DEBUG,           /* a trace for -v; level is the verbosity it needs */
+    TB_SYNC_EV_DIFFERENCE,      /* verify: one difference between the accounts (stdout) */
 };
 
 struct tb_sync_event {

@@ -26,8 +26,8 @@ struct verify {
     struct tb_store s[2];
     struct tb_store *both[2];
     struct tb_verify_report *rep;
-    tb_verify_line_fn *out;
-    void *ud;
+    tb_sync_event_fn *on_event;
+    void *event_ud;
 };
 
 static void say(struct verify *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -39,7 +39,8 @@ static void say(struct verify *v, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    v->out(v->ud, line);
+    struct tb_sync_event ev = {.kind = TB_SYNC_EV_DIFFERENCE, .pair = v->pair->name, .side = -1};
+    tb_sync_emitf(v->on_event, v->event_ud, &ev, "%s: %s", v->pair->name, line);
 }
 
 static const char *side(int k)
@@ -222,10 +223,10 @@ static int compare_all(struct verify *v, struct name *names, size_t n)
 }
 
 int tb_verify_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_account *acct[2],
-                   const char *password[2], struct tb_verify_report *rep, tb_verify_line_fn *out,
-                   void *ud, struct tb_error *err)
+                   const char *password[2], struct tb_verify_report *rep,
+                   tb_sync_event_fn *on_event, void *event_ud, struct tb_error *err)
 {
-    struct verify v = {.pair = pair, .rep = rep, .out = out, .ud = ud};
+    struct verify v = {.pair = pair, .rep = rep, .on_event = on_event, .event_ud = event_ud};
     memset(rep, 0, sizeof(*rep));
     tb_error_clear(err);
     for (int k = 0; k < 2; k++) {

@@ -2,6 +2,7 @@
 #ifndef TWINBOX_SYNC_VERIFY_H
 #define TWINBOX_SYNC_VERIFY_H
 
+#include "sync/events.h"
 #include "twinbox/error.h"
 
 #include <stdint.h>
@@ -20,14 +21,12 @@ struct tb_verify_report {
     uint64_t unreadable;      /* mailboxes that could not be listed completely */
 };
 
-/* One difference, as one printable line (borrowed for the call). */
-typedef void tb_verify_line_fn(void *ud, const char *line);
-
 /* Lists both accounts and compares them by message identity; writes nothing anywhere.
- * Returns 0 (identical), TB_EXIT_CONFLICT (differences, each reported through out), or the
- * exit code of the error in *err. */
+ * Returns 0 (identical), TB_EXIT_CONFLICT (differences, each reported through on_event as
+ * one TB_SYNC_EV_DIFFERENCE whose text is "PAIR: what differs"), or the exit code of the
+ * error in *err. */
 int tb_verify_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_account *acct[2],
-                   const char *password[2], struct tb_verify_report *rep, tb_verify_line_fn *out,
-                   void *ud, struct tb_error *err);
+                   const char *password[2], struct tb_verify_report *rep,
+                   tb_sync_event_fn *on_event, void *event_ud, struct tb_error *err);
 
 #endif
