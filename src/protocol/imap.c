@@ -675,6 +675,11 @@ bool tb_imap_has_cap(const struct tb_imap *c, const char *cap)
     return has_word(&c->caps, cap);
 }
 
+bool tb_imap_paces_appends(const struct tb_imap *c)
+{
+    return c->acct->max_messages_per_second != 0;
+}
+
 uint64_t tb_imap_appendlimit(const struct tb_imap *c)
 {
     const char *p = c->caps.data ? strstr(c->caps.data, " APPENDLIMIT=") : NULL;

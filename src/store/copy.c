@@ -7,7 +7,17 @@
  * one the source cannot deliver (FETCH NO/BAD, OK without the body, BODY[] NIL) and one
  * larger than either side accepts are reported through `skipped` and the copy goes on.
  * Only a dead connection, a mailbox that is gone (TRYCREATE) or an APPEND whose new UID
- * cannot be known fails the store. */
+ * cannot be known fails the store.
+ *
+ * MULTIAPPEND (RFC 3502): where the destination offers it, fetched messages that are ready
+ * together go out as one APPEND command of up to BATCH_MAX messages and BATCH_BYTES bytes
+ * (Dovecot commits, and syncs its index, once per command). A batch is sent when it is full
+ * or when waiting would leave the pipe idle: no APPEND in flight, or no FETCH left that
+ * could add to it. Its APPENDUID uid-set gives the messages' new UIDs in order. A batch
+ * refused with NO or BAD stored nothing (RFC 3502), so its messages are sent again one
+ * APPEND each, which isolates the one refused. Replica mode: one batch at a time, its
+ * targets strictly ascending, pinned by one XREPLICATE UIDS. max-messages-per-second
+ * counts APPEND commands: with it, one message per APPEND as without MULTIAPPEND. */
 #include "protocol/cmd.h"
 #include "protocol/parse.h"
 #include "store/fetch.h"
@@ -15,6 +25,7 @@
 #include "store/store_internal.h"
 #include "store/store.h"
 #include "twinbox/imap.h"
+#include "twinbox/log.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -25,8 +36,10 @@
 
 #define COPY_WINDOW 128
 #define COPY_BYTES  (32u << 20)
+#define BATCH_MAX   128
+#define BATCH_BYTES (4u << 20)
 
-struct job {
+struct tb_copy_job {
     struct tb_copy *cp;
     struct tb_msg_info m;
     uint32_t target; /* replica mode: its UID on dst; 0 otherwise */
@@ -36,7 +49,25 @@ struct job {
     char bad[64];   /* the first bytes of an unreadable FETCH seen while it was in flight */
 };
 
+/* One MULTIAPPEND command in flight: its jobs in the command's order (owned). */
+struct batch {
+    struct tb_copy *cp;
+    struct tb_copy_job **jobs;
+    size_t n;
+};
+
 static void pump(struct tb_copy *cp);
+
+static bool batching(const struct tb_copy *cp)
+{
+    return tb_imap_has_cap(cp->dst->c, "MULTIAPPEND") && !tb_imap_paces_appends(cp->dst->c);
+}
+
+/* Jobs in flight: room for a batch appending while the next one is fetched. */
+static int window(const struct tb_copy *cp)
+{
+    return batching(cp) ? 2 * BATCH_MAX : COPY_WINDOW;
+}
 
 struct tb_copy *tb_copy_new(struct tb_store *src, struct tb_store *dst, const char *dst_mailbox,
                             tb_copied_fn *done, tb_copy_skipped_fn *skipped, void *ud)
@@ -128,13 +159,14 @@ static void copy_free(struct tb_copy *cp)
         tb_msg_info_clear(&cp->queue[i]);
     free(cp->queue);
     free(cp->target);
+    free(cp->ready);
     tb_uidset_free(&cp->misplaced);
     free(cp->mailbox);
     free(cp);
 }
 
 /* Frees a finished job, then either starts more or, once abandoned and idle, frees cp. */
-static void job_done(struct job *j)
+static void job_done(struct tb_copy_job *j)
 {
     struct tb_copy *cp = j->cp;
     cp->inflight--;
@@ -144,21 +176,45 @@ static void job_done(struct job *j)
     free(j);
     if (!cp->finished)
         pump(cp);
-    else if (cp->inflight == 0)
+    else if (cp->inflight == 0 && !cp->pumping)
         copy_free(cp);
 }
 
-static uint32_t appenduid(const struct tb_imap_result *r)
+static struct mailimap_set *appenduid_set(const struct tb_imap_result *r)
 {
     if (!r->code || r->code->rc_type != MAILIMAP_RESP_TEXT_CODE_EXTENSION ||
         r->code->rc_data.rc_ext_data->ext_extension->ext_id != MAILIMAP_EXTENSION_UIDPLUS ||
         r->code->rc_data.rc_ext_data->ext_type != MAILIMAP_UIDPLUS_RESP_CODE_APND)
-        return 0;
+        return NULL;
     struct mailimap_uidplus_resp_code_apnd *a = r->code->rc_data.rc_ext_data->ext_data;
-    if (!a->uid_set || !clist_begin(a->uid_set->set_list))
-        return 0;
-    struct mailimap_set_item *si = clist_content(clist_begin(a->uid_set->set_list));
-    return si->set_first == si->set_last ? si->set_first : 0;
+    return a->uid_set;
+}
+
+/* A MULTIAPPEND's APPENDUID: the n new UIDs in the messages' order (RFC 4315: the uid-set
+ * lists them in that order; a range covers its two ends whichever comes first, and counts
+ * up). False (uids unusable) unless it names exactly n UIDs. */
+static bool appenduids(const struct tb_imap_result *r, size_t n, uint32_t *uids)
+{
+    struct mailimap_set *set = appenduid_set(r);
+    if (!set)
+        return false;
+    size_t k = 0;
+    for (clistiter *it = clist_begin(set->set_list); it; it = clist_next(it)) {
+        struct mailimap_set_item *si = clist_content(it);
+        uint32_t lo = si->set_first < si->set_last ? si->set_first : si->set_last;
+        uint32_t hi = si->set_first < si->set_last ? si->set_last : si->set_first;
+        if (lo == 0 || (uint64_t)hi - lo + 1 > n - k)
+            return false;
+        for (uint64_t u = lo; u <= hi; u++)
+            uids[k++] = (uint32_t)u;
+    }
+    return k == n;
+}
+
+static uint32_t appenduid(const struct tb_imap_result *r)
+{
+    uint32_t uid;
+    return appenduids(r, 1, &uid) ? uid : 0;
 }
 
 static bool is_trycreate(const struct tb_imap_result *r)
@@ -166,14 +222,11 @@ static bool is_trycreate(const struct tb_imap_result *r)
     return r->code && r->code->rc_type == MAILIMAP_RESP_TEXT_CODE_TRY_CREATE;
 }
 
-static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
+/* An APPEND's message was stored: uid is its new UID from APPENDUID, 0 when not given. */
+static void append_ok(struct tb_copy_job *j, const struct tb_imap_result *r, uint32_t uid)
 {
-    (void)c;
-    struct job *j = ud;
     struct tb_copy *cp = j->cp;
-    cp->dst->pending--;
-    if (r->status == TB_IMAP_OK && j->target) {
-        uint32_t uid = appenduid(r);
+    if (j->target) {
         /* Elsewhere than asked (a delivery took the UID meanwhile), or unknown: not a
          * replica pair. The next pass finds it by identity and moves it. */
         if (uid == j->target) {
@@ -187,32 +240,53 @@ static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void 
             if (cp->displaced)
                 tb_uidset_add(cp->displaced, j->m.uid);
         }
-    } else if (r->status == TB_IMAP_OK) {
-        uint32_t uid = appenduid(r);
-        if (uid) {
-            cp->bytes += j->len;
-            cp->done(cp->ud, j->m.uid, uid, j->m.flags);
-        } else if (!r->code_unreadable && !tb_imap_has_cap(cp->dst->c, "UIDPLUS")) {
-            /* No UIDPLUS: the copy is found by identity once the batch is done. */
-            cp->bytes += j->len;
-            tb_copy_unknown_add(cp, &j->m);
-        } else {
-            /* The message is there under a UID we do not know: fail the pass, so its intent
-             * stays and the next run pairs it by identity instead of copying it again. */
-            tb_store_fail(cp->dst, TB_ERR_PROTOCOL, "mailbox %s: APPEND gave %s", cp->mailbox,
-                          r->code_unreadable ? "an APPENDUID out of range"
-                                             : "no usable APPENDUID (server lacks UIDPLUS)");
-        }
-    } else if (tb_imap_result_throttled(r)) {
+    } else if (uid) {
+        cp->bytes += j->len;
+        cp->done(cp->ud, j->m.uid, uid, j->m.flags);
+    } else if (!r->code_unreadable && !tb_imap_has_cap(cp->dst->c, "UIDPLUS")) {
+        /* No UIDPLUS: the copy is found by identity once the batch is done. */
+        cp->bytes += j->len;
+        tb_copy_unknown_add(cp, &j->m);
+    } else {
+        /* The message is there under a UID we do not know: fail the pass, so its intent
+         * stays and the next run pairs it by identity instead of copying it again. */
+        tb_store_fail(cp->dst, TB_ERR_PROTOCOL, "mailbox %s: APPEND gave %s", cp->mailbox,
+                      r->code_unreadable ? "an APPENDUID out of range"
+                                         : "no usable APPENDUID (server lacks UIDPLUS)");
+    }
+}
+
+/* Not a refusal of the message: the whole pass fails (or is already gone). */
+static bool append_fatal(struct tb_copy *cp, const struct tb_imap_result *r)
+{
+    if (r->status == TB_IMAP_ABORTED)
+        return true;
+    if (tb_imap_result_throttled(r)) {
         /* Not a refusal of this message: the server wants us back later. The pass fails
          * (its intent stays) and a migration retries after a pause. */
         char code[64];
         tb_store_fail(cp->dst, TB_ERR_TEMP, "mailbox %s: APPEND: server asks to slow down: NO %s%s",
                       cp->mailbox, tb_imap_code_prefix(r, code, sizeof(code)), r->text);
-    } else if (r->status != TB_IMAP_ABORTED && is_trycreate(r)) {
+        return true;
+    }
+    if (is_trycreate(r)) {
         tb_store_fail(cp->dst, TB_ERR_TEMP, "mailbox %s: APPEND: mailbox is gone: %s", cp->mailbox,
                       r->text);
-    } else if (r->status != TB_IMAP_ABORTED) {
+        return true;
+    }
+    return false;
+}
+
+static void append_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
+{
+    (void)c;
+    struct tb_copy_job *j = ud;
+    struct tb_copy *cp = j->cp;
+    cp->dst->pending--;
+    cp->appends--;
+    if (r->status == TB_IMAP_OK) {
+        append_ok(j, r, appenduid(r));
+    } else if (!append_fatal(cp, r)) {
         /* NO or BAD for this message alone (too big, over quota, a flag it rejects): the
          * others go on. Nothing was stored (RFC 3501: a failed APPEND adds nothing). */
         char code[64];
@@ -244,10 +318,93 @@ static void format_date(const struct tb_msg_info *m, char *buf, size_t len)
              tz / 60, tz % 60);
 }
 
+/* " (flags) date literal": one message of an APPEND. */
+static void append_message(struct tb_cmd *cmd, struct tb_copy_job *j)
+{
+    struct tb_copy *cp = j->cp;
+    bool dropped = false;
+    char *keep = tb_store_perm_filter(cp->dst, cp->mailbox, j->m.flags, &dropped);
+    if (dropped)
+        cp->dst->flags_dropped++;
+    tb_cmd_printf(cmd, "(%s)", keep);
+    free(keep);
+    char date[64];
+    format_date(&j->m, date, sizeof(date));
+    tb_cmd_atom(cmd, date);
+    tb_cmd_literal(cmd, j->body, j->len);
+}
+
+/* XREPLICATE UIDS, pipelined right before its APPEND: nothing else appends on this
+ * connection. */
+static void submit_uids(struct tb_copy *cp, const char *uids)
+{
+    struct tb_cmd *cmd = tb_cmd_new("XREPLICATE UIDS");
+    tb_cmd_astring(cmd, cp->mailbox);
+    tb_cmd_atom(cmd, uids);
+    char what[300];
+    snprintf(what, sizeof(what), "mailbox %s: XREPLICATE UIDS", cp->mailbox);
+    tb_imap_submit(cp->dst->c, cmd, 0, tb_store_op_done, NULL, tb_store_op_new(cp->dst, what));
+}
+
+/* One message, one APPEND. */
+static void send_single(struct tb_copy_job *j)
+{
+    struct tb_copy *cp = j->cp;
+    if (j->target) {
+        char uid[16];
+        snprintf(uid, sizeof(uid), "%" PRIu32, j->target);
+        submit_uids(cp, uid);
+    }
+    struct tb_cmd *cmd = tb_cmd_new("APPEND");
+    tb_cmd_astring(cmd, cp->mailbox);
+    append_message(cmd, j);
+    free(j->body); /* the command holds its own copy */
+    j->body = NULL;
+    cp->dst->pending++;
+    cp->appends++;
+    tb_imap_submit(cp->dst->c, cmd, 0, append_done, NULL, j);
+}
+
+static void batch_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
+{
+    (void)c;
+    struct batch *b = ud;
+    struct tb_copy *cp = b->cp;
+    cp->dst->pending--;
+    cp->appends--;
+    if (r->status == TB_IMAP_OK) {
+        uint32_t *uids = tb_xcalloc(b->n, sizeof(*uids));
+        bool known = appenduids(r, b->n, uids);
+        /* An APPENDUID that does not name one UID per message: unusable, as one out of
+         * range (append_ok fails the pass). */
+        struct tb_imap_result odd = {.status = r->status, .code_unreadable = true};
+        if (!known && appenduid_set(r))
+            r = &odd;
+        /* The last job_done may free cp: nothing of cp after the loop. */
+        for (size_t i = 0; i < b->n; i++) {
+            append_ok(b->jobs[i], r, known ? uids[i] : 0);
+            job_done(b->jobs[i]);
+        }
+        free(uids);
+    } else if (append_fatal(cp, r)) {
+        for (size_t i = 0; i < b->n; i++)
+            job_done(b->jobs[i]);
+    } else {
+        /* Refused as a whole, nothing stored: again one APPEND each, so a message the
+         * server refuses is told apart from the others (which then go in). */
+        tb_log_debug(1, "%s: mailbox %s: MULTIAPPEND of %zu refused (%s), one APPEND each",
+                     cp->dst->label, cp->mailbox, b->n, r->text ? r->text : "");
+        for (size_t i = 0; i < b->n; i++)
+            send_single(b->jobs[i]);
+    }
+    free(b->jobs);
+    free(b);
+}
+
 static bool fetch_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
 {
     (void)c;
-    struct job *j = ud;
+    struct tb_copy_job *j = ud;
     if (!r->data && r->kind == TB_RESP_UNTAGGED && !j->bad[0]) {
         /* Unreadable: maybe this message's body. Not claimed (it may be another job's); the
          * job then reports it instead of "no body" if its own never came. */
@@ -286,9 +443,10 @@ static bool fetch_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
 static void fetch_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
 {
     (void)c;
-    struct job *j = ud;
+    struct tb_copy_job *j = ud;
     struct tb_copy *cp = j->cp;
     cp->src->pending--;
+    cp->fetches--;
     if (r->status == TB_IMAP_ABORTED) {
         job_done(j);
         return;
@@ -317,39 +475,101 @@ static void fetch_done(struct tb_imap *c, const struct tb_imap_result *r, void *
         job_done(j);
         return;
     }
-    if (j->target) {
-        /* pipelined right before its APPEND: nothing else appends on this connection */
-        struct tb_cmd *uids = tb_cmd_new("XREPLICATE UIDS");
-        tb_cmd_astring(uids, cp->mailbox);
-        tb_cmd_printf(uids, "%" PRIu32, j->target);
-        char what[300];
-        snprintf(what, sizeof(what), "mailbox %s: XREPLICATE UIDS", cp->mailbox);
-        tb_imap_submit(cp->dst->c, uids, 0, tb_store_op_done, NULL, tb_store_op_new(cp->dst, what));
+    if (!batching(cp)) {
+        send_single(j);
+    } else if (cp->finished) {
+        job_done(j); /* the pass is over (failed): not stored, the next run copies it */
+    } else {
+        cp->ready[cp->n_ready++] = j;
+        pump(cp);
+    }
+}
+
+/* The first n ready jobs fit one command: one kind (pinned or not), targets strictly
+ * ascending, at most BATCH_MAX and BATCH_BYTES (one message alone may be larger). *closed:
+ * the batch cannot grow. */
+static size_t batch_len(const struct tb_copy *cp, bool *closed)
+{
+    size_t n = 1, bytes = cp->ready[0]->len;
+    while (n < cp->n_ready && n < BATCH_MAX) {
+        const struct tb_copy_job *prev = cp->ready[n - 1], *j = cp->ready[n];
+        if ((j->target != 0) != (prev->target != 0) || (j->target && j->target <= prev->target) ||
+            bytes + j->len > BATCH_BYTES)
+            break;
+        bytes += j->len;
+        n++;
+    }
+    *closed = n < cp->n_ready || n == BATCH_MAX || bytes >= BATCH_BYTES;
+    return n;
+}
+
+static void send_batch(struct tb_copy *cp, size_t n)
+{
+    struct batch *b = tb_xcalloc(1, sizeof(*b));
+    b->cp = cp;
+    b->n = n;
+    b->jobs = tb_xmalloc(n * sizeof(*b->jobs));
+    memcpy(b->jobs, cp->ready, n * sizeof(*b->jobs));
+    cp->n_ready -= n;
+    memmove(cp->ready, cp->ready + n, cp->n_ready * sizeof(*cp->ready));
+    if (b->jobs[0]->target) {
+        /* One list for the whole batch, taken in order by its messages. */
+        struct tb_uidset set;
+        tb_uidset_init(&set);
+        for (size_t i = 0; i < n; i++)
+            tb_uidset_add(&set, b->jobs[i]->target);
+        tb_uidset_normalize(&set);
+        struct tb_buf text;
+        tb_buf_init(&text);
+        size_t pos = 0; /* BATCH_MAX UIDs: one piece */
+        tb_uidset_render(&set, &pos, &text, 16 * BATCH_MAX);
+        tb_uidset_free(&set);
+        submit_uids(cp, tb_buf_cstr(&text));
+        tb_buf_free(&text);
     }
     struct tb_cmd *cmd = tb_cmd_new("APPEND");
     tb_cmd_astring(cmd, cp->mailbox);
-    bool dropped = false;
-    char *keep = tb_store_perm_filter(cp->dst, cp->mailbox, j->m.flags, &dropped);
-    if (dropped)
-        cp->dst->flags_dropped++;
-    tb_cmd_printf(cmd, "(%s)", keep);
-    free(keep);
-    char date[64];
-    format_date(&j->m, date, sizeof(date));
-    tb_cmd_atom(cmd, date);
-    tb_cmd_literal(cmd, j->body, j->len);
-    free(j->body); /* the command holds its own copy */
-    j->body = NULL;
+    for (size_t i = 0; i < n; i++)
+        append_message(cmd, b->jobs[i]); /* bodies kept: a refused batch is sent again */
     cp->dst->pending++;
-    tb_imap_submit(cp->dst->c, cmd, 0, append_done, NULL, j);
+    cp->appends++;
+    tb_imap_submit(cp->dst->c, cmd, 0, batch_done, NULL, b);
+}
+
+/* Sends the ready jobs that should not wait any longer. */
+static void flush(struct tb_copy *cp)
+{
+    while (cp->n_ready > 0) {
+        bool closed;
+        size_t n = batch_len(cp, &closed);
+        bool idle = cp->appends == 0 || cp->fetches == 0;
+        /* Replica mode: one command at a time, so a batch sent again (one APPEND each) is
+         * stored before any later, higher UID moves the server's UIDNEXT past it. */
+        if (cp->ready[0]->target ? cp->appends > 0 : !(closed || idle))
+            break;
+        if (n == 1) {
+            struct tb_copy_job *j = cp->ready[0];
+            cp->n_ready--;
+            memmove(cp->ready, cp->ready + 1, cp->n_ready * sizeof(*cp->ready));
+            send_single(j);
+        } else {
+            send_batch(cp, n);
+        }
+    }
 }
 
 static void pump(struct tb_copy *cp)
 {
-    while (cp->next < cp->n && cp->inflight < COPY_WINDOW &&
+    if (cp->pumping)
+        return; /* a command aborted synchronously inside the loop below: it goes on */
+    cp->pumping = true;
+    if (batching(cp) && !cp->ready)
+        cp->ready = tb_xmalloc((size_t)window(cp) * sizeof(*cp->ready));
+    flush(cp);
+    while (cp->next < cp->n && cp->inflight < window(cp) &&
            (cp->bytes_held < COPY_BYTES || cp->inflight == 0) && !cp->src->failed &&
            !cp->dst->failed) {
-        struct job *j = tb_xcalloc(1, sizeof(*j));
+        struct tb_copy_job *j = tb_xcalloc(1, sizeof(*j));
         j->cp = cp;
         j->m = cp->queue[cp->next];
         j->target = cp->target[cp->next];
@@ -361,8 +581,11 @@ static void pump(struct tb_copy *cp)
         struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
         tb_cmd_printf(cmd, "%u (UID BODY.PEEK[])", j->m.uid);
         cp->src->pending++;
+        cp->fetches++;
         tb_imap_submit(cp->src->c, cmd, 0, fetch_done, fetch_untagged, j);
     }
+    flush(cp);
+    cp->pumping = false;
 }
 
 int tb_copy_finish(struct tb_copy *cp, uint64_t *bytes)
@@ -380,6 +603,11 @@ int tb_copy_finish(struct tb_copy *cp, uint64_t *bytes)
     if (bytes)
         *bytes += cp->bytes;
     cp->finished = true;
+    /* Fetched but not sent (a store failed): not stored, the next run copies them. */
+    cp->pumping = true; /* job_done must not free cp in this loop */
+    while (cp->n_ready > 0)
+        job_done(cp->ready[--cp->n_ready]);
+    cp->pumping = false;
     if (cp->inflight == 0)
         copy_free(cp);
     return rc;

@@ -11,6 +11,8 @@ struct tb_copy_unknown {
     size_t n, cap;
 };
 
+struct tb_copy_job;
+
 struct tb_copy {
     struct tb_store *src, *dst;
     char *mailbox;
@@ -22,8 +24,14 @@ struct tb_copy {
     size_t n, cap, next;
     struct tb_uidset *displaced; /* source UIDs of replica copies not placed as asked */
     struct tb_uidset misplaced;  /* their UIDs on dst, where they landed elsewhere */
-    int inflight;
+    int inflight;                /* jobs: fetching, waiting in `ready`, or appending */
     size_t bytes_held;
+    /* MULTIAPPEND (copy.c): fetched jobs waiting for their APPEND, in order (a FIFO of at
+     * most the window); FETCH and APPEND commands in flight. */
+    struct tb_copy_job **ready;
+    size_t n_ready;
+    int fetches, appends;
+    bool pumping; /* pump() is running: a nested call (a synchronous abort) returns */
     uint64_t bytes;
     /* Copies whose new UID the server did not tell (no UIDPLUS); the lowest UID they
      * can have (the destination's UIDNEXT before the copy). */

@@ -230,7 +230,10 @@ class ThrottleTest(MigrateBase):
         from tests.fixture.evil import Evil
         self.append(self.src, "INBOX", 60, 1)
         self.append(self.src, "Work", 30, 2)
-        ev = Evil(self.dst.dv)
+        from tests.fixture.evil import DEFAULT_REMOVED_CAPS
+        # One message per APPEND, so the refusals below fall on the 7th and 40th message
+        # (tests/integration/test_multiappend.py throttles a MULTIAPPEND batch).
+        ev = Evil(self.dst.dv, remove_caps=DEFAULT_REMOVED_CAPS + ("MULTIAPPEND",))
         try:
             ev.on(r"APPEND ", nth=7, times=1,
                   reply="NO [THROTTLED] Suggested Backoff Time: 40 milliseconds")

@@ -59,14 +59,17 @@ class SkippedTest(_Seeded):
         self.assertIn("1 message not copied", r.err)
         self.assertEqual(len(self.ids(self.b)), 5, "all other messages copied")
         self.assertEqual(len(self.ids(self.b, "Work")), 3, "and the other mailboxes")
-        self.assertEqual(refuse.fired, 1)
+        # Refused alone once (before that, maybe as part of a MULTIAPPEND batch, which is
+        # then sent again one message per APPEND).
+        self.assertEqual([len(c.literal_sizes) for c in refuse.commands].count(1), 1)
         out = self.status()
         self.assertIn("1 skipped message", out)
         self.assertIn(self.odd_id, out)
         self.assertIn("refused", out)
         # The next run does not try it again; it says it is still skipped.
+        matched = refuse.matched
         r = self.sync()
-        self.assertEqual(refuse.matched, 1, "not retried")
+        self.assertEqual(refuse.matched, matched, "not retried")
         self.assertIn("1 message remain", r.err)
         # --retry-skipped does, once the server takes it.
         pb.remove(refuse)
@@ -78,7 +81,11 @@ class SkippedTest(_Seeded):
 
     def test_refused_message_is_retried_when_its_flags_change(self):
         pb = self.proxy(self.b)
-        pb.on(r"APPEND .*\{%d\+?\}" % ODD, reply="BAD [CANNOT] Flag not accepted", times=1)
+        # Refused once alone; a MULTIAPPEND batch holding it is refused too (then sent again
+        # one message per APPEND).
+        pb.on(r"APPEND (?=.*\{%d\+?\})(?:.*?\{\d+\+?\}){2}" % ODD, reply="BAD [CANNOT] no",
+              times=None)
+        pb.on(r"APPEND [^{]*\{%d\+?\}$" % ODD, reply="BAD [CANNOT] Flag not accepted", times=1)
         self.write_config(b_port=pb.port)
         self.sync(code=7)
         c = self.a.client("alice")
