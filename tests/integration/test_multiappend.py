@@ -3,13 +3,17 @@ each message's new UID is read from the APPENDUID uid-set in order, a batch refu
 whole is sent again one APPEND per message (so one refused message is isolated), and a
 throttled batch is survived. Commands are counted through a capturing relay or the Evil
 proxy; nothing here measures time."""
+import os
 import re
+import tempfile
 
 from tests.fixture import imapcheck as ic
 from tests.fixture.evil import DEFAULT_REMOVED_CAPS, Evil
 from tests.fixture.relay import Relay
-from tests.integration.common import twinbox
+from tests.integration.common import TestCase, twinbox
 from tests.integration.test_migrate import MigrateBase, full_view
+from tests.integration.test_replica import replica_view
+from tests.integration.test_xreplicate import make_dovecot
 
 APPEND_RE = re.compile(rb"(?:^|\n)T\d+ APPEND ")
 
@@ -119,3 +123,50 @@ class MultiappendTest(MigrateBase):
         appends = [c for c in ev.commands if c.name == "APPEND"]
         self.assertEqual(len(appends), 12)
         self.assertCopied()
+
+
+class ReplicaBatchTest(TestCase):
+    """Replica mode: a batch is pinned by one XREPLICATE UIDS uid-set right before its
+    MULTIAPPEND, and both sides end with the same UIDs (gaps included)."""
+
+    def setUp(self):
+        self.a = make_dovecot(True, users={"alice": "secret"}).start()
+        self.addCleanup(self.a.stop)
+        self.b = make_dovecot(True, users={"alice": "secret"}).start()
+        self.addCleanup(self.b.stop)
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.cfg = os.path.join(tmp.name, "config")
+        with open(self.cfg, "w") as f:
+            for name, dv in (("a", self.a), ("b", self.b)):
+                f.write(f"[account {name}]\ntype = tunnel\n"
+                        f"command = {dv.tunnel_command('alice')}\n\n")
+            f.write(f"[pair p]\na = a\nb = b\nstate = {tmp.name}/p.db\nreplica = yes\n")
+        os.chmod(self.cfg, 0o600)
+
+    def test_batches_keep_uids_identical(self):
+        c = self.a.client("alice")
+        try:
+            for i in range(300):
+                msg, day = ic.make_message(i, size=500, seed=13)
+                ic.append(c, "INBOX", msg, flags=("\\Seen",) if i % 2 else (), date=day)
+            c.select("INBOX")
+            for uid in ("5", "100:103", "250"):  # gaps: targets not contiguous
+                c.uid("STORE", uid, "+FLAGS", "(\\Deleted)")
+            c.expunge()
+        finally:
+            c.logout()
+        r = twinbox("-v", "-c", self.cfg, "sync", timeout=600)
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("copied a->b 294,", r.out)
+        uids_cmds = re.findall(r"C: T\d+ XREPLICATE UIDS INBOX (\S+)", r.err)
+        self.assertTrue(any("," in s or ":" in s for s in uids_cmds), uids_cmds[:5])
+        appends = re.findall(r"C: T\d+ APPEND INBOX .*", r.err)
+        self.assertTrue(any(a.count("bytes}") > 1 for a in appends), "batched")
+        self.assertLess(len(appends), 294)
+        va, _ = replica_view(self.a)
+        vb, _ = replica_view(self.b)
+        self.assertEqual(va["INBOX"], vb["INBOX"])
+        self.assertEqual(len(va["INBOX"][2]), 294)
+        r = twinbox("-c", self.cfg, "sync", timeout=600)
+        self.assertIn("copied a->b 0, b->a 0", r.out)
