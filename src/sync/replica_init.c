@@ -51,6 +51,7 @@ struct init {
     int r, t;       /* reference and target side */
     char *rm, *m;   /* M's wire name on R and on T */
     char *nw, *old; /* NEW's and OLD's wire names on T */
+    char nw_canon[80], old_canon[80];
     bool inbox;
     bool old_exists; /* OLD is on T (listed, or made by this run) */
 };
@@ -108,28 +109,35 @@ static void not_copied(void *ud, const struct tb_msg_info *m, const char *reason
                 "replica-init: message UID %" PRIu32 " not copied: %s", m->uid, reason);
 }
 
-/* Copies msgs (from side `from`, whose `src_box` the copy selects) into T's `to`: under
- * their own UIDs when pinned, else wherever T puts them. LEFT when not all arrived. */
+/* Copies msgs (from side `from`, whose `src_box` the copy selects) into T's `to` (canonical
+ * name to_canon), each pinned to a UID: its own when first is 0 (msgs ascending), else first,
+ * first + 1, ... Pinned and reserved (tb_state_reserve_put) like a replica pass's copies: a
+ * killed run's APPENDs still queued at the server are fenced off by the next run before it
+ * lists anything, instead of landing after its listing as second copies. LEFT when not
+ * all arrived. */
 static int copy_into(struct init *in, int from, const char *src_box, const char *to,
-                     const struct tb_msg_info **msgs, size_t n, bool pinned)
+                     const char *to_canon, const struct tb_msg_info **msgs, size_t n,
+                     uint32_t first)
 {
     if (!n)
         return 0;
     struct ctx *x = in->x;
+    uint32_t top = first ? first + (uint32_t)(n - 1) : msgs[n - 1]->uid;
+    if (tb_state_begin(x->st) < 0 || tb_state_reserve_put(x->st, to_canon, x->run, top) < 0 ||
+        tb_state_commit(x->st) < 0)
+        return tb_eng_state_fail(x, "reserve");
     struct tally t = {x, 0, n};
     tb_store_select(&x->s[from], src_box);
     struct tb_copy *cp = tb_copy_new(&x->s[from], &x->s[in->t], to, counted, not_copied, &t);
     tb_copy_set_displaced(cp, &x->displaced[from]); /* not placed: the count says so */
-    for (size_t i = 0; i < n; i++) {
-        if (pinned)
-            tb_copy_add_at(cp, msgs[i], msgs[i]->uid);
-        else
-            tb_copy_add(cp, msgs[i]);
-    }
+    for (size_t i = 0; i < n; i++)
+        tb_copy_add_at(cp, msgs[i], first ? first + (uint32_t)i : msgs[i]->uid);
     int rc = tb_copy_finish(cp, &x->stats->bytes);
     tb_uidset_clear(&x->displaced[from]);
     if (rc < 0)
         return tb_eng_store_fail(x);
+    if (tb_state_reserve_done(x->st, to_canon, x->run) < 0)
+        return tb_eng_state_fail(x, "reserve");
     x->stats->copied[in->t] += t.done;
     return t.done == t.expected ? 0 : fail(in, "copy", "not every message arrived");
 }
@@ -199,7 +207,7 @@ static int fill_new(struct init *in, struct tb_delta *rd)
         if (rd->msgs[i].uid >= floor) /* below: there already (resumed) */
             v[n++] = &rd->msgs[i];
     qsort(v, n, sizeof(*v), cmp_uid);
-    rc = copy_into(in, in->r, in->rm, in->nw, v, n, true);
+    rc = copy_into(in, in->r, in->rm, in->nw, in->nw_canon, v, n, 0);
     free(v);
     if (rc != 0)
         return rc;
@@ -257,7 +265,7 @@ static int settle_old(struct init *in, struct tb_delta *rd)
             v[n++] = &od.msgs[i];
     tb_state_messages_free(pairs, n_pairs);
     if (rc == 0)
-        rc = copy_into(in, in->t, in->old, in->m, v, n, false);
+        rc = copy_into(in, in->t, in->old, in->m, in->e->canon, v, n, md.uidnext);
     free(v);
     tb_delta_clear(&od);
     tb_delta_clear(&md);
@@ -298,7 +306,7 @@ static int empty_inbox(struct init *in)
         if (!there)
             v[n++] = &id.msgs[i];
     }
-    rc = copy_into(in, in->t, in->m, in->old, v, n, false);
+    rc = copy_into(in, in->t, in->m, in->old, in->old_canon, v, n, od.uidnext);
     free(v);
     if (rc == 0 && id.n_msgs) {
         struct tb_uidset all;
@@ -372,11 +380,10 @@ int tb_eng_replica_init(struct ctx *x, struct entry *ent, size_t n_ent, int ref,
             continue;
         struct init in = {.x = x, .e = e, .r = ref, .t = 1 - ref};
         in.inbox = strcasecmp(e->canon, "INBOX") == 0;
-        char name[80];
-        snprintf(name, sizeof(name), NEW_PREFIX "%s", rb->guid);
-        in.nw = tb_name_wire(name, ns);
-        snprintf(name, sizeof(name), OLD_PREFIX "%s", rb->guid);
-        in.old = tb_name_wire(name, ns);
+        snprintf(in.nw_canon, sizeof(in.nw_canon), NEW_PREFIX "%s", rb->guid);
+        in.nw = tb_name_wire(in.nw_canon, ns);
+        snprintf(in.old_canon, sizeof(in.old_canon), OLD_PREFIX "%s", rb->guid);
+        in.old = tb_name_wire(in.old_canon, ns);
         in.m = tb_eng_wire(x, e, in.t);
         in.rm = tb_eng_wire(x, e, ref);
         in.old_exists = listed(x, in.t, in.old) != NULL;
