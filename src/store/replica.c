@@ -46,9 +46,25 @@ static void replica_done(struct tb_imap *c, const struct tb_imap_result *r, void
     free(o);
 }
 
-static void submit(struct tb_store *s, struct tb_cmd *cmd, struct tb_replica_result *out)
+/* "XREPLICATE SUB mailbox", or NULL (out refused) for a read-only store: a migration's
+ * source is never written. out is cleared either way. */
+static struct tb_cmd *begin(struct tb_store *s, const char *sub, const char *mailbox,
+                            struct tb_replica_result *out)
 {
     memset(out, 0, sizeof(*out));
+    if (!tb_store_writable(s, sub)) {
+        out->refused = true;
+        snprintf(out->why, sizeof(out->why), "read-only account");
+        return NULL;
+    }
+    struct tb_cmd *cmd = tb_cmd_new("XREPLICATE");
+    tb_cmd_atom(cmd, sub);
+    tb_cmd_astring(cmd, mailbox);
+    return cmd;
+}
+
+static void submit(struct tb_store *s, struct tb_cmd *cmd, struct tb_replica_result *out)
+{
     struct replica_op *o = tb_xcalloc(1, sizeof(*o));
     o->s = s;
     o->out = out;
@@ -59,17 +75,11 @@ static void submit(struct tb_store *s, struct tb_cmd *cmd, struct tb_replica_res
 static void identity_cmd(struct tb_store *s, const char *sub, const char *mailbox,
                          uint32_t uidvalidity, const char *guid, struct tb_replica_result *out)
 {
-    if (!tb_store_writable(s, sub)) {
-        memset(out, 0, sizeof(*out));
-        out->refused = true;
-        snprintf(out->why, sizeof(out->why), "read-only account");
-        return;
-    }
-    if (strcmp(sub, "RESET") == 0)
+    if (strcmp(sub, "RESET") == 0 && !s->read_only)
         tb_store_leave(s, mailbox); /* Dovecot refuses it on the session's own selection */
-    struct tb_cmd *cmd = tb_cmd_new("XREPLICATE");
-    tb_cmd_atom(cmd, sub);
-    tb_cmd_astring(cmd, mailbox);
+    struct tb_cmd *cmd = begin(s, sub, mailbox, out);
+    if (!cmd)
+        return;
     tb_cmd_printf(cmd, "%" PRIu32 " %.32s", uidvalidity, guid);
     submit(s, cmd, out);
 }
@@ -89,15 +99,9 @@ void tb_store_replica_reset(struct tb_store *s, const char *mailbox, uint32_t ui
 void tb_store_replica_raise(struct tb_store *s, const char *mailbox, uint32_t uidnext,
                             uint64_t highestmodseq, struct tb_replica_result *out)
 {
-    if (!tb_store_writable(s, "RAISE")) {
-        memset(out, 0, sizeof(*out));
-        out->refused = true;
-        snprintf(out->why, sizeof(out->why), "read-only account");
+    struct tb_cmd *cmd = begin(s, "RAISE", mailbox, out);
+    if (!cmd)
         return;
-    }
-    struct tb_cmd *cmd = tb_cmd_new("XREPLICATE");
-    tb_cmd_atom(cmd, "RAISE");
-    tb_cmd_astring(cmd, mailbox);
     tb_cmd_printf(cmd, "%" PRIu32 " %" PRIu64, uidnext, highestmodseq);
     submit(s, cmd, out);
 }

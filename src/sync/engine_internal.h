@@ -154,6 +154,9 @@ int tb_eng_replica_align(struct ctx *x, struct entry *e, bool *reset);
  * reference side's; *rebuilt counts them (the listing is stale then). */
 bool tb_eng_replica_temp(const char *canon);
 int tb_eng_replica_init(struct ctx *x, struct entry *ent, size_t n_ent, int ref, int *rebuilt);
+/* Records, in its own transaction, the highest UID this run may pin copies to in `canon`
+ * (see state/reserve.c). 0, or an exit code. */
+int tb_eng_replica_reserve(struct ctx *x, const char *canon, uint32_t top);
 /* Runs a replica pass: raises, stores, moves (two legs), raises; -1 when a store failed. */
 int tb_eng_replica_execute(struct ctx *x, const char *wire[2], struct tb_plan *p,
                            struct tb_replica_plan *rp, struct tb_delta *d[2],

@@ -123,18 +123,16 @@ static int copy_into(struct init *in, int from, const char *src_box, const char 
         return 0;
     struct ctx *x = in->x;
     uint32_t top = first ? first + (uint32_t)(n - 1) : msgs[n - 1]->uid;
-    if (tb_state_begin(x->st) < 0 || tb_state_reserve_put(x->st, to_canon, x->run, top) < 0 ||
-        tb_state_commit(x->st) < 0)
-        return tb_eng_state_fail(x, "reserve");
+    int rc = tb_eng_replica_reserve(x, to_canon, top);
+    if (rc != 0)
+        return rc;
     struct tally t = {x, 0, n};
     tb_store_select(&x->s[from], src_box);
     struct tb_copy *cp = tb_copy_new(&x->s[from], &x->s[in->t], to, counted, not_copied, &t);
-    tb_copy_set_displaced(cp, &x->displaced[from]); /* not placed: the count says so */
+    /* a copy not placed under its UID is not counted done: the tally says so */
     for (size_t i = 0; i < n; i++)
         tb_copy_add_at(cp, msgs[i], first ? first + (uint32_t)i : msgs[i]->uid);
-    int rc = tb_copy_finish(cp, &x->stats->bytes);
-    tb_uidset_clear(&x->displaced[from]);
-    if (rc < 0)
+    if (tb_copy_finish(cp, &x->stats->bytes) < 0)
         return tb_eng_store_fail(x);
     if (tb_state_reserve_done(x->st, to_canon, x->run) < 0)
         return tb_eng_state_fail(x, "reserve");

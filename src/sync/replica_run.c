@@ -10,6 +10,7 @@
 #include "twinbox/exit.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,14 @@ int tb_eng_replica_check(struct ctx *x)
     return x->o->dry_run ? 0 : fence(x);
 }
 
+int tb_eng_replica_reserve(struct ctx *x, const char *canon, uint32_t top)
+{
+    if (tb_state_begin(x->st) < 0 || tb_state_reserve_put(x->st, canon, x->run, top) < 0 ||
+        tb_state_commit(x->st) < 0)
+        return tb_eng_state_fail(x, "reserve");
+    return 0;
+}
+
 /* Before a pass pins copies: the highest UID it may use, for fence() should it die. */
 static int reserve(struct ctx *x, const struct tb_replica_plan *rp)
 {
@@ -69,12 +78,7 @@ static int reserve(struct ctx *x, const struct tb_replica_plan *rp)
     for (size_t i = 0; i < rp->n; i++)
         if (rp->mv[i].target > top)
             top = rp->mv[i].target;
-    if (!top)
-        return 0;
-    if (tb_state_begin(x->st) < 0 ||
-        tb_state_reserve_put(x->st, x->skip_mailbox, x->run, top) < 0 || tb_state_commit(x->st) < 0)
-        return tb_eng_state_fail(x, "reserve");
-    return 0;
+    return top ? tb_eng_replica_reserve(x, x->skip_mailbox, top) : 0;
 }
 
 /* The same mailbox (one GUID) under a name on a only and another on b only: renamed on both
@@ -116,10 +120,16 @@ int tb_eng_replica_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *
 }
 
 /* One mailbox left alone this run, with its cause. */
-static int leave(struct ctx *x, struct entry *e, const char *fmt, const char *side, const char *why)
+static int leave(struct ctx *x, struct entry *e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int leave(struct ctx *x, struct entry *e, const char *fmt, ...)
 {
     char line[512];
-    snprintf(line, sizeof(line), fmt, side, why);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
     tb_eng_warn(x, NULL, "pair %s: mailbox %s: %s; left alone this run", x->pair->name,
                 tb_eng_show(e), line);
     x->stats->skipped_mailboxes++;
@@ -130,7 +140,7 @@ int tb_eng_replica_create(struct ctx *x, struct entry *e, int k, const char *wir
 {
     const struct tb_mbox_info *src = e->box[1 - k];
     if (!src || !src->have_status || !src->uidvalidity || !src->guid[0])
-        return leave(x, e, "%s: %s", k ? "a" : "b", "its UIDVALIDITY or GUID is unknown");
+        return leave(x, e, "%s: its UIDVALIDITY or GUID is unknown", k ? "a" : "b");
     struct tb_replica_result res;
     tb_store_replica_create(&x->s[k], wire, src->uidvalidity, src->guid, &res);
     if (tb_store_wait(x->both, 2) < 0)
@@ -152,7 +162,7 @@ int tb_eng_replica_align(struct ctx *x, struct entry *e, bool *reset)
     if (!b[0] || !b[1] || aligned(b[0], b[1]))
         return 0;
     if (!b[0]->guid[0] || !b[1]->guid[0])
-        return leave(x, e, "%s%s", "", "a side did not report its mailbox GUID");
+        return leave(x, e, "a side did not report its mailbox GUID");
     /* An empty side takes the other's identity; otherwise both hold mail under their own
      * UIDs, and only replica-init can renumber one of them. The server checks emptiness (a
      * listing from X-REPLICATE has no MESSAGES): b is tried first, then a. */
@@ -180,8 +190,8 @@ int tb_eng_replica_align(struct ctx *x, struct entry *e, bool *reset)
         }
     }
     if (res.refused && !strstr(res.code, "XREPLICATE-NOTEMPTY"))
-        return leave(x, e, "XREPLICATE RESET%s: %s", "", res.why);
-    return leave(x, e, "%s%s", "",
+        return leave(x, e, "XREPLICATE RESET: %s", res.why);
+    return leave(x, e,
                  "UIDVALIDITY or GUID differ and both sides hold mail (run twinbox replica-init)");
 }
 
@@ -304,24 +314,16 @@ static int stages(struct ctx *x, const char *wire[2], struct tb_replica_plan *rp
     return rc;
 }
 
-int tb_eng_replica_execute(struct ctx *x, const char *wire[2], struct tb_plan *p,
-                           struct tb_replica_plan *rp, struct tb_delta *d[2],
-                           struct tb_uidset modified[2])
+/* XREPLICATE RAISE on the sides in `which` (0: leave that number), waited for; a refusal
+ * fails the store, as the writes it stands before or after cannot be trusted without it. */
+static int raise_sides(struct ctx *x, const char *wire[2], const bool which[2], uint32_t uidnext,
+                       uint64_t modseq)
 {
-    int rc = reserve(x, rp);
-    if (rc != 0)
-        return rc;
-    const struct tb_delta *cd[2] = {d[0], d[1]};
-    bool writes[2];
     struct tb_replica_result res[2];
     memset(res, 0, sizeof(res));
-    for (int k = 0; k < 2; k++) {
-        writes[k] = p->n_groups[k] || p->n_expunge[k] || tb_replica_writes(rp, cd, k);
-        /* Before any write: a client of the other side that cached its HIGHESTMODSEQ must
-         * see this side's coming changes above it after a failover. */
-        if (writes[k] && d[k]->highestmodseq < rp->highestmodseq)
-            tb_store_replica_raise(&x->s[k], wire[k], 0, rp->highestmodseq, &res[k]);
-    }
+    for (int k = 0; k < 2; k++)
+        if (which[k])
+            tb_store_replica_raise(&x->s[k], wire[k], uidnext, modseq, &res[k]);
     if (tb_store_wait(x->both, 2) < 0)
         return tb_eng_store_fail(x);
     for (int k = 0; k < 2; k++)
@@ -330,6 +332,26 @@ int tb_eng_replica_execute(struct ctx *x, const char *wire[2], struct tb_plan *p
                           res[k].why);
             return tb_eng_store_fail(x);
         }
+    return 0;
+}
+
+int tb_eng_replica_execute(struct ctx *x, const char *wire[2], struct tb_plan *p,
+                           struct tb_replica_plan *rp, struct tb_delta *d[2],
+                           struct tb_uidset modified[2])
+{
+    int rc = reserve(x, rp);
+    if (rc != 0)
+        return rc;
+    const struct tb_delta *cd[2] = {d[0], d[1]};
+    bool writes[2], low[2];
+    for (int k = 0; k < 2; k++) {
+        writes[k] = p->n_groups[k] || p->n_expunge[k] || tb_replica_writes(rp, cd, k);
+        low[k] = writes[k] && d[k]->highestmodseq < rp->highestmodseq;
+    }
+    /* Before any write: a client of the other side that cached its HIGHESTMODSEQ must see
+     * this side's coming changes above it after a failover. */
+    if ((low[0] || low[1]) && (rc = raise_sides(x, wire, low, 0, rp->highestmodseq)) != 0)
+        return rc;
     for (int k = 0; k < 2; k++)
         if (writes[k] || rp->n) /* a source of copies is selected too */
             tb_store_select(&x->s[k], wire[k]);
@@ -342,16 +364,11 @@ int tb_eng_replica_execute(struct ctx *x, const char *wire[2], struct tb_plan *p
         return tb_eng_state_fail(x, "reserve");
     for (size_t i = 0; i < rp->n; i++)
         x->stats->renumbered += rp->mv[i].second_leg && rp->mv[i].landed;
+    if (rc != 0)
+        return tb_eng_store_fail(x);
     /* After the appends: no side may hand out a UID the other has used. */
-    memset(res, 0, sizeof(res));
-    for (int k = 0; rc == 0 && k < 2; k++)
-        if (d[k]->uidnext < rp->next_uid || writes[k])
-            tb_store_replica_raise(&x->s[k], wire[k], rp->next_uid, 0, &res[k]);
-    if (rc == 0)
-        rc = tb_store_wait(x->both, 2);
-    for (int k = 0; rc == 0 && k < 2; k++)
-        if (res[k].refused)
-            tb_store_fail(&x->s[k], TB_ERR_PROTOCOL, "mailbox %s: XREPLICATE RAISE: %s", wire[k],
-                          res[k].why);
-    return rc == 0 && !x->s[0].failed && !x->s[1].failed ? 0 : tb_eng_store_fail(x);
+    bool behind[2];
+    for (int k = 0; k < 2; k++)
+        behind[k] = d[k]->uidnext < rp->next_uid || writes[k];
+    return raise_sides(x, wire, behind, rp->next_uid, 0);
 }
