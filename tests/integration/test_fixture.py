@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -271,6 +272,55 @@ class MaildirInstance(unittest.TestCase):
             s.close()
             self.assertTrue(r.wait_idle())
             self.assertEqual(r.stats()["turns"], 2)
+
+
+class RelayRate(unittest.TestCase):
+    """The relay's bandwidth limit, against a plain TCP server (no Dovecot needed)."""
+
+    def test_rate_paces_both_directions_and_keeps_counters(self):
+        size, rate = 400_000, 1_000_000  # 0.4 s per direction at the limit
+        srv = socket.create_server(("127.0.0.1", 0))
+        got = []
+
+        def serve():  # reads `size` bytes, then answers with as many
+            conn, _ = srv.accept()
+            with conn:
+                got.append(len(recv_until(conn, b"\n", limit=size)))
+                conn.sendall(b"y" * (size - 1) + b"\n")
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        with Relay(srv.getsockname()[1], rate=rate) as r:
+            s = socket.create_connection(("127.0.0.1", r.port), timeout=10)
+            t0 = time.monotonic()
+            s.sendall(b"x" * (size - 1) + b"\n")
+            t1 = None
+            back = b""
+            while len(back) < size:
+                d = s.recv(65536)
+                if not d:
+                    break
+                t1 = t1 or time.monotonic()
+                back += d
+            t2 = time.monotonic()
+            s.close()
+            t.join(10)
+            srv.close()
+            self.assertTrue(r.wait_idle())
+            st = r.stats()
+        self.assertEqual((got, len(back)), ([size], size))
+        self.assertEqual((st["bytes_c2s"], st["bytes_s2c"], st["turns"]), (size, size, 1))
+        # Lower bounds only (a slow machine is never too fast): each direction needs
+        # size/rate seconds less the bucket's 10 ms burst.
+        self.assertGreaterEqual(t2 - t0, 2 * size / rate - 0.05)
+        self.assertGreaterEqual(t2 - t1, size / rate - 0.03)
+        self.assertIsNone(r.error)
+
+    def test_rate_zero_is_unlimited_and_negative_refused(self):
+        with Relay(1, rate=0) as r:
+            self.assertIsNone(r.rate)
+        with self.assertRaises(ValueError):
+            Relay(1, rate=-1)
 
 
 @unittest.skipUnless(HAVE_DOVECOT, "dovecot-imapd is not installed")
