@@ -64,8 +64,11 @@ int tb_cli_sync_one(const struct tb_config *cfg, const struct tb_pair *pair,
                     const struct tb_sync_opts *o);
 struct tb_account;
 /* The same with accounts and passwords already resolved and the state file given. */
-/* What one run did, for callers that report several (migrate --accounts). */
+/* What one run did, for callers that report several (migrate --accounts). quiet is read:
+ * the caller reports a failure itself from err (the daemon logs a pair's trouble once, not
+ * per attempt); otherwise the error line is logged as for a single run. */
 struct tb_cli_result {
+    bool quiet;
     struct tb_error err;
     uint64_t copied, matched, skipped;
     uint64_t bytes;

@@ -1,6 +1,7 @@
 /* `twinbox status [PAIR...]`: per mailbox, what the state recorded and whether either
  * server changed since (one LIST-STATUS per server; nothing is selected or written). */
 #include "cli/cli.h"
+#include "cli/daemon.h"
 
 #include "store/store.h"
 #include "twinbox/config.h"
@@ -133,8 +134,40 @@ static int status_one(const struct tb_config *cfg, const struct tb_pair *pair)
     return rc;
 }
 
+/* status --json: the running daemon's document (control.c), all pairs. */
+static int status_daemon(const char *control)
+{
+    char path[4096];
+    if (control)
+        snprintf(path, sizeof(path), "%s", control);
+    else if (tb_control_default_path(path, sizeof(path)) < 0) {
+        tb_log_error("status --json: no control socket path (set XDG_RUNTIME_DIR or HOME, or "
+                     "give --control PATH)");
+        return TB_EXIT_CONFIG;
+    }
+    int r = tb_control_query(path, "status");
+    if (r == 1)
+        tb_log_error("status --json: no twinbox watch is running (nothing answers on %s)", path);
+    return r == 0 ? TB_EXIT_OK : TB_EXIT_TEMPFAIL;
+}
+
 int tb_cmd_status(const struct tb_cli *cli, int argc, char **argv)
 {
+    const char *control = NULL;
+    int n_names = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--control") == 0 && i + 1 < argc)
+            control = argv[++i];
+        else if (argv[i][0] == '-') {
+            tb_log_error("usage: twinbox [-c FILE] status [PAIR...] | status --json "
+                         "[--control PATH]");
+            return TB_EXIT_USAGE;
+        } else
+            argv[n_names++] = argv[i];
+    }
+    argc = n_names;
+    if (cli->json || control)
+        return status_daemon(control);
     char path[4096];
     struct tb_config *cfg;
     int rc = tb_cli_config_load(cli, &cfg, path, sizeof(path));

@@ -114,6 +114,18 @@ static void print_summary(const struct tb_pair *pair, const struct tb_sync_opts 
                pair->name, (unsigned long long)stats->flags_unstorable);
 }
 
+/* A run that could not begin (lock, state file): logged, or left in res for a caller that
+ * reports failures itself (res->quiet). */
+static int setup_fail(const struct tb_pair *pair, struct tb_cli_result *res, enum tb_err_kind kind,
+                      int rc, const char *err)
+{
+    if (res && res->quiet)
+        tb_error_set(&res->err, kind, "pair %s: %s", pair->name, err);
+    else
+        tb_log_error("pair %s: %s", pair->name, err);
+    return rc;
+}
+
 int tb_cli_run_pair(const struct tb_pair *pair, const struct tb_account *acct[2],
                     const char *pws[2], const char *path, const struct tb_sync_opts *o,
                     struct tb_cli_result *res)
@@ -121,16 +133,15 @@ int tb_cli_run_pair(const struct tb_pair *pair, const struct tb_account *acct[2]
     char err[1024];
     int rc = TB_EXIT_OK;
     int lockfd = -1;
+    bool quiet = res && res->quiet;
     int lr = tb_state_lock(path, &lockfd, err, sizeof(err));
-    if (lr != 0) {
-        tb_log_error("pair %s: %s", pair->name, err);
-        return lr == 1 ? TB_EXIT_LOCKED : TB_EXIT_CONFIG;
-    }
+    if (lr != 0)
+        return setup_fail(pair, res, lr == 1 ? TB_ERR_TEMP : TB_ERR_CONFIG,
+                          lr == 1 ? TB_EXIT_LOCKED : TB_EXIT_CONFIG, err);
     struct tb_state *st;
     if (tb_state_open(path, &st, err, sizeof(err)) < 0) {
-        tb_log_error("pair %s: %s", pair->name, err);
         tb_state_unlock(lockfd);
-        return TB_EXIT_CONFIG;
+        return setup_fail(pair, res, TB_ERR_CONFIG, TB_EXIT_CONFIG, err);
     }
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -146,7 +157,7 @@ int tb_cli_run_pair(const struct tb_pair *pair, const struct tb_account *acct[2]
     if (rc == TB_EXIT_OK)
         rc = report_skipped(pair, st, &stats);
     tb_state_close(st);
-    if (rc != TB_EXIT_OK && e.msg[0])
+    if (rc != TB_EXIT_OK && e.msg[0] && !quiet)
         tb_log_error("%s", e.msg);
     if (res) {
         res->err = e;
@@ -155,7 +166,9 @@ int tb_cli_run_pair(const struct tb_pair *pair, const struct tb_account *acct[2]
         res->skipped = stats.skipped_messages;
         res->bytes = stats.bytes;
     }
-    print_summary(pair, o, &stats, now() - t0);
+    /* A quiet caller retrying an unreachable server gets no empty summary per attempt. */
+    if (!quiet || rc != TB_EXIT_TEMPFAIL || stats.mailboxes_done)
+        print_summary(pair, o, &stats, now() - t0);
     tb_sync_stats_free(&stats);
     tb_state_unlock(lockfd);
     return rc;

@@ -5,11 +5,14 @@
 
 int tb_verbosity;
 
+/* One line under stderr's lock: threads (watch's pairs, migrate --jobs) never mix lines. */
 static void vlog(const char *prefix, const char *fmt, va_list ap)
 {
+    flockfile(stderr);
     fputs(prefix, stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+    funlockfile(stderr);
 }
 
 void tb_log_error(const char *fmt, ...)

@@ -1,0 +1,128 @@
+/* The daemon's status as one JSON document (control socket "status"):
+ *   {"pid": N, "started": T, "config": "...", "interval": S,
+ *    "pairs": [{"name", "state", "since", "last_run", "last_result": {"code", "text"},
+ *               "last_error", "last_success", "runs", "runs_failed", "messages_copied",
+ *               "bytes", "next_run", "change_pending"}, ...]}
+ * Times are unix seconds, 0 for never or unknown. next_run is the latest time the next run
+ * starts (the interval's end while waiting, the retry while backing off; a change seen by
+ * a watch starts it sooner); change_pending says a wake-up saw a change that the running
+ * or next run carries. Strings come from the configuration and from servers: escaped, and
+ * bytes that are not UTF-8 replaced by U+FFFD, so the document is always valid JSON. */
+#include "cli/daemon.h"
+
+#include "twinbox/config.h"
+#include "util/buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+size_t tb_utf8_seq_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    size_t n = c < 0x80             ? 1
+               : (c & 0xe0) == 0xc0 ? 2
+               : (c & 0xf0) == 0xe0 ? 3
+               : (c & 0xf8) == 0xf0 ? 4
+                                    : 0;
+    if (n < 2)
+        return n;
+    unsigned cp = c & (0x7f >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    static const unsigned min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped. */
+static void jstr(FILE *f, const char *s)
+{
+    fputc('"', f);
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    while (*p) {
+        size_t n = tb_utf8_seq_len(p);
+        if (n == 0) {
+            fputs("\\ufffd", f);
+            p++;
+        } else if (*p == '"' || *p == '\\') {
+            fprintf(f, "\\%c", *p++);
+        } else if (*p < 0x20 || *p == 0x7f) {
+            fprintf(f, "\\u%04x", *p++);
+        } else {
+            fwrite(p, 1, n, f);
+            p += n;
+        }
+    }
+    fputc('"', f);
+}
+
+static void pair_json(FILE *f, const char *name, const struct tb_pair_stats *s)
+{
+    fputs("{\"name\": ", f);
+    jstr(f, name);
+    fputs(", \"state\": ", f);
+    jstr(f, tb_worker_state_name(s->state));
+    fprintf(f, ", \"since\": %lld, \"last_run\": %lld, \"last_result\": ", (long long)s->since,
+            (long long)s->last_run);
+    if (s->runs) {
+        fprintf(f, "{\"code\": %d, \"text\": ", s->last_code);
+        jstr(f, s->last_text);
+        fputc('}', f);
+    } else {
+        fputs("null", f);
+    }
+    fputs(", \"last_error\": ", f);
+    if (s->last_error[0])
+        jstr(f, s->last_error);
+    else
+        fputs("null", f);
+    fprintf(f,
+            ", \"last_success\": %lld, \"runs\": %llu, \"runs_failed\": %llu, "
+            "\"messages_copied\": %llu, \"bytes\": %llu, \"next_run\": %lld, "
+            "\"change_pending\": %s}",
+            (long long)s->last_success, (unsigned long long)s->runs,
+            (unsigned long long)s->runs_failed, (unsigned long long)s->copied,
+            (unsigned long long)s->bytes, (long long)s->next_run,
+            s->change_pending ? "true" : "false");
+}
+
+char *tb_daemon_status_json(struct tb_daemon *d)
+{
+    char *doc = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&doc, &len);
+    if (!f)
+        return tb_xstrdup("{\"error\": \"out of memory\"}");
+    fprintf(f, "{\"pid\": %d, \"started\": %lld, \"config\": ", (int)getpid(),
+            (long long)d->started);
+    jstr(f, d->config_path);
+    fprintf(f, ", \"interval\": %.0f, \"pairs\": [", d->interval);
+    pthread_mutex_lock(&d->mu);
+    /* The list is newest first; pairs are shown oldest first, retiring ones left out. */
+    size_t n = 0;
+    for (struct tb_worker *w = d->workers; w; w = w->next)
+        n++;
+    const struct tb_worker **v = tb_xcalloc(n + 1, sizeof(*v));
+    size_t k = n;
+    for (struct tb_worker *w = d->workers; w; w = w->next)
+        v[--k] = w;
+    bool first = true;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i]->retiring)
+            continue;
+        fputs(first ? "\n  " : ",\n  ", f);
+        first = false;
+        pair_json(f, v[i]->pair->name, &v[i]->st);
+    }
+    pthread_mutex_unlock(&d->mu);
+    free(v);
+    fputs("]}", f);
+    fclose(f);
+    return doc;
+}
