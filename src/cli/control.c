@@ -173,8 +173,12 @@ void tb_control_serve(struct tb_daemon *d, int listen_fd)
 int tb_control_query(const char *path, const char *cmd)
 {
     int fd = dial(path);
-    if (fd < 0)
-        return errno == ENOENT || errno == ECONNREFUSED ? 1 : (errno == ENAMETOOLONG ? 1 : -1);
+    if (fd < 0 && (errno == ENOENT || errno == ECONNREFUSED || errno == ENAMETOOLONG))
+        return 1; /* no socket, or its daemon is gone */
+    if (fd < 0) {
+        tb_log_error("control socket %s: %s", path, strerror(errno));
+        return -1;
+    }
     struct timeval tv = {10, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));

@@ -52,8 +52,7 @@ bool tb_hosts_take(struct tb_worker *w)
                 (*b)++;
             break;
         }
-        /* Timed: a stop flag is set without the mutex by nobody, but a lost wake-up must
-         * not hang a worker. */
+        /* Timed, so a stop flag set without a broadcast is still seen. */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 200 * 1000 * 1000;
