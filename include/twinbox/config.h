@@ -44,6 +44,11 @@ enum tb_auth {
     TB_AUTH_OAUTHBEARER
 };
 
+/* compress = auto: COMPRESS only where the connection's fastest answer so far took this
+ * long. Below it the link is local and faster than deflate on both ends (docs/NOTES.md).
+ * Either way COMPRESS waits for the first command that moves mail (session.c). */
+#define TB_COMPRESS_MIN_RTT_MS 5
+
 /* After a successful load every field obeys its documented range; optional strings are
  * NULL when unset. Keys that do not apply to the type (e.g. host for tunnel) are refused
  * at load time, so e.g. host/user are non-NULL for imap/imaps and command for tunnel. */
@@ -62,7 +67,8 @@ struct tb_account {
     char tls_fingerprint[65];      /* SHA-256 of the leaf cert, 64 lowercase hex; "" unset */
     bool tls_verify;               /* default true */
     bool allow_plaintext_password; /* default false */
-    bool compress;                 /* COMPRESS=DEFLATE when offered; default true */
+    bool compress;                 /* COMPRESS=DEFLATE when offered; default true (auto) */
+    bool compress_auto;            /* auto: only over a slow link (TB_COMPRESS_MIN_RTT_MS) */
     char *command;                 /* tunnel: shell command speaking IMAP on stdin/stdout */
     int max_inflight;              /* 1..10000, default 128 */
     int timeout_s;                 /* 1..3600, default 60 */

@@ -101,6 +101,10 @@ const char *tb_imap_greeting(const struct tb_imap *c);
 bool tb_imap_tls_active(const struct tb_imap *c);
 const char *tb_imap_tls_description(const struct tb_imap *c);
 bool tb_imap_compress_active(const struct tb_imap *c);
+/* COMPRESS is deferred until the first command that moves mail (and, with compress = auto,
+ * left out on a fast link). This starts it now when the account allows it and the server
+ * offers it, whatever the link (probe shows whether it works). */
+void tb_imap_compress_now(struct tb_imap *c);
 bool tb_imap_preauth(const struct tb_imap *c);
 /* How the session authenticated: "PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER", or "PREAUTH"
  * (the greeting did); "" before authentication. A static string. */

@@ -138,6 +138,7 @@ int tb_cmd_probe(const struct tb_cli *cli, int argc, char **argv)
     tb_store_init(&p.s, &loop, a.acct, a.password);
     struct tb_store *one[1] = {&p.s};
     if (tb_store_wait(one, 1) == 0) {
+        tb_imap_compress_now(p.s.c);
         tb_store_list_start(&p.s);
         tb_store_wait(one, 1);
     }

@@ -202,7 +202,7 @@ struct tb_account *tb_account_new(void)
     struct tb_account *a = tb_xcalloc(1, sizeof(*a));
     a->starttls = true;
     a->tls_verify = true;
-    a->compress = true;
+    a->compress = a->compress_auto = true;
     a->xreplicate = true;
     a->max_inflight = 128;
     a->timeout_s = 60;
@@ -371,6 +371,12 @@ int tb_account_set(struct tb_account *a, int key, const char *v, char *why, size
         flag = &a->allow_plaintext_password;
         break;
     case TB_K_COMPRESS:
+        /* auto: see compress_auto in twinbox/config.h */
+        a->compress_auto = strcmp(v, "auto") == 0;
+        if (a->compress_auto) {
+            a->compress = true;
+            return 0;
+        }
         flag = &a->compress;
         break;
     case TB_K_XREPLICATE:
@@ -385,7 +391,8 @@ int tb_account_set(struct tb_account *a, int key, const char *v, char *why, size
         return 0;
     }
     if (tb_config_parse_bool(v, flag) < 0) {
-        snprintf(why, n, "%s: '%.64s' is not yes or no", kn, v);
+        snprintf(why, n, "%s: '%.64s' is not yes or no%s", kn, v,
+                 key == TB_K_COMPRESS ? " (or auto)" : "");
         return -1;
     }
     return 0;

@@ -15,8 +15,8 @@ static void reconnect(struct tb_imap *c);
 
 const char *tb_imap_phase_name(enum phase p)
 {
-    static const char *names[] = {"connect", "connect",  "TLS",     "greeting", "STARTTLS",
-                                  "login",   "COMPRESS", "session", "command",  "command"};
+    static const char *names[] = {"connect", "connect", "TLS",     "greeting", "STARTTLS",
+                                  "login",   "session", "command", "command"};
     return names[p];
 }
 
@@ -190,6 +190,9 @@ static void complete(struct tb_imap *c, const struct tb_resp *r)
     memmove(c->inflight + pos, c->inflight + pos + 1,
             (c->n_inflight - pos - 1) * sizeof(*c->inflight));
     c->n_inflight--;
+    uint64_t took = uv_hrtime() - p->sent_ns;
+    if (!c->min_rtt_ns || took < c->min_rtt_ns)
+        c->min_rtt_ns = took ? took : 1;
     if (c->blocked == p)
         c->blocked = NULL;
     if (c->barrier == p)
@@ -456,6 +459,8 @@ void tb_imap_submit(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags, tb_im
         tb_cmd_free(cmd);
         return;
     }
+    if (c->compress_deferred && c->phase == PH_READY)
+        tb_session_before_submit(c, cmd);
     struct pending *p = tb_xcalloc(1, sizeof(*p));
     p->cmd = cmd;
     p->flags = flags;
@@ -482,6 +487,7 @@ void tb_imap_submit(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags, tb_im
 static void send_one(struct tb_imap *c, struct pending *p)
 {
     p->seq = c->next_seq++;
+    p->sent_ns = uv_hrtime();
     snprintf(p->tag, sizeof(p->tag), "T%u", p->seq);
     p->n_chunks = tb_cmd_render(p->cmd, p->tag, tb_imap_has_cap(c, "LITERAL+"),
                                 tb_imap_has_cap(c, "LITERAL-"));

@@ -16,6 +16,7 @@ struct pending {
     tb_imap_untagged_fn *untagged;
     void *ud;
     uint32_t seq;
+    uint64_t sent_ns; /* uv_hrtime() when written, for the round-trip estimate */
     char tag[16];
     size_t n_chunks, next_chunk;
 };
@@ -32,7 +33,6 @@ enum phase {
     PH_GREETING,
     PH_STARTTLS,
     PH_LOGIN,
-    PH_COMPRESS,
     PH_ENABLE,
     PH_READY,
     PH_FAILED,
@@ -84,6 +84,10 @@ struct tb_imap {
     struct tb_link_stats last_stats;
     bool restack;          /* a filter just started: bytes after this response need it */
     int setup_outstanding; /* ENABLE/ID/NAMESPACE still running */
+    /* COMPRESS waits for the first command that moves mail (session.c), so a run that finds
+     * nothing to do spends no round trip on it. */
+    bool compress_deferred;
+    uint64_t min_rtt_ns; /* fastest command answer so far (0: none yet) */
     /* authentication (session.c) */
     const char *auth_mech; /* static: "PLAIN", "XOAUTH2"..., "PREAUTH"; NULL before login */
     char *sasl_challenge;  /* text of the last "+" during login (base64), for error JSON */
@@ -106,5 +110,8 @@ void tb_session_on_greeting(struct tb_imap *c, const struct tb_resp *r);
 /* Whether a connection lost now should be replaced rather than reported (the server hung
  * up after refusing an expired token, before the retry with the new one completed). */
 bool tb_session_reconnect_on_close(struct tb_imap *c);
+/* Called for every command submitted once ready: starts a deferred COMPRESS ahead of the
+ * first one that moves mail. */
+void tb_session_before_submit(struct tb_imap *c, const struct tb_cmd *cmd);
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static void do_login(struct tb_imap *c);
 static void post_login(struct tb_imap *c);
@@ -564,23 +565,58 @@ static void compress_done(struct tb_imap *c, const struct tb_imap_result *r, voi
         return;
     if (r->status == TB_IMAP_OK) {
         c->restack = true;
-        if (tb_link_start_compress(c->link) < 0)
-            return;
+        tb_link_start_compress(c->link);
     } else {
         tb_log_debug(1, "%s: COMPRESS refused: %s", tb_imap_account_name(c), r->text);
     }
-    enable_and_friends(c);
+}
+
+/* Commands of a run that finds nothing to do, and of set-up and bookkeeping: a handful of
+ * short lines each, not worth the round trip COMPRESS costs. (XREPLICATE: its change feed
+ * and the long-held WATCH are small too.) */
+static bool moves_mail(const struct tb_cmd *cmd)
+{
+    static const char *const light[] = {
+        "LIST", "LSUB",      "STATUS",      "LOGOUT", "NOOP",      "CAPABILITY",
+        "ID",   "ENABLE",    "NAMESPACE",   "CREATE", "DELETE",    "RENAME",
+        "IDLE", "SUBSCRIBE", "UNSUBSCRIBE", "NOTIFY", "XREPLICATE"};
+    const char *verb = tb_cmd_verb(cmd);
+    for (size_t i = 0; i < sizeof(light) / sizeof(light[0]); i++)
+        if (strcasecmp(verb, light[i]) == 0)
+            return false;
+    return true;
+}
+
+void tb_imap_compress_now(struct tb_imap *c)
+{
+    if (!c->compress_deferred || c->phase != PH_READY)
+        return;
+    c->compress_deferred = false;
+    struct tb_cmd *cmd = tb_cmd_new("COMPRESS");
+    tb_cmd_atom(cmd, "DEFLATE");
+    /* A barrier: waits for what is in flight, and what follows is written compressed. */
+    tb_imap_submit_internal(c, cmd, TB_CMD_BARRIER, compress_done, NULL);
+}
+
+void tb_session_before_submit(struct tb_imap *c, const struct tb_cmd *cmd)
+{
+    if (!moves_mail(cmd))
+        return;
+    /* compress = auto: the fastest answer so far (LOGIN, ENABLE, LIST...) tells a link
+     * within the local network from one beyond it. Only the latter is slow enough for the
+     * saved bytes to outweigh deflate's CPU time on both ends (see docs/NOTES.md). */
+    if (c->acct->compress_auto && c->min_rtt_ns < TB_COMPRESS_MIN_RTT_MS * 1000000ull) {
+        c->compress_deferred = false;
+        tb_log_debug(1, "%s: COMPRESS left out: answers in %.2f ms (auto needs %d ms)",
+                     tb_imap_account_name(c), c->min_rtt_ns / 1e6, TB_COMPRESS_MIN_RTT_MS);
+        return;
+    }
+    tb_imap_compress_now(c);
 }
 
 static void post_login(struct tb_imap *c)
 {
-    if (c->acct->compress && tb_imap_has_cap(c, "COMPRESS=DEFLATE") &&
-        !tb_link_compress_active(c->link)) {
-        c->phase = PH_COMPRESS;
-        struct tb_cmd *cmd = tb_cmd_new("COMPRESS");
-        tb_cmd_atom(cmd, "DEFLATE");
-        tb_imap_submit_internal(c, cmd, TB_CMD_BARRIER, compress_done, NULL);
-        return;
-    }
+    c->compress_deferred = c->acct->compress && tb_imap_has_cap(c, "COMPRESS=DEFLATE") &&
+                           !tb_link_compress_active(c->link);
     enable_and_friends(c);
 }

@@ -45,12 +45,19 @@ void tb_deflate_free(struct tb_deflate *z)
 
 void tb_deflate_adapt(struct tb_deflate *z, size_t queued)
 {
-    /* Hysteresis: a link that holds half a megabyte unsent is the bottleneck, and every byte
-     * saved is time saved; one that drains to 64 KiB is not. */
+    /* Hysteresis on what the link has not taken yet. Half a megabyte unsent: the link is
+     * the bottleneck and every byte saved is time saved (level 6). Drained to 64 KiB: level
+     * 1, several times cheaper for a quarter more bytes. Drained to 16 KiB at level 1: the
+     * link keeps up with anything, so stored blocks (level 0) cost only a copy. The
+     * COMPRESS stream stays valid across changes (deflateParams at a flush boundary). */
     if (queued >= ((size_t)512 << 10))
         z->want = 6;
-    else if (queued <= ((size_t)64 << 10))
+    else if (queued >= ((size_t)128 << 10) && z->level == 0)
         z->want = Z_BEST_SPEED;
+    else if (queued <= ((size_t)64 << 10) && z->level == 6)
+        z->want = Z_BEST_SPEED;
+    else if (queued <= ((size_t)16 << 10) && z->level == Z_BEST_SPEED)
+        z->want = 0;
 }
 
 int tb_deflate_send(struct tb_deflate *z, const char *p, size_t n, struct tb_buf *out)

@@ -86,6 +86,38 @@ class PipelineTest(TestCase):
         finally:
             relay.stop()
 
+    def compress_sent(self, relay, *args, **q):
+        """Whether a tb_client run through `relay` sent COMPRESS (the command itself is
+        cleartext), and the run's server-to-client bytes."""
+        relay.clear_captured()
+        relay.reset_counters()
+        r = tb_client(self.url(relay.port, **q), *args, env=PW)
+        self.assertEqual(r.code, 0, r)
+        return b"COMPRESS DEFLATE" in b"".join(relay.captured("c2s")), relay.stats()["bytes_s2c"]
+
+    def test_compress_waits_for_work_and_auto_for_a_slow_link(self):
+        fast = Relay(self.dv.imap_port, capture="c2s")
+        slow = Relay(self.dv.imap_port, capture="c2s", delay=0.01)
+        try:
+            # Nothing that moves mail: no COMPRESS, not even with compress = yes.
+            self.assertEqual(self.compress_sent(fast, "noop", "3", compress="yes")[0], False)
+            # A FETCH of a message: yes compresses whatever the link.
+            sent, yes_bytes = self.compress_sent(fast, "fetch", "Big", "1", "", compress="yes")
+            self.assertTrue(sent)
+            # auto: left out where the server answers within 5 ms, used where it takes 20.
+            sent, auto_bytes = self.compress_sent(fast, "fetch", "Big", "1", "", compress="auto")
+            self.assertFalse(sent)
+            self.assertGreater(auto_bytes, len(self.big))
+            sent, slow_bytes = self.compress_sent(slow, "fetch", "Big", "1", "")
+            self.assertTrue(sent, "auto is the default")
+            self.assertLess(slow_bytes, len(self.big) / 2)
+            self.assertLess(yes_bytes, len(self.big) / 2)
+            # no: never, even on the slow link.
+            self.assertFalse(self.compress_sent(slow, "fetch", "Big", "1", "", compress="no")[0])
+        finally:
+            fast.stop()
+            slow.stop()
+
     def test_50mb_and_empty_literals(self):
         c = self.dv.client("alice")
         c.create("Huge")
