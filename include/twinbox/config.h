@@ -112,6 +112,12 @@ struct tb_pair {
     /* replica = yes: both sides keep the same UIDVALIDITY, UIDs and mailbox GUIDs (Dovecot
      * with X-REPLICATE-REPLICA on both), so clients fail over with their caches intact. */
     bool replica;
+    /* watch-mailboxes = INBOX, Work: the mailboxes `twinbox watch` IDLEs on (one connection
+     * each, per side) where a server offers neither X-REPLICATE nor a working NOTIFY; the
+     * others wait for the interval. Canonical names like mailboxes =; NULL: INBOX alone. */
+    char **watch_mailboxes;
+    size_t n_watch_mailboxes;
+#define TB_WATCH_MAILBOXES_MAX 8
 };
 
 /* [migration NAME]: the options of `twinbox migrate` as keys (the long option names without

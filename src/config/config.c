@@ -21,9 +21,19 @@
 
 #define MAX_CONFIG_SIZE (1024 * 1024)
 
-enum pair_key { P_A, P_B, P_MAILBOXES, P_EXCLUDE, P_STATE, P_MAX_DELETE, P_REPLICA, P_COUNT };
-static const char *const pair_key_names[P_COUNT] = {"a",     "b",          "mailboxes", "exclude",
-                                                    "state", "max-delete", "replica"};
+enum pair_key {
+    P_A,
+    P_B,
+    P_MAILBOXES,
+    P_EXCLUDE,
+    P_STATE,
+    P_MAX_DELETE,
+    P_REPLICA,
+    P_WATCH_MAILBOXES,
+    P_COUNT
+};
+static const char *const pair_key_names[P_COUNT] = {
+    "a", "b", "mailboxes", "exclude", "state", "max-delete", "replica", "watch-mailboxes"};
 
 /* max-delete = N | N% | unlimited (see tb_max_delete). */
 static int parse_max_delete(const char *v, struct tb_pair *pr)
@@ -164,6 +174,9 @@ static void pair_free(struct tb_pair *pr)
     for (size_t i = 0; i < pr->n_exclude; i++)
         free(pr->exclude[i]);
     free(pr->exclude);
+    for (size_t i = 0; i < pr->n_watch_mailboxes; i++)
+        free(pr->watch_mailboxes[i]);
+    free(pr->watch_mailboxes);
     free(pr->state);
     free(pr->source);
     free(pr);
@@ -329,6 +342,14 @@ static int pair_key(struct parser *p, int line, const char *key, char *v)
     case P_REPLICA:
         if (tb_config_parse_bool(v, &pr->replica) < 0)
             return fail(p, line, "pair '%s': replica: '%.64s' is not yes or no", pr->name, v);
+        return 0;
+    case P_WATCH_MAILBOXES:
+        /* One IDLE connection per name and side (servers limit connections per user). */
+        if (split_list(v, &pr->watch_mailboxes, &pr->n_watch_mailboxes) < 0)
+            return fail(p, line, "pair '%s': watch-mailboxes: empty name in list", pr->name);
+        if (pr->n_watch_mailboxes > TB_WATCH_MAILBOXES_MAX)
+            return fail(p, line, "pair '%s': watch-mailboxes: more than %d mailboxes", pr->name,
+                        TB_WATCH_MAILBOXES_MAX);
         return 0;
     default: {
         char why[256];

@@ -5,48 +5,36 @@
 #include "protocol/xrep.h"
 #include "store/store.h"
 #include "sync/names.h"
+#include "sync/watch_internal.h"
 #include "twinbox/config.h"
 #include "twinbox/imap.h"
 #include "twinbox/state.h"
+#include "util/buf.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct side {
-    struct watcher *w;
-    int k;
-    bool active;    /* WATCH in flight */
-    bool reported;  /* its first report (up to the first POSITION) is in */
-    size_t matched; /* state mailboxes its first report showed unchanged */
-};
+#define TICK_MS 200
+/* RFC 2177: servers may end an IDLE after 29 minutes of inactivity (and an idle session
+ * after 30): restart IDLE, and NOOP a NOTIFY session, well before. */
+#define REFRESH_MS (25.0 * 60 * 1000)
 
-struct watcher {
-    const struct tb_pair *pair;
-    struct tb_store s[2];
-    struct tb_store *both[2];
-    struct side side[2];
-    struct tb_state_mailbox *smb;
-    size_t n_smb;
-    bool changed, released;
-    volatile sig_atomic_t *stop;
-    uv_timer_t tick;
-    double left_ms;
-    tb_sync_event_fn *on_event;
-    void *event_ud;
-};
-
-static void release_all(struct watcher *w)
+void tb_watch_release_all(struct tb_watcher *w)
 {
     if (w->released)
         return;
     w->released = true;
     for (int k = 0; k < 2; k++)
-        if (w->side[k].active && !w->s[k].failed)
-            tb_imap_release(w->s[k].c);
+        for (int i = 0; i < w->side[k].n; i++) {
+            struct tb_wconn *wc = &w->side[k].conn[i];
+            if (wc->held && !wc->s.failed)
+                tb_imap_release(wc->s.c);
+        }
 }
 
-static const struct tb_state_mailbox *state_box(struct watcher *w, const char *canon)
+const struct tb_state_mailbox *tb_watch_state_box(const struct tb_watcher *w, const char *canon)
 {
     for (size_t i = 0; i < w->n_smb; i++)
         if (strcmp(w->smb[i].name, canon) == 0)
@@ -54,22 +42,35 @@ static const struct tb_state_mailbox *state_box(struct watcher *w, const char *c
     return NULL;
 }
 
+void tb_watch_warn(struct tb_watcher *w, int k, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    struct tb_sync_event ev = {.kind = TB_SYNC_EV_WARNING, .pair = w->pair->name, .side = k};
+    tb_sync_emitf(w->on_event, w->event_ud, &ev, "%s: %s", w->side[k].conn[0].s.label, text);
+}
+
+/* ---- X-REPLICATE WATCH ---- */
+
 /* The first report covers everything since the stored position, our own last writes
  * included: only numbers that differ from the state's are a change. After it, any line
  * but STATUS and POSITION is one. */
 static bool watch_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
 {
     (void)c;
-    struct side *sd = ud;
-    struct watcher *w = sd->w;
+    struct tb_wconn *sd = ud;
+    struct tb_watcher *w = sd->w;
     const struct tb_xrep *x = tb_xrep_of(r);
     if (!x) {
         if (!tb_xrep_unreadable(r))
             return false;
         w->changed = true; /* unreadable: let a sync look */
     } else if (!sd->reported && x->kind == TB_XREP_STATUS) {
-        char *canon = tb_name_canon(x->name, tb_store_ns(&w->s[sd->k]));
-        const struct tb_state_mailbox *m = state_box(w, canon);
+        char *canon = tb_name_canon(x->name, tb_store_ns(&sd->s));
+        const struct tb_state_mailbox *m = tb_watch_state_box(w, canon);
         if (tb_pair_wants(w->pair, canon)) {
             const struct tb_state_side *b = m ? &m->side[sd->k] : NULL;
             if (!b || b->uidvalidity != x->uidvalidity || b->uidnext != x->uidnext ||
@@ -90,33 +91,183 @@ static bool watch_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
         w->changed = true;
     }
     if (w->changed)
-        release_all(w);
+        tb_watch_release_all(w);
     return true;
 }
 
 static void watch_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
 {
     (void)c;
-    struct side *sd = ud;
-    sd->active = false;
-    sd->w->s[sd->k].pending--;
+    struct tb_wconn *sd = ud;
+    sd->held = false;
+    sd->s.pending--;
     if (r->status == TB_IMAP_NO || r->status == TB_IMAP_BAD) {
         /* A refused position: the next sync starts over; wake it. */
-        struct tb_sync_event ev = {
-            .kind = TB_SYNC_EV_WARNING, .pair = sd->w->pair->name, .side = sd->k};
-        tb_sync_emitf(sd->w->on_event, sd->w->event_ud, &ev, "%s: XREPLICATE WATCH: %s",
-                      sd->w->s[sd->k].label, r->text);
+        tb_watch_warn(sd->w, sd->k, "XREPLICATE WATCH: %s", r->text);
         sd->w->changed = true;
     }
-    release_all(sd->w); /* the other side has nothing left to wait for */
+    tb_watch_release_all(sd->w); /* the other side has nothing left to wait for */
 }
+
+static void xrep_watch(struct tb_wconn *sd, const char *token)
+{
+    struct tb_cmd *cmd = tb_cmd_new("XREPLICATE");
+    tb_cmd_atom(cmd, "WATCH");
+    if (strlen(token) > 1000)
+        tb_cmd_literal(cmd, token, strlen(token));
+    else
+        tb_cmd_astring(cmd, token);
+    tb_cmd_continuation(cmd, "DONE");
+    sd->held = true;
+    sd->s.pending++;
+    tb_imap_submit(sd->s.c, cmd, TB_CMD_HOLD, watch_done, watch_untagged, sd);
+}
+
+/* ---- the wait ---- */
 
 static void on_tick(uv_timer_t *t)
 {
-    struct watcher *w = t->data;
-    w->left_ms -= 200;
-    if (*w->stop || w->left_ms <= 0)
-        release_all(w);
+    struct tb_watcher *w = t->data;
+    w->left_ms -= TICK_MS;
+    w->refresh_ms -= TICK_MS;
+    if (*w->stop || w->left_ms <= 0) {
+        tb_watch_release_all(w);
+    } else if (w->refresh_ms <= 0) {
+        w->refresh_ms = w->refresh_every_ms;
+        tb_push_refresh(w);
+    }
+}
+
+/* Every started store, for tb_store_wait. */
+static int all_stores(struct tb_watcher *w, struct tb_store **out)
+{
+    int n = 0;
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < w->side[k].n; i++)
+            if (w->side[k].conn[i].started)
+                out[n++] = &w->side[k].conn[i].s;
+    return n;
+}
+
+static int wait_all(struct tb_watcher *w)
+{
+    struct tb_store *st[2 * TB_WATCH_MAILBOXES_MAX];
+    int n = all_stores(w, st);
+    return n ? tb_store_wait(st, n) : 0;
+}
+
+static bool any_failed(struct tb_watcher *w, char *err, size_t errlen)
+{
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < w->side[k].n; i++)
+            if (w->side[k].conn[i].started && w->side[k].conn[i].s.failed) {
+                snprintf(err, errlen, "%s", w->side[k].conn[i].s.err.msg);
+                return true;
+            }
+    return false;
+}
+
+/* Until a change, the interval's end, *stop, or a connection's failure (-1). */
+static int hold_until_done(struct tb_watcher *w, uv_loop_t *loop, char *err, size_t errlen)
+{
+    while (!w->released) {
+        if (any_failed(w, err, errlen))
+            return -1;
+        uv_run(loop, UV_RUN_ONCE);
+    }
+    /* The released commands (DONE) complete; then LOGOUT. */
+    if (wait_all(w) < 0 && any_failed(w, err, errlen))
+        return -1;
+    return 0;
+}
+
+/* Which way side k is watched; connection 0 is started for every side but NONE. */
+static enum tb_wmode side_mode(const struct tb_account *acct, struct tb_state *st, int k,
+                               char **token)
+{
+    if (acct->xreplicate && tb_state_xrep_token(st, k, token) == 0 && *token &&
+        strlen(*token) > TB_XREP_TOKEN_MAX) {
+        free(*token); /* never sent: see TB_XREP_TOKEN_MAX */
+        *token = NULL;
+    }
+    return *token ? TB_WMODE_XREP : TB_WMODE_IDLE; /* refined once connected */
+}
+
+/* After connecting: X-REPLICATE only where offered; else NOTIFY, else IDLE, else nothing. */
+static void refine_mode(struct tb_watcher *w, int k, char **token)
+{
+    struct tb_wside *sd = &w->side[k];
+    struct tb_imap *c = sd->conn[0].s.c;
+    if (sd->mode == TB_WMODE_XREP && !tb_imap_has_cap(c, "X-REPLICATE")) {
+        free(*token);
+        *token = NULL;
+        sd->mode = TB_WMODE_IDLE;
+    }
+    if (sd->mode == TB_WMODE_IDLE && tb_imap_has_cap(c, "NOTIFY"))
+        sd->mode = TB_WMODE_NOTIFY;
+    else if (sd->mode == TB_WMODE_IDLE && !tb_imap_has_cap(c, "IDLE"))
+        sd->mode = TB_WMODE_NONE;
+}
+
+/* A side nothing can watch needs no connection during the wait. */
+static void drop_side(struct tb_watcher *w, int k)
+{
+    struct tb_wconn *c0 = &w->side[k].conn[0];
+    struct tb_store *one = &c0->s;
+    tb_store_logout(&one, 1);
+    tb_store_free(one);
+    c0->started = false;
+}
+
+/* The phases of the push sides before they hold (see watch_internal.h), each run on both
+ * sides and waited for before the next; false once one failed (the error is in a store). A
+ * NOTIFY refused in the first phase turns its side to IDLE for the next ones. */
+static bool push_phases(struct tb_watcher *w, uv_loop_t *loop, const struct tb_account *acct[2],
+                        const char *password[2])
+{
+    for (int phase = 0; phase < 5; phase++) {
+        for (int k = 0; k < 2; k++) {
+            enum tb_wmode m = w->side[k].mode;
+            bool push = m == TB_WMODE_NOTIFY || m == TB_WMODE_IDLE;
+            if (phase == 0 && m == TB_WMODE_NOTIFY)
+                tb_push_notify_start(w, k);
+            else if (phase == 1 && m == TB_WMODE_IDLE)
+                tb_push_idle_open(w, k, loop, acct[k], password[k]);
+            else if (phase == 2 && m == TB_WMODE_IDLE)
+                tb_push_idle_examine(w, k);
+            else if (phase == 3 && push)
+                tb_push_list_start(w, k);
+            else if (phase == 4 && push)
+                tb_push_listed(w, k);
+        }
+        if (phase < 4 && wait_all(w) < 0)
+            return false;
+    }
+    return true;
+}
+
+static void watcher_free(struct tb_watcher *w, uv_loop_t *loop)
+{
+    w->released = true; /* aborted callbacks must not start anything */
+    uv_timer_stop(&w->tick);
+    uv_close((uv_handle_t *)&w->tick, NULL);
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < w->side[k].n; i++) {
+            if (w->side[k].conn[i].started)
+                tb_store_free(&w->side[k].conn[i].s);
+            free(w->side[k].conn[i].box);
+        }
+    uv_run(loop, UV_RUN_DEFAULT);
+    tb_state_mailboxes_free(w->smb, w->n_smb);
+    free(w);
+}
+
+static double refresh_every(void)
+{
+    /* Tests shorten it to see a restarted IDLE still report. */
+    const char *e = getenv("TWINBOX_TEST_IDLE_REFRESH_MS");
+    double v = e ? strtod(e, NULL) : 0;
+    return v >= TICK_MS && v <= REFRESH_MS ? v : REFRESH_MS;
 }
 
 int tb_watch_wait(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_account *acct[2],
@@ -124,75 +275,61 @@ int tb_watch_wait(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_a
                   volatile sig_atomic_t *stop, tb_sync_event_fn *on_event, void *event_ud,
                   int *watched, char *err, size_t errlen)
 {
-    struct watcher w = {.pair = pair,
-                        .stop = stop,
-                        .left_ms = max_wait_s * 1000,
-                        .on_event = on_event,
-                        .event_ud = event_ud};
+    struct tb_watcher *w = tb_xcalloc(1, sizeof(*w));
+    *w = (struct tb_watcher){.pair = pair,
+                             .stop = stop,
+                             .left_ms = max_wait_s * 1000,
+                             .refresh_every_ms = refresh_every(),
+                             .on_event = on_event,
+                             .event_ud = event_ud};
+    w->refresh_ms = w->refresh_every_ms;
     char *token[2] = {NULL, NULL};
-    int n = 0, rc = 0;
+    int rc = 0;
     *watched = 0;
-    if (tb_state_mailboxes(st, &w.smb, &w.n_smb) < 0) {
+    if (tb_state_mailboxes(st, &w->smb, &w->n_smb) < 0) {
         snprintf(err, errlen, "pair %s: state: %s", pair->name, tb_state_error(st));
+        free(w);
         return -1;
     }
     for (int k = 0; k < 2; k++) {
-        w.side[k].w = &w;
-        w.side[k].k = k;
-        if (acct[k]->xreplicate && tb_state_xrep_token(st, k, &token[k]) == 0 && token[k] &&
-            strlen(token[k]) > TB_XREP_TOKEN_MAX) {
-            free(token[k]); /* never sent: see TB_XREP_TOKEN_MAX */
-            token[k] = NULL;
-        }
-        if (token[k])
-            tb_store_init(&w.s[k], loop, acct[k], password[k]);
-        if (token[k])
-            w.both[n++] = &w.s[k];
+        struct tb_wconn *c0 = &w->side[k].conn[0];
+        w->side[k].mode = side_mode(acct[k], st, k, &token[k]);
+        w->side[k].n = 1;
+        *c0 = (struct tb_wconn){.w = w, .k = k, .started = true};
+        tb_store_init(&c0->s, loop, acct[k], password[k]);
     }
-    uv_timer_init(loop, &w.tick);
-    w.tick.data = &w;
-    uv_timer_start(&w.tick, on_tick, 200, 200);
-    if (n && tb_store_wait(w.both, n) < 0)
+    uv_timer_init(loop, &w->tick);
+    w->tick.data = w;
+    uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
+    if (wait_all(w) < 0)
         rc = -1;
     for (int k = 0; k < 2 && rc == 0; k++) {
-        if (!token[k] || !tb_imap_has_cap(w.s[k].c, "X-REPLICATE"))
-            continue;
-        struct tb_cmd *cmd = tb_cmd_new("XREPLICATE");
-        tb_cmd_atom(cmd, "WATCH");
-        if (strlen(token[k]) > 1000)
-            tb_cmd_literal(cmd, token[k], strlen(token[k]));
+        refine_mode(w, k, &token[k]);
+        if (w->side[k].mode == TB_WMODE_NONE)
+            drop_side(w, k);
+    }
+    if (rc == 0 && !push_phases(w, loop, acct, password))
+        rc = -1;
+    for (int k = 0; k < 2 && rc == 0 && !w->changed; k++) {
+        if (w->side[k].mode == TB_WMODE_XREP)
+            xrep_watch(&w->side[k].conn[0], token[k]);
         else
-            tb_cmd_astring(cmd, token[k]);
-        tb_cmd_continuation(cmd, "DONE");
-        w.side[k].active = true;
-        w.s[k].pending++;
-        (*watched)++;
-        tb_imap_submit(w.s[k].c, cmd, TB_CMD_HOLD, watch_done, watch_untagged, &w.side[k]);
+            tb_push_hold(w, k);
+        *watched += w->side[k].mode != TB_WMODE_NONE;
     }
-    if (rc == 0 && *watched) {
-        if (tb_store_wait(w.both, n) < 0)
-            rc = -1;
-    } else if (rc == 0) {
-        /* Nothing to watch: the interval alone, still stoppable. */
-        while (!w.released)
-            uv_run(loop, UV_RUN_ONCE);
+    if (rc == 0 && w->changed)
+        tb_watch_release_all(w);
+    if (rc == 0)
+        rc = hold_until_done(w, loop, err, errlen);
+    else
+        any_failed(w, err, errlen);
+    if (rc == 0) {
+        rc = w->changed ? 1 : 0;
+        struct tb_store *all[2 * TB_WATCH_MAILBOXES_MAX];
+        tb_store_logout(all, all_stores(w, all));
     }
-    if (rc < 0) {
-        for (int k = 0; k < 2; k++)
-            if (token[k] && w.s[k].failed)
-                snprintf(err, errlen, "%s", w.s[k].err.msg);
-    } else {
-        rc = w.changed ? 1 : 0;
-        tb_store_logout(w.both, n);
-    }
-    uv_timer_stop(&w.tick);
-    uv_close((uv_handle_t *)&w.tick, NULL);
-    for (int k = 0; k < 2; k++) {
-        if (token[k])
-            tb_store_free(&w.s[k]);
+    for (int k = 0; k < 2; k++)
         free(token[k]);
-    }
-    uv_run(loop, UV_RUN_DEFAULT);
-    tb_state_mailboxes_free(w.smb, w.n_smb);
+    watcher_free(w, loop);
     return rc;
 }
