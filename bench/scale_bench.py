@@ -10,11 +10,12 @@ than the runs measured. Dovecot indexes them on the first SELECT (inside the fir
 wall time, not in twinbox's CPU time).
 
 usage: python3 bench/scale_bench.py [--sizes 25000 50000 100000] [--build DIR]
-                                    [--flag-changes 10000] [--keep]
+                                    [--flag-changes 10000] [--keep] [--wrap CMD]
 """
 import argparse
 import os
 import re
+import shlex
 import sys
 import tempfile
 import time
@@ -53,7 +54,7 @@ def fill_maildir(dv, user, n):
             os.chown(x, dv.uid, dv.gid)
 
 
-def run_rusage(twinbox, cfg):
+def run_rusage(twinbox, cfg, wrap=()):
     """(wall s, CPU s, peak RSS MB, round trips) of one `twinbox sync`."""
     t0 = time.monotonic()
     r, w = os.pipe()
@@ -62,7 +63,11 @@ def run_rusage(twinbox, cfg):
         os.close(r)
         os.dup2(w, 1)
         os.dup2(w, 2)
-        os.execv(twinbox, [twinbox, "-c", cfg, "sync"])
+        try:
+            argv = list(wrap) + [twinbox, "-c", cfg, "sync"]
+            os.execvp(argv[0], argv)
+        finally:
+            os._exit(127)  # never back into the parent's code
     os.close(w)
     chunks = []
     while True:
@@ -92,7 +97,7 @@ def flag_changes(dv, n):
         sys.exit("STORE failed")
 
 
-def one_size(twinbox, n, changes, keep):
+def one_size(twinbox, n, changes, keep, wrap):
     A = Dovecot(users={"alice": "secret"})
     B = Dovecot(users={"alice": "secret"})
     tmp = tempfile.TemporaryDirectory()
@@ -111,11 +116,13 @@ def one_size(twinbox, n, changes, keep):
                         % (name, dv.imap_port))
             f.write("[pair p]\na = a\nb = b\nstate = %s/p.db\n" % tmp.name)
         os.chmod(cfg, 0o600)
-        rows.append((n, "initial a->b") + run_rusage(twinbox, cfg))
-        rows.append((n, "no-op rerun") + run_rusage(twinbox, cfg))
+        def w(step):
+            return [a.format(n=n, run=step) for a in shlex.split(wrap)] if wrap else []
+        rows.append((n, "initial a->b") + run_rusage(twinbox, cfg, w("initial")))
+        rows.append((n, "no-op rerun") + run_rusage(twinbox, cfg, w("noop")))
         k = min(changes, n)
         flag_changes(A, k)
-        rows.append((n, "%d flag changes" % k) + run_rusage(twinbox, cfg))
+        rows.append((n, "%d flag changes" % k) + run_rusage(twinbox, cfg, w("flags")))
         print("  N=%d: maildir written in %.1fs" % (n, fill), file=sys.stderr)
     finally:
         stop_all(A, B)
@@ -132,11 +139,14 @@ def main():
     ap.add_argument("--flag-changes", type=int, default=10000)
     ap.add_argument("--build", default="build")
     ap.add_argument("--keep", action="store_true", help="keep the state dir")
+    ap.add_argument("--wrap", default="",
+                    help="command prefix for each run, {n} and {run} replaced, e.g. "
+                    "'perf record -g -o /tmp/perf.{n}.{run}.data --' (its CPU counts too)")
     a = ap.parse_args()
     twinbox = os.path.abspath(os.path.join(a.build, "twinbox"))
     rows = []
     for n in a.sizes:
-        rows += one_size(twinbox, n, a.flag_changes, a.keep)
+        rows += one_size(twinbox, n, a.flag_changes, a.keep, a.wrap)
     print("\n%8s %-20s %8s %8s %12s %14s" % ("N", "run", "wall s", "CPU s", "peak RSS MB",
                                             "round trips"))
     for r in rows:

@@ -121,6 +121,10 @@ int tb_state_skip_put(struct tb_state *st, const struct tb_state_skip *k);
 int tb_state_skips(struct tb_state *st, const char *mailbox, struct tb_state_skip **out, size_t *n);
 void tb_state_skips_free(struct tb_state_skip *v, size_t n);
 int tb_state_skip_drop(struct tb_state *st, const char *mailbox, int side, uint32_t uid);
+/* The attempts recorded for one message (0 without a row) into *attempts: one indexed
+ * lookup, where tb_state_skips would read every row of the mailbox. */
+int tb_state_skip_attempts(struct tb_state *st, const char *mailbox, int side, uint32_t uid,
+                           int *attempts);
 /* Drops the rows of a side whose UIDVALIDITY is no longer `uidvalidity`. */
 int tb_state_skips_stale(struct tb_state *st, const char *mailbox, int side, uint32_t uidvalidity);
 

@@ -94,6 +94,25 @@ void tb_state_skips_free(struct tb_state_skip *v, size_t n)
     free(v);
 }
 
+int tb_state_skip_attempts(struct tb_state *st, const char *mailbox, int side, uint32_t uid,
+                           int *attempts)
+{
+    sqlite3_stmt *s;
+    *attempts = 0;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT attempts FROM skipped WHERE mailbox=?1 AND side=?2 AND uid=?3",
+                           -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(s, 1, mailbox, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, side);
+    sqlite3_bind_int64(s, 3, uid);
+    int r = sqlite3_step(s);
+    if (r == SQLITE_ROW)
+        *attempts = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? 0 : -1;
+}
+
 static int exec_row(struct tb_state *st, const char *sql, const char *mailbox, int side, uint32_t n)
 {
     sqlite3_stmt *s;

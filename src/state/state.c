@@ -120,6 +120,14 @@ int tb_state_open(const char *path, struct tb_state **out, char *err, size_t err
             return -1;
         }
     }
+    /* Not a schema version (older twinbox versions open the file unchanged): an index
+     * for tb_state_intent_drop, which otherwise scans every intent of the mailbox for
+     * each copy found, quadratic when a crashed run left 100,000 of them. */
+    if (exec(st, "CREATE INDEX IF NOT EXISTS intent_match ON intent(mailbox, side, ident)") < 0) {
+        snprintf(err, errlen, "state %s: cannot create an index: %s", path, sqlite3_errmsg(st->db));
+        tb_state_close(st);
+        return -1;
+    }
     *out = st;
     return 0;
 }
@@ -440,9 +448,13 @@ int tb_state_intents(struct tb_state *st, const char *mailbox, const char *run,
         return -1;
     sqlite3_bind_text(s, 1, mailbox, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, run, -1, SQLITE_STATIC);
+    size_t cap = 0;
     int r;
     while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-        *out = tb_xrealloc(*out, (*n + 1) * sizeof(**out));
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *out = tb_xrealloc(*out, cap * sizeof(**out));
+        }
         struct tb_state_intent *i = &(*out)[(*n)++];
         i->side = sqlite3_column_int(s, 0);
         i->ident = tb_xstrdup((const char *)sqlite3_column_text(s, 1));

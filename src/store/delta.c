@@ -22,6 +22,7 @@ void tb_delta_clear(struct tb_delta *d)
     tb_uidset_free(&d->present);
     free(d->unreadable);
     free(d->perm);
+    tb_uidmap_free(&d->by_uid);
     memset(d, 0, sizeof(*d));
 }
 
@@ -109,6 +110,28 @@ void tb_store_delta_check(struct tb_delta *d)
     }
 }
 
+/* The index of the first record of `uid` in d->msgs, by d->by_uid: brought up to date
+ * with the records appended since (first index wins, as a front-to-back search would
+ * find), and rebuilt when it no longer matches (msgs reordered or replaced since). */
+static bool record_of(struct tb_delta *d, uint32_t uid, size_t *at)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass || d->n_indexed > d->n_msgs) {
+            tb_uidmap_clear(&d->by_uid);
+            d->n_indexed = 0;
+        }
+        for (size_t i = d->n_indexed, seen; i < d->n_msgs; i++)
+            if (!tb_uidmap_get(&d->by_uid, d->msgs[i].uid, &seen))
+                tb_uidmap_put(&d->by_uid, d->msgs[i].uid, i);
+        d->n_indexed = d->n_msgs;
+        if (!tb_uidmap_get(&d->by_uid, uid, at))
+            return false;
+        if (*at < d->n_msgs && d->msgs[*at].uid == uid)
+            return true;
+    }
+    return false; /* not reached: a fresh index is consistent */
+}
+
 /* One FETCH of a delta: merged into the record of its UID (the same UID can arrive twice:
  * the SELECT's changes, then the new-message FETCH). A FETCH without a UID is unusable. */
 static bool delta_fetch(struct tb_delta *d, struct mailimap_msg_att *att, const struct tb_resp *r)
@@ -121,39 +144,44 @@ static bool delta_fetch(struct tb_delta *d, struct mailimap_msg_att *att, const 
     }
     if (d->by_listing && m.uid < d->base_uidnext)
         tb_uidset_add(&d->present, m.uid); /* the UID FLAGS listing of the known messages */
-    /* Servers answer in UID order: a UID above the last one recorded is new to the delta. */
-    size_t from = d->n_msgs && m.uid > d->msgs[d->n_msgs - 1].uid ? d->n_msgs : 0;
-    for (size_t i = from; i < d->n_msgs; i++) {
-        if (d->msgs[i].uid != m.uid)
-            continue;
-        struct tb_msg_info *x = &d->msgs[i];
-        if (m.flags) {
+    tb_delta_merge(d, &m);
+    return true;
+}
+
+void tb_delta_merge(struct tb_delta *d, struct tb_msg_info *m)
+{
+    /* Servers answer in UID order: a UID above the last one recorded is new to the delta
+     * (no lookup, no index); any other is looked up by UID. */
+    size_t at;
+    if (d->n_msgs && m->uid <= d->msgs[d->n_msgs - 1].uid && record_of(d, m->uid, &at)) {
+        struct tb_msg_info *x = &d->msgs[at];
+        if (m->flags) {
             free(x->flags);
-            x->flags = m.flags;
-            m.flags = NULL;
+            x->flags = m->flags;
+            m->flags = NULL;
         }
-        if (m.ident) {
+        if (m->ident) {
             free(x->ident);
-            x->ident = m.ident;
-            m.ident = NULL;
+            x->ident = m->ident;
+            m->ident = NULL;
         }
-        if (m.size)
-            x->size = m.size;
-        if (m.internaldate) {
-            x->internaldate = m.internaldate;
-            x->tz_minutes = m.tz_minutes;
+        if (m->size)
+            x->size = m->size;
+        if (m->internaldate) {
+            x->internaldate = m->internaldate;
+            x->tz_minutes = m->tz_minutes;
         }
-        if (m.modseq)
-            x->modseq = m.modseq;
-        tb_msg_info_clear(&m);
-        return true;
+        if (m->modseq)
+            x->modseq = m->modseq;
+        tb_msg_info_clear(m);
+        return;
     }
     if (d->n_msgs == d->cap_msgs) {
         d->cap_msgs = d->cap_msgs ? d->cap_msgs * 2 : 256;
         d->msgs = tb_xrealloc(d->msgs, d->cap_msgs * sizeof(*d->msgs));
     }
-    d->msgs[d->n_msgs++] = m;
-    return true;
+    d->msgs[d->n_msgs++] = *m;
+    memset(m, 0, sizeof(*m));
 }
 
 /* A SELECT's PERMANENTFLAGS: remembered for the mailbox (writes are filtered by it) and

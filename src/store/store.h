@@ -11,6 +11,7 @@
 #include "protocol/mboxname.h"
 #include "twinbox/error.h"
 #include "util/buf.h"
+#include "util/uidmap.h"
 #include "util/uidset.h"
 
 #include <stdbool.h>
@@ -67,7 +68,18 @@ struct tb_delta {
     /* The SELECT's PERMANENTFLAGS (canonical, without "\\*"), when it sent them. */
     bool perm_known, perm_keywords;
     char *perm;
+    /* UID -> index into msgs, for a FETCH of a UID at or below the last one recorded (a
+     * server answering out of UID order, or the same UID twice): msgs[0..n_indexed) are
+     * in it, each UID at its first index. Built only when needed (delta.c); owned by the
+     * delta, freed by tb_delta_clear. */
+    struct tb_uidmap by_uid;
+    size_t n_indexed;
 };
+
+/* One FETCH's record merged into the delta: into the record of its UID when the delta has
+ * one (fields the FETCH carries replace that record's; the first record of the UID when
+ * there are several), else appended. Takes m's strings; m is left cleared. */
+void tb_delta_merge(struct tb_delta *d, struct tb_msg_info *m);
 
 /* How a store reads a mailbox's changes since the state's numbers, from its capabilities. */
 enum tb_strategy {

@@ -1,6 +1,7 @@
 #include "sync/plan.h"
 
 #include "util/flags.h"
+#include "util/uidmap.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,22 +30,67 @@ static bool in_sorted(const uint32_t *v, size_t n, uint32_t uid)
     return n && bsearch(&uid, v, n, sizeof(uint32_t), cmp_u32) != NULL;
 }
 
+/* Room for one more in an array grown by doubling: n is its length, its capacity the next
+ * power of two (no capacity field needed). */
+static void *grow_pow2(void *v, size_t n, size_t size)
+{
+    if (n && (n & (n - 1)))
+        return v; /* not a power of two: there is room */
+    return tb_xrealloc(v, (n ? 2 * n : 4) * size);
+}
+
+/* FNV-1a over op and flags, from the seeded basis: keywords come from servers. */
+static size_t group_hash(char op, const char *flags)
+{
+    uint32_t h = 2166136261u ^ tb_hash_seed();
+    h = (h ^ (unsigned char)op) * 16777619u;
+    for (const char *c = flags; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    return h;
+}
+
+/* The slot of the group (op, flags) on `side`, or the empty slot where it would go. The
+ * table is at most half full. */
+static size_t *group_slot(struct tb_plan *p, int side, char op, const char *flags)
+{
+    size_t mask = p->group_cap[side] - 1;
+    for (size_t i = group_hash(op, flags) & mask;; i = (i + 1) & mask) {
+        size_t *slot = &p->group_slot[side][i];
+        const struct tb_flag_group *g = *slot ? &p->groups[side][*slot - 1] : NULL;
+        if (!g || (g->op == op && strcmp(g->flags, flags) == 0))
+            return slot;
+    }
+}
+
+static void group_index_grow(struct tb_plan *p, int side)
+{
+    free(p->group_slot[side]);
+    p->group_cap[side] = p->group_cap[side] ? p->group_cap[side] * 2 : 16;
+    p->group_slot[side] = tb_xcalloc(p->group_cap[side], sizeof(size_t));
+    for (size_t g = 0; g < p->n_groups[side]; g++) {
+        const struct tb_flag_group *x = &p->groups[side][g];
+        *group_slot(p, side, x->op, x->flags) = g + 1;
+    }
+}
+
+/* The UID into the group (op, flags) of `side`, created after the existing ones when new
+ * (groups stay in the order of their first UID). */
 static void group_add(struct tb_plan *p, int side, char op, const char *flags, uint32_t uid)
 {
     if (!flags[0] && op != '=')
         return;
-    struct tb_flag_group *g = NULL;
-    for (size_t i = 0; i < p->n_groups[side] && !g; i++)
-        if (p->groups[side][i].op == op && strcmp(p->groups[side][i].flags, flags) == 0)
-            g = &p->groups[side][i];
-    if (!g) {
-        p->groups[side] =
-            tb_xrealloc(p->groups[side], (p->n_groups[side] + 1) * sizeof(**p->groups));
-        g = &p->groups[side][p->n_groups[side]++];
+    if ((p->n_groups[side] + 1) * 2 > p->group_cap[side])
+        group_index_grow(p, side);
+    size_t *slot = group_slot(p, side, op, flags);
+    if (!*slot) {
+        p->groups[side] = grow_pow2(p->groups[side], p->n_groups[side], sizeof(**p->groups));
+        struct tb_flag_group *g = &p->groups[side][p->n_groups[side]++];
         memset(g, 0, sizeof(*g));
         g->op = op;
         g->flags = tb_xstrdup(flags);
+        *slot = p->n_groups[side];
     }
+    struct tb_flag_group *g = &p->groups[side][*slot - 1];
     if (g->n == g->cap) {
         g->cap = g->cap ? g->cap * 2 : 16;
         g->uids = tb_xrealloc(g->uids, g->cap * sizeof(uint32_t));
@@ -100,7 +146,7 @@ static void update(struct tb_plan *p, uint32_t ua, uint32_t ub, const char *flag
 
 static void expunge(struct tb_plan *p, int side, uint32_t uid)
 {
-    p->expunge[side] = tb_xrealloc(p->expunge[side], (p->n_expunge[side] + 1) * sizeof(uint32_t));
+    p->expunge[side] = grow_pow2(p->expunge[side], p->n_expunge[side], sizeof(uint32_t));
     p->expunge[side][p->n_expunge[side]++] = uid;
 }
 
@@ -135,29 +181,122 @@ int tb_msg_identity_sort(const void *a, const void *b)
     return c ? c : (x->uid < y->uid ? -1 : x->uid > y->uid);
 }
 
-/* Index of an unused suspect copy to `side` with m's identity, or -1. */
-static long suspect(const struct tb_plan *p, const struct tb_state_intent *sus, size_t n, int side,
-                    const struct tb_msg_info *m)
+/* The suspects, found by identity in O(log n) instead of a scan of every suspect (and of
+ * every resolved one) per new message. `ref` holds them sorted by side, identity, and
+ * suspect index last, so the suspects matching a message form one run in which the first
+ * unused one is the one with the lowest index: the one a front-to-back scan would pick.
+ * next[q] is the first position from q on that may be unused (a "next free" forest with
+ * path compression): a resolved suspect is stepped over in amortized O(1). */
+struct sus_ref {
+    const struct tb_state_intent *s;
+    size_t i;   /* index into the suspects given */
+    bool msgid; /* its identity holds a Message-ID: the size is not part of it */
+};
+
+struct sus_index {
+    struct sus_ref *ref;
+    size_t n;
+    size_t *pos;  /* pos[i]: where suspect i is in ref */
+    size_t *next; /* n + 1 entries; next[n] == n */
+};
+
+/* A suspect's or message's identity as the suspect matching compares it. */
+struct sus_key {
+    int side;
+    const char *ident;
+    int64_t internaldate;
+    uint32_t size;
+    bool msgid;
+};
+
+static int key_cmp(const struct sus_key *k, const struct sus_ref *r)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (sus[i].side != side || (sus[i].size != m->size && !has_msgid(m->ident)) ||
-            sus[i].internaldate != m->internaldate ||
-            strcmp(sus[i].ident, m->ident ? m->ident : ""))
-            continue;
-        bool used = false;
-        for (size_t j = 0; j < p->n_resolved && !used; j++)
-            used = p->resolved[j] == i;
-        if (!used)
-            return (long)i;
-    }
-    return -1;
+    if (k->side != r->s->side)
+        return k->side < r->s->side ? -1 : 1;
+    int c = strcmp(k->ident, r->s->ident ? r->s->ident : "");
+    if (c)
+        return c;
+    if (k->internaldate != r->s->internaldate)
+        return k->internaldate < r->s->internaldate ? -1 : 1;
+    /* Equal identity text: both hold a Message-ID or neither does. */
+    if (!k->msgid && k->size != r->s->size)
+        return k->size < r->s->size ? -1 : 1;
+    return 0;
 }
 
-static void resolve(struct tb_plan *p, long i)
+static int ref_sort(const void *a, const void *b)
+{
+    const struct sus_ref *x = a, *y = b;
+    struct sus_key k = {x->s->side, x->s->ident ? x->s->ident : "", x->s->internaldate, x->s->size,
+                        x->msgid};
+    int c = key_cmp(&k, y);
+    return c ? c : (x->i < y->i ? -1 : x->i > y->i);
+}
+
+static void sus_index_init(struct sus_index *x, const struct tb_state_intent *sus, size_t n)
+{
+    x->n = n;
+    x->ref = tb_xmalloc((n + 1) * sizeof(*x->ref));
+    x->pos = tb_xmalloc((n + 1) * sizeof(*x->pos));
+    x->next = tb_xmalloc((n + 1) * sizeof(*x->next));
+    for (size_t i = 0; i < n; i++)
+        x->ref[i] = (struct sus_ref){&sus[i], i, has_msgid(sus[i].ident)};
+    if (n > 1)
+        qsort(x->ref, n, sizeof(*x->ref), ref_sort);
+    for (size_t q = 0; q <= n; q++) {
+        x->next[q] = q;
+        if (q < n)
+            x->pos[x->ref[q].i] = q;
+    }
+}
+
+static void sus_index_free(struct sus_index *x)
+{
+    free(x->ref);
+    free(x->pos);
+    free(x->next);
+}
+
+/* The first position from q on not yet used, shortening the path walked. */
+static size_t first_free(struct sus_index *x, size_t q)
+{
+    size_t r = q;
+    while (x->next[r] != r)
+        r = x->next[r];
+    while (x->next[q] != r) {
+        size_t up = x->next[q];
+        x->next[q] = r;
+        q = up;
+    }
+    return r;
+}
+
+/* Index of the first unused suspect copy to `side` with m's identity, or -1. */
+static long suspect(struct sus_index *x, int side, const struct tb_msg_info *m)
+{
+    if (!x->n)
+        return -1;
+    struct sus_key k = {side, m->ident ? m->ident : "", m->internaldate, m->size,
+                        has_msgid(m->ident)};
+    size_t lo = 0, hi = x->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (key_cmp(&k, &x->ref[mid]) > 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t q = first_free(x, lo);
+    return q < x->n && key_cmp(&k, &x->ref[q]) == 0 ? (long)x->ref[q].i : -1;
+}
+
+static void resolve(struct tb_plan *p, struct sus_index *x, long i)
 {
     if (i < 0)
         return;
-    p->resolved = tb_xrealloc(p->resolved, (p->n_resolved + 1) * sizeof(*p->resolved));
+    size_t q = x->pos[i];
+    x->next[q] = q + 1;
+    p->resolved = grow_pow2(p->resolved, p->n_resolved, sizeof(*p->resolved));
     p->resolved[p->n_resolved++] = (size_t)i;
 }
 
@@ -300,6 +439,8 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
         if (n_fresh[k] > 1)
             qsort(fresh[k], n_fresh[k], sizeof(*fresh[k]), tb_msg_identity_sort);
     }
+    struct sus_index sx;
+    sus_index_init(&sx, sus, n_sus);
     /* Merge-join by identity: copies that already exist on both sides (first sync of two
      * non-empty accounts, or copies that arrived before a crash) are paired, not copied. */
     size_t i = 0, j = 0;
@@ -315,8 +456,8 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
             const struct tb_msg_info *a = fresh[0][i++], *b = fresh[1][j++];
             p->matched++;
             /* A crashed run's copy that arrived in time: found, and paired here. */
-            long s0 = suspect(p, sus, n_sus, 0, a);
-            resolve(p, s0 >= 0 ? s0 : suspect(p, sus, n_sus, 1, b));
+            long s0 = suspect(&sx, 0, a);
+            resolve(p, &sx, s0 >= 0 ? s0 : suspect(&sx, 1, b));
             char *merged = tb_flags_merge("", a->flags, b->flags);
             for (int k = 0; k < 2; k++)
                 if (!mode || k != mode->source)
@@ -327,9 +468,9 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
         } else {
             int k = c < 0 ? 0 : 1; /* the side holding the unmatched new message */
             const struct tb_msg_info *m = c < 0 ? fresh[0][i++] : fresh[1][j++];
-            long s = suspect(p, sus, n_sus, k, m);
+            long s = suspect(&sx, k, m);
             if (s >= 0) {
-                resolve(p, s);
+                resolve(p, &sx, s);
                 expunge(p, k, m->uid);
                 p->late++;
             } else if (mode && k != mode->source) {
@@ -341,9 +482,13 @@ void tb_plan_compute(struct tb_plan *p, const struct tb_state_msg *pairs, size_t
             }
         }
     }
+    sus_index_free(&sx);
     for (int k = 0; k < 2; k++) {
         free(fresh[k]);
         free(paired[k]);
+        free(p->group_slot[k]);
+        p->group_slot[k] = NULL;
+        p->group_cap[k] = 0;
         for (size_t g = 0; g < p->n_groups[k]; g++)
             if (p->groups[k][g].n > 1)
                 qsort(p->groups[k][g].uids, p->groups[k][g].n, sizeof(uint32_t), cmp_u32);
@@ -369,6 +514,7 @@ void tb_plan_free(struct tb_plan *p)
             free(p->groups[k][g].uids);
         }
         free(p->groups[k]);
+        free(p->group_slot[k]);
         free(p->expunge[k]);
     }
     for (size_t i = 0; i < p->n_updates; i++)

@@ -29,6 +29,10 @@ struct tb_plan {
     size_t n_copies[2];
     struct tb_flag_group *groups[2];
     size_t n_groups[2];
+    /* plan.c's lookup of groups by (op, flags) while it computes: open addressing, group
+     * index + 1 per slot (0 empty). Freed by tb_plan_compute. */
+    size_t *group_slot[2];
+    size_t group_cap[2];
     uint32_t *expunge[2];
     size_t n_expunge[2];
     struct tb_pair_update *updates;

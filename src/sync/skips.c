@@ -122,18 +122,27 @@ int tb_eng_skip_commit(struct ctx *x, const char *canon, const struct tb_plan *p
         for (size_t i = 0; r == 0 && i < gone[k].n; i++)
             for (uint64_t u = gone[k].r[i].lo; r == 0 && u <= gone[k].r[i].hi; u++)
                 r = tb_state_skip_drop(x->st, canon, k, (uint32_t)u);
-    /* Rows only exist for messages this mailbox skipped before: look them up only then. */
+    /* Rows only exist for messages this mailbox skipped before: only those UIDs are
+     * dropped (one DELETE per row that exists, not two per message copied or paired). */
     struct tb_state_skip *rows = NULL;
     size_t n = 0;
+    struct tb_uidset has[2];
+    tb_uidset_init(&has[0]);
+    tb_uidset_init(&has[1]);
     if (r == 0 && (r = tb_state_skips(x->st, canon, &rows, &n)) == 0 && n) {
+        for (size_t i = 0; i < n; i++)
+            tb_uidset_add(&has[rows[i].side & 1], rows[i].uid);
         for (size_t i = 0; r == 0 && i < x->n_copied; i++)
             for (int k = 0; k < 2 && r == 0; k++)
-                r = tb_state_skip_drop(x->st, canon, k, x->copied[i].uid[k]);
+                if (tb_uidset_has(&has[k], x->copied[i].uid[k]))
+                    r = tb_state_skip_drop(x->st, canon, k, x->copied[i].uid[k]);
         for (size_t i = 0; r == 0 && p && i < p->n_updates; i++)
             for (int k = 0; k < 2 && r == 0; k++)
-                if (!p->updates[i].remove)
+                if (!p->updates[i].remove && tb_uidset_has(&has[k], p->updates[i].uid[k]))
                     r = tb_state_skip_drop(x->st, canon, k, p->updates[i].uid[k]);
     }
+    tb_uidset_free(&has[0]);
+    tb_uidset_free(&has[1]);
     tb_state_skips_free(rows, n);
     return r;
 }
@@ -153,17 +162,14 @@ static char *msgid_of(const char *ident)
     return tb_xstrndup(p, n);
 }
 
-/* How often earlier runs tried (and failed) to copy this message. */
+/* How often earlier runs tried (and failed) to copy this message: one row looked up, not
+ * every row of the mailbox read once per skipped message. A failed read counts as none,
+ * as before. */
 static int attempts_so_far(struct ctx *x, int side, uint32_t uid)
 {
-    struct tb_state_skip *rows = NULL;
-    size_t n = 0;
     int attempts = 0;
-    if (tb_state_skips(x->st, x->skip_mailbox, &rows, &n) == 0)
-        for (size_t i = 0; i < n; i++)
-            if (rows[i].side == side && rows[i].uid == uid)
-                attempts = rows[i].attempts;
-    tb_state_skips_free(rows, n);
+    if (tb_state_skip_attempts(x->st, x->skip_mailbox, side, uid, &attempts) < 0)
+        attempts = 0;
     return attempts;
 }
 
