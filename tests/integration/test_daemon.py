@@ -261,48 +261,72 @@ class DaemonTest(TestCase):
         self.assertEqual(mode, 0o600)
         self.assertEqual(os.stat(os.path.dirname(self.d.control)).st_mode & 0o777, 0o700)
 
+        # The password fixed and the file reloaded: the parked pair runs again.
+        def fixed(f):
+            for i, u in enumerate(USERS):
+                self.tunnel_pair(f, f"p{i}", u, flips[i])
+            self.tcp_pair(f, "bad", "alice")
+        self.write_config(fixed)
+        self.d.p.send_signal(signal.SIGHUP)
+        self.d.wait_for("the parked pair to run again",
+                        lambda: (self.d.pairs()["bad"]["last_result"] or {}).get("code") == 0)
+        self.assertEqual(self.d.pairs()["p0"]["runs"], pairs["p0"]["runs"])  # untouched
+
         code, err = self.d.terminate()
         self.assertEqual(code, 0, err)
         lines = [l for l in err.splitlines() if l.strip()]
-        # The parked pair's one line, and nothing else.
-        self.assertEqual(len(lines), 1, err)
+        # The parked pair's one line and the reload's, nothing else.
+        self.assertEqual(len(lines), 2, err)
         self.assertIn("pair bad: ", lines[0])
         self.assertIn("parked until the configuration is reloaded", lines[0])
+        self.assertIn("reload: ", lines[1])
         self.assertFalse(os.path.exists(self.d.control))
         r = twinbox("status", "--json", "--control", self.d.control)
         self.assertOneLineError(r, "no twinbox watch is running")
         self.assertEqual(r.code, 5)
 
     def test_sighup_adds_and_removes_pairs_and_keeps_the_others(self):
+        def chg(f, exclude):
+            self.tunnel_pair(f, "chg", "u3")
+            if exclude:
+                f.write("exclude = Junk\n\n")
         self.write_config(lambda f: (self.tunnel_pair(f, "keep", "u0"),
-                                     self.tunnel_pair(f, "gone", "u1")))
+                                     self.tunnel_pair(f, "gone", "u1"), chg(f, False)))
         ic.load_messages(self.dv[0], "u2", "INBOX", 2, seed=2)
         self.d = Daemon(self.tmp.name, self.cfg, "--interval", "86400")
-        self.d.settled(["keep", "gone"])
-        # keep's two watch connections, one per side.
-        self.d.wait_for("keep's watch connections",
-                        lambda: list(self.d.children().values()).count("u0") == 2)
+        self.d.settled(["keep", "gone", "chg"])
+        # keep's and chg's two watch connections, one per side.
+        self.d.wait_for("the watch connections",
+                        lambda: sorted(self.d.children().values()).count("u0") == 2
+                        and list(self.d.children().values()).count("u3") == 2)
         keep_pids = {p for p, u in self.d.children().items() if u == "u0"}
+        chg_pids = {p for p, u in self.d.children().items() if u == "u3"}
 
         # A file that no longer parses: one line, and the daemon goes on as it was.
         with open(self.cfg, "a") as f:
             f.write("[nonsense\n")
         self.d.p.send_signal(signal.SIGHUP)
         self.d.wait_for("the reload error", lambda: "reload: " in self.d.log())
-        self.assertEqual(set(self.d.pairs()), {"keep", "gone"})
+        self.assertEqual(set(self.d.pairs()), {"keep", "gone", "chg"})
 
         self.write_config(lambda f: (self.tunnel_pair(f, "keep", "u0"),
-                                     self.tunnel_pair(f, "new", "u2")))
+                                     self.tunnel_pair(f, "new", "u2"), chg(f, True)))
         self.d.p.send_signal(signal.SIGHUP)
         self.wait_ids(self.dv[1], "u2", message_ids(self.dv[0], "u2"))
-        self.d.settled(["keep", "new"])
-        self.d.wait_for("gone to leave the status", lambda: set(self.d.pairs()) == {"keep", "new"})
+        self.d.settled(["keep", "new", "chg"])
+        self.d.wait_for("gone to leave the status",
+                        lambda: set(self.d.pairs()) == {"keep", "new", "chg"})
         self.d.wait_for("gone's connections to close",
                         lambda: "u1" not in self.d.children().values())
         # keep was not touched: the same watch connections, no new run.
         now = {p for p, u in self.d.children().items() if u == "u0"}
         self.assertEqual(now, keep_pids)
         self.assertEqual(self.d.pairs()["keep"]["runs"], 1)
+        # chg's settings changed: a new worker (its counters start again), new connections.
+        self.d.wait_for("chg's new watch connections",
+                        lambda: list(self.d.children().values()).count("u3") == 2)
+        self.assertFalse(chg_pids & {p for p, u in self.d.children().items() if u == "u3"})
+        self.assertEqual(self.d.pairs()["chg"]["runs"], 1)
         # The removed pair syncs no more; keep still does.
         ic.load_messages(self.dv[0], "u1", "INBOX", 1, seed=11)
         ic.load_messages(self.dv[0], "u0", "INBOX", 1, seed=10)
