@@ -310,7 +310,7 @@ int tb_watch_wait(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_a
     }
     if (rc == 0 && !push_phases(w, loop, acct, password))
         rc = -1;
-    for (int k = 0; k < 2 && rc == 0 && !w->changed; k++) {
+    for (int k = 0; k < 2 && rc == 0 && !w->released && !w->changed; k++) {
         if (w->side[k].mode == TB_WMODE_XREP)
             xrep_watch(&w->side[k].conn[0], token[k]);
         else
