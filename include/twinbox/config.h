@@ -47,7 +47,7 @@ enum tb_auth {
 /* compress = auto: COMPRESS only where the connection's fastest answer so far took this
  * long. Below it the link is local and faster than deflate on both ends (docs/NOTES.md).
  * Either way COMPRESS waits for the first command that moves mail (session.c). */
-#define TB_COMPRESS_MIN_RTT_MS 5
+#define TB_COMPRESS_MIN_RTT_MS 10
 
 /* After a successful load every field obeys its documented range; optional strings are
  * NULL when unset. Keys that do not apply to the type (e.g. host for tunnel) are refused

@@ -84,6 +84,7 @@ struct tb_imap {
     struct tb_link_stats last_stats;
     bool restack;          /* a filter just started: bytes after this response need it */
     int setup_outstanding; /* ENABLE/ID/NAMESPACE still running */
+    bool setup_early;      /* they were sent with the authentication (session.c) */
     /* COMPRESS waits for the first command that moves mail (session.c), so a run that finds
      * nothing to do spends no round trip on it. */
     bool compress_deferred;

@@ -15,6 +15,7 @@
 
 static void do_login(struct tb_imap *c);
 static void post_login(struct tb_imap *c);
+static void enable_and_friends(struct tb_imap *c, bool early);
 
 static void set_caps_from_data(struct tb_buf *dst, struct mailimap_capability_data *cd)
 {
@@ -464,6 +465,21 @@ static struct tb_cmd *authenticate_cmd(const struct tb_imap *c, const char *mech
     return cmd;
 }
 
+/* Whether ENABLE, ID and NAMESPACE may follow the authentication in the same flight.
+ * Dovecot's login process hands whatever the client sent after a successful
+ * authentication to the imap process it starts (login-common passes the unread input
+ * along), so the set-up costs no round trip of its own. A server whose login process
+ * execs the session with its own read buffer (Courier's imaplogin) could lose them, so
+ * this is for Dovecot only, recognized by its greeting (the default login_greeting);
+ * another server, or a changed greeting, just takes one more round trip. Sent before the
+ * post-login capabilities are known: ENABLE ignores names it does not know (RFC 5161).
+ * Not with OAuth, whose expired-token retry authenticates again. */
+static bool setup_rides_along(const struct tb_imap *c)
+{
+    return !tb_account_uses_oauth(c->acct) && c->greeting && strstr(c->greeting, "Dovecot") &&
+           tb_imap_has_cap(c, "ENABLE") && tb_imap_has_cap(c, "ID");
+}
+
 /* Sends the login command of the account's mechanism with the secret in c->password. */
 static void do_authenticate(struct tb_imap *c)
 {
@@ -484,7 +500,10 @@ static void do_authenticate(struct tb_imap *c)
     c->auth_mech = mech;
     free(c->sasl_challenge);
     c->sasl_challenge = NULL;
-    tb_imap_submit_internal(c, cmd, TB_CMD_BARRIER, login_done, NULL);
+    bool early = setup_rides_along(c);
+    tb_imap_submit_internal(c, cmd, early ? 0 : TB_CMD_BARRIER, login_done, NULL);
+    if (early)
+        enable_and_friends(c, true);
 }
 
 static void do_login(struct tb_imap *c)
@@ -530,16 +549,21 @@ static void setup_step_done(struct tb_imap *c, const struct tb_imap_result *r, v
     }
 }
 
-static void enable_and_friends(struct tb_imap *c)
+/* Early (in the flight of the authentication): the hold taken here is released by
+ * post_login once the authentication succeeded, so `ready` never fires before it. */
+static void enable_and_friends(struct tb_imap *c, bool early)
 {
-    c->phase = PH_ENABLE;
-    c->setup_outstanding = 1; /* held until everything is submitted */
-    if (tb_imap_has_cap(c, "ENABLE") &&
-        (tb_imap_has_cap(c, "QRESYNC") || tb_imap_has_cap(c, "CONDSTORE"))) {
+    if (!early)
+        c->phase = PH_ENABLE;
+    c->setup_early = early;
+    c->setup_outstanding = 1; /* held until everything is submitted (early: and logged in) */
+    bool qresync = early || tb_imap_has_cap(c, "QRESYNC");
+    bool condstore = early || tb_imap_has_cap(c, "CONDSTORE");
+    if (tb_imap_has_cap(c, "ENABLE") && (qresync || condstore)) {
         struct tb_cmd *cmd = tb_cmd_new("ENABLE");
-        if (tb_imap_has_cap(c, "CONDSTORE"))
+        if (condstore)
             tb_cmd_atom(cmd, "CONDSTORE");
-        if (tb_imap_has_cap(c, "QRESYNC"))
+        if (qresync)
             tb_cmd_atom(cmd, "QRESYNC");
         c->setup_outstanding++;
         tb_imap_submit_internal(c, cmd, 0, setup_step_done, "ENABLE");
@@ -550,12 +574,14 @@ static void enable_and_friends(struct tb_imap *c)
         c->setup_outstanding++;
         tb_imap_submit_internal(c, cmd, 0, setup_step_done, "ID");
     }
-    if (tb_imap_has_cap(c, "NAMESPACE")) {
+    if (early || tb_imap_has_cap(c, "NAMESPACE")) {
         c->setup_outstanding++;
         tb_imap_submit_internal(c, tb_cmd_new("NAMESPACE"), 0, setup_step_done, "NAMESPACE");
     }
-    struct tb_imap_result ok = {.status = TB_IMAP_OK, .text = ""};
-    setup_step_done(c, &ok, "setup");
+    if (!early) {
+        struct tb_imap_result ok = {.status = TB_IMAP_OK, .text = ""};
+        setup_step_done(c, &ok, "setup");
+    }
 }
 
 static void compress_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
@@ -602,14 +628,21 @@ void tb_session_before_submit(struct tb_imap *c, const struct tb_cmd *cmd)
 {
     if (!moves_mail(cmd))
         return;
-    /* compress = auto: the fastest answer so far (LOGIN, ENABLE, LIST...) tells a link
-     * within the local network from one beyond it. Only the latter is slow enough for the
-     * saved bytes to outweigh deflate's CPU time on both ends (see docs/NOTES.md). */
-    if (c->acct->compress_auto && c->min_rtt_ns < TB_COMPRESS_MIN_RTT_MS * 1000000ull) {
-        c->compress_deferred = false;
-        tb_log_debug(1, "%s: COMPRESS left out: answers in %.2f ms (auto needs %d ms)",
-                     tb_imap_account_name(c), c->min_rtt_ns / 1e6, TB_COMPRESS_MIN_RTT_MS);
-        return;
+    /* compress = auto: only a link beyond the local network is slow enough for the saved
+     * bytes to outweigh deflate's CPU time on both ends (docs/NOTES.md). To a remote host the
+     * kernel's TCP round-trip time tells, and a busy server does not pass for a far one.
+     * Through a tunnel or a port forward on this host the kernel sees only the near end:
+     * there the fastest answer so far (LOGIN, ENABLE, LIST...) stands in for it. */
+    if (c->acct->compress_auto) {
+        int64_t us = tb_link_network_rtt_us(c->link);
+        double ms = us >= 0 ? us / 1e3 : c->min_rtt_ns / 1e6;
+        if (ms < TB_COMPRESS_MIN_RTT_MS) {
+            c->compress_deferred = false;
+            tb_log_debug(1, "%s: COMPRESS left out: %s %.2f ms (auto needs %d)",
+                         tb_imap_account_name(c), us >= 0 ? "TCP round trip" : "answers in", ms,
+                         TB_COMPRESS_MIN_RTT_MS);
+            return;
+        }
     }
     tb_imap_compress_now(c);
 }
@@ -618,5 +651,11 @@ static void post_login(struct tb_imap *c)
 {
     c->compress_deferred = c->acct->compress && tb_imap_has_cap(c, "COMPRESS=DEFLATE") &&
                            !tb_link_compress_active(c->link);
-    enable_and_friends(c);
+    if (!c->setup_early) {
+        enable_and_friends(c, false);
+        return;
+    }
+    c->phase = PH_ENABLE;
+    struct tb_imap_result ok = {.status = TB_IMAP_OK, .text = ""};
+    setup_step_done(c, &ok, "setup"); /* the hold of enable_and_friends */
 }

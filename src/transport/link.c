@@ -9,6 +9,7 @@
 #include "util/env.h"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -700,6 +701,19 @@ void tb_link_close(struct tb_link *l)
 bool tb_link_is_loopback(const struct tb_link *l)
 {
     return l->loopback;
+}
+
+int64_t tb_link_network_rtt_us(const struct tb_link *l)
+{
+    if (l->tunnel || l->loopback || l->tcp.data != l)
+        return -1;
+    uv_os_fd_t fd;
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    if (uv_fileno((const uv_handle_t *)&l->tcp, &fd) != 0 ||
+        getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || len < sizeof(ti))
+        return -1;
+    return ti.tcpi_rtt;
 }
 
 bool tb_link_is_tunnel(const struct tb_link *l)

@@ -74,6 +74,11 @@ void tb_link_close(struct tb_link *l);
 
 bool tb_link_is_loopback(const struct tb_link *l);
 bool tb_link_is_tunnel(const struct tb_link *l);
+/* The kernel's smoothed round-trip time of a TCP connection to a peer that is not on this
+ * host, in microseconds; -1 for a tunnel, a loopback peer (a port forward or relay, whose
+ * far end the kernel cannot see) or when unknown. Unlike timing commands, it does not grow
+ * with the server's load. */
+int64_t tb_link_network_rtt_us(const struct tb_link *l);
 bool tb_link_tls_active(const struct tb_link *l);
 bool tb_link_compress_active(const struct tb_link *l);
 const char *tb_link_tls_description(const struct tb_link *l);

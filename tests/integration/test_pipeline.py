@@ -61,6 +61,19 @@ class PipelineTest(TestCase):
         finally:
             relay.stop()
 
+    def test_session_setup_rides_with_the_login(self):
+        # Dovecot: AUTHENTICATE with ENABLE, ID and NAMESPACE in one flight, then LOGOUT;
+        # nothing that moves mail, so no COMPRESS even with compress = yes.
+        relay = Relay(self.dv.imap_port, capture="c2s")
+        try:
+            n, r = self.turns(relay, "noop", "0", compress="yes")
+            self.assertEqual(n, 2, relay.captured("c2s"))
+            sent = relay.captured("c2s")[-1]
+            self.assertRegex(sent, rb"^T1 AUTHENTICATE PLAIN \S+\r\nT2 ENABLE CONDSTORE QRESYNC\r\n"
+                                   rb"T3 ID .*\r\nT4 NAMESPACE\r\n")
+        finally:
+            relay.stop()
+
     def test_synchronizing_literals_without_literal_plus(self):
         dv = Dovecot(users={"alice": "secret"}, literal_plus=False)
         dv.start()
@@ -97,17 +110,20 @@ class PipelineTest(TestCase):
 
     def test_compress_waits_for_work_and_auto_for_a_slow_link(self):
         fast = Relay(self.dv.imap_port, capture="c2s")
-        slow = Relay(self.dv.imap_port, capture="c2s", delay=0.01)
+        slow = Relay(self.dv.imap_port, capture="c2s", delay=0.05)
         try:
             # Nothing that moves mail: no COMPRESS, not even with compress = yes.
             self.assertEqual(self.compress_sent(fast, "noop", "3", compress="yes")[0], False)
             # A FETCH of a message: yes compresses whatever the link.
             sent, yes_bytes = self.compress_sent(fast, "fetch", "Big", "1", "", compress="yes")
             self.assertTrue(sent)
-            # auto: left out where the server answers within 5 ms, used where it takes 20.
-            sent, auto_bytes = self.compress_sent(fast, "fetch", "Big", "1", "", compress="auto")
-            self.assertFalse(sent)
-            self.assertGreater(auto_bytes, len(self.big))
+            # auto: left out where the server answers within 10 ms, used where it takes 100.
+            # Through a loopback relay only the answers' timing tells, and a loaded machine
+            # can make every answer of a run slow: one run of three must see the fast link.
+            runs = [self.compress_sent(fast, "fetch", "Big", "1", "", compress="auto")
+                    for _ in range(3)]
+            self.assertIn(False, [sent for sent, _ in runs], runs)
+            self.assertGreater(max(b for _, b in runs), len(self.big))
             sent, slow_bytes = self.compress_sent(slow, "fetch", "Big", "1", "")
             self.assertTrue(sent, "auto is the default")
             self.assertLess(slow_bytes, len(self.big) / 2)
