@@ -102,7 +102,7 @@ char *tb_daemon_status_json(struct tb_daemon *d)
     fprintf(f, "{\"pid\": %d, \"started\": %lld, \"config\": ", (int)getpid(),
             (long long)d->started);
     jstr(f, d->config_path);
-    fprintf(f, ", \"interval\": %.0f, \"pairs\": [", d->interval);
+    fprintf(f, ", \"interval\": %g, \"pairs\": [", d->interval);
     pthread_mutex_lock(&d->mu);
     /* The list is newest first; pairs are shown oldest first, retiring ones left out. */
     size_t n = 0;
