@@ -60,7 +60,8 @@ static bool strv_eq(char **a, size_t na, char **b, size_t nb)
 }
 
 /* Every setting of an account (its name and source line aside: moving a section in the
- * file changes nothing a connection uses). */
+ * file changes nothing a connection uses). A key added to struct tb_account or struct
+ * tb_pair must be compared here or in pair_same, or a reload will not apply it. */
 static bool account_eq(const struct tb_account *x, const struct tb_account *y)
 {
     return x->type == y->type && str_eq(x->host, y->host) && x->port == y->port &&
@@ -71,10 +72,10 @@ static bool account_eq(const struct tb_account *x, const struct tb_account *y)
            str_eq(x->tls_ca_file, y->tls_ca_file) &&
            strcmp(x->tls_fingerprint, y->tls_fingerprint) == 0 && x->tls_verify == y->tls_verify &&
            x->allow_plaintext_password == y->allow_plaintext_password &&
-           x->compress == y->compress && str_eq(x->command, y->command) &&
-           x->max_inflight == y->max_inflight && x->timeout_s == y->timeout_s &&
-           x->xreplicate == y->xreplicate && x->max_line == y->max_line &&
-           x->max_response_line == y->max_response_line &&
+           x->compress == y->compress && x->compress_auto == y->compress_auto &&
+           str_eq(x->command, y->command) && x->max_inflight == y->max_inflight &&
+           x->timeout_s == y->timeout_s && x->xreplicate == y->xreplicate &&
+           x->max_line == y->max_line && x->max_response_line == y->max_response_line &&
            x->max_message_size == y->max_message_size && x->auth == y->auth &&
            str_eq(x->auth_user, y->auth_user) &&
            str_eq(x->oauth_token_command, y->oauth_token_command) &&
@@ -90,7 +91,9 @@ static bool pair_same(const struct tb_config *cfg, const struct tb_pair *p,
         !str_eq(p->a, q->a) || !str_eq(p->b, q->b) || !str_eq(p->state, q->state) ||
         p->replica != q->replica ||
         !strv_eq(p->mailboxes, p->n_mailboxes, q->mailboxes, q->n_mailboxes) ||
-        !strv_eq(p->exclude, p->n_exclude, q->exclude, q->n_exclude))
+        !strv_eq(p->exclude, p->n_exclude, q->exclude, q->n_exclude) ||
+        !strv_eq(p->watch_mailboxes, p->n_watch_mailboxes, q->watch_mailboxes,
+                 q->n_watch_mailboxes))
         return false;
     return account_eq(tb_config_account(cfg, p->a), tb_config_account(ncfg, q->a)) &&
            account_eq(tb_config_account(cfg, p->b), tb_config_account(ncfg, q->b));
