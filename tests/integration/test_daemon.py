@@ -156,12 +156,13 @@ class DaemonTest(TestCase):
         stop_all(*self.dv)
         self.tmp.cleanup()
 
-    def tunnel_pair(self, f, name, user, flip=False):
+    def tunnel_pair(self, f, name, user, flip=False, xreplicate=True):
         """[pair NAME] of two tunnel accounts, user's on each Dovecot (a on the second
         one when flip)."""
         sides = (self.dv[1], self.dv[0]) if flip else (self.dv[0], self.dv[1])
         for k, dv in zip("ab", sides):
             f.write(f"[account {name}-{k}]\ntype = tunnel\n"
+                    f"xreplicate = {'yes' if xreplicate else 'no'}\n"
                     f"command = {dv.tunnel_command(user)}\n\n")
         f.write(f"[pair {name}]\na = {name}-a\nb = {name}-b\n"
                 f"state = {self.tmp.name}/{name}.db\n\n")
@@ -284,6 +285,23 @@ class DaemonTest(TestCase):
         r = twinbox("status", "--json", "--control", self.d.control)
         self.assertOneLineError(r, "no twinbox watch is running")
         self.assertEqual(r.code, 5)
+
+    def test_pairs_without_x_replicate_are_woken_by_push(self):
+        """xreplicate = no: the watch falls back to NOTIFY or IDLE; the interval is a day,
+        so a change that arrives was pushed."""
+        self.write_config(lambda f: [self.tunnel_pair(f, f"q{i}", f"u{i}", i % 2 == 1,
+                                                      xreplicate=False) for i in range(4)])
+        self.d = Daemon(self.tmp.name, self.cfg, "--interval", "86400")
+        names = [f"q{i}" for i in range(4)]
+        self.d.settled(names)
+        for i in range(4):
+            ic.load_messages(self.dv[i % 2], f"u{i}", "INBOX", 1, seed=200 + i)
+        for i in range(4):
+            want = message_ids(self.dv[i % 2], f"u{i}")
+            self.assertEqual(self.wait_ids(self.dv[1 - i % 2], f"u{i}", want), want)
+        code, err = self.d.terminate()
+        self.assertEqual(code, 0, err)
+        self.assertEqual(err.strip(), "")
 
     def test_sighup_adds_and_removes_pairs_and_keeps_the_others(self):
         def chg(f, exclude):
