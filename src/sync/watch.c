@@ -16,7 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TICK_MS 200
+#define TICK_MS   200
+#define SETTLE_MS 2000
 /* RFC 2177: servers may end an IDLE after 29 minutes of inactivity (and an idle session
  * after 30): restart IDLE, and NOOP a NOTIFY session, well before. */
 #define REFRESH_MS (25.0 * 60 * 1000)
@@ -149,13 +150,6 @@ static int all_stores(struct tb_watcher *w, struct tb_store **out)
     return n;
 }
 
-static int wait_all(struct tb_watcher *w)
-{
-    struct tb_store *st[2 * TB_WATCH_MAILBOXES_MAX];
-    int n = all_stores(w, st);
-    return n ? tb_store_wait(st, n) : 0;
-}
-
 static bool any_failed(struct tb_watcher *w, char *err, size_t errlen)
 {
     for (int k = 0; k < 2; k++)
@@ -167,6 +161,43 @@ static bool any_failed(struct tb_watcher *w, char *err, size_t errlen)
     return false;
 }
 
+/* Runs the loop until every store is idle (a set-up phase is done), or the wait is over
+ * (the interval, *stop, a change: a server that never answers must not hold SIGTERM up for
+ * its timeout). 0 done, 1 over, -1 a store failed. */
+static int wait_phase(struct tb_watcher *w, uv_loop_t *loop)
+{
+    struct tb_store *st[2 * TB_WATCH_MAILBOXES_MAX];
+    for (;;) {
+        int n = all_stores(w, st), busy = 0;
+        for (int i = 0; i < n; i++) {
+            if (st[i]->failed)
+                return -1;
+            busy += st[i]->pending > 0;
+        }
+        if (!busy)
+            return 0;
+        if (w->released)
+            return 1;
+        uv_run(loop, UV_RUN_ONCE); /* the tick wakes it at least every TICK_MS */
+    }
+}
+
+/* After the release: the DONEs' answers, for at most SETTLE_MS (a server that never
+ * answers must not hold a stop up for its timeout). */
+static void settle(struct tb_watcher *w, uv_loop_t *loop)
+{
+    struct tb_store *st[2 * TB_WATCH_MAILBOXES_MAX];
+    uint64_t t0 = uv_now(loop);
+    for (;;) {
+        int n = all_stores(w, st), busy = 0;
+        for (int i = 0; i < n; i++)
+            busy += !st[i]->failed && st[i]->pending > 0;
+        if (!busy || uv_now(loop) - t0 >= SETTLE_MS)
+            return;
+        uv_run(loop, UV_RUN_ONCE); /* the tick wakes it at least every TICK_MS */
+    }
+}
+
 /* Until a change, the interval's end, *stop, or a connection's failure (-1). */
 static int hold_until_done(struct tb_watcher *w, uv_loop_t *loop, char *err, size_t errlen)
 {
@@ -175,10 +206,19 @@ static int hold_until_done(struct tb_watcher *w, uv_loop_t *loop, char *err, siz
             return -1;
         uv_run(loop, UV_RUN_ONCE);
     }
-    /* The released commands (DONE) complete; then LOGOUT. */
-    if (wait_all(w) < 0 && any_failed(w, err, errlen))
-        return -1;
+    settle(w, loop);
     return 0;
+}
+
+/* LOGOUT where a connection is idle; the others are closed by tb_store_free. */
+static void logout_idle(struct tb_watcher *w)
+{
+    struct tb_store *st[2 * TB_WATCH_MAILBOXES_MAX];
+    int n = all_stores(w, st), m = 0;
+    for (int i = 0; i < n; i++)
+        if (!st[i]->failed && st[i]->ready && !st[i]->pending)
+            st[m++] = st[i];
+    tb_store_logout(st, m);
 }
 
 /* Which way side k is watched; connection 0 is started for every side but NONE. */
@@ -220,10 +260,10 @@ static void drop_side(struct tb_watcher *w, int k)
 }
 
 /* The phases of the push sides before they hold (see watch_internal.h), each run on both
- * sides and waited for before the next; false once one failed (the error is in a store). A
+ * sides and waited for before the next: 0 done, 1 the wait is over, -1 a store failed. A
  * NOTIFY refused in the first phase turns its side to IDLE for the next ones. */
-static bool push_phases(struct tb_watcher *w, uv_loop_t *loop, const struct tb_account *acct[2],
-                        const char *password[2])
+static int push_phases(struct tb_watcher *w, uv_loop_t *loop, const struct tb_account *acct[2],
+                       const char *password[2])
 {
     for (int phase = 0; phase < 5; phase++) {
         for (int k = 0; k < 2; k++) {
@@ -240,10 +280,11 @@ static bool push_phases(struct tb_watcher *w, uv_loop_t *loop, const struct tb_a
             else if (phase == 4 && push)
                 tb_push_listed(w, k);
         }
-        if (phase < 4 && wait_all(w) < 0)
-            return false;
+        int r = phase < 4 ? wait_phase(w, loop) : 0;
+        if (r)
+            return r;
     }
-    return true;
+    return 0;
 }
 
 static void watcher_free(struct tb_watcher *w, uv_loop_t *loop)
@@ -301,32 +342,34 @@ int tb_watch_wait(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_a
     uv_timer_init(loop, &w->tick);
     w->tick.data = w;
     uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
-    if (wait_all(w) < 0)
-        rc = -1;
-    for (int k = 0; k < 2 && rc == 0; k++) {
+    int r = wait_phase(w, loop); /* connected */
+    for (int k = 0; k < 2 && r == 0; k++) {
         refine_mode(w, k, &token[k]);
         if (w->side[k].mode == TB_WMODE_NONE)
             drop_side(w, k);
     }
-    if (rc == 0 && !push_phases(w, loop, acct, password))
-        rc = -1;
-    for (int k = 0; k < 2 && rc == 0 && !w->released && !w->changed; k++) {
+    if (r == 0)
+        r = push_phases(w, loop, acct, password);
+    for (int k = 0; k < 2 && r == 0 && !w->released && !w->changed; k++) {
         if (w->side[k].mode == TB_WMODE_XREP)
             xrep_watch(&w->side[k].conn[0], token[k]);
         else
             tb_push_hold(w, k);
         *watched += w->side[k].mode != TB_WMODE_NONE;
     }
-    if (rc == 0 && w->changed)
+    if (r == 0 && w->changed)
         tb_watch_release_all(w);
-    if (rc == 0)
+    if (r == 0)
         rc = hold_until_done(w, loop, err, errlen);
-    else
+    else if (r < 0)
+        rc = -1;
+    if (rc < 0)
         any_failed(w, err, errlen);
+    if (rc < 0 && w->changed)
+        rc = 0; /* a change was seen before the failure: worth a run all the same */
     if (rc == 0) {
         rc = w->changed ? 1 : 0;
-        struct tb_store *all[2 * TB_WATCH_MAILBOXES_MAX];
-        tb_store_logout(all, all_stores(w, all));
+        logout_idle(w);
     }
     for (int k = 0; k < 2; k++)
         free(token[k]);

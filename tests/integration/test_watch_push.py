@@ -11,7 +11,8 @@ import unittest
 
 from tests.fixture import imapcheck as ic
 from tests.fixture.dovecot import Dovecot, stop_all
-from tests.integration.common import TestCase
+from tests.fixture.evil import Evil
+from tests.integration.common import TestCase, twinbox
 from tests.integration.test_watch import Watcher
 
 class PushWatcher(Watcher):
@@ -46,10 +47,18 @@ class PushWatcher(Watcher):
             time.sleep(0.05)
         return False
 
-    def stderr_line(self, timeout):
-        if not self.err_sel.select(timeout):
-            return None
-        return self.p.stderr.readline() or None
+    def stderr_line(self, timeout, needle=""):
+        """The next stderr line holding needle, or None after timeout seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.err_sel.select(max(0.01, deadline - time.monotonic())):
+                continue
+            line = self.p.stderr.readline()
+            if not line:
+                return None
+            if needle in line:
+                return line
+        return None
 
 
 # Dovecot's NOTIFY needs the mailbox list index; without it NOTIFY SET is refused
@@ -214,41 +223,76 @@ class IdlePushTest(PushBase):
         self.stop()
 
 
-class PushFailureTest(TestCase):
-    """A server that goes away during the wait: the watch ends with an error naming the
-    account (the daemon retries), rather than waiting out the interval."""
+class PushFailureTest(PushBase):
+    """Servers that go away or misbehave during the wait: the watch ends with an error
+    naming the account (the daemon says so and retries) instead of waiting out the
+    interval, and push works again afterwards. TCP accounts, a through a proxy when a
+    test scripts it."""
+
+    def config(self, a_port=None, pair_extra=""):
+        with open(self.cfg, "w") as f:
+            for name, dv, port in (("a", self.a, a_port), ("b", self.b, None)):
+                f.write(f"[account {name}]\ntype = imap\nhost = 127.0.0.1\n"
+                        f"port = {port or dv.imap_port}\nuser = alice\npassword = secret\n"
+                        f"starttls = no\nallow-plaintext-password = yes\n\n")
+            f.write(f"[pair p]\na = a\nb = b\nstate = {self.tmp.name}/p.db\n{pair_extra}")
+        os.chmod(self.cfg, 0o600)
 
     def test_server_gone_during_the_wait(self):
-        a, b = Dovecot(), Dovecot()
-        a.start()
-        b.start()
-        tmp = tempfile.TemporaryDirectory()
-        w = None
-        try:
-            cfg = os.path.join(tmp.name, "config")
-            with open(cfg, "w") as f:
-                for name, dv in (("a", a), ("b", b)):
-                    f.write(f"[account {name}]\ntype = imap\nhost = 127.0.0.1\nport = {dv.imap_port}\n"
-                            f"user = alice\npassword = secret\nstarttls = no\n"
-                            f"allow-plaintext-password = yes\n\n")
-                f.write(f"[pair p]\na = a\nb = b\nstate = {tmp.name}/p.db\n")
-            os.chmod(cfg, 0o600)
-            w = PushWatcher(cfg, "--interval", "600")
-            self.assertIsNotNone(w.summary(60))
-            a.stop()
-            # The wait ends at once; the daemon reports the account and retries.
-            line = w.stderr_line(30)
-            self.assertIsNotNone(line, "nothing said about the stopped server")
-            self.assertRegex(line, r"\ba\b", line)
-            w.p.send_signal(signal.SIGTERM)
-            code, out, err = w.finish()
-            self.assertEqual(code, 0, err)
-        finally:
-            if w and w.p.poll() is None:
-                w.p.kill()
-                w.p.wait()
-            stop_all(a, b)
-            tmp.cleanup()
+        self.config()
+        self.w = PushWatcher(self.cfg, "--interval", "600")
+        self.assertIsNotNone(self.w.summary(60))
+        self.a.stop()
+        line = self.w.stderr_line(30)
+        self.assertIsNotNone(line, "nothing said about the stopped server")
+        self.assertRegex(line, r"\ba\b", line)
+        self.w.p.send_signal(signal.SIGTERM)
+        code, out, err = self.w.finish()
+        self.assertEqual(code, 0, err)
+
+    def through_proxy(self, *args, **rule):
+        """Starts the watch with a behind a proxy whose rule `rule` answers NOTIFY SET;
+        returns the rule once the first run is done."""
+        ev = Evil(self.a)
+        self.addCleanup(ev.stop)
+        r = ev.on(r"NOTIFY SET", **rule)
+        self.config(a_port=ev.port)
+        self.w = PushWatcher(self.cfg, "--interval", "600", *args)
+        self.assertIsNotNone(self.w.summary(60))
+        self.assertTrue(ev.wait(lambda: r.matched >= 1, 30), "no NOTIFY SET")
+        return r
+
+    def test_bye_instead_of_notify_then_push_again(self):
+        bye = b"* BYE not today\r\n"
+        # The daemon logs a failed watch only with -v (its next run tells the rest).
+        rule = self.through_proxy("-v", times=1, reply=[bye.strip(), "OK never sent"],
+                                  cut=len(bye))
+        line = self.w.stderr_line(30, "watch:")
+        self.assertIsNotNone(line, "nothing said about the BYE")
+        self.assertIn("watch: a: ", line)
+        self.assertIn("not today", line)
+        # The pair comes back by itself (a retried run), then NOTIFY wakes it again.
+        self.assertIsNotNone(self.w.summary(30), "no run after the failed watch")
+        ic.load_messages(self.a, "alice", "INBOX", 1, start=80)
+        self.assertIn("a->b 1", self.w.summary(30) or "no run")
+        self.assertGreaterEqual(rule.matched, 2)  # a second watch, which worked
+        self.w.p.send_signal(signal.SIGTERM)
+        code, out, err = self.w.finish()
+        self.assertEqual(code, 0, err)
+
+    def test_sigterm_while_a_server_does_not_answer_notify(self):
+        self.through_proxy(hang=True)
+        self.w.p.send_signal(signal.SIGTERM)
+        # Well before the account's 60 s timeout: the stop ends the set-up too.
+        code, out, err = self.w.finish(timeout=15)
+        self.assertEqual(code, 0, err)
+
+    def test_more_than_8_watched_mailboxes_is_a_config_error(self):
+        self.config(pair_extra="watch-mailboxes = " + ", ".join("M%d" % i for i in range(9))
+                    + "\n")
+        r = twinbox("-c", self.cfg, "watch", "p", "--max-runs", "1")
+        self.assertOneLineError(r, "watch-mailboxes", "more than 8")
+        self.assertEqual(r.code, 3)
 
 
 if __name__ == "__main__":
