@@ -117,10 +117,12 @@ static int wait_change(struct tb_worker *w, struct cycle *c, char *err, size_t e
     return r;
 }
 
-/* The account an error line names ("NAME: ..."), for the trouble line. */
+/* The account an error line names ("NAME: ..."), for the trouble lines; "" when it names
+ * none (a mailbox left alone, the pair's lock held). */
 static void who_failed(const struct tb_pair *p, const char *msg, char *who, size_t len)
 {
     const char *names[2] = {p->a, p->b};
+    who[0] = 0;
     for (int k = 0; k < 2; k++) {
         size_t n = strlen(names[k]);
         if (strncmp(msg, names[k], n) == 0 && msg[n] == ':') {
@@ -128,7 +130,6 @@ static void who_failed(const struct tb_pair *p, const char *msg, char *who, size
             return;
         }
     }
-    snprintf(who, len, "its runs");
 }
 
 /* The message without a leading "pair NAME: ", which our own lines already say. */
@@ -193,17 +194,22 @@ static double judge(struct tb_worker *w, struct trouble *t, int rc, const struct
 {
     const struct tb_pair *p = w->pair;
     if (!retryable(rc)) {
-        if (t->on)
+        if (t->on && t->who[0])
             tb_log_info("pair %s: %s reachable again after %.0f s", p->name, t->who,
                         mono() - t->since);
+        else if (t->on)
+            tb_log_info("pair %s: runs succeed again after %.0f s", p->name, mono() - t->since);
         t->on = false;
         t->delay = 0;
         return 0;
     }
     if (!t->on) {
+        const char *why = bare(p, e->msg[0] ? e->msg : "failed");
         who_failed(p, e->msg, t->who, sizeof(t->who));
-        tb_log_error("pair %s: %s unreachable: %s; retrying", p->name, t->who,
-                     bare(p, e->msg[0] ? e->msg : "failed"));
+        if (t->who[0])
+            tb_log_error("pair %s: %s unreachable: %s; retrying", p->name, t->who, why);
+        else
+            tb_log_error("pair %s: %s; retrying", p->name, why);
         t->on = true;
         t->since = mono();
     }
@@ -213,6 +219,20 @@ static double judge(struct tb_worker *w, struct trouble *t, int rc, const struct
         t->delay = cap;
     /* Jitter: between half and all of the delay. */
     return t->delay * (0.5 + 0.5 * ((double)rand_r(&t->seed) / RAND_MAX));
+}
+
+/* A run that needs a person (exit 7: a mailbox the other side cannot hold, the
+ * mass-change guard) logs its line when it differs from the previous run's, so a pair that
+ * stays in that state does not repeat it after every change; a good run forgets it. */
+static void conflict(int rc, const struct tb_error *e, char *last, size_t len)
+{
+    if (rc != TB_EXIT_CONFLICT) {
+        last[0] = 0;
+        return;
+    }
+    if (e->msg[0] && strcmp(e->msg, last) != 0)
+        tb_log_error("%s", e->msg);
+    snprintf(last, len, "%s", e->msg);
 }
 
 /* One run with its host slots; the exit code, res filled. */
@@ -284,6 +304,7 @@ void *tb_worker_main(void *ud)
     struct tb_worker *w = ud;
     struct trouble t = {.seed = (unsigned)(uintptr_t)w ^ (unsigned)time(NULL)};
     double t_wake = 0, watch_delay = 0;
+    char last_conflict[sizeof(((struct tb_error *)0)->msg)] = "";
     int rc = TB_EXIT_OK;
     await_prev(w);
     for (long n = 0; !w->stop && (!w->d->max_runs || n < w->d->max_runs); n++) {
@@ -309,6 +330,7 @@ void *tb_worker_main(void *ud)
             park(w, &res.err);
             break;
         }
+        conflict(rc, &res.err, last_conflict, sizeof(last_conflict));
         double delay = judge(w, &t, rc, &res.err);
         bool last = w->d->max_runs && n + 1 >= w->d->max_runs;
         if (delay > 0 && !last) {

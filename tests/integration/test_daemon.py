@@ -303,6 +303,24 @@ class DaemonTest(TestCase):
         self.assertEqual(code, 0, err)
         self.assertEqual(err.strip(), "")
 
+    def test_lock_held_by_another_run_is_waited_out_quietly(self):
+        import fcntl
+        self.write_config(lambda f: self.tunnel_pair(f, "p", "u0"))
+        ic.load_messages(self.dv[0], "u0", "INBOX", 2, seed=3)
+        with open(os.path.join(self.tmp.name, "p.db.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # as a `twinbox sync p` running meanwhile
+            self.d = Daemon(self.tmp.name, self.cfg, "--interval", "86400")
+            self.d.wait_for("the lock to be noticed", lambda: "retrying" in self.d.log())
+            self.d.wait_for("a second attempt", lambda: self.d.pairs()["p"]["runs"] >= 2)
+        self.wait_ids(self.dv[1], "u0", message_ids(self.dv[0], "u0"))
+        self.d.wait_for("the recovery line", lambda: "succeed again" in self.d.log())
+        code, err = self.d.terminate()
+        self.assertEqual(code, 0, err)
+        lines = [l for l in err.splitlines() if l.strip()]
+        self.assertEqual(len(lines), 2, err)
+        self.assertRegex(lines[0], r"^twinbox: pair p: another twinbox run holds .*; retrying$")
+        self.assertRegex(lines[1], r"^twinbox: pair p: runs succeed again after \d+ s$")
+
     def test_sighup_adds_and_removes_pairs_and_keeps_the_others(self):
         def chg(f, exclude):
             self.tunnel_pair(f, "chg", "u3")
