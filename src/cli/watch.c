@@ -20,6 +20,7 @@
 #include "twinbox/exit.h"
 #include "twinbox/log.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -191,6 +192,16 @@ int tb_cmd_watch(const struct tb_cli *cli, int argc, char **argv)
     }
     /* A log for journald or a file: whole lines, as they happen. */
     setvbuf(stdout, NULL, _IOLBF, 0);
+    /* Never a password prompt: pairs read their passwords again for every run, from
+     * several threads, long after anyone watched the terminal. Without a terminal on stdin
+     * an account with no password source is a configuration error (the pair is parked). */
+    if (isatty(STDIN_FILENO)) {
+        int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (null >= 0 && null != STDIN_FILENO) {
+            dup2(null, STDIN_FILENO);
+            close(null);
+        }
+    }
     struct tb_daemon d = {.config_path = path,
                           .only = a.n_names ? a.names : NULL,
                           .n_only = a.n_names,

@@ -20,11 +20,19 @@ from tests.plugin.common import plugin_dir
 USERS = [f"u{i}" for i in range(6)]
 
 
+def controlling_tty():
+    """In the child: stdin (a pty) becomes the controlling terminal, /dev/tty."""
+    import fcntl
+    import termios
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 class Daemon:
     """A `twinbox watch` process logging into files (a pipe nobody reads could fill up and
     stall it), with its control socket in the test's directory."""
 
-    def __init__(self, tmp, cfg, *args):
+    def __init__(self, tmp, cfg, *args, stdin=subprocess.DEVNULL, tty=False):
         self.tmp = tmp
         self.control = os.path.join(tmp, "run", "control")
         self.metrics = os.path.join(tmp, "metrics.prom")
@@ -35,7 +43,8 @@ class Daemon:
         self.p = subprocess.Popen(
             [binary("twinbox"), "-c", cfg, "watch", "--control", self.control,
              "--metrics", self.metrics, *args],
-            stdout=self.out, stderr=self.err, stdin=subprocess.DEVNULL)
+            stdout=self.out, stderr=self.err, stdin=stdin,
+            preexec_fn=controlling_tty if tty else None)
 
     def log(self):
         with open(self.err_path, errors="replace") as f:
@@ -302,6 +311,32 @@ class DaemonTest(TestCase):
         code, err = self.d.terminate()
         self.assertEqual(code, 0, err)
         self.assertEqual(err.strip(), "")
+
+    def test_never_prompts_for_a_password(self):
+        """On a terminal, an account without a password source parks its pair instead of
+        prompting (from a thread, again for every run); the other pair runs."""
+        def body(f):
+            self.tcp_pair(f, "nopw", "alice")
+            self.tunnel_pair(f, "p", "u0")
+        self.write_config(body)
+        with open(self.cfg) as f:
+            text = f.read()
+        with open(self.cfg, "w") as f:
+            f.write(text.replace("password = secret\n", "", 1))
+        master, slave = os.openpty()
+        try:
+            self.d = Daemon(self.tmp.name, self.cfg, "--interval", "86400", stdin=slave,
+                            tty=True)
+            self.d.settled(["p"])
+            self.d.wait_for("nopw to park", lambda: self.d.pairs()["nopw"]["state"] == "parked")
+            code, err = self.d.terminate()  # before the terminal hangs up (a SIGHUP)
+        finally:
+            os.close(slave)
+            os.close(master)
+        self.assertEqual(code, 0, err)
+        lines = [l for l in err.splitlines() if l.strip()]
+        self.assertEqual(len(lines), 1, err)
+        self.assertIn("pair nopw: nopw-a: no password configured", lines[0])
 
     def test_lock_held_by_another_run_is_waited_out_quietly(self):
         import fcntl
