@@ -338,6 +338,25 @@ class DaemonTest(TestCase):
         self.assertEqual(len(lines), 1, err)
         self.assertIn("pair nopw: nopw-a: no password configured", lines[0])
 
+    def test_one_run_per_host_at_a_time(self):
+        """--max-per-host 1: three pairs whose sides are all on 127.0.0.1 take turns (and
+        none waits forever); everything arrives."""
+        self.write_config(lambda f: [self.tcp_pair(f, f"h{i}", f"u{i}") for i in range(3)])
+        for i in range(3):
+            ic.load_messages(self.dv[i % 2], f"u{i}", "INBOX", 2, seed=300 + i)
+        self.d = Daemon(self.tmp.name, self.cfg, "--interval", "86400", "--max-per-host", "1")
+        for i in range(3):
+            self.wait_ids(self.dv[1 - i % 2], f"u{i}", message_ids(self.dv[i % 2], f"u{i}"))
+        self.d.settled([f"h{i}" for i in range(3)])
+        for i in range(3):
+            ic.load_messages(self.dv[1 - i % 2], f"u{i}", "INBOX", 1, seed=400 + i)
+        for i in range(3):
+            want = message_ids(self.dv[1 - i % 2], f"u{i}")
+            self.assertEqual(len(self.wait_ids(self.dv[i % 2], f"u{i}", want)), 3)
+        code, err = self.d.terminate()
+        self.assertEqual(code, 0, err)
+        self.assertEqual(err.strip(), "")
+
     def test_lock_held_by_another_run_is_waited_out_quietly(self):
         import fcntl
         self.write_config(lambda f: self.tunnel_pair(f, "p", "u0"))
