@@ -170,7 +170,7 @@ size_t tb_daemon_apply(struct tb_daemon *d, struct tb_config *cfg)
         if (!q || !wanted(d, w->pair->name))
             tb_log_info("pair %s: removed from the configuration; stopping", w->pair->name);
         w->retiring = true;
-        w->stop = 1;
+        tb_worker_stop(w);
     }
     pthread_cond_broadcast(&d->cv);
     for (size_t i = 0; i < cfg->n_pairs; i++) {
@@ -197,7 +197,7 @@ void tb_daemon_stop_all(struct tb_daemon *d)
 {
     pthread_mutex_lock(&d->mu);
     for (struct tb_worker *w = d->workers; w; w = w->next)
-        w->stop = 1;
+        tb_worker_stop(w);
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
 }

@@ -99,6 +99,18 @@ struct tb_daemon {
     int64_t started;
 };
 
+/* The stop flag is a volatile sig_atomic_t because tb_watch_wait polls it through that
+ * type; the daemon's own accesses are atomic, so the main thread's write and a worker's
+ * reads are ordered. */
+static inline bool tb_worker_stopping(struct tb_worker *w)
+{
+    return __atomic_load_n(&w->stop, __ATOMIC_ACQUIRE) != 0;
+}
+static inline void tb_worker_stop(struct tb_worker *w)
+{
+    __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
+}
+
 /* daemon.c: workers and configurations. */
 void tb_daemon_init(struct tb_daemon *d);
 /* Starts a worker for each pair of cfg that is wanted and not already served by an

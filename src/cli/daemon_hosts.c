@@ -39,7 +39,7 @@ bool tb_hosts_take(struct tb_worker *w)
     unsigned limit = d->max_per_host;
     pthread_mutex_lock(&d->mu);
     for (;;) {
-        if (w->stop) {
+        if (tb_worker_stopping(w)) {
             pthread_mutex_unlock(&d->mu);
             return false;
         }

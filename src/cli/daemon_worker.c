@@ -94,7 +94,7 @@ static void on_event(void *ud, const struct tb_sync_event *ev)
 /* Sleeps up to secs, in steps that notice w->stop. */
 static void nap(struct tb_worker *w, double secs)
 {
-    for (double end = mono() + secs; !w->stop && mono() < end;) {
+    for (double end = mono() + secs; !tb_worker_stopping(w) && mono() < end;) {
         double left = end - mono();
         uv_sleep(left > 0.2 ? 200 : (unsigned)(left * 1000) + 1);
     }
@@ -253,7 +253,7 @@ static int run(struct tb_worker *w, struct cycle *c, struct tb_cli_result *res)
 static void await_prev(struct tb_worker *w)
 {
     pthread_mutex_lock(&w->d->mu);
-    while (w->prev && !atomic_load(&w->prev->exited) && !w->stop) {
+    while (w->prev && !atomic_load(&w->prev->exited) && !tb_worker_stopping(w)) {
         pthread_mutex_unlock(&w->d->mu);
         uv_sleep(50);
         pthread_mutex_lock(&w->d->mu);
@@ -268,7 +268,7 @@ static void park(struct tb_worker *w, const struct tb_error *e)
     tb_log_error("pair %s: %s; parked until the configuration is reloaded (SIGHUP)", w->pair->name,
                  bare(w->pair, e->msg[0] ? e->msg : "failed"));
     set_state(w, TB_W_PARKED, -1);
-    while (!w->stop && !w->d->max_runs)
+    while (!tb_worker_stopping(w) && !w->d->max_runs)
         uv_sleep(200);
 }
 
@@ -307,7 +307,7 @@ void *tb_worker_main(void *ud)
     char last_conflict[sizeof(((struct tb_error *)0)->msg)] = "";
     int rc = TB_EXIT_OK;
     await_prev(w);
-    for (long n = 0; !w->stop && (!w->d->max_runs || n < w->d->max_runs); n++) {
+    for (long n = 0; !tb_worker_stopping(w) && (!w->d->max_runs || n < w->d->max_runs); n++) {
         struct cycle c;
         struct tb_cli_result res = {.quiet = true};
         if (cycle_load(w, &c, &res.err) < 0) {
@@ -336,7 +336,7 @@ void *tb_worker_main(void *ud)
         if (delay > 0 && !last) {
             set_state(w, TB_W_BACKOFF, delay);
             nap(w, delay);
-        } else if (!last && !w->stop) {
+        } else if (!last && !tb_worker_stopping(w)) {
             t_wake = wait_after(w, &c, &watch_delay);
         }
         cycle_free(&c);
