@@ -54,6 +54,11 @@ struct tb_imap_events {
     void (*ready)(struct tb_imap *c, void *ud);
     /* Fatal; e->msg is one line "ACCOUNT: STEP: cause", e->kind what failed. */
     void (*error)(struct tb_imap *c, const struct tb_error *e, void *ud);
+    /* Optional (may be NULL). The authentication went out with the session set-up in one
+     * flight (a Dovecot, see session.c): commands submitted from this callback join that
+     * flight and run once logged in; a failed login aborts them. Only the greeting's
+     * capabilities are known here, not the session's. */
+    void (*early)(struct tb_imap *c, void *ud);
 };
 
 /* Must not be pipelined with anything: waits for all in-flight commands and holds every

@@ -53,7 +53,10 @@ static void detach_link(struct tb_imap *c)
     c->tls_was_active = tb_link_tls_active(c->link);
     c->compress_was_active = tb_link_compress_active(c->link);
     c->last_stats = *tb_link_stats(c->link);
-    tb_link_close(c->link);
+    if (c->logout_written)
+        tb_link_close_when_written(c->link); /* the LOGOUT must still leave */
+    else
+        tb_link_close(c->link);
     c->link = NULL;
 }
 
@@ -314,6 +317,7 @@ static void link_data(struct tb_link *l, const char *data, size_t n, void *ud)
         switch (resp.kind) {
         case TB_RESP_GREETING:
             c->got_greeting = true;
+            c->greeting_ns = uv_hrtime();
             tb_session_on_greeting(c, &resp);
             break;
         case TB_RESP_CONT:
@@ -398,6 +402,7 @@ struct tb_imap *tb_imap_new(uv_loop_t *loop, const struct tb_account *acct,
 
 int tb_imap_start(struct tb_imap *c)
 {
+    c->start_ns = uv_hrtime();
     c->link = tb_link_new(c->loop, &link_cb, c);
     /* The account's throughput limits, per connection (transport/ratelimit.h). */
     tb_link_set_rate(c->link, c->acct->max_bytes_per_second, 0);
@@ -526,6 +531,9 @@ static bool message_allowed(struct tb_imap *c, const struct pending *p)
            tb_link_take_message(c->link);
 }
 
+static void logout_written(struct tb_imap *c);
+static void logout_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud);
+
 /* Sends everything the protocol allows now, gathered into one write. */
 static void pump(struct tb_imap *c)
 {
@@ -535,7 +543,8 @@ static void pump(struct tb_imap *c)
     while (c->waiting_head < c->n_waiting && !c->blocked && !c->barrier &&
            c->n_inflight < (size_t)c->max_inflight) {
         struct pending *p = c->waiting[c->waiting_head];
-        if ((p->flags & (TB_CMD_BARRIER | TB_CMD_FENCE)) && c->n_inflight > 0)
+        if ((p->flags & (TB_CMD_BARRIER | TB_CMD_FENCE)) && !(p->flags & TB_CMD_TAIL) &&
+            c->n_inflight > 0)
             break;
         if (!message_allowed(c, p))
             break;
@@ -555,6 +564,7 @@ static void pump(struct tb_imap *c)
         c->out.len = 0;
     }
     c->pumping = false;
+    logout_written(c);
     arm_idle(c);
 }
 
@@ -591,6 +601,24 @@ void tb_imap_logout(struct tb_imap *c, tb_imap_done_fn *done, void *ud)
     lc->done = done;
     lc->ud = ud;
     tb_imap_submit(c, tb_cmd_new("LOGOUT"), TB_CMD_BARRIER, logout_done, NULL, lc);
+}
+
+/* LOGOUT is a barrier sent when nothing else is in flight: every earlier command has its
+ * answer, and the server ends the session on LOGOUT or on the close alike. So it completes
+ * once written, and the link closes when its bytes have left: a run does not wait a round
+ * trip for a "BYE" nobody reads. */
+static void logout_written(struct tb_imap *c)
+{
+    struct pending *p = c->barrier;
+    if (!p || p->done != logout_done || c->n_inflight != 1 || c->inflight[0] != p)
+        return;
+    c->n_inflight = 0;
+    c->barrier = NULL;
+    c->logout_written = true;
+    struct tb_imap_result ok = {.status = TB_IMAP_OK, .text = "LOGOUT written"};
+    p->done(c, &ok, p->ud);
+    tb_cmd_free(p->cmd);
+    free(p);
 }
 
 static void on_handle_closed(uv_handle_t *h)

@@ -294,24 +294,80 @@ static void list_status_done(struct tb_imap *c, const struct tb_imap_result *r, 
     tb_store_op_done(c, r, ud);
 }
 
-void tb_store_list_start(struct tb_store *s)
+static void list_reset(struct tb_store *s)
 {
     tb_mbox_infos_free(s->boxes, s->n_boxes);
     s->boxes = NULL;
     s->n_boxes = 0;
     s->list_incomplete = false;
     s->list_bad[0] = 0;
+}
+
+static struct tb_cmd *list_status_cmd(const struct tb_store *s, bool special, bool condstore)
+{
+    struct tb_cmd *cmd = tb_cmd_new("LIST");
+    tb_cmd_string(cmd, "");
+    tb_cmd_string(cmd, "*");
+    tb_cmd_printf(cmd, "RETURN (SUBSCRIBED%s STATUS (MESSAGES UIDNEXT UIDVALIDITY%s%s))",
+                  special ? " SPECIAL-USE" : "", condstore ? " HIGHESTMODSEQ" : "",
+                  s->want_guid ? " X-GUID" : "");
+    return cmd;
+}
+
+void tb_store_list_start(struct tb_store *s)
+{
+    if (s->list_early == TB_LIST_EARLY_DONE) {
+        s->list_early = TB_LIST_EARLY_NO; /* taken; a later listing asks again */
+        return;
+    }
+    s->list_early = TB_LIST_EARLY_NO;
+    list_reset(s);
     if (!tb_imap_has_cap(s->c, "LIST-STATUS")) {
         list_plain(s);
         return;
     }
-    struct tb_cmd *cmd = tb_cmd_new("LIST");
-    tb_cmd_string(cmd, "");
-    tb_cmd_string(cmd, "*");
-    bool special = tb_imap_has_cap(s->c, "SPECIAL-USE");
-    tb_cmd_printf(cmd, "RETURN (SUBSCRIBED%s STATUS (MESSAGES UIDNEXT UIDVALIDITY%s%s))",
-                  special ? " SPECIAL-USE" : "",
-                  tb_imap_has_cap(s->c, "CONDSTORE") ? " HIGHESTMODSEQ" : "",
-                  s->want_guid ? " X-GUID" : "");
+    struct tb_cmd *cmd = list_status_cmd(s, tb_imap_has_cap(s->c, "SPECIAL-USE"),
+                                         tb_imap_has_cap(s->c, "CONDSTORE"));
     tb_imap_submit(s->c, cmd, 0, list_status_done, list_untagged, tb_store_op_new(s, "LIST"));
+}
+
+void tb_store_list_ahead(struct tb_store *s)
+{
+    tb_store_list_start(s);
+    s->list_early = TB_LIST_EARLY_DONE; /* complete once the caller's wait returns */
+}
+
+void tb_store_list_early(struct tb_store *s)
+{
+    if (s->list_early == TB_LIST_EARLY_NO && !s->ready)
+        s->list_early = TB_LIST_EARLY_WANTED;
+}
+
+/* A refusal (a server without one of the capabilities assumed) or an unreadable line is
+ * not a failure: tb_store_list_start lists again with the session's capabilities. */
+static void list_early_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
+{
+    struct op *o = ud;
+    struct tb_store *s = o->s;
+    s->pending--;
+    free(o);
+    if (r->status == TB_IMAP_ABORTED)
+        return; /* the connection failed: the store reports why */
+    if (r->status == TB_IMAP_OK && !s->list_incomplete && tb_imap_has_cap(c, "LIST-STATUS")) {
+        ensure_inbox(s);
+        s->list_early = TB_LIST_EARLY_DONE;
+        return;
+    }
+    list_reset(s);
+    s->list_early = TB_LIST_EARLY_NO;
+}
+
+void tb_store_list_early_send(struct tb_store *s)
+{
+    if (s->list_early != TB_LIST_EARLY_WANTED)
+        return;
+    s->list_early = TB_LIST_EARLY_SENT;
+    list_reset(s);
+    tb_imap_submit(s->c, list_status_cmd(s, true, true), 0, list_early_done, list_untagged,
+                   tb_store_op_new(s, "LIST"));
 }

@@ -23,6 +23,12 @@ static void on_ready(struct tb_imap *c, void *ud)
     s->pending--;
 }
 
+static void on_early(struct tb_imap *c, void *ud)
+{
+    (void)c;
+    tb_store_list_early_send(ud);
+}
+
 static void on_error(struct tb_imap *c, const struct tb_error *e, void *ud)
 {
     (void)c;
@@ -36,7 +42,7 @@ static void on_error(struct tb_imap *c, const struct tb_error *e, void *ud)
 void tb_store_init(struct tb_store *s, uv_loop_t *loop, const struct tb_account *acct,
                    const char *password)
 {
-    static const struct tb_imap_events ev = {on_ready, on_error};
+    static const struct tb_imap_events ev = {on_ready, on_error, on_early};
     memset(s, 0, sizeof(*s));
     s->label = acct->name;
     s->loop = loop;
@@ -196,6 +202,7 @@ void tb_store_create(struct tb_store *s, const char *mailbox, const char *specia
 {
     if (!tb_store_writable(s, "CREATE"))
         return;
+    s->list_early = TB_LIST_EARLY_NO; /* a listing taken before is stale */
     char what[300];
     snprintf(what, sizeof(what), "mailbox %s: CREATE", mailbox);
     struct tb_cmd *cmd = tb_cmd_new("CREATE");
@@ -229,6 +236,7 @@ void tb_store_delete(struct tb_store *s, const char *mailbox)
 {
     if (!tb_store_writable(s, "DELETE"))
         return;
+    s->list_early = TB_LIST_EARLY_NO; /* a listing taken before is stale */
     tb_store_leave(s, mailbox);
     char what[300];
     snprintf(what, sizeof(what), "mailbox %s: DELETE", mailbox);
@@ -242,6 +250,7 @@ void tb_store_rename(struct tb_store *s, const char *from, const char *to)
 {
     if (!tb_store_writable(s, "RENAME"))
         return;
+    s->list_early = TB_LIST_EARLY_NO; /* a listing taken before is stale */
     tb_store_leave(s, from);
     char what[300];
     snprintf(what, sizeof(what), "mailbox %s: RENAME", from);

@@ -114,6 +114,12 @@ struct tb_store {
     size_t n_perm;
     uint64_t flags_dropped; /* messages sent with fewer flags than they have (PERMANENTFLAGS) */
     bool want_guid;         /* listings ask STATUS X-GUID too (replica mode) */
+    enum {
+        TB_LIST_EARLY_NO,
+        TB_LIST_EARLY_WANTED,
+        TB_LIST_EARLY_SENT,
+        TB_LIST_EARLY_DONE
+    } list_early;
 };
 
 void tb_store_init(struct tb_store *s, uv_loop_t *loop, const struct tb_account *acct,
@@ -130,6 +136,15 @@ void tb_store_fail(struct tb_store *s, enum tb_err_kind kind, const char *fmt, .
 int tb_store_wait(struct tb_store **stores, int n);
 
 void tb_store_list_start(struct tb_store *s);
+/* Call right after tb_store_init: where the login can carry more commands in its flight
+ * (tb_imap_events.early), the listing goes with it, built for the capabilities Dovecot
+ * has (LIST-STATUS, SPECIAL-USE, CONDSTORE), and the next tb_store_list_start takes its
+ * result instead of asking again. A server that refuses it is simply asked again then. */
+void tb_store_list_early(struct tb_store *s);
+/* Lists now, in the flight of what was just submitted (a RENAME), for the next
+ * tb_store_list_start to take once the caller's tb_store_wait returned; a CREATE, DELETE
+ * or RENAME submitted in between makes it list again. */
+void tb_store_list_ahead(struct tb_store *s);
 /* SELECT (with QRESYNC when base_modseq > 0 and base_uidvalidity matches) and the UID FETCH
  * of new messages from base_uidnext on, or of everything when no usable base; with QRESYNC
  * also of the UIDs in extra (may be NULL). A NO or BAD to these commands, like anything

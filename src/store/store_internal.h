@@ -53,4 +53,7 @@ char *tb_store_perm_filter(struct tb_store *s, const char *mailbox, const char *
                            bool *dropped);
 void tb_store_perm_free(struct tb_store *s);
 
+/* The early listing of tb_store_list_early, from tb_imap_events.early (list.c). */
+void tb_store_list_early_send(struct tb_store *s);
+
 #endif

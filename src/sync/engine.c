@@ -486,6 +486,10 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
             tb_store_rename(&x->s[1 - k], from, to);
             free(from);
             free(to);
+            /* discover() lists again after the renames: in this flight (the last one's). */
+            for (int j = 0; j < 2; j++)
+                if (!tb_eng_xr_wanted(x, j))
+                    tb_store_list_ahead(&x->s[j]);
             if (tb_store_wait(x->both, 2) < 0)
                 rc = tb_eng_store_fail(x);
             else if (tb_state_mailbox_rename(x->st, e->st->id, f->canon) < 0)
@@ -592,6 +596,16 @@ static int run_entries(struct ctx *x, struct entry *ent, size_t n_ent)
     return rc;
 }
 
+/* A position is stored: discovery starts with XREPLICATE CHANGES, not a listing (and
+ * replica mode's listing asks X-GUID, decided after login). */
+static bool xr_expected(struct ctx *x, int k)
+{
+    char *token = NULL;
+    bool stored = x->acct[k]->xreplicate && tb_state_xrep_token(x->st, k, &token) == 0 && token;
+    free(token);
+    return stored;
+}
+
 int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_account *acct[2],
                  const char *password[2], struct tb_state *st, const struct tb_sync_opts *o,
                  struct tb_sync_stats *stats, struct tb_error *err)
@@ -618,6 +632,8 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
         tb_store_init(&x.s[k], loop, acct[k], password[k]);
         x.s[k].read_only = o->one_way && k == o->source;
         x.both[k] = &x.s[k];
+        if (!pair->replica && !xr_expected(&x, k))
+            tb_store_list_early(&x.s[k]); /* discover() lists first: in the login's flight */
     }
     int rc = 0;
     struct entry *ent = NULL;

@@ -36,6 +36,7 @@ struct tb_link {
     int kill_stage;
     int handles; /* initialised handles not yet closed */
     bool closing, failed;
+    bool close_when_written; /* tb_link_close_when_written: closes once write_pending is 0 */
     char host[256];
     int port;
     int last_errno;
@@ -71,6 +72,10 @@ static void report(struct tb_link *l, const struct tb_error *e)
     if (l->failed || l->closing)
         return;
     l->failed = true;
+    if (l->close_when_written) {
+        tb_link_close(l); /* nobody listens any more: the last bytes are lost, say so never */
+        return;
+    }
     l->cb->on_error(l, e, l->ud);
 }
 
@@ -142,6 +147,8 @@ static void on_written(uv_write_t *req, int status)
     free(w);
     if (status < 0 && status != UV_ECANCELED)
         fail(l, TB_ERR_TEMP, "write failed: %s", uv_strerror(status));
+    else if (l->close_when_written && tb_link_write_pending(l) == 0)
+        tb_link_close(l);
 }
 
 static void raw_write(struct tb_link *l, const char *p, size_t n)
@@ -435,6 +442,10 @@ static void try_next_address(struct tb_link *l);
 static void on_timeout(uv_timer_t *t)
 {
     struct tb_link *l = t->data;
+    if (l->close_when_written && !l->closing) {
+        tb_link_close(l); /* the peer did not take the last bytes in time */
+        return;
+    }
     if (l->closing) {
         /* Close-time escalation for a tunnel child that ignores EOF on stdin. */
         if (l->proc_running) {
@@ -696,6 +707,44 @@ void tb_link_close(struct tb_link *l)
     if (!l->proc_running)
         close_handle(l, (uv_handle_t *)&l->timer);
     maybe_free(l);
+}
+
+static void mute_link(struct tb_link *l, void *ud)
+{
+    (void)l;
+    (void)ud;
+}
+
+static void mute_data(struct tb_link *l, const char *p, size_t n, void *ud)
+{
+    (void)l;
+    (void)p;
+    (void)n;
+    (void)ud;
+}
+
+static void mute_error(struct tb_link *l, const struct tb_error *e, void *ud)
+{
+    (void)l;
+    (void)e;
+    (void)ud;
+}
+
+void tb_link_close_when_written(struct tb_link *l)
+{
+    /* The owner may be gone before the bytes leave: from here on nothing calls it. */
+    static const struct tb_link_cb mute = {mute_link, mute_link, mute_data, mute_error, mute_link};
+    if (!l || l->closing)
+        return;
+    l->cb = &mute;
+    l->ud = NULL;
+    if (l->failed || tb_link_write_pending(l) == 0) {
+        tb_link_close(l);
+        return;
+    }
+    l->close_when_written = true;
+    uv_timer_stop(&l->timer);
+    uv_timer_start(&l->timer, on_timeout, 5000, 0);
 }
 
 bool tb_link_is_loopback(const struct tb_link *l)

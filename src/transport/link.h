@@ -71,6 +71,10 @@ void tb_link_set_message_rate(struct tb_link *l, uint64_t per_second, uint64_t b
  * Always true without a message rate. */
 bool tb_link_take_message(struct tb_link *l);
 void tb_link_close(struct tb_link *l);
+/* Closes once every byte written so far has been handed to the socket or pipe (at most 5 s
+ * later), instead of dropping what is still queued: for a last command whose answer does
+ * not matter (LOGOUT). No callback is called after this. */
+void tb_link_close_when_written(struct tb_link *l);
 
 bool tb_link_is_loopback(const struct tb_link *l);
 bool tb_link_is_tunnel(const struct tb_link *l);

@@ -30,13 +30,13 @@ class SyncBase(TestCase):
         self.b.stop()
         self.tmp.cleanup()
 
-    def write_config(self, a_port=None, b_port=None, compress="yes"):
+    def write_config(self, a_port=None, b_port=None, compress="yes", extra=""):
         with open(self.cfg, "w") as f:
             for name, dv, port in (("a", self.a, a_port), ("b", self.b, b_port)):
                 if port:
                     f.write(f"[account {name}]\ntype = imap\nhost = 127.0.0.1\nport = {port}\n"
                             f"user = alice\npassword = secret\nstarttls = no\n"
-                            f"compress = {compress}\n\n")
+                            f"compress = {compress}\n{extra}\n")
                 else:
                     f.write(f"[account {name}]\ntype = tunnel\n"
                             f"command = {dv.tunnel_command('alice')}\n\n")
@@ -163,6 +163,32 @@ class InitialSyncTest(SyncBase):
                 self.assertLessEqual(relay.stats()["turns"] - b, 2,
                                      f"no-op sync used {relay.stats()['turns']} turns "
                                      f"(login+logout alone: {b})")
+        finally:
+            ra.stop()
+            rb.stop()
+
+
+    def test_noop_in_two_round_trips(self):
+        # Dovecot, no X-REPLICATE: login, session set-up and the listing in one flight, then
+        # LOGOUT (not waited for). COMPRESS = yes costs nothing here: nothing moves.
+        ic.load_messages(self.a, "alice", "INBOX", 5)
+        ic.load_messages(self.a, "alice", "Box", 5)
+        ra, rb = Relay(self.a.imap_port), Relay(self.b.imap_port)
+        try:
+            self.write_config(ra.port, rb.port, extra="xreplicate = no\n")
+            self.sync()
+            self.assertSame()
+            ra.reset_counters()
+            rb.reset_counters()
+            r = self.sync()
+            self.assertIn("copied a->b 0, b->a 0", r.out)
+            self.assertEqual((ra.stats()["turns"], rb.stats()["turns"]), (2, 2), r.out)
+            # Still a real listing: a mailbox created since is found and synced.
+            c = self.a.client("alice")
+            c.create("Later")
+            c.logout()
+            self.sync()
+            self.assertIn("Later", self.assertSame())
         finally:
             ra.stop()
             rb.stop()

@@ -187,7 +187,7 @@ int main(int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct run r = {.argv = argv + 2, .argc = argc - 2};
-    static const struct tb_imap_events ev = {on_ready, on_error};
+    static const struct tb_imap_events ev = {on_ready, on_error, NULL};
     struct tb_imap *c = tb_imap_new(&loop, acct, &ev, &r);
     tb_imap_set_password(c, pw);
     tb_imap_start(c);
