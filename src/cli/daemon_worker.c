@@ -7,8 +7,8 @@
  * once when a run succeeds again, never per attempt. A configuration or authentication
  * error (or a bug) parks the pair with one error line until a reload restarts it.
  *
- * Stopping: the engine has no stop flag, so a stop request (SIGTERM, a reload removing
- * the pair) is honoured between runs: a running sync completes, waits and back-off
+ * Stopping: a stop request (SIGTERM, a reload removing or changing the pair) ends a
+ * running sync after the mailbox in progress (tb_sync_opts.stop); waits and back-off
  * delays end within 0.2 s. */
 #include "cli/cli.h"
 #include "cli/daemon.h"
@@ -242,7 +242,7 @@ static int run(struct tb_worker *w, struct cycle *c, struct tb_cli_result *res)
         return -1;
     set_state(w, TB_W_SYNCING, -1);
     const char *pws[2] = {c->pw[0], c->pw[1]};
-    struct tb_sync_opts o = {.on_event = on_event};
+    struct tb_sync_opts o = {.on_event = on_event, .stop = &w->stop};
     int rc = tb_cli_run_pair(w->pair, c->acct, pws, c->path, &o, res);
     tb_hosts_release(w);
     fflush(stdout);
@@ -324,6 +324,14 @@ void *tb_worker_main(void *ud)
         }
         record(w, rc, &res, t_wake);
         t_wake = 0;
+        if (tb_worker_stopping(w)) {
+            /* Stopped inside the run (after a mailbox), or just after it: no trouble. */
+            if (rc == TB_EXIT_TEMPFAIL && strstr(res.err.msg, ": stopped after "))
+                tb_log_info("%s; the next run does the rest", res.err.msg);
+            cycle_free(&c);
+            rc = TB_EXIT_OK;
+            break;
+        }
         if (!retryable(rc) && rc != TB_EXIT_OK && rc != TB_EXIT_CONFLICT) {
             judge(w, &t, TB_EXIT_OK, &res.err); /* it answered: not a network trouble */
             cycle_free(&c);

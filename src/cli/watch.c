@@ -9,8 +9,8 @@
  *                   their current run, changed or parked ones restart, the others keep
  *                   their threads and connections; a file that no longer loads is
  *                   reported in one line and the old configuration stays;
- *   SIGTERM/SIGINT  every worker stops after its current run (the engine has no stop flag
- *                   inside a run), waits end at once; exit 0.
+ *   SIGTERM/SIGINT  a running sync ends after the mailbox in progress, waits end at
+ *                   once; exit 0.
  * With --max-runs N each pair stops after N runs and the exit code is the first non-zero
  * last result of a pair in configuration order (0 when all ended well). */
 #include "cli/cli.h"

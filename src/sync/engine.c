@@ -574,12 +574,17 @@ static int run_entries(struct ctx *x, struct entry *ent, size_t n_ent)
     bool *late = tb_xcalloc(n_ent + 1, sizeof(bool));
     for (size_t j = 0; j < n_ent; j++)
         late[j] = ent[j].st && (ent[j].box[0] == NULL) != (ent[j].box[1] == NULL);
-    for (int phase = 0; phase < 2 && rc == 0; phase++) {
+    bool stopped = false;
+    for (int phase = 0; phase < 2 && rc == 0 && !stopped; phase++) {
         for (size_t j = 0; j < n_ent && rc == 0; j++) {
             size_t idx = phase ? n_ent - 1 - j : j;
             struct entry *e = &ent[idx];
             if (late[idx] != (phase == 1) || !tb_eng_wanted(x, e->canon))
                 continue;
+            if (x->o->stop && *x->o->stop) {
+                stopped = true;
+                break;
+            }
             rc = sync_entry(x, e);
             x->stats->mailboxes_done++;
             progress(x, TB_SYNC_EV_PROGRESS, t0);
@@ -588,6 +593,14 @@ static int run_entries(struct ctx *x, struct entry *ent, size_t n_ent)
             rc = tb_eng_settle_deferred(x, ent, n_ent);
     }
     free(late);
+    if (rc == 0 && stopped) {
+        /* Each mailbox done is in the state; the X-REPLICATE positions would also cover
+         * the ones not done, so they stay where they were and the next run does the rest. */
+        tb_error_set(x->err, TB_ERR_TEMP, "pair %s: stopped after %llu of %llu mailboxes",
+                     x->pair->name, (unsigned long long)x->stats->mailboxes_done,
+                     (unsigned long long)x->stats->mailboxes_total);
+        rc = tb_error_exit(x->err->kind);
+    }
     if (rc == 0 && !x->o->dry_run)
         rc = tb_eng_record_positions(x, ent, n_ent);
     if (rc == 0 && !x->o->dry_run && x->mode && x->o->verdict)

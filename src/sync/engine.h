@@ -5,6 +5,7 @@
 
 #include "sync/events.h"
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,6 +54,11 @@ struct tb_sync_opts {
      * never prints. */
     tb_sync_event_fn *on_event;
     void *event_ud;
+    /* Non-NULL: read before each mailbox; once it is non-zero the run ends there with a
+     * TEMP error ("stopped after N of M mailboxes"). The mailboxes done are recorded; the
+     * X-REPLICATE positions are not, so the next run does the rest. twinbox watch sets it
+     * on SIGTERM and when a reload removes the pair. */
+    volatile sig_atomic_t *stop;
 };
 
 /* How a migration names the source's mailboxes on the destination (sync/mapping.c), in

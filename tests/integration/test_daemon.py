@@ -357,6 +357,55 @@ class DaemonTest(TestCase):
         self.assertEqual(code, 0, err)
         self.assertEqual(err.strip(), "")
 
+    def test_sigterm_ends_a_run_after_the_mailbox_in_progress(self):
+        """A first sync of 60 mailboxes through relays with a 50 ms delay each way takes
+        far longer than the wait here: SIGTERM during it ends the run after the mailbox in
+        progress (exit 0, most mailboxes not done yet), and the next run completes it
+        without duplicates."""
+        from tests.fixture.relay import Relay
+        boxes = [f"Box{i:02d}" for i in range(60)]
+        c = self.dv[0].client("alice")
+        try:
+            for b in boxes:
+                ic.load_messages(self.dv[0], "alice", b, 2, seed=7, client=c)
+        finally:
+            c.logout()
+        relays = [Relay(d.imap_port, delay=0.05) for d in self.dv]
+        try:
+            def body(f):
+                for k, r in zip("ab", relays):
+                    f.write(f"[account {k}]\ntype = imap\nhost = 127.0.0.1\n"
+                            f"port = {r.port}\nuser = alice\npassword = secret\n"
+                            f"starttls = no\nallow-plaintext-password = yes\n\n")
+                f.write(f"[pair p]\na = a\nb = b\nstate = {self.tmp.name}/p.db\n")
+            self.write_config(body)
+            self.d = Daemon(self.tmp.name, self.cfg, "--interval", "86400")
+            def progressed():
+                c = self.dv[1].client("alice")
+                try:
+                    return any(n.startswith("Box") for n in ic.list_mailboxes(c))
+                finally:
+                    c.logout()
+            self.d.wait_for("the first mailbox", progressed)
+            self.d.p.send_signal(signal.SIGTERM)
+            code, err = self.d.terminate(timeout=60)
+            self.assertEqual(code, 0, err)
+            self.assertRegex(err, r"pair p: stopped after \d+ of \d+ mailboxes; the next run")
+            c = self.dv[1].client("alice")
+            try:
+                made = [n for n in ic.list_mailboxes(c) if n.startswith("Box")]
+            finally:
+                c.logout()
+            self.assertLess(len(made), 30, "the run went on after SIGTERM")
+            r = twinbox("-c", self.cfg, "sync", timeout=600)
+            self.assertEqual(r.code, 0, r)
+        finally:
+            for r in relays:
+                r.stop()
+        for b in ["INBOX"] + boxes:
+            want = message_ids(self.dv[0], "alice", b)
+            self.assertEqual(sorted(message_ids(self.dv[1], "alice", b)), sorted(want), b)
+
     def test_lock_held_by_another_run_is_waited_out_quietly(self):
         import fcntl
         self.write_config(lambda f: self.tunnel_pair(f, "p", "u0"))
