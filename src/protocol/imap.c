@@ -317,7 +317,6 @@ static void link_data(struct tb_link *l, const char *data, size_t n, void *ud)
         switch (resp.kind) {
         case TB_RESP_GREETING:
             c->got_greeting = true;
-            c->greeting_ns = uv_hrtime();
             tb_session_on_greeting(c, &resp);
             break;
         case TB_RESP_CONT:
@@ -402,7 +401,6 @@ struct tb_imap *tb_imap_new(uv_loop_t *loop, const struct tb_account *acct,
 
 int tb_imap_start(struct tb_imap *c)
 {
-    c->start_ns = uv_hrtime();
     c->link = tb_link_new(c->loop, &link_cb, c);
     /* The account's throughput limits, per connection (transport/ratelimit.h). */
     tb_link_set_rate(c->link, c->acct->max_bytes_per_second, 0);
@@ -543,8 +541,7 @@ static void pump(struct tb_imap *c)
     while (c->waiting_head < c->n_waiting && !c->blocked && !c->barrier &&
            c->n_inflight < (size_t)c->max_inflight) {
         struct pending *p = c->waiting[c->waiting_head];
-        if ((p->flags & (TB_CMD_BARRIER | TB_CMD_FENCE)) && !(p->flags & TB_CMD_TAIL) &&
-            c->n_inflight > 0)
+        if ((p->flags & (TB_CMD_BARRIER | TB_CMD_FENCE)) && c->n_inflight > 0)
             break;
         if (!message_allowed(c, p))
             break;

@@ -89,21 +89,13 @@ struct tb_imap {
     /* COMPRESS waits for the first command that moves mail (session.c), so a run that finds
      * nothing to do spends no round trip on it. */
     bool compress_deferred;
-    bool compress_sent;   /* COMPRESS went with the login's flight (session.c) */
-    uint64_t start_ns;    /* tb_imap_start */
-    uint64_t greeting_ns; /* the greeting arrived */
-    uint64_t min_rtt_ns;  /* fastest command answer so far (0: none yet) */
+    uint64_t min_rtt_ns; /* fastest command answer so far (0: none yet) */
     /* authentication (session.c) */
     const char *auth_mech; /* static: "PLAIN", "XOAUTH2"..., "PREAUTH"; NULL before login */
     char *sasl_challenge;  /* text of the last "+" during login (base64), for error JSON */
     bool token_refreshed;  /* the OAuth token was fetched again: the next refusal is final */
     bool auth_reconnected; /* the retry with the new token already needed a new connection */
 };
-
-/* Internal command flag: a barrier (holds what follows until it completes) that need not
- * wait for what is in flight: COMPRESS at the end of the login's flight, which the server
- * runs after everything before it. */
-#define TB_CMD_TAIL 8u
 
 /* pipeline (imap.c) */
 void tb_imap_fail(struct tb_imap *c, enum tb_err_kind kind, const char *fmt, ...)

@@ -16,7 +16,6 @@
 static void do_login(struct tb_imap *c);
 static void post_login(struct tb_imap *c);
 static void enable_and_friends(struct tb_imap *c, bool early);
-static void compress_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud);
 
 static void set_caps_from_data(struct tb_buf *dst, struct mailimap_capability_data *cd)
 {
@@ -481,29 +480,6 @@ static bool setup_rides_along(const struct tb_imap *c)
            tb_imap_has_cap(c, "ENABLE") && tb_imap_has_cap(c, "ID");
 }
 
-/* COMPRESS as the last command of the login's flight (Dovecot runs it after the others
- * and refuses it only if more input follows, which nothing does until its answer), so a
- * run pays no round trip for it, not even a no-op. Unknown before login whether the
- * server offers it: a refusal just leaves the connection uncompressed. compress = auto
- * judges the link by the kernel's round trip to a remote host, else by how long the
- * greeting took from the connect (through a local relay or forward: at least the far
- * link's one-way delay). */
-static void compress_early(struct tb_imap *c)
-{
-    if (!c->acct->compress || tb_link_compress_active(c->link))
-        return;
-    if (c->acct->compress_auto) {
-        int64_t us = tb_link_network_rtt_us(c->link);
-        double ms = us >= 0 ? us / 1e3 : (c->greeting_ns - c->start_ns) / 1e6;
-        if (ms < TB_COMPRESS_MIN_RTT_MS)
-            return; /* decided again before the first command that moves mail */
-    }
-    c->compress_sent = true;
-    struct tb_cmd *cmd = tb_cmd_new("COMPRESS");
-    tb_cmd_atom(cmd, "DEFLATE");
-    tb_imap_submit_internal(c, cmd, TB_CMD_BARRIER | TB_CMD_TAIL, compress_done, NULL);
-}
-
 /* Sends the login command of the account's mechanism with the secret in c->password. */
 static void do_authenticate(struct tb_imap *c)
 {
@@ -530,7 +506,6 @@ static void do_authenticate(struct tb_imap *c)
         enable_and_friends(c, true);
         if (c->ev->early)
             c->ev->early(c, c->ud);
-        compress_early(c);
     }
 }
 
@@ -677,8 +652,7 @@ void tb_session_before_submit(struct tb_imap *c, const struct tb_cmd *cmd)
 
 static void post_login(struct tb_imap *c)
 {
-    c->compress_deferred = c->acct->compress && !c->compress_sent &&
-                           tb_imap_has_cap(c, "COMPRESS=DEFLATE") &&
+    c->compress_deferred = c->acct->compress && tb_imap_has_cap(c, "COMPRESS=DEFLATE") &&
                            !tb_link_compress_active(c->link);
     if (!c->setup_early) {
         enable_and_friends(c, false);

@@ -343,8 +343,9 @@ void tb_store_list_early(struct tb_store *s)
         s->list_early = TB_LIST_EARLY_WANTED;
 }
 
-/* A refusal (a server without one of the capabilities assumed) or an unreadable line is
- * not a failure: tb_store_list_start lists again with the session's capabilities. */
+/* A refusal (a server without one of the capabilities assumed) is not a failure:
+ * tb_store_list_start lists again with the session's capabilities. A listing with an
+ * unreadable line is taken as it is, like any other (it proves no absence). */
 static void list_early_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
 {
     struct op *o = ud;
@@ -353,7 +354,7 @@ static void list_early_done(struct tb_imap *c, const struct tb_imap_result *r, v
     free(o);
     if (r->status == TB_IMAP_ABORTED)
         return; /* the connection failed: the store reports why */
-    if (r->status == TB_IMAP_OK && !s->list_incomplete && tb_imap_has_cap(c, "LIST-STATUS")) {
+    if (r->status == TB_IMAP_OK && tb_imap_has_cap(c, "LIST-STATUS")) {
         ensure_inbox(s);
         s->list_early = TB_LIST_EARLY_DONE;
         return;
