@@ -331,12 +331,6 @@ void tb_store_list_start(struct tb_store *s)
     tb_imap_submit(s->c, cmd, 0, list_status_done, list_untagged, tb_store_op_new(s, "LIST"));
 }
 
-void tb_store_list_ahead(struct tb_store *s)
-{
-    tb_store_list_start(s);
-    s->list_early = TB_LIST_EARLY_DONE; /* complete once the caller's wait returns */
-}
-
 void tb_store_list_early(struct tb_store *s)
 {
     if (s->list_early == TB_LIST_EARLY_NO && !s->ready)

@@ -141,10 +141,6 @@ void tb_store_list_start(struct tb_store *s);
  * has (LIST-STATUS, SPECIAL-USE, CONDSTORE), and the next tb_store_list_start takes its
  * result instead of asking again. A server that refuses it is simply asked again then. */
 void tb_store_list_early(struct tb_store *s);
-/* Lists now, in the flight of what was just submitted (a RENAME), for the next
- * tb_store_list_start to take once the caller's tb_store_wait returned; a CREATE, DELETE
- * or RENAME submitted in between makes it list again. */
-void tb_store_list_ahead(struct tb_store *s);
 /* SELECT (with QRESYNC when base_modseq > 0 and base_uidvalidity matches) and the UID FETCH
  * of new messages from base_uidnext on, or of everything when no usable base; with QRESYNC
  * also of the UIDs in extra (may be NULL). A NO or BAD to these commands, like anything

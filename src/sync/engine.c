@@ -486,10 +486,6 @@ static int detect_renames(struct ctx *x, struct entry *ent, size_t n_ent, int *r
             tb_store_rename(&x->s[1 - k], from, to);
             free(from);
             free(to);
-            /* discover() lists again after the renames: in this flight (the last one's). */
-            for (int j = 0; j < 2; j++)
-                if (!tb_eng_xr_wanted(x, j))
-                    tb_store_list_ahead(&x->s[j]);
             if (tb_store_wait(x->both, 2) < 0)
                 rc = tb_eng_store_fail(x);
             else if (tb_state_mailbox_rename(x->st, e->st->id, f->canon) < 0)

@@ -177,8 +177,6 @@ char *tb_eng_wire(struct ctx *x, const struct entry *e, int k);
 int tb_eng_verdict(struct ctx *x, struct entry *ent, size_t n_ent);
 
 /* xrdisc.c */
-/* Whether side k's discovery starts from X-REPLICATE (xrdisc.c), not a listing. */
-bool tb_eng_xr_wanted(struct ctx *x, int k);
 int tb_eng_list_both(struct ctx *x);
 int tb_eng_record_positions(struct ctx *x, struct entry *ent, size_t n_ent);
 

@@ -19,7 +19,7 @@
 
 #include "twinbox/error.h"
 
-bool tb_eng_xr_wanted(struct ctx *x, int k)
+static bool xr_wanted(struct ctx *x, int k)
 {
     const struct tb_account *a = x->acct[k];
     return a->xreplicate && tb_imap_has_cap(x->s[k].c, "X-REPLICATE");
@@ -67,7 +67,7 @@ int tb_eng_list_both(struct ctx *x)
     for (int k = 0; k < 2; k++) {
         tb_xrep_reply_clear(&x->xr[k]);
         x->xr_used[k] = x->xr_rel[k] = false;
-        if (!tb_eng_xr_wanted(x, k) && x->acct[k]->xreplicate && !x->xr_logged[k]) {
+        if (!xr_wanted(x, k) && x->acct[k]->xreplicate && !x->xr_logged[k]) {
             /* Offered before (a position is stored), not now: say so once, forget it. */
             if (tb_state_xrep_token(x->st, k, &token[k]) < 0)
                 rc = tb_eng_state_fail(x, "read");
@@ -81,7 +81,7 @@ int tb_eng_list_both(struct ctx *x)
             free(token[k]);
             token[k] = NULL;
         }
-        if (!tb_eng_xr_wanted(x, k))
+        if (!xr_wanted(x, k))
             step[k] = 2;
         else if (tb_state_xrep_token(x->st, k, &token[k]) < 0)
             rc = tb_eng_state_fail(x, "read");
