@@ -42,25 +42,24 @@ int main(void)
     tb_buf_init(&fast);
     tb_buf_init(&slow);
     size_t q = n / 4;
-    tb_deflate_adapt(z, 0); /* the link keeps up: stored blocks */
-    CHECK(tb_deflate_send(z, text, q, &stored) == 0, "first quarter, stored");
-    tb_deflate_adapt(z, (size_t)200 << 10); /* falling behind a little */
+    tb_deflate_adapt(z, 0); /* the link keeps up: still the fast level, never stored */
+    CHECK(tb_deflate_send(z, text, q, &stored) == 0, "first quarter, queue empty");
+    tb_deflate_adapt(z, (size_t)200 << 10); /* falling behind a little: no change */
     CHECK(tb_deflate_send(z, text + q, q, &fast) == 0, "second quarter at the fast level");
     tb_deflate_adapt(z, (size_t)1 << 20); /* the link is the bottleneck */
     CHECK(tb_deflate_send(z, text + 2 * q, q, &slow) == 0, "third quarter, thorough level");
     tb_buf_append(&all, stored.data, stored.len);
     tb_buf_append(&all, fast.data, fast.len);
     tb_buf_append(&all, slow.data, slow.len);
-    tb_deflate_adapt(z, 0); /* drained: fast level, then stored again */
+    tb_deflate_adapt(z, 0); /* drained: the fast level again */
     CHECK(tb_deflate_send(z, text + 3 * q, n - 3 * q, &all) == 0, "last quarter");
     tb_deflate_adapt(z, 0);
     CHECK(tb_deflate_send(z, "tail\r\n", 6, &all) == 0, "a send after switching back");
     size_t got = inflate_all(&all, back, 4 * n);
     CHECK(got == n + 6 && memcmp(back, text, n) == 0 && memcmp(back + n, "tail\r\n", 6) == 0,
           "one valid stream across every switch (%zu bytes out of %zu)", got, n + 6);
-    CHECK(stored.len >= q, "stored blocks do not compress (%zu >= %zu)", stored.len, q);
-    CHECK(fast.len < stored.len / 2, "the fast level compresses (%zu < %zu / 2)", fast.len,
-          stored.len);
+    CHECK(stored.len < q / 2, "an empty queue still compresses (%zu < %zu / 2)", stored.len, q);
+    CHECK(fast.len < q / 2, "the fast level compresses (%zu < %zu / 2)", fast.len, q);
     CHECK(slow.len < fast.len, "the thorough level compresses the same amount smaller (%zu < %zu)",
           slow.len, fast.len);
     tb_deflate_free(z);
