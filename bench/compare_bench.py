@@ -523,7 +523,9 @@ def parse_args():
     ap.add_argument("--big-messages", type=int, default=100000)
     ap.add_argument("--quick", action="store_true", help="a small corpus, to check it works")
     ap.add_argument("--build", default="build")
+    ap.add_argument("--without", default="", help="comma-separated: interimap,mbsync")
     a = ap.parse_args()
+    a.without = {t.strip() for t in a.without.split(",") if t.strip()}
     if a.quick:
         a.messages, a.size, a.many_mailboxes = 400, 20000, 100
         a.big_messages = min(a.big_messages, 2000)
@@ -541,7 +543,9 @@ def pick_tools(a):
     if not os.access(os.path.join(a.build, "twinbox"), os.X_OK):
         sys.exit(f"no twinbox in {a.build} (--build DIR)")
     for t, exe, pkg in ((IMI, "interimap", "interimap"), (MBS, "mbsync", "isync")):
-        if shutil.which(exe):
+        if t in a.without:
+            print(f"{t}: left out (--without)")
+        elif shutil.which(exe):
             tools.append(t)
         else:
             print(f"{t}: not installed ({exe} not on PATH; Debian package {pkg}): skipped")
