@@ -4,20 +4,35 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* An item is text, a literal, a secret or a continuation point. */
-enum item_kind { IT_TEXT, IT_LITERAL, IT_SECRET_TEXT, IT_SECRET_LITERAL, IT_CONT };
+/* An item is text, a literal (copied, or a referenced blob), a secret or a continuation
+ * point. */
+enum item_kind { IT_TEXT, IT_LITERAL, IT_SECRET_TEXT, IT_SECRET_LITERAL, IT_CONT, IT_BLOB };
 
 struct item {
     enum item_kind kind;
-    char *data;
+    char *data; /* IT_BLOB: blob->data */
     size_t len;
+    struct tb_blob *blob; /* IT_BLOB: one reference */
+};
+
+/* A rendered piece: [off, off + len) of the chunk's text, or a whole blob. */
+struct piece {
+    size_t off, len;
+    struct tb_blob *blob; /* borrowed from its item */
+};
+
+struct chunk {
+    struct tb_buf text;
+    struct piece *pieces;
+    size_t n, cap;
+    size_t text_from; /* start of the text not yet in a piece */
 };
 
 struct tb_cmd {
     char *verb;
     struct item *items;
     size_t n, cap;
-    struct tb_buf *chunks;
+    struct chunk *chunks;
     size_t n_chunks;
 };
 
@@ -32,9 +47,11 @@ static void free_chunks(struct tb_cmd *c)
 {
     bool secret = tb_cmd_has_secret(c);
     for (size_t i = 0; i < c->n_chunks; i++) {
-        if (secret && c->chunks[i].data)
-            explicit_bzero(c->chunks[i].data, c->chunks[i].cap);
-        tb_buf_free(&c->chunks[i]);
+        struct tb_buf *t = &c->chunks[i].text;
+        if (secret && t->data)
+            explicit_bzero(t->data, t->cap);
+        tb_buf_free(t);
+        free(c->chunks[i].pieces);
     }
     free(c->chunks);
     c->chunks = NULL;
@@ -50,7 +67,10 @@ void tb_cmd_free(struct tb_cmd *c)
         if (c->items[i].kind == IT_SECRET_TEXT || c->items[i].kind == IT_SECRET_LITERAL ||
             c->items[i].kind == IT_CONT)
             explicit_bzero(c->items[i].data, c->items[i].len);
-        free(c->items[i].data);
+        if (c->items[i].kind == IT_BLOB)
+            tb_blob_unref(c->items[i].blob);
+        else
+            free(c->items[i].data);
     }
     free(c->items);
     free(c->verb);
@@ -71,13 +91,20 @@ const char *tb_cmd_verb(const struct tb_cmd *c)
     return c->verb;
 }
 
-static void add(struct tb_cmd *c, enum item_kind k, const void *p, size_t len)
+static struct item *new_item(struct tb_cmd *c)
 {
     if (c->n == c->cap) {
         c->cap = c->cap ? c->cap * 2 : 8;
         c->items = tb_xrealloc(c->items, c->cap * sizeof(*c->items));
     }
     struct item *it = &c->items[c->n++];
+    it->blob = NULL;
+    return it;
+}
+
+static void add(struct tb_cmd *c, enum item_kind k, const void *p, size_t len)
+{
+    struct item *it = new_item(c);
     it->kind = k;
     it->data = tb_xmalloc(len + 1);
     memcpy(it->data, p, len);
@@ -184,61 +211,114 @@ void tb_cmd_literal(struct tb_cmd *c, const void *data, size_t len)
     add(c, IT_LITERAL, data, len);
 }
 
+void tb_cmd_literal_blob(struct tb_cmd *c, struct tb_blob *b)
+{
+    add_text(c, " ");
+    struct item *it = new_item(c);
+    it->kind = IT_BLOB;
+    it->blob = tb_blob_ref(b);
+    it->data = b->data;
+    it->len = b->len;
+}
+
 void tb_cmd_continuation(struct tb_cmd *c, const char *text)
 {
     add(c, IT_CONT, text, strlen(text));
 }
 
-static struct tb_buf *new_chunk(struct tb_cmd *c)
+static struct chunk *new_chunk(struct tb_cmd *c)
 {
     c->chunks = tb_xrealloc(c->chunks, (c->n_chunks + 1) * sizeof(*c->chunks));
-    struct tb_buf *b = &c->chunks[c->n_chunks++];
-    tb_buf_init(b);
+    struct chunk *ch = &c->chunks[c->n_chunks++];
+    memset(ch, 0, sizeof(*ch));
+    tb_buf_init(&ch->text);
     if (tb_cmd_has_secret(c)) {
         /* Room for the whole command at once, so no secret is left behind by a realloc. */
         size_t total = strlen(c->verb) + 64;
         for (size_t i = 0; i < c->n; i++)
-            total += c->items[i].len + 32;
-        tb_buf_reserve(b, total);
+            total += (c->items[i].kind == IT_BLOB ? 0 : c->items[i].len) + 32;
+        tb_buf_reserve(&ch->text, total);
     }
-    return b;
+    return ch;
+}
+
+static void add_piece(struct chunk *ch, size_t off, size_t len, struct tb_blob *blob)
+{
+    if (len == 0)
+        return;
+    if (ch->n == ch->cap) {
+        ch->cap = ch->cap ? ch->cap * 2 : 4;
+        ch->pieces = tb_xrealloc(ch->pieces, ch->cap * sizeof(*ch->pieces));
+    }
+    ch->pieces[ch->n++] = (struct piece){off, len, blob};
+}
+
+/* The text written since the last piece becomes one. */
+static void close_text(struct chunk *ch)
+{
+    add_piece(ch, ch->text_from, ch->text.len - ch->text_from, NULL);
+    ch->text_from = ch->text.len;
 }
 
 size_t tb_cmd_render(struct tb_cmd *c, const char *tag, bool literal_plus, bool literal_minus)
 {
     free_chunks(c);
-    struct tb_buf *b = new_chunk(c);
-    tb_buf_printf(b, "%s %s", tag, c->verb);
+    struct chunk *ch = new_chunk(c);
+    tb_buf_printf(&ch->text, "%s %s", tag, c->verb);
     for (size_t i = 0; i < c->n; i++) {
         struct item *it = &c->items[i];
         switch (it->kind) {
         case IT_TEXT:
         case IT_SECRET_TEXT:
-            tb_buf_append(b, it->data, it->len);
+            tb_buf_append(&ch->text, it->data, it->len);
             break;
         case IT_LITERAL:
-        case IT_SECRET_LITERAL: {
+        case IT_SECRET_LITERAL:
+        case IT_BLOB: {
             bool nonsync = literal_plus || (literal_minus && it->len <= 4096);
-            tb_buf_printf(b, "{%zu%s}\r\n", it->len, nonsync ? "+" : "");
-            if (!nonsync)
-                b = new_chunk(c);
-            tb_buf_append(b, it->data, it->len);
+            tb_buf_printf(&ch->text, "{%zu%s}\r\n", it->len, nonsync ? "+" : "");
+            if (!nonsync) {
+                close_text(ch);
+                ch = new_chunk(c);
+            }
+            if (it->kind == IT_BLOB) {
+                close_text(ch); /* the blob is written from where it is, never copied */
+                add_piece(ch, 0, it->len, it->blob);
+            } else {
+                tb_buf_append(&ch->text, it->data, it->len);
+            }
             break;
         }
         case IT_CONT:
-            tb_buf_puts(b, "\r\n");
-            b = new_chunk(c);
-            tb_buf_append(b, it->data, it->len);
+            tb_buf_puts(&ch->text, "\r\n");
+            close_text(ch);
+            ch = new_chunk(c);
+            tb_buf_append(&ch->text, it->data, it->len);
             break;
         }
     }
-    tb_buf_puts(b, "\r\n");
+    tb_buf_puts(&ch->text, "\r\n");
+    close_text(ch);
     return c->n_chunks;
 }
 
-const struct tb_buf *tb_cmd_chunk(const struct tb_cmd *c, size_t k)
+bool tb_cmd_piece(const struct tb_cmd *c, size_t k, size_t i, struct tb_cmd_piece *out)
 {
-    return k < c->n_chunks ? &c->chunks[k] : NULL;
+    if (k >= c->n_chunks || i >= c->chunks[k].n)
+        return false;
+    const struct chunk *ch = &c->chunks[k];
+    const struct piece *pc = &ch->pieces[i];
+    out->blob = pc->blob;
+    out->data = pc->blob ? pc->blob->data + pc->off : ch->text.data + pc->off;
+    out->len = pc->len;
+    return true;
+}
+
+void tb_cmd_chunk_text(const struct tb_cmd *c, size_t k, struct tb_buf *out)
+{
+    struct tb_cmd_piece pc;
+    for (size_t i = 0; tb_cmd_piece(c, k, i, &pc); i++)
+        tb_buf_append(out, pc.data, pc.len);
 }
 
 void tb_cmd_trace(const struct tb_cmd *c, const char *tag, struct tb_buf *out)
@@ -251,6 +331,7 @@ void tb_cmd_trace(const struct tb_cmd *c, const char *tag, struct tb_buf *out)
             tb_buf_append(out, it->data, it->len);
             break;
         case IT_LITERAL:
+        case IT_BLOB:
             tb_buf_printf(out, "{%zu bytes}", it->len);
             break;
         case IT_SECRET_TEXT:

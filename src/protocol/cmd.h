@@ -24,6 +24,9 @@ void tb_cmd_printf(struct tb_cmd *c, const char *fmt, ...) __attribute__((format
 void tb_cmd_astring(struct tb_cmd *c, const char *s);
 void tb_cmd_string(struct tb_cmd *c, const char *s); /* never an atom (e.g. mailbox "") */
 void tb_cmd_literal(struct tb_cmd *c, const void *data, size_t len);
+/* A literal of b's bytes, not copied: the command holds a reference until it is freed, and
+ * the rendered chunk refers to the blob (written from it by the pipeline). */
+void tb_cmd_literal_blob(struct tb_cmd *c, struct tb_blob *b);
 /* Like astring, but the trace shows <redacted>. */
 void tb_cmd_secret(struct tb_cmd *c, const char *s);
 /* Ends the current chunk: the text after it is sent only after a continuation request
@@ -35,11 +38,20 @@ const char *tb_cmd_verb(const struct tb_cmd *c);
 bool tb_cmd_has_secret(const struct tb_cmd *c);
 
 /* Rendering for the pipeline. literal_plus: {n+} allowed for any size; literal_minus: for
- * literals of at most 4096 bytes. Produces chunk k (0-based) into out; returns the number of
- * chunks. Chunk k > 0 may be sent only after a continuation request. The first chunk starts
- * with "TAG ". */
+ * literals of at most 4096 bytes. Returns the number of chunks. Chunk k > 0 may be sent
+ * only after a continuation request. The first chunk starts with "TAG ". */
 size_t tb_cmd_render(struct tb_cmd *c, const char *tag, bool literal_plus, bool literal_minus);
-const struct tb_buf *tb_cmd_chunk(const struct tb_cmd *c, size_t k);
+/* Piece i of chunk k (false past its end), valid until the command is rendered again or
+ * freed: text of the rendering, or a blob literal's bytes in place (blob set). A chunk's
+ * bytes are its pieces in order. */
+struct tb_cmd_piece {
+    const char *data;
+    size_t len;
+    struct tb_blob *blob;
+};
+bool tb_cmd_piece(const struct tb_cmd *c, size_t k, size_t i, struct tb_cmd_piece *out);
+/* Chunk k's bytes appended to out, flattened (tests). */
+void tb_cmd_chunk_text(const struct tb_cmd *c, size_t k, struct tb_buf *out);
 /* Trace form of the whole command: secrets and literal bodies replaced. */
 void tb_cmd_trace(const struct tb_cmd *c, const char *tag, struct tb_buf *out);
 

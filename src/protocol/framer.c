@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 void tb_framer_init(struct tb_framer *f, size_t max_line, uint64_t max_literal)
 {
@@ -15,6 +16,40 @@ void tb_framer_init(struct tb_framer *f, size_t max_line, uint64_t max_literal)
 void tb_framer_free(struct tb_framer *f)
 {
     tb_buf_free(&f->buf);
+    tb_blob_unref(f->body);
+    tb_blob_unref(f->taken);
+    f->body = f->taken = NULL;
+}
+
+void tb_framer_detach_bodies(struct tb_framer *f)
+{
+    f->detach = true;
+}
+
+struct tb_blob *tb_framer_take_body(struct tb_framer *f)
+{
+    struct tb_blob *b = f->taken;
+    f->taken = NULL;
+    return b;
+}
+
+/* Whether the literal being read is the body being detached (a later literal of the same
+ * response stays inline). */
+static bool detaching(const struct tb_framer *f)
+{
+    return f->body && f->body_fill < f->body->len;
+}
+
+/* Up to n literal bytes from p into the body being detached; how many were taken. */
+static size_t fill_body(struct tb_framer *f, const char *p, size_t n)
+{
+    size_t k = n < f->literal_left ? n : (size_t)f->literal_left;
+    memcpy(f->body->data + f->body_fill, p, k);
+    f->body_fill += k;
+    f->literal_left -= k;
+    if (f->literal_left == 0)
+        f->line_start = f->scan; /* the next line starts where the literal was */
+    return k;
 }
 
 /* Drops the consumed prefix when it is at least as large as the rest (amortised linear). */
@@ -33,6 +68,12 @@ static void compact(struct tb_framer *f)
 
 void tb_framer_feed(struct tb_framer *f, const char *p, size_t n)
 {
+    if (detaching(f) && f->scan == f->buf.len && !f->error[0]) {
+        /* Everything before is scanned: the body's bytes go straight into it. */
+        size_t k = fill_body(f, p, n);
+        p += k;
+        n -= k;
+    }
     compact(f);
     tb_buf_append(&f->buf, p, n);
 }
@@ -43,7 +84,8 @@ size_t tb_framer_pending(const struct tb_framer *f)
 }
 
 /* If the line [ls, le) (CR excluded) ends in {digits} or {digits+}, stores the size. */
-static int literal_suffix(struct tb_framer *f, const char *ls, const char *le, uint64_t *size)
+static int literal_suffix(struct tb_framer *f, const char *ls, const char *le, uint64_t *size,
+                          const char **digits)
 {
     if (le == ls || le[-1] != '}')
         return 0;
@@ -68,7 +110,31 @@ static int literal_suffix(struct tb_framer *f, const char *ls, const char *le, u
         return -1;
     }
     *size = v;
+    *digits = q;
     return 1;
+}
+
+/* Whether the literal whose "{" is at brace is a whole message's: "BODY[] {n}". */
+static bool body_literal(const char *ls, const char *brace)
+{
+    return brace - ls >= 7 && strncasecmp(brace - 7, "BODY[] ", 7) == 0;
+}
+
+/* Literal bytes in the buffer at scan, of a body being detached: into the body, out of the
+ * buffer. At the buffer's end they are cut off; before the rest of the response, the
+ * response's head (short: one line, and literals that were not detached) moves forward over
+ * them instead, so the bytes after are never moved. */
+static void detach_from_buffer(struct tb_framer *f, size_t avail)
+{
+    size_t k = fill_body(f, f->buf.data + f->scan, avail);
+    if (f->scan + k == f->buf.len) {
+        f->buf.len = f->scan;
+        return;
+    }
+    memmove(f->buf.data + f->start + k, f->buf.data + f->start, f->scan - f->start);
+    f->start += k;
+    f->scan += k;
+    f->line_start = f->scan;
 }
 
 /* Parenthesis depth over one line (literal bytes are never scanned: they sit between
@@ -99,10 +165,18 @@ static int track_depth(struct tb_framer *f, const char *ls, const char *le)
 
 int tb_framer_next(struct tb_framer *f, const char **resp, size_t *len)
 {
+    tb_blob_unref(f->taken); /* the last response's body, not taken */
+    f->taken = NULL;
     if (f->error[0])
         return -1;
     for (;;) {
         size_t avail = f->buf.len - f->scan;
+        if (f->literal_left && detaching(f)) {
+            detach_from_buffer(f, avail);
+            if (f->literal_left)
+                return 0;
+            continue;
+        }
         if (f->literal_left) {
             if (avail < f->literal_left) {
                 f->scan += avail;
@@ -137,19 +211,29 @@ int tb_framer_next(struct tb_framer *f, const char **resp, size_t *len)
         if (track_depth(f, ls, le) < 0)
             return -1;
         uint64_t lit = 0;
-        int r = literal_suffix(f, ls, le, &lit);
+        const char *digits = NULL;
+        int r = literal_suffix(f, ls, le, &lit, &digits);
         if (r < 0)
             return -1;
         f->scan = (size_t)(nl - base) + 1;
         f->line_start = f->scan;
         if (r > 0) {
             f->literal_left = lit;
+            if (f->detach && lit > 0 && !f->body && body_literal(ls, digits - 1)) {
+                /* lit <= max_literal (literal_suffix): allocated at once, filled as read. */
+                f->body = tb_blob_new((size_t)lit);
+                f->body_fill = 0;
+                for (char *d = (char *)digits; *d >= '0' && *d <= '9'; d++)
+                    *d = '0';
+            }
             continue;
         }
         *resp = base + f->start;
         *len = f->scan - f->start;
         f->start = f->scan;
         f->depth = 0;
+        f->taken = f->body; /* complete: body_fill == its length */
+        f->body = NULL;
         return 1;
     }
 }
@@ -161,4 +245,6 @@ void tb_framer_take_rest(struct tb_framer *f, struct tb_buf *out)
     f->start = f->line_start = f->scan = 0;
     f->literal_left = 0;
     f->depth = 0;
+    tb_blob_unref(f->body); /* none: take_rest follows a returned response */
+    f->body = NULL;
 }

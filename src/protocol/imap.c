@@ -227,13 +227,49 @@ static void complete(struct tb_imap *c, const struct tb_resp *r)
     free(p);
 }
 
+/* Writes what c->out gathered (wiped after, when it held a secret). */
+static void flush_out(struct tb_imap *c)
+{
+    if (!c->out.len)
+        return;
+    if (c->out_secret) {
+        tb_link_write_secret(c->link, c->out.data, c->out.len);
+        explicit_bzero(c->out.data, c->out.len);
+        c->out_secret = false;
+    } else {
+        tb_link_write(c->link, c->out.data, c->out.len);
+    }
+    c->out.len = 0;
+}
+
+/* Chunk k of p's command: its text gathered into c->out, its blob literals (message
+ * bodies) written from where they are, after what c->out holds so far. */
+static void gather_chunk(struct tb_imap *c, struct pending *p, size_t k)
+{
+    struct tb_cmd_piece pc;
+    if (tb_cmd_has_secret(p->cmd)) {
+        /* Reserved first: growing c->out would leave the secret in a freed block. */
+        size_t total = 0;
+        for (size_t i = 0; tb_cmd_piece(p->cmd, k, i, &pc); i++)
+            total += pc.len;
+        tb_buf_reserve(&c->out, total);
+        c->out_secret = true;
+    }
+    for (size_t i = 0; tb_cmd_piece(p->cmd, k, i, &pc); i++) {
+        if (pc.blob) {
+            flush_out(c);
+            tb_link_write_blob(c->link, pc.blob, pc.data, pc.len);
+        } else {
+            tb_buf_append(&c->out, pc.data, pc.len);
+        }
+    }
+}
+
 static void send_next_chunk(struct tb_imap *c, struct pending *p)
 {
-    const struct tb_buf *chunk = tb_cmd_chunk(p->cmd, p->next_chunk++);
-    if (tb_cmd_has_secret(p->cmd))
-        tb_link_write_secret(c->link, chunk->data, chunk->len);
-    else
-        tb_link_write(c->link, chunk->data, chunk->len);
+    flush_out(c);
+    gather_chunk(c, p, p->next_chunk++);
+    flush_out(c);
     if (p->next_chunk >= p->n_chunks)
         c->blocked = NULL;
 }
@@ -314,6 +350,7 @@ static void link_data(struct tb_link *l, const char *data, size_t n, void *ud)
             tb_imap_fail(c, TB_ERR_PROTOCOL, "protocol error: %s: %.60s", err, p);
             return;
         }
+        resp.body = tb_framer_take_body(&c->framer);
         switch (resp.kind) {
         case TB_RESP_GREETING:
             c->got_greeting = true;
@@ -365,6 +402,7 @@ static void init_framer(struct tb_imap *c)
      * as a message is refused before it is buffered. */
     tb_framer_init(&c->framer, acct->max_response_line ? acct->max_response_line : 16u << 20,
                    acct->max_message_size ? acct->max_message_size + 4096 : (uint64_t)128 << 20);
+    tb_framer_detach_bodies(&c->framer); /* bodies reach copy.c without another copy */
 }
 
 static void reset_word_list(struct tb_buf *b)
@@ -494,13 +532,7 @@ static void send_one(struct tb_imap *c, struct pending *p)
     snprintf(p->tag, sizeof(p->tag), "T%u", p->seq);
     p->n_chunks = tb_cmd_render(p->cmd, p->tag, tb_imap_has_cap(c, "LITERAL+"),
                                 tb_imap_has_cap(c, "LITERAL-"));
-    const struct tb_buf *chunk = tb_cmd_chunk(p->cmd, 0);
-    if (tb_cmd_has_secret(p->cmd)) {
-        /* Reserved first: growing c->out would leave the secret in a freed block. */
-        tb_buf_reserve(&c->out, chunk->len);
-        c->out_secret = true;
-    }
-    tb_buf_append(&c->out, chunk->data, chunk->len);
+    gather_chunk(c, p, 0);
     p->next_chunk = 1;
     if (tb_verbosity >= 1) {
         struct tb_buf t;
@@ -550,16 +582,7 @@ static void pump(struct tb_imap *c)
     }
     if (c->waiting_head == c->n_waiting)
         c->waiting_head = c->n_waiting = 0;
-    if (c->out.len) {
-        if (c->out_secret) {
-            tb_link_write_secret(c->link, c->out.data, c->out.len);
-            explicit_bzero(c->out.data, c->out.len);
-            c->out_secret = false;
-        } else {
-            tb_link_write(c->link, c->out.data, c->out.len);
-        }
-        c->out.len = 0;
-    }
+    flush_out(c);
     c->pumping = false;
     logout_written(c);
     arm_idle(c);

@@ -3,6 +3,7 @@
 #include "protocol/etpan_private.h"
 #include "protocol/strict.h"
 #include "protocol/xrep.h"
+#include "util/buf.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -130,9 +131,11 @@ void tb_resp_clear(struct tb_resp *r)
         mailimap_response_free(r->tagged);
     if (r->greeting)
         mailimap_greeting_free(r->greeting);
+    tb_blob_unref(r->body);
     r->data = NULL;
     r->tagged = NULL;
     r->greeting = NULL;
+    r->body = NULL;
 }
 
 static struct mailimap_resp_cond_state *cond(const struct tb_resp *r)

@@ -4,6 +4,8 @@
 #ifndef TWINBOX_PROTOCOL_PARSE_H
 #define TWINBOX_PROTOCOL_PARSE_H
 
+#include "util/buf.h"
+
 #include <libetpan/libetpan.h>
 #include <stddef.h>
 
@@ -22,6 +24,9 @@ struct tb_resp {
     struct mailimap_greeting *greeting;
     const char *raw;
     size_t raw_len;
+    /* The BODY[] literal the framer detached (protocol/framer.h), owned: in data, that item
+     * is an empty literal. Set by the caller after tb_parse_response; NULL when none. */
+    struct tb_blob *body;
     /* Tagged only: the response code held a number out of range (protocol/strict.h) and
      * was dropped: a command that needs its code (APPENDUID, MODIFIED) must not act as if
      * there had been none. */

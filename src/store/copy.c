@@ -42,9 +42,10 @@
 struct tb_copy_job {
     struct tb_copy *cp;
     struct tb_msg_info m;
-    uint32_t target; /* replica mode: its UID on dst; 0 otherwise */
-    char *body;
+    uint32_t target;      /* replica mode: its UID on dst; 0 otherwise */
+    struct tb_blob *body; /* one reference; the APPEND command holds its own */
     size_t len;
+    size_t held;    /* counted in cp->bytes_held: the size asked for, then the body's length */
     int body_state; /* tb_fetch_body_state of the FETCH that carried it */
     char bad[64];   /* the first bytes of an unreadable FETCH seen while it was in flight */
 };
@@ -170,9 +171,9 @@ static void job_done(struct tb_copy_job *j)
 {
     struct tb_copy *cp = j->cp;
     cp->inflight--;
-    cp->bytes_held -= j->m.size;
+    cp->bytes_held -= j->held;
     tb_msg_info_clear(&j->m);
-    free(j->body);
+    tb_blob_unref(j->body);
     free(j);
     if (!cp->finished)
         pump(cp);
@@ -331,7 +332,7 @@ static void append_message(struct tb_cmd *cmd, struct tb_copy_job *j)
     char date[64];
     format_date(&j->m, date, sizeof(date));
     tb_cmd_atom(cmd, date);
-    tb_cmd_literal(cmd, j->body, j->len);
+    tb_cmd_literal_blob(cmd, j->body);
 }
 
 /* XREPLICATE UIDS, pipelined right before its APPEND: nothing else appends on this
@@ -358,7 +359,7 @@ static void send_single(struct tb_copy_job *j)
     struct tb_cmd *cmd = tb_cmd_new("APPEND");
     tb_cmd_astring(cmd, cp->mailbox);
     append_message(cmd, j);
-    free(j->body); /* the command holds its own copy */
+    tb_blob_unref(j->body); /* the command (then the write) holds it until written */
     j->body = NULL;
     cp->dst->pending++;
     cp->appends++;
@@ -433,9 +434,19 @@ static bool fetch_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
         return false;
     j->body_state = state;
     if (state == 2) {
-        j->body = tb_xmalloc(len + 1);
-        memcpy(j->body, body, len);
-        j->len = len;
+        /* The framer's detached body is taken as it is; one the framer left in the response
+         * (a quoted string) is copied once. */
+        if (r->body) {
+            j->body = tb_blob_ref(r->body);
+        } else {
+            j->body = tb_blob_new(len);
+            memcpy(j->body->data, body, len);
+        }
+        j->len = j->body->len;
+        /* The window counts what is held now instead of the size asked for. */
+        j->cp->bytes_held += j->len;
+        j->cp->bytes_held -= j->held;
+        j->held = j->len;
     }
     return true;
 }
@@ -577,7 +588,8 @@ static void pump(struct tb_copy *cp)
         cp->queue[cp->next].ident = NULL;
         cp->next++;
         cp->inflight++;
-        cp->bytes_held += j->m.size;
+        j->held = j->m.size;
+        cp->bytes_held += j->held;
         struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
         tb_cmd_printf(cmd, "%u (UID BODY.PEEK[])", j->m.uid);
         cp->src->pending++;

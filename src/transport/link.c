@@ -59,11 +59,17 @@ struct tb_link {
     struct tb_buf err_line;
 };
 
+/* One uv_write: its bytes are in data[] (copied), in a malloc'd buffer it owns (a filter's
+ * output, handed over) or in a blob it holds a reference to (a message body, written from
+ * where it is). */
 struct write_req {
     uv_write_t req;
     struct tb_link *link;
+    char *p;
     size_t len;
     bool wipe; /* holds a secret in clear: wiped before it is freed */
+    char *own; /* freed once written */
+    struct tb_blob *blob;
     char data[];
 };
 
@@ -143,7 +149,9 @@ static void on_written(uv_write_t *req, int status)
     struct tb_link *l = w->link;
     l->write_pending -= w->len;
     if (w->wipe)
-        explicit_bzero(w->data, w->len);
+        explicit_bzero(w->p, w->len);
+    free(w->own);
+    tb_blob_unref(w->blob);
     free(w);
     if (status < 0 && status != UV_ECANCELED)
         fail(l, TB_ERR_TEMP, "write failed: %s", uv_strerror(status));
@@ -151,30 +159,56 @@ static void on_written(uv_write_t *req, int status)
         tb_link_close(l);
 }
 
-static void raw_write(struct tb_link *l, const char *p, size_t n)
+/* Hands w (its bytes set) to the stream. */
+static void submit(struct tb_link *l, struct write_req *w)
 {
-    if (n == 0 || l->failed || l->closing)
-        return;
     if (l->received_since_send) {
         l->stats.turns++;
         l->received_since_send = false;
     }
-    struct write_req *w = tb_xmalloc(sizeof(*w) + n);
     w->link = l;
-    w->len = n;
     w->wipe = l->writing_secret;
-    memcpy(w->data, p, n);
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
-    l->stats.raw_out += n;
-    l->write_pending += n;
+    uv_buf_t b = uv_buf_init(w->p, (unsigned)w->len);
+    l->stats.raw_out += w->len;
+    l->write_pending += w->len;
     int r = uv_write(&w->req, l->wr, &b, 1, on_written);
     if (r < 0) {
-        l->write_pending -= n;
+        l->write_pending -= w->len;
         if (w->wipe)
-            explicit_bzero(w->data, n);
+            explicit_bzero(w->p, w->len);
+        free(w->own);
+        tb_blob_unref(w->blob);
         free(w);
         fail(l, TB_ERR_TEMP, "write failed: %s", uv_strerror(r));
     }
+}
+
+static void raw_write(struct tb_link *l, const char *p, size_t n)
+{
+    if (n == 0 || l->failed || l->closing)
+        return;
+    struct write_req *w = tb_xcalloc(1, sizeof(*w) + n);
+    memcpy(w->data, p, n);
+    w->p = w->data;
+    w->len = n;
+    submit(l, w);
+}
+
+/* A filter's output buffer written as it is: the request takes it over (freed once written,
+ * or now when nothing is written). */
+static void raw_write_buf(struct tb_link *l, struct tb_buf *c)
+{
+    if (c->len == 0 || l->failed || l->closing) {
+        if (l->writing_secret && c->data)
+            explicit_bzero(c->data, c->cap);
+        tb_buf_free(c);
+        return;
+    }
+    struct write_req *w = tb_xcalloc(1, sizeof(*w));
+    w->p = w->own = c->data;
+    w->len = c->len;
+    tb_buf_init(c);
+    submit(l, w);
 }
 
 static void write_tls(struct tb_link *l, const char *p, size_t n)
@@ -188,9 +222,7 @@ static void write_tls(struct tb_link *l, const char *p, size_t n)
     tb_buf_init(&c);
     if (tb_tls_send(l->tls, p, n, &c, &err) < 0)
         report(l, &err);
-    else
-        raw_write(l, c.data, c.len);
-    tb_buf_free(&c);
+    raw_write_buf(l, &c);
 }
 
 void tb_link_write_secret(struct tb_link *l, const char *p, size_t n)
@@ -212,10 +244,14 @@ static void write_filtered(struct tb_link *l, const char *p, size_t n)
     struct tb_buf c;
     tb_buf_init(&c);
     tb_deflate_adapt(l->z, l->write_pending);
-    if (tb_deflate_send(l->z, p, n, &c) < 0)
+    if (tb_deflate_send(l->z, p, n, &c) < 0) {
         fail(l, TB_ERR_TEMP, "COMPRESS: deflate failed");
-    else
+    } else if (l->tls) {
         write_tls(l, c.data, c.len);
+    } else {
+        raw_write_buf(l, &c); /* the compressed bytes are not copied again */
+        return;
+    }
     tb_buf_free(&c);
 }
 
@@ -301,6 +337,26 @@ void tb_link_write(struct tb_link *l, const char *p, size_t n)
         paced_write(l, p, n);
     else
         write_filtered(l, p, n);
+}
+
+void tb_link_write_blob(struct tb_link *l, struct tb_blob *b, const char *p, size_t n)
+{
+    if (n == 0 || l->failed || l->closing)
+        return;
+    l->stats.app_out += n;
+    if (tb_bucket_limited(&l->pace.bucket) || l->z || l->tls || l->writing_secret) {
+        /* Paced (held bytes are copied) or filtered: the filter's output is what is sent. */
+        if (tb_bucket_limited(&l->pace.bucket))
+            paced_write(l, p, n);
+        else
+            write_filtered(l, p, n);
+        return;
+    }
+    struct write_req *w = tb_xcalloc(1, sizeof(*w));
+    w->blob = tb_blob_ref(b);
+    w->p = (char *)p;
+    w->len = n;
+    submit(l, w);
 }
 
 void tb_link_set_rate(struct tb_link *l, uint64_t bytes_per_second, uint64_t burst_bytes)

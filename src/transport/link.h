@@ -48,6 +48,10 @@ int tb_link_start_compress(struct tb_link *l);
  * (e.g. data after a COMPRESS OK in the same read) back through the filter stack. */
 void tb_link_inject(struct tb_link *l, const char *p, size_t n);
 void tb_link_write(struct tb_link *l, const char *p, size_t n);
+struct tb_blob;
+/* Writes the n bytes at p, inside blob b, as tb_link_write does; without a filter or a rate
+ * they are written from where they are (the write holds a reference to b until done). */
+void tb_link_write_blob(struct tb_link *l, struct tb_blob *b, const char *p, size_t n);
 /* The same for bytes holding a secret: the copies this link makes are wiped once written. */
 void tb_link_write_secret(struct tb_link *l, const char *p, size_t n);
 /* Bytes accepted but not yet written (held by the rate limit or handed to libuv): the

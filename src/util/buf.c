@@ -47,6 +47,29 @@ char *tb_xstrndup(const char *s, size_t n)
     return p;
 }
 
+struct tb_blob *tb_blob_new(size_t len)
+{
+    if (len > ((size_t)-1) - sizeof(struct tb_blob) - 1)
+        oom();
+    struct tb_blob *b = tb_xmalloc(sizeof(*b) + len + 1);
+    b->refs = 1;
+    b->len = len;
+    b->data[len] = 0;
+    return b;
+}
+
+struct tb_blob *tb_blob_ref(struct tb_blob *b)
+{
+    b->refs++;
+    return b;
+}
+
+void tb_blob_unref(struct tb_blob *b)
+{
+    if (b && --b->refs == 0)
+        free(b);
+}
+
 void tb_buf_init(struct tb_buf *b)
 {
     b->data = NULL;

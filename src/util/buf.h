@@ -25,6 +25,22 @@ void tb_buf_consume(struct tb_buf *b, size_t n);
 /* NUL-terminates without counting the terminator in len. */
 const char *tb_buf_cstr(struct tb_buf *b);
 
+/* A reference-counted block of bytes (a message body on its way from FETCH to APPEND): each
+ * holder (copy job, command, link write request) takes a reference, the last one frees it,
+ * so the bytes are never copied between them. Single-threaded: a blob stays on the event
+ * loop (one thread) that made it. */
+struct tb_blob {
+    size_t refs;
+    size_t len;
+    char data[];
+};
+
+/* A blob of len bytes (contents unset), one reference. */
+struct tb_blob *tb_blob_new(size_t len);
+struct tb_blob *tb_blob_ref(struct tb_blob *b);
+/* Drops one reference; NULL is fine. */
+void tb_blob_unref(struct tb_blob *b);
+
 void *tb_xmalloc(size_t n);
 void *tb_xcalloc(size_t n, size_t m);
 void *tb_xrealloc(void *p, size_t n);

@@ -77,10 +77,11 @@ static bool body_untagged(struct tb_imap *c, const struct tb_resp *resp, void *u
             continue;
         struct mailimap_msg_att_body_section *bs =
             item->att_data.att_static->att_data.att_body_section;
-        r->body_len = bs->sec_body_part ? bs->sec_length : 0;
+        /* A whole message's literal comes detached from the response (protocol/framer.h). */
+        const char *body = resp->body ? resp->body->data : bs->sec_body_part;
+        r->body_len = resp->body ? resp->body->len : bs->sec_body_part ? bs->sec_length : 0;
         unsigned int n = 0;
-        EVP_Digest(bs->sec_body_part ? bs->sec_body_part : "", r->body_len, r->sha, &n,
-                   EVP_sha256(), NULL);
+        EVP_Digest(body ? body : "", r->body_len, r->sha, &n, EVP_sha256(), NULL);
         r->got_body = true;
     }
     return true;

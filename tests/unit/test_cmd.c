@@ -2,10 +2,13 @@
 #include "protocol/cmd.h"
 #include "tap.h"
 
+static struct tb_buf flat;
+
 static const char *chunk(struct tb_cmd *c, size_t k)
 {
-    const struct tb_buf *b = tb_cmd_chunk(c, k);
-    return b ? tb_buf_cstr((struct tb_buf *)b) : NULL;
+    flat.len = 0;
+    tb_cmd_chunk_text(c, k, &flat);
+    return tb_buf_cstr(&flat);
 }
 
 int main(void)
@@ -61,5 +64,36 @@ int main(void)
     CHECK_STR(chunk(c, 0), "T6 AUTHENTICATE PLAIN\r\n", "command line");
     CHECK_STR(chunk(c, 1), "c2VjcmV0\r\n", "SASL response");
     tb_cmd_free(c);
+
+    /* A blob literal is a piece of its own, written from the blob; the command holds a
+     * reference. */
+    struct tb_blob *b = tb_blob_new(5);
+    memcpy(b->data, "hello", 5);
+    c = tb_cmd_new("APPEND");
+    tb_cmd_astring(c, "INBOX");
+    tb_cmd_literal_blob(c, b);
+    tb_cmd_literal_blob(c, b);
+    CHECK(b->refs == 3, "the command holds two references");
+    CHECK(tb_cmd_render(c, "T7", true, false) == 1, "LITERAL+: one chunk");
+    CHECK_STR(chunk(c, 0), "T7 APPEND INBOX {5+}\r\nhello {5+}\r\nhello\r\n", "blob literals");
+    struct tb_cmd_piece pc;
+    int blobs = 0, pieces = 0;
+    for (size_t i = 0; tb_cmd_piece(c, 0, i, &pc); i++) {
+        pieces++;
+        blobs += pc.blob == b && pc.data == b->data && pc.len == 5;
+    }
+    CHECK(pieces == 5 && blobs == 2, "text, blob, text, blob, text (%d pieces)", pieces);
+    CHECK(tb_cmd_render(c, "T8", false, false) == 3, "synchronizing: three chunks");
+    CHECK_STR(chunk(c, 0), "T8 APPEND INBOX {5}\r\n", "first chunk ends at the literal");
+    CHECK_STR(chunk(c, 1), "hello {5}\r\n", "second chunk starts with the blob");
+    CHECK_STR(chunk(c, 2), "hello\r\n", "third");
+    tb_buf_init(&t);
+    tb_cmd_trace(c, "T8", &t);
+    CHECK_STR(tb_buf_cstr(&t), "T8 APPEND INBOX {5 bytes} {5 bytes}", "trace: sizes only");
+    tb_buf_free(&t);
+    tb_cmd_free(c);
+    CHECK(b->refs == 1, "freed command: its references dropped");
+    tb_blob_unref(b);
+    tb_buf_free(&flat);
     return tap_done();
 }

@@ -44,6 +44,24 @@ static int run(const char *data, size_t len, const size_t *cuts, size_t ncuts, s
     return rc;
 }
 
+typedef int runner(const char *data, size_t len, const size_t *cuts, size_t ncuts,
+                   struct tb_buf *out);
+
+/* Fed one byte at a time, the run gives what it gave from the whole stream. */
+static bool byte_by_byte(runner *fn, const char *data, size_t len, const struct tb_buf *whole)
+{
+    size_t *all = malloc(len * sizeof(size_t));
+    for (size_t i = 0; i < len - 1; i++)
+        all[i] = i + 1;
+    struct tb_buf b;
+    tb_buf_init(&b);
+    fn(data, len, all, len - 1, &b);
+    bool same = b.len == whole->len && memcmp(b.data, whole->data, b.len) == 0;
+    tb_buf_free(&b);
+    free(all);
+    return same;
+}
+
 static void test_splits(void)
 {
     size_t len = sizeof(stream) - 1;
@@ -62,15 +80,7 @@ static void test_splits(void)
         tb_buf_free(&b);
     }
     CHECK(same, "split at every byte boundary gives the same responses");
-    size_t *all = malloc(len * sizeof(size_t));
-    for (size_t i = 0; i < len - 1; i++)
-        all[i] = i + 1;
-    struct tb_buf b;
-    tb_buf_init(&b);
-    run(stream, len, all, len - 1, &b);
-    CHECK(b.len == whole.len && memcmp(b.data, whole.data, b.len) == 0, "byte by byte");
-    tb_buf_free(&b);
-    free(all);
+    CHECK(byte_by_byte(run, stream, len, &whole), "byte by byte");
     /* Every response of the sample also parses. */
     struct tb_framer f;
     tb_framer_init(&f, 1 << 20, 1 << 30);
@@ -293,8 +303,103 @@ static void test_depth(void)
     tb_buf_free(&b);
 }
 
+/* Detached bodies: the same responses and bodies however the stream is cut. */
+static const char dstream[] = "* 1 FETCH (UID 7 BODY[] {5}\r\nhe}\r\n)\r\n"
+                              "* 2 FETCH (UID 8 BODY[HEADER] {3}\r\nabc BODY[] {12}\r\n"
+                              "0123456789\r\n FLAGS (\\Seen))\r\n"
+                              "* 3 FETCH (UID 9 BODY[] {0}\r\n)\r\n"
+                              "* 4 FETCH (body[] {2}\r\nab BODY[] {1}\r\nc)\r\n"
+                              "T1 OK done\r\n";
+
+static int run_detached(const char *data, size_t len, const size_t *cuts, size_t ncuts,
+                        struct tb_buf *out)
+{
+    struct tb_framer f;
+    tb_framer_init(&f, 1 << 20, 1 << 20);
+    tb_framer_detach_bodies(&f);
+    size_t pos = 0;
+    for (size_t k = 0; k <= ncuts; k++) {
+        size_t end = k < ncuts ? cuts[k] : len;
+        tb_framer_feed(&f, data + pos, end - pos);
+        pos = end;
+        const char *r;
+        size_t n;
+        while (tb_framer_next(&f, &r, &n) == 1) {
+            tb_buf_append(out, r, n);
+            struct tb_blob *b = tb_framer_take_body(&f);
+            if (b) {
+                tb_buf_puts(out, "<");
+                tb_buf_append(out, b->data, b->len);
+                tb_buf_puts(out, ">");
+                tb_blob_unref(b);
+            }
+            tb_buf_puts(out, "|");
+        }
+    }
+    if (tb_framer_pending(&f))
+        tb_buf_puts(out, "PENDING");
+    tb_framer_free(&f);
+    return 0;
+}
+
+static void test_detach(void)
+{
+    static const char want[] = "* 1 FETCH (UID 7 BODY[] {0}\r\n)\r\n<he}\r\n>|"
+                               "* 2 FETCH (UID 8 BODY[HEADER] {3}\r\nabc BODY[] {00}\r\n"
+                               " FLAGS (\\Seen))\r\n<0123456789\r\n>|"
+                               "* 3 FETCH (UID 9 BODY[] {0}\r\n)\r\n|"
+                               "* 4 FETCH (body[] {0}\r\n BODY[] {1}\r\nc)\r\n<ab>|"
+                               "T1 OK done\r\n|";
+    struct tb_buf whole;
+    tb_buf_init(&whole);
+    size_t len = sizeof(dstream) - 1;
+    run_detached(dstream, len, NULL, 0, &whole);
+    CHECK(strcmp(tb_buf_cstr(&whole), want) == 0,
+          "bodies detached, sizes zeroed, other literals kept:\n%s", whole.data);
+    int same = 1;
+    for (size_t cut = 1; cut < len && same; cut++) {
+        for (size_t cut2 = cut; cut2 < len && same; cut2 += 7) {
+            struct tb_buf b;
+            tb_buf_init(&b);
+            size_t cuts[2] = {cut, cut2};
+            run_detached(dstream, len, cuts, 2, &b);
+            same = b.len == whole.len && memcmp(b.data, whole.data, b.len) == 0;
+            tb_buf_free(&b);
+        }
+    }
+    CHECK(same, "detached: any two cuts give the same responses and bodies");
+    CHECK(byte_by_byte(run_detached, dstream, len, &whole), "detached: byte by byte");
+    /* The responses handed out parse, the body item as an empty literal. */
+    struct tb_framer f;
+    tb_framer_init(&f, 1 << 20, 1 << 20);
+    tb_framer_detach_bodies(&f);
+    tb_framer_feed(&f, dstream, len);
+    const char *r;
+    size_t n;
+    int parsed = 0;
+    while (tb_framer_next(&f, &r, &n) == 1) {
+        struct tb_resp resp;
+        char err[160];
+        if (tb_parse_response(r, n, 0, &resp, err, sizeof(err)) == 0) {
+            parsed += resp.data != NULL || resp.tagged != NULL;
+            resp.body = tb_framer_take_body(&f);
+            tb_resp_clear(&resp); /* frees the body */
+        }
+    }
+    CHECK(parsed == 5, "five detached responses parse (got %d)", parsed);
+    tb_framer_free(&f);
+    /* A body announced but cut off: freed with the framer. */
+    tb_framer_init(&f, 1 << 20, 1 << 20);
+    tb_framer_detach_bodies(&f);
+    tb_framer_feed(&f, "* 1 FETCH (BODY[] {100000}\r\nabc", 32);
+    CHECK(tb_framer_next(&f, &r, &n) == 0, "partial body: more needed");
+    tb_framer_free(&f);
+    tb_buf_free(&whole);
+}
+
 int main(void)
 {
+    test_detach();
     test_depth();
     test_splits();
     test_big_literal();
