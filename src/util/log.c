@@ -5,11 +5,30 @@
 
 int tb_verbosity;
 
-/* One line under stderr's lock: threads (watch's pairs, migrate --jobs) never mix lines. */
-static void vlog(const char *prefix, const char *fmt, va_list ap)
+static tb_log_sink_fn *sink;
+static void *sink_ud;
+
+void tb_log_set_sink(tb_log_sink_fn *fn, void *ud)
 {
+    sink = fn;
+    sink_ud = ud;
+}
+
+/* One line under stderr's lock: threads (watch's pairs, migrate --jobs) never mix lines. */
+static void vlog(enum tb_log_level level, const char *fmt, va_list ap)
+{
+    if (sink) {
+        char line[2048];
+        vsnprintf(line, sizeof(line), fmt, ap);
+        sink(level, line, sink_ud);
+        return;
+    }
+    static const char *const prefix[] = {[TB_LOG_ERROR] = "twinbox: ",
+                                         [TB_LOG_WARN] = "twinbox: warning: ",
+                                         [TB_LOG_INFO] = "twinbox: ",
+                                         [TB_LOG_DEBUG] = ""};
     flockfile(stderr);
-    fputs(prefix, stderr);
+    fputs(prefix[level], stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     funlockfile(stderr);
@@ -19,7 +38,7 @@ void tb_log_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vlog("twinbox: ", fmt, ap);
+    vlog(TB_LOG_ERROR, fmt, ap);
     va_end(ap);
 }
 
@@ -27,7 +46,7 @@ void tb_log_warn(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vlog("twinbox: warning: ", fmt, ap);
+    vlog(TB_LOG_WARN, fmt, ap);
     va_end(ap);
 }
 
@@ -35,7 +54,7 @@ void tb_log_info(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vlog("twinbox: ", fmt, ap);
+    vlog(TB_LOG_INFO, fmt, ap);
     va_end(ap);
 }
 
@@ -45,6 +64,6 @@ void tb_log_debug(int level, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    vlog("", fmt, ap);
+    vlog(TB_LOG_DEBUG, fmt, ap);
     va_end(ap);
 }
