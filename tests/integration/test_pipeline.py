@@ -117,7 +117,7 @@ class PipelineTest(TestCase):
             # A FETCH of a message: yes compresses whatever the link.
             sent, yes_bytes = self.compress_sent(fast, "fetch", "Big", "1", "", compress="yes")
             self.assertTrue(sent)
-            # auto: left out where the server answers within 10 ms, used where it takes 100.
+            # auto: left out where the server answers within 20 ms (loopback: no TCP RTT), used where it takes 100.
             # Through a loopback relay only the answers' timing tells, and a loaded machine
             # can make every answer of a run slow: one run of three must see the fast link.
             runs = [self.compress_sent(fast, "fetch", "Big", "1", "", compress="auto")
