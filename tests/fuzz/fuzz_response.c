@@ -99,6 +99,61 @@ static struct framing frame(const uint8_t *data, size_t size, size_t chunk, uint
     return out;
 }
 
+static void check_fetch(struct mailimap_msg_att *att);
+
+/* The framing imap.c does (tb_framer_detach_bodies): every response, then its detached body,
+ * as "len:bytes|len:body|" into out. Each response is parsed with its body attached when
+ * parse is set (as link_data does); the input bytes framed (responses and bodies) and
+ * whether it ended in an error are returned in *done and *error. */
+static void frame_detached(const uint8_t *data, size_t size, size_t chunk, uint64_t seed,
+                           bool parse, struct tb_buf *out, size_t *done, int *error)
+{
+    struct tb_framer f;
+    tb_framer_init(&f, MAX_LINE, MAX_LITERAL);
+    tb_framer_detach_bodies(&f);
+    size_t fed = 0;
+    *done = 0;
+    *error = 0;
+    while (fed < size && !*error) {
+        size_t n = chunk == 0 ? size : chunk == 1 ? 1 : next_chunk(&seed, chunk);
+        if (n > size - fed)
+            n = size - fed;
+        tb_framer_feed(&f, (const char *)data + fed, n);
+        fed += n;
+        const char *p;
+        size_t len;
+        int r;
+        while ((r = tb_framer_next(&f, &p, &len)) == 1) {
+            FUZZ_ASSERT(len > 0 && p[len - 1] == '\n', "a detached response ends in LF");
+            struct tb_blob *body = tb_framer_take_body(&f);
+            tb_buf_printf(out, "%zu:", len);
+            tb_buf_append(out, p, len);
+            tb_buf_printf(out, "|%zu:", body ? body->len : 0);
+            if (body)
+                tb_buf_append(out, body->data, body->len);
+            tb_buf_puts(out, "|");
+            *done += len + (body ? body->len : 0);
+            struct tb_resp resp;
+            char err[160];
+            /* As link_data: the first is the greeting, a parse error ends the connection. */
+            if (parse && tb_parse_response(p, len, *done == len + (body ? body->len : 0), &resp,
+                                           err, sizeof(err)) < 0) {
+                parse = false;
+            } else if (parse) {
+                resp.body = body ? tb_blob_ref(body) : NULL;
+                if (resp.data && resp.data->rsp_type == MAILIMAP_RESP_DATA_TYPE_MESSAGE_DATA &&
+                    resp.data->rsp_data.rsp_message_data->mdt_type == MAILIMAP_MESSAGE_DATA_FETCH)
+                    check_fetch(resp.data->rsp_data.rsp_message_data->mdt_msg_att);
+                tb_resp_clear(&resp);
+            }
+            tb_blob_unref(body);
+        }
+        if (r < 0)
+            *error = 1;
+    }
+    tb_framer_free(&f);
+}
+
 /* What one connection's downstream collects over the whole stream. */
 struct session {
     bool got_greeting;
@@ -267,6 +322,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_ASSERT(c.error || c.pending == whole.pending,
                     "the same bytes pending whatever the chunking");
     }
+
+    /* Detached bodies: the same bytes framed as without, whatever the chunking. */
+    struct tb_buf d0;
+    tb_buf_init(&d0);
+    size_t d0_done;
+    int d0_error;
+    frame_detached(in, size, 0, 0, true, &d0, &d0_done, &d0_error);
+    FUZZ_ASSERT(d0_error == whole.error, "detached: the same error");
+    FUZZ_ASSERT(d0_done == whole.done, "detached: the same bytes framed");
+    for (size_t i = 0; i < sizeof(chunks) / sizeof(*chunks); i++) {
+        struct tb_buf d;
+        tb_buf_init(&d);
+        size_t d_done;
+        int d_error;
+        frame_detached(in, size, chunks[i], seed + 7 + i, false, &d, &d_done, &d_error);
+        FUZZ_ASSERT(d.len == d0.len && (d.len == 0 || memcmp(d.data, d0.data, d.len) == 0),
+                    "detached: the same responses and bodies whatever the chunking");
+        tb_buf_free(&d);
+    }
+    tb_buf_free(&d0);
     free(in);
     return 0;
 }
