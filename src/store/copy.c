@@ -126,10 +126,7 @@ static void add(struct tb_copy *cp, const struct tb_msg_info *m, uint32_t target
         cp->target = tb_xrealloc(cp->target, cp->cap * sizeof(*cp->target));
     }
     cp->target[cp->n] = target;
-    struct tb_msg_info *q = &cp->queue[cp->n++];
-    *q = *m;
-    q->flags = tb_xstrdup(m->flags ? m->flags : "");
-    q->ident = m->ident ? tb_xstrdup(m->ident) : NULL;
+    cp->queue[cp->n++] = *m; /* its strings borrowed (store.h): copied when its job starts */
     pump(cp);
 }
 
@@ -156,9 +153,7 @@ void tb_copy_set_uid_floor(struct tb_copy *cp, uint32_t uid)
 static void copy_free(struct tb_copy *cp)
 {
     tb_copy_unknown_free(&cp->unknown);
-    for (size_t i = cp->next; i < cp->n; i++)
-        tb_msg_info_clear(&cp->queue[i]);
-    free(cp->queue);
+    free(cp->queue); /* its strings are the caller's */
     free(cp->target);
     free(cp->ready);
     tb_uidset_free(&cp->misplaced);
@@ -582,10 +577,13 @@ static void pump(struct tb_copy *cp)
            !cp->dst->failed) {
         struct tb_copy_job *j = tb_xcalloc(1, sizeof(*j));
         j->cp = cp;
-        j->m = cp->queue[cp->next];
+        /* The job's own strings: it may outlive tb_copy_finish (after a failure), the
+         * caller's records may not. At most the window's worth of them at once. */
+        const struct tb_msg_info *q = &cp->queue[cp->next];
+        j->m = *q;
+        j->m.flags = tb_xstrdup(q->flags ? q->flags : "");
+        j->m.ident = q->ident ? tb_xstrdup(q->ident) : NULL;
         j->target = cp->target[cp->next];
-        cp->queue[cp->next].flags = NULL; /* moved into the job */
-        cp->queue[cp->next].ident = NULL;
         cp->next++;
         cp->inflight++;
         j->held = j->m.size;

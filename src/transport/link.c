@@ -59,9 +59,8 @@ struct tb_link {
     struct tb_buf err_line;
 };
 
-/* One uv_write: its bytes are in data[] (copied), in a malloc'd buffer it owns (a filter's
- * output, handed over) or in a blob it holds a reference to (a message body, written from
- * where it is). */
+/* One uv_write: its bytes are in a malloc'd buffer it owns (a filter's output, handed over)
+ * or in a blob it holds a reference to (a message body, written from where it is). */
 struct write_req {
     uv_write_t req;
     struct tb_link *link;
@@ -70,7 +69,6 @@ struct write_req {
     bool wipe; /* holds a secret in clear: wiped before it is freed */
     char *own; /* freed once written */
     struct tb_blob *blob;
-    char data[];
 };
 
 static void report(struct tb_link *l, const struct tb_error *e)
@@ -183,17 +181,6 @@ static void submit(struct tb_link *l, struct write_req *w)
     }
 }
 
-static void raw_write(struct tb_link *l, const char *p, size_t n)
-{
-    if (n == 0 || l->failed || l->closing)
-        return;
-    struct write_req *w = tb_xcalloc(1, sizeof(*w) + n);
-    memcpy(w->data, p, n);
-    w->p = w->data;
-    w->len = n;
-    submit(l, w);
-}
-
 /* A filter's output buffer written as it is: the request takes it over (freed once written,
  * or now when nothing is written). */
 static void raw_write_buf(struct tb_link *l, struct tb_buf *c)
@@ -209,6 +196,14 @@ static void raw_write_buf(struct tb_link *l, struct tb_buf *c)
     w->len = c->len;
     tb_buf_init(c);
     submit(l, w);
+}
+
+static void raw_write(struct tb_link *l, const char *p, size_t n)
+{
+    struct tb_buf c;
+    tb_buf_init(&c);
+    tb_buf_append(&c, p, n);
+    raw_write_buf(l, &c);
 }
 
 static void write_tls(struct tb_link *l, const char *p, size_t n)
@@ -341,17 +336,12 @@ void tb_link_write(struct tb_link *l, const char *p, size_t n)
 
 void tb_link_write_blob(struct tb_link *l, struct tb_blob *b, const char *p, size_t n)
 {
-    if (n == 0 || l->failed || l->closing)
-        return;
-    l->stats.app_out += n;
-    if (tb_bucket_limited(&l->pace.bucket) || l->z || l->tls || l->writing_secret) {
-        /* Paced (held bytes are copied) or filtered: the filter's output is what is sent. */
-        if (tb_bucket_limited(&l->pace.bucket))
-            paced_write(l, p, n);
-        else
-            write_filtered(l, p, n);
+    if (tb_bucket_limited(&l->pace.bucket) || l->z || l->tls || l->writing_secret || l->failed ||
+        l->closing || n == 0) {
+        tb_link_write(l, p, n); /* paced (held bytes copied) or filtered (their output sent) */
         return;
     }
+    l->stats.app_out += n;
     struct write_req *w = tb_xcalloc(1, sizeof(*w));
     w->blob = tb_blob_ref(b);
     w->p = (char *)p;
