@@ -1,7 +1,10 @@
 /* Message copies streamed from one store's FETCH into the other's APPEND.
  * Memory is bounded by a window: at most COPY_WINDOW fetches in flight and COPY_BYTES of
- * message data held, whatever the mailbox size. Each copy reports its new UID from
- * APPENDUID, which the engine records as a pair.
+ * message data held, whatever the mailbox size (a fetch counts the size the listing gave
+ * until its body arrives, then the body's length, until its APPEND is answered). A body is
+ * held once: the framer reads it into a blob (protocol/framer.h) that the job, the APPEND
+ * command and the write share. Each copy reports its new UID from APPENDUID, which the
+ * engine records as a pair.
  *
  * One message never stops the others: a message the destination refuses (APPEND NO/BAD),
  * one the source cannot deliver (FETCH NO/BAD, OK without the body, BODY[] NIL) and one
@@ -35,7 +38,7 @@
 #include <time.h>
 
 #define COPY_WINDOW 128
-#define COPY_BYTES  (32u << 20)
+#define COPY_BYTES  (16u << 20)
 #define BATCH_MAX   128
 #define BATCH_BYTES (4u << 20)
 
