@@ -373,8 +373,8 @@ static bool permanentflags_ok(const char *p, size_t len)
         if (strncasecmp(p + i, "PERMANENTFLAGS", 14) != 0)
             continue;
         size_t j = i + 14;
-        while (j < len && p[j] == ' ')
-            j++;
+        while (j < len && (p[j] == ' ' || p[j] == '\t'))
+            j++; /* libetpan takes tabs for the space too (found by tests/fuzz) */
         if (j < len && p[j] == '(' && !strict_flag_list(p, len, j))
             return false;
     }

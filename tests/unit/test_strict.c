@@ -47,6 +47,7 @@ int main(void)
     untagged("* OK [PERMANENTFLAGS (%)] x\r\n", 0, "PERMANENTFLAGS whose first flag is bad");
     untagged("* OK  [PERMANENTFLAGS (%)] x\r\n", 0, "... after two blanks");
     untagged("* OK [PERMANENTFLAGS (%)x\r\n", 0, "... without ']'");
+    untagged("* OK [PERMANENTFLAGS\t\t(%R)] x\r\n", 0, "... after tabs");
     untagged("* OK [PERMANENTFLAGS (\\Seen $Label1 \\*)] ok\r\n", 1, "a good PERMANENTFLAGS");
     untagged("* OK [ALERT] it said \"hi\r\n", 1, "an open quote in free text is text");
     untagged("* 1 FETCH (UID 1 BODY[] {3}\r\n\"ab)\r\n", 1, "a quote inside a literal");
