@@ -100,9 +100,15 @@ int tb_parse_response(const char *p, size_t len, int greeting, struct tb_resp *o
             memcpy(out->tag, p, i);
             out->tag[i] = 0;
             char why[96];
-            if (!tb_etpan_safe(p, len, why, sizeof(why)) && code_free(s, p, len))
+            bool safe = tb_etpan_safe(p, len, why, sizeof(why));
+            if (!safe && code_free(s, p, len))
                 out->code_unreadable = true;
-            r = mailimap_response_parse(NULL, s, ctx(), &idx, &out->tagged, 0, NULL);
+            else if (!safe)
+                /* No code to take out (tb_code_span found none), so the unsafe part is
+                 * elsewhere: libetpan never sees it (found by tests/fuzz). */
+                r = MAILIMAP_ERROR_PARSE;
+            if (safe || out->code_unreadable)
+                r = mailimap_response_parse(NULL, s, ctx(), &idx, &out->tagged, 0, NULL);
             if (r != MAILIMAP_NO_ERROR || !out->tagged || !out->tagged->rsp_resp_done ||
                 out->tagged->rsp_resp_done->rsp_type != MAILIMAP_RESP_DONE_TYPE_TAGGED) {
                 snprintf(err, errlen, "malformed tagged response");

@@ -394,6 +394,8 @@ bool tb_code_span(const char *p, size_t len, size_t *start, size_t *end)
             return false;
         i = (size_t)(sp - p) + 1;
     }
+    while (i < len && (p[i] == ' ' || p[i] == '\t'))
+        i++; /* libetpan takes "tag  OK" too (found by tests/fuzz) */
     static const char *const cond[] = {"OK ", "NO ", "BAD ", "BYE ", "PREAUTH "};
     for (size_t k = 0; k < 5; k++) {
         size_t n = strlen(cond[k]);

@@ -70,6 +70,12 @@ int main(void)
               tb_resp_tagged_status(&r) == MAILIMAP_RESP_COND_STATE_NO,
           "tagged: an open quote in the code");
     tb_resp_clear(&r);
+    CHECK(parsed("Me:00  OK  [PERMANENTFLAGS (%\r\n", &r) == 0 && r.code_unreadable &&
+              tb_resp_tagged_status(&r) == MAILIMAP_RESP_COND_STATE_OK,
+          "tagged, two blanks after the tag: the code is found and dropped (tests/fuzz)");
+    tb_resp_clear(&r);
+    CHECK(parsed("T9 OK x PERMANENTFLAGS (%\r\n", &r) < 0,
+          "tagged, a bad PERMANENTFLAGS outside any code: refused, never parsed");
     char e2[160];
     CHECK(tb_parse_response("* OK [PERMANENTFLAGS (%)] hi\r\n", 30, 1, &r, e2, sizeof(e2)) < 0,
           "a greeting with such a code is refused: %s", e2);
