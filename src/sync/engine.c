@@ -577,7 +577,7 @@ static int run_entries(struct ctx *x, struct entry *ent, size_t n_ent)
             struct entry *e = &ent[idx];
             if (late[idx] != (phase == 1) || !tb_eng_wanted(x, e->canon))
                 continue;
-            if (x->o->stop && *x->o->stop) {
+            if (x->o->stop && __atomic_load_n(x->o->stop, __ATOMIC_RELAXED)) {
                 stopped = true;
                 break;
             }

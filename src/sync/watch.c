@@ -131,7 +131,9 @@ static void on_tick(uv_timer_t *t)
     struct tb_watcher *w = t->data;
     w->left_ms -= TICK_MS;
     w->refresh_ms -= TICK_MS;
-    if (*w->stop || w->left_ms <= 0) {
+    /* Another thread (the daemon's main one) sets the flag: an atomic load, not a plain
+     * read of a volatile. */
+    if (__atomic_load_n(w->stop, __ATOMIC_RELAXED) || w->left_ms <= 0) {
         tb_watch_release_all(w);
     } else if (w->refresh_ms <= 0) {
         w->refresh_ms = w->refresh_every_ms;
