@@ -552,6 +552,14 @@ static void setup_step_done(struct tb_imap *c, const struct tb_imap_result *r, v
     }
 }
 
+/* Releases the hold enable_and_friends takes while it submits (and, early, until the
+ * authentication succeeded): `ready` fires once the set-up commands are answered too. */
+static void setup_release(struct tb_imap *c)
+{
+    struct tb_imap_result ok = {.status = TB_IMAP_OK, .text = ""};
+    setup_step_done(c, &ok, "setup");
+}
+
 /* Early (in the flight of the authentication): the hold taken here is released by
  * post_login once the authentication succeeded, so `ready` never fires before it. */
 static void enable_and_friends(struct tb_imap *c, bool early)
@@ -581,10 +589,8 @@ static void enable_and_friends(struct tb_imap *c, bool early)
         c->setup_outstanding++;
         tb_imap_submit_internal(c, tb_cmd_new("NAMESPACE"), 0, setup_step_done, "NAMESPACE");
     }
-    if (!early) {
-        struct tb_imap_result ok = {.status = TB_IMAP_OK, .text = ""};
-        setup_step_done(c, &ok, "setup");
-    }
+    if (!early)
+        setup_release(c);
 }
 
 static void compress_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
@@ -662,6 +668,5 @@ static void post_login(struct tb_imap *c)
         return;
     }
     c->phase = PH_ENABLE;
-    struct tb_imap_result ok = {.status = TB_IMAP_OK, .text = ""};
-    setup_step_done(c, &ok, "setup"); /* the hold of enable_and_friends */
+    setup_release(c);
 }
