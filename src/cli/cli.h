@@ -85,7 +85,11 @@ int tb_cmd_sync(const struct tb_cli *cli, int argc, char **argv);
 int tb_cmd_status(const struct tb_cli *cli, int argc, char **argv);
 int tb_cmd_watch(const struct tb_cli *cli, int argc, char **argv);
 
-/* JSON string output with escaping. */
+/* A JSON string: quotes, backslashes and control characters escaped, bytes that are not
+ * UTF-8 written as U+FFFD (servers' text is untrusted: the document stays valid JSON). */
 void tb_json_string(FILE *f, const char *s);
+/* Length of the UTF-8 sequence at s (1-4; 1 for the terminating NUL), or 0 when it is not
+ * one (overlong, surrogate, past U+10FFFF, truncated). */
+size_t tb_utf8_seq_len(const unsigned char *s);
 
 #endif

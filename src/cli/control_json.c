@@ -8,6 +8,7 @@
  * a watch starts it sooner); change_pending says a wake-up saw a change that the running
  * or next run carries. Strings come from the configuration and from servers: escaped, and
  * bytes that are not UTF-8 replaced by U+FFFD, so the document is always valid JSON. */
+#include "cli/cli.h"
 #include "cli/daemon.h"
 
 #include "twinbox/config.h"
@@ -18,68 +19,24 @@
 #include <string.h>
 #include <unistd.h>
 
-size_t tb_utf8_seq_len(const unsigned char *s)
-{
-    unsigned c = s[0];
-    size_t n = c < 0x80             ? 1
-               : (c & 0xe0) == 0xc0 ? 2
-               : (c & 0xf0) == 0xe0 ? 3
-               : (c & 0xf8) == 0xf0 ? 4
-                                    : 0;
-    if (n < 2)
-        return n;
-    unsigned cp = c & (0x7f >> n);
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    static const unsigned min[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
-/* A JSON string: quotes, backslashes and control characters escaped. */
-static void jstr(FILE *f, const char *s)
-{
-    fputc('"', f);
-    const unsigned char *p = (const unsigned char *)(s ? s : "");
-    while (*p) {
-        size_t n = tb_utf8_seq_len(p);
-        if (n == 0) {
-            fputs("\\ufffd", f);
-            p++;
-        } else if (*p == '"' || *p == '\\') {
-            fprintf(f, "\\%c", *p++);
-        } else if (*p < 0x20 || *p == 0x7f) {
-            fprintf(f, "\\u%04x", *p++);
-        } else {
-            fwrite(p, 1, n, f);
-            p += n;
-        }
-    }
-    fputc('"', f);
-}
-
 static void pair_json(FILE *f, const char *name, const struct tb_pair_stats *s)
 {
     fputs("{\"name\": ", f);
-    jstr(f, name);
+    tb_json_string(f, name);
     fputs(", \"state\": ", f);
-    jstr(f, tb_worker_state_name(s->state));
+    tb_json_string(f, tb_worker_state_name(s->state));
     fprintf(f, ", \"since\": %lld, \"last_run\": %lld, \"last_result\": ", (long long)s->since,
             (long long)s->last_run);
     if (s->runs) {
         fprintf(f, "{\"code\": %d, \"text\": ", s->last_code);
-        jstr(f, s->last_text);
+        tb_json_string(f, s->last_text);
         fputc('}', f);
     } else {
         fputs("null", f);
     }
     fputs(", \"last_error\": ", f);
     if (s->last_error[0])
-        jstr(f, s->last_error);
+        tb_json_string(f, s->last_error);
     else
         fputs("null", f);
     fprintf(f,
@@ -101,7 +58,7 @@ char *tb_daemon_status_json(struct tb_daemon *d)
         return tb_xstrdup("{\"error\": \"out of memory\"}");
     fprintf(f, "{\"pid\": %d, \"started\": %lld, \"config\": ", (int)getpid(),
             (long long)d->started);
-    jstr(f, d->config_path);
+    tb_json_string(f, d->config_path);
     fprintf(f, ", \"interval\": %g, \"pairs\": [", d->interval);
     pthread_mutex_lock(&d->mu);
     /* The list is newest first; pairs are shown oldest first, retiring ones left out. */

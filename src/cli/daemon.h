@@ -137,9 +137,6 @@ void *tb_worker_main(void *ud);
 
 /* control_json.c: the status document (one JSON object), malloc'd. */
 char *tb_daemon_status_json(struct tb_daemon *d);
-/* Length of the UTF-8 sequence at s (1-4; 1 for the terminating NUL), or 0 when it is not
- * one (overlong, surrogate, past U+10FFFF, truncated). */
-size_t tb_utf8_seq_len(const unsigned char *s);
 
 /* metrics.c: rewrites d->metrics_path (temp file + rename); errors are logged once. */
 void tb_metrics_write(struct tb_daemon *d);

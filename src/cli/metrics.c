@@ -12,6 +12,7 @@
  *   twinbox_pair_up{pair}                          1 when the last run succeeded
  *   twinbox_propagation_seconds{pair} (histogram)  from the wake-up that saw a change
  *                                                  to the end of the run that carried it */
+#include "cli/cli.h"
 #include "cli/daemon.h"
 
 #include "twinbox/config.h"
