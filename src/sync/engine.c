@@ -628,6 +628,7 @@ int tb_sync_pair(uv_loop_t *loop, const struct tb_pair *pair, const struct tb_ac
                     .stats = stats,
                     .err = err,
                     .may_defer = !o->dry_run};
+    x.out.x = &x;
     tb_error_clear(err);
     /* Unique per run, not per second: a migration retries within the same second, and a
      * failed attempt's intents must be another run's (suspects) to its retry. */
@@ -696,10 +697,7 @@ out:
     free(x.mapped);
     tb_xrep_reply_clear(&x.xr[0]);
     tb_xrep_reply_clear(&x.xr[1]);
-    tb_eng_clear_copied(&x);
-    free(x.copied);
-    tb_eng_skip_clear(&x);
-    free(x.skipped);
+    tb_eng_out_free(&x.out);
     tb_store_logout(x.both, 2); /* those still working and idle say goodbye */
     for (int k = 0; k < 2; k++)
         tb_store_free(&x.s[k]);

@@ -41,6 +41,22 @@ struct entry {
     bool deferred, wrote[2], subscribed;
 };
 
+struct ctx;
+
+/* What a pass's writes report as they complete (the copy callbacks), recorded with its
+ * commit: x->out for a mailbox's passes run one at a time, one per mailbox of a write batch
+ * (batch.c). The copy callbacks' ud is the pass_out with the destination side in its low
+ * bit. */
+struct pass_out {
+    struct ctx *x;
+    const char *mailbox;     /* canonical name (the entry's) */
+    uint32_t uidvalidity[2]; /* of the pass's sides, for skipped rows */
+    struct tb_pair_update *copied;
+    size_t n_copied, cap_copied;
+    struct tb_state_skip *skipped;
+    size_t n_skipped, cap_skipped;
+};
+
 struct ctx {
     const struct tb_pair *pair;
     const struct tb_account *const *acct;
@@ -60,25 +76,18 @@ struct ctx {
     struct tb_sync_stats *stats;
     struct tb_error *err;
     int rc;
-    char run[64]; /* this run's id for copy intents */
-    /* pairs recorded by the copy callbacks of the current pass */
-    struct tb_pair_update *copied;
-    size_t n_copied, cap_copied;
+    char run[64];        /* this run's id for copy intents */
+    struct pass_out out; /* of the pass running alone (not in a write batch) */
     /* X-REPLICATE per side: used for discovery; rel: relative to the stored position, so
      * its events and deltas apply (see sync/xr.h). */
     struct tb_xrep_reply xr[2];
     bool xr_used[2], xr_rel[2], xr_logged[2];
     bool xr_drop[2]; /* forget the stored position: the server stopped offering it */
     bool may_defer;  /* sync_messages may leave its settling pass to settle_deferred */
-    /* copies of the current pass that were skipped (recorded with the pass) */
-    struct tb_state_skip *skipped;
-    size_t n_skipped, cap_skipped;
-    uint32_t skip_uidvalidity[2];         /* of the current pass's sides */
     struct tb_replica_plan *replica_plan; /* replica mode: the moves whose copies are running */
     /* Source UIDs per side of replica copies not placed under their UID. Owned by the run,
      * not the pass: a copy's callback may still fire after a failed pass returned. */
     struct tb_uidset displaced[2];
-    const char *skip_mailbox; /* canonical name of the current pass's mailbox */
 };
 
 /* events.c: an event of this run (its pair filled in, its text formatted from fmt) through
@@ -109,7 +118,7 @@ void tb_eng_free_pre(struct entry *e);
 /* skips.c: skipped messages of one mailbox pass */
 /* Counts e->due[k]: the skipped messages of side k a pass should retry now. */
 int tb_eng_skip_due(struct ctx *x, struct entry *e);
-/* tb_copy_skipped_fn; ud as for the copy's done callback (ctx | destination side). */
+/* tb_copy_skipped_fn; ud as for the copy's done callback (pass_out | destination side). */
 void tb_eng_on_skipped(void *ud, const struct tb_msg_info *m, const char *reason, bool permanent);
 /* The UIDs of side k a pass-0 delta must fetch by name (skipped messages, to retry them or
  * see that they changed or went away); empty when there are none. */
@@ -122,15 +131,17 @@ int tb_eng_skip_classify(struct ctx *x, const char *canon, struct tb_delta *d[2]
                          struct tb_plan_skips *out, struct tb_uidset gone[2]);
 /* Inside the pass's transaction: records this pass's skipped copies, drops the rows of
  * messages now paired or gone. */
-int tb_eng_skip_commit(struct ctx *x, const char *canon, const struct tb_plan *p,
+int tb_eng_skip_commit(struct ctx *x, const struct pass_out *o, const struct tb_plan *p,
                        struct tb_uidset gone[2]);
-void tb_eng_skip_clear(struct ctx *x);
+/* Forgets what o recorded (after its commit); _free also releases its arrays. */
+void tb_eng_out_clear(struct pass_out *o);
+void tb_eng_out_free(struct pass_out *o);
 void tb_plan_skips_free(struct tb_plan_skips *s);
 
 /* mailbox.c */
 int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscribed);
 /* A copy confirmed under dst_uid on side dst: recorded as a pair with the pass. */
-void tb_eng_record_copy(struct ctx *x, int dst, uint32_t src_uid, uint32_t dst_uid,
+void tb_eng_record_copy(struct pass_out *o, int dst, uint32_t src_uid, uint32_t dst_uid,
                         const char *flags);
 /* The plan's flag stores and expunges, submitted (not waited for). */
 void tb_eng_apply_stores(struct ctx *x, struct tb_plan *p, struct tb_delta *d[2],
@@ -162,7 +173,6 @@ int tb_eng_replica_execute(struct ctx *x, const char *wire[2], struct tb_plan *p
                            struct tb_replica_plan *rp, struct tb_delta *d[2],
                            struct tb_uidset modified[2]);
 int tb_eng_settle_deferred(struct ctx *x, struct entry *ent, size_t n_ent);
-void tb_eng_clear_copied(struct ctx *x);
 
 /* The entry's name as people read it (UTF-8), made on first use. */
 const char *tb_eng_show(struct entry *e);

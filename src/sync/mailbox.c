@@ -27,26 +27,27 @@ void tb_eng_delta_of_state(struct tb_delta *d, const struct tb_state_side *b)
     d->highestmodseq = b->highestmodseq;
 }
 
-void tb_eng_record_copy(struct ctx *x, int dst, uint32_t src_uid, uint32_t dst_uid,
+void tb_eng_record_copy(struct pass_out *o, int dst, uint32_t src_uid, uint32_t dst_uid,
                         const char *flags)
 {
-    if (x->n_copied == x->cap_copied) {
-        x->cap_copied = x->cap_copied ? x->cap_copied * 2 : 64;
-        x->copied = tb_xrealloc(x->copied, x->cap_copied * sizeof(*x->copied));
+    if (o->n_copied == o->cap_copied) {
+        o->cap_copied = o->cap_copied ? o->cap_copied * 2 : 64;
+        o->copied = tb_xrealloc(o->copied, o->cap_copied * sizeof(*o->copied));
     }
-    struct tb_pair_update *u = &x->copied[x->n_copied++];
+    struct tb_pair_update *u = &o->copied[o->n_copied++];
     u->uid[dst] = dst_uid;
     u->uid[1 - dst] = src_uid;
     u->flags = tb_xstrdup(flags);
     u->remove = false;
-    x->stats->copied[dst]++;
+    o->x->stats->copied[dst]++;
 }
 
 static void on_copied(void *ud, uint32_t src_uid, uint32_t dst_uid, const char *flags)
 {
-    /* ud points at the ctx with the destination side encoded in the low bit. */
+    /* ud points at the pass_out with the destination side encoded in the low bit. */
     uintptr_t v = (uintptr_t)ud;
-    tb_eng_record_copy((struct ctx *)(v & ~(uintptr_t)1), (int)(v & 1), src_uid, dst_uid, flags);
+    tb_eng_record_copy((struct pass_out *)(v & ~(uintptr_t)1), (int)(v & 1), src_uid, dst_uid,
+                       flags);
 }
 
 /* Dry run: the plan of a pass, as one PLAN event. */
@@ -111,7 +112,7 @@ static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct
         if (!p->n_copies[k])
             continue;
         cp[k] = tb_copy_new(&x->s[1 - k], &x->s[k], wire[k], on_copied, tb_eng_on_skipped,
-                            (void *)((uintptr_t)x | (uintptr_t)k));
+                            (void *)((uintptr_t)&x->out | (uintptr_t)k));
         tb_copy_set_uid_floor(cp[k], d[k]->uidnext);
         for (size_t i = 0; i < p->n_copies[k]; i++)
             tb_copy_add(cp[k], p->copies[k][i]);
@@ -149,9 +150,10 @@ void tb_eng_apply_stores(struct ctx *x, struct tb_plan *p, struct tb_delta *d[2]
 }
 
 /* Records one pass: pair changes, copies, and the side values seen by its SELECTs. */
-static int commit_pass(struct ctx *x, struct entry *e, struct tb_delta *d[2], struct tb_plan *p,
-                       struct tb_uidset modified[2], bool reset, bool subscribed,
-                       const struct tb_state_intent *sus, struct tb_uidset gone[2])
+static int commit_pass(struct ctx *x, struct entry *e, const struct pass_out *o,
+                       struct tb_delta *d[2], struct tb_plan *p, struct tb_uidset modified[2],
+                       bool reset, bool subscribed, const struct tb_state_intent *sus,
+                       struct tb_uidset gone[2])
 {
     if (tb_state_begin(x->st) < 0)
         return tb_eng_state_fail(x, "begin");
@@ -187,9 +189,9 @@ static int commit_pass(struct ctx *x, struct entry *e, struct tb_delta *d[2], st
         else
             r = tb_state_msg_put(x->st, row.id, u->uid[0], u->uid[1], u->flags);
     }
-    for (size_t i = 0; r == 0 && i < x->n_copied; i++)
-        r = tb_state_msg_put(x->st, row.id, x->copied[i].uid[0], x->copied[i].uid[1],
-                             x->copied[i].flags);
+    for (size_t i = 0; r == 0 && i < o->n_copied; i++)
+        r = tb_state_msg_put(x->st, row.id, o->copied[i].uid[0], o->copied[i].uid[1],
+                             o->copied[i].flags);
     /* This pass's copies are recorded: their intents go; a crashed run's intents go once
      * resolved, or after ten minutes (by then its server has long finished). */
     for (size_t i = 0; r == 0 && i < p->n_resolved; i++)
@@ -199,7 +201,7 @@ static int commit_pass(struct ctx *x, struct entry *e, struct tb_delta *d[2], st
     /* Messages not copied stay in view through their rows, written with the UIDNEXT that
      * moves past them. */
     if (r == 0)
-        r = tb_eng_skip_commit(x, e->canon, p, gone);
+        r = tb_eng_skip_commit(x, o, p, gone);
     if (r < 0 || tb_state_commit(x->st) < 0)
         return tb_eng_state_fail(x, "write");
     if (!e->st) {
@@ -211,13 +213,6 @@ static int commit_pass(struct ctx *x, struct entry *e, struct tb_delta *d[2], st
     e->st->side[1] = row.side[1];
     e->st->subscribed = subscribed;
     return 0;
-}
-
-void tb_eng_clear_copied(struct ctx *x)
-{
-    for (size_t i = 0; i < x->n_copied; i++)
-        free(x->copied[i].flags);
-    x->n_copied = 0;
 }
 
 bool tb_eng_side_unchanged(const struct entry *e, int k)
@@ -362,9 +357,9 @@ static int run_pass(struct ctx *x, struct entry *e, char *wire[2], struct tb_del
     uint32_t base_next[2];
     for (int k = 0; k < 2; k++) {
         base_next[k] = d[k]->full ? 0 : e->st->side[k].uidnext;
-        x->skip_uidvalidity[k] = d[k]->uidvalidity;
+        x->out.uidvalidity[k] = d[k]->uidvalidity;
     }
-    x->skip_mailbox = e->canon;
+    x->out.mailbox = e->canon;
     struct tb_plan p;
     struct tb_replica_plan rp;
     if (plan(x, e, io, d, base_next, &p, &rp) < 0) {
@@ -395,15 +390,14 @@ static int run_pass(struct ctx *x, struct entry *e, char *wire[2], struct tb_del
         else if (rc == 0 && *writes && execute(x, (const char **)wire, &p, d, modified) < 0)
             rc = tb_eng_store_fail(x);
         if (rc == 0)
-            rc = commit_pass(x, e, d, &p, modified, reset, subscribed, io->sus, io->gone);
+            rc = commit_pass(x, e, &x->out, d, &p, modified, reset, subscribed, io->sus, io->gone);
         x->stats->conflicts += p.conflicts;
         x->stats->flags_unstorable += p.unstorable;
         x->stats->matched += p.matched;
         x->stats->filtered += p.filtered;
         x->stats->kept += p.kept;
     }
-    tb_eng_clear_copied(x);
-    tb_eng_skip_clear(x);
+    tb_eng_out_clear(&x->out);
     tb_uidset_free(&modified[0]);
     tb_uidset_free(&modified[1]);
     tb_plan_free(&p);
@@ -508,7 +502,8 @@ static int settle_one(struct ctx *x, struct entry *e, struct tb_delta *d[2])
             struct tb_uidset modified[2];
             tb_uidset_init(&modified[0]);
             tb_uidset_init(&modified[1]);
-            rc = commit_pass(x, e, d, &p, modified, false, e->subscribed, io.sus, io.gone);
+            struct pass_out none = {.x = x, .mailbox = e->canon};
+            rc = commit_pass(x, e, &none, d, &p, modified, false, e->subscribed, io.sus, io.gone);
             e->unsettled = false;
         }
         tb_plan_free(&p);

@@ -78,7 +78,7 @@ static int reserve(struct ctx *x, const struct tb_replica_plan *rp)
     for (size_t i = 0; i < rp->n; i++)
         if (rp->mv[i].target > top)
             top = rp->mv[i].target;
-    return top ? tb_eng_replica_reserve(x, x->skip_mailbox, top) : 0;
+    return top ? tb_eng_replica_reserve(x, x->out.mailbox, top) : 0;
 }
 
 /* The same mailbox (one GUID) under a name on a only and another on b only: renamed on both
@@ -198,10 +198,11 @@ int tb_eng_replica_align(struct ctx *x, struct entry *e, bool *reset)
 static void on_replica_copied(void *ud, uint32_t src_uid, uint32_t dst_uid, const char *flags)
 {
     uintptr_t v = (uintptr_t)ud;
-    struct ctx *x = (struct ctx *)(v & ~(uintptr_t)1);
+    struct pass_out *o = (struct pass_out *)(v & ~(uintptr_t)1);
+    struct ctx *x = o->x;
     int dst = (int)(v & 1);
     if (src_uid == dst_uid) {
-        tb_eng_record_copy(x, dst, src_uid, dst_uid, flags);
+        tb_eng_record_copy(o, dst, src_uid, dst_uid, flags);
         return;
     }
     /* a first leg: the message is safe on dst under its new UID */
@@ -271,8 +272,9 @@ static int stage_copies(struct ctx *x, const char *wire[2], struct tb_replica_pl
     qsort(v, n, sizeof(*v), cmp_target);
     int rc = 0;
     if (n) {
-        struct tb_copy *cp = tb_copy_new(&x->s[1 - k], &x->s[k], wire[k], on_replica_copied,
-                                         tb_eng_on_skipped, (void *)((uintptr_t)x | (uintptr_t)k));
+        struct tb_copy *cp =
+            tb_copy_new(&x->s[1 - k], &x->s[k], wire[k], on_replica_copied, tb_eng_on_skipped,
+                        (void *)((uintptr_t)&x->out | (uintptr_t)k));
         tb_copy_set_displaced(cp, displaced);
         for (size_t i = 0; i < n; i++) {
             struct tb_msg_info m = *v[i]->m;
@@ -360,7 +362,7 @@ int tb_eng_replica_execute(struct ctx *x, const char *wire[2], struct tb_plan *p
     rc = stages(x, wire, rp, modified);
     x->replica_plan = NULL;
     /* every pinned APPEND was answered: nothing of this pass can land later */
-    if (rc == 0 && tb_state_reserve_done(x->st, x->skip_mailbox, x->run) < 0)
+    if (rc == 0 && tb_state_reserve_done(x->st, x->out.mailbox, x->run) < 0)
         return tb_eng_state_fail(x, "reserve");
     for (size_t i = 0; i < rp->n; i++)
         x->stats->renumbered += rp->mv[i].second_leg && rp->mv[i].landed;

@@ -112,12 +112,13 @@ void tb_plan_skips_free(struct tb_plan_skips *s)
     }
 }
 
-int tb_eng_skip_commit(struct ctx *x, const char *canon, const struct tb_plan *p,
+int tb_eng_skip_commit(struct ctx *x, const struct pass_out *o, const struct tb_plan *p,
                        struct tb_uidset gone[2])
 {
+    const char *canon = o->mailbox;
     int r = 0;
-    for (size_t i = 0; r == 0 && i < x->n_skipped; i++)
-        r = tb_state_skip_put(x->st, &x->skipped[i]);
+    for (size_t i = 0; r == 0 && i < o->n_skipped; i++)
+        r = tb_state_skip_put(x->st, &o->skipped[i]);
     for (int k = 0; k < 2; k++)
         for (size_t i = 0; r == 0 && i < gone[k].n; i++)
             for (uint64_t u = gone[k].r[i].lo; r == 0 && u <= gone[k].r[i].hi; u++)
@@ -132,10 +133,10 @@ int tb_eng_skip_commit(struct ctx *x, const char *canon, const struct tb_plan *p
     if (r == 0 && (r = tb_state_skips(x->st, canon, &rows, &n)) == 0 && n) {
         for (size_t i = 0; i < n; i++)
             tb_uidset_add(&has[rows[i].side & 1], rows[i].uid);
-        for (size_t i = 0; r == 0 && i < x->n_copied; i++)
+        for (size_t i = 0; r == 0 && i < o->n_copied; i++)
             for (int k = 0; k < 2 && r == 0; k++)
-                if (tb_uidset_has(&has[k], x->copied[i].uid[k]))
-                    r = tb_state_skip_drop(x->st, canon, k, x->copied[i].uid[k]);
+                if (tb_uidset_has(&has[k], o->copied[i].uid[k]))
+                    r = tb_state_skip_drop(x->st, canon, k, o->copied[i].uid[k]);
         for (size_t i = 0; r == 0 && p && i < p->n_updates; i++)
             for (int k = 0; k < 2 && r == 0; k++)
                 if (!p->updates[i].remove && tb_uidset_has(&has[k], p->updates[i].uid[k]))
@@ -165,29 +166,30 @@ static char *msgid_of(const char *ident)
 /* How often earlier runs tried (and failed) to copy this message: one row looked up, not
  * every row of the mailbox read once per skipped message. A failed read counts as none,
  * as before. */
-static int attempts_so_far(struct ctx *x, int side, uint32_t uid)
+static int attempts_so_far(struct ctx *x, const char *mailbox, int side, uint32_t uid)
 {
     int attempts = 0;
-    if (tb_state_skip_attempts(x->st, x->skip_mailbox, side, uid, &attempts) < 0)
+    if (tb_state_skip_attempts(x->st, mailbox, side, uid, &attempts) < 0)
         attempts = 0;
     return attempts;
 }
 
-/* tb_copy_skipped_fn: ud is the ctx with the destination side in the low bit. */
+/* tb_copy_skipped_fn: ud is the pass_out with the destination side in the low bit. */
 void tb_eng_on_skipped(void *ud, const struct tb_msg_info *m, const char *reason, bool permanent)
 {
     uintptr_t v = (uintptr_t)ud;
-    struct ctx *x = (struct ctx *)(v & ~(uintptr_t)1);
+    struct pass_out *o = (struct pass_out *)(v & ~(uintptr_t)1);
+    struct ctx *x = o->x;
     int dst = (int)(v & 1), src = 1 - dst;
-    if (x->n_skipped == x->cap_skipped) {
-        x->cap_skipped = x->cap_skipped ? x->cap_skipped * 2 : 16;
-        x->skipped = tb_xrealloc(x->skipped, x->cap_skipped * sizeof(*x->skipped));
+    if (o->n_skipped == o->cap_skipped) {
+        o->cap_skipped = o->cap_skipped ? o->cap_skipped * 2 : 16;
+        o->skipped = tb_xrealloc(o->skipped, o->cap_skipped * sizeof(*o->skipped));
     }
-    struct tb_state_skip *k = &x->skipped[x->n_skipped++];
+    struct tb_state_skip *k = &o->skipped[o->n_skipped++];
     memset(k, 0, sizeof(*k));
-    k->mailbox = tb_xstrdup(x->skip_mailbox);
+    k->mailbox = tb_xstrdup(o->mailbox);
     k->side = src;
-    k->uidvalidity = x->skip_uidvalidity[src];
+    k->uidvalidity = o->uidvalidity[src];
     k->uid = m->uid;
     k->size = m->size;
     k->msgid = msgid_of(m->ident);
@@ -198,7 +200,8 @@ void tb_eng_on_skipped(void *ud, const struct tb_msg_info *m, const char *reason
     /* Not delivered by the source is most often a race (expunged between the listing and
      * the FETCH; Dovecot then answers BODY[] NIL): the next runs retry it and drop it once
      * it is gone. Only a refusal, or the last of those tries, needs a person. */
-    bool last = permanent || attempts_so_far(x, src, m->uid) + 1 >= TB_SKIP_MAX_ATTEMPTS;
+    bool last =
+        permanent || attempts_so_far(x, o->mailbox, src, m->uid) + 1 >= TB_SKIP_MAX_ATTEMPTS;
     if (last)
         x->stats->skipped_messages++;
     else
@@ -206,19 +209,31 @@ void tb_eng_on_skipped(void *ud, const struct tb_msg_info *m, const char *reason
     tb_eng_warn(x, NULL,
                 "%s: mailbox %s: message UID %u (%u bytes, Message-ID %s) not copied to %s: "
                 "%s%s",
-                x->acct[src]->name, x->skip_mailbox, m->uid, m->size,
-                k->msgid[0] ? k->msgid : "none", x->acct[dst]->name, reason,
-                last ? "" : "; the next run tries again");
+                x->acct[src]->name, o->mailbox, m->uid, m->size, k->msgid[0] ? k->msgid : "none",
+                x->acct[dst]->name, reason, last ? "" : "; the next run tries again");
 }
 
-void tb_eng_skip_clear(struct ctx *x)
+void tb_eng_out_clear(struct pass_out *o)
 {
-    for (size_t i = 0; i < x->n_skipped; i++) {
-        free(x->skipped[i].mailbox);
-        free(x->skipped[i].msgid);
-        free(x->skipped[i].flags);
-        free(x->skipped[i].reason);
-        free(x->skipped[i].run);
+    for (size_t i = 0; i < o->n_copied; i++)
+        free(o->copied[i].flags);
+    o->n_copied = 0;
+    for (size_t i = 0; i < o->n_skipped; i++) {
+        free(o->skipped[i].mailbox);
+        free(o->skipped[i].msgid);
+        free(o->skipped[i].flags);
+        free(o->skipped[i].reason);
+        free(o->skipped[i].run);
     }
-    x->n_skipped = 0;
+    o->n_skipped = 0;
+}
+
+void tb_eng_out_free(struct pass_out *o)
+{
+    tb_eng_out_clear(o);
+    free(o->copied);
+    free(o->skipped);
+    o->copied = NULL;
+    o->skipped = NULL;
+    o->cap_copied = o->cap_skipped = 0;
 }
