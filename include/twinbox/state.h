@@ -60,6 +60,14 @@ int tb_state_msg_put(struct tb_state *st, int64_t mailbox, uint32_t uid_a, uint3
                      const char *flags);
 int tb_state_msg_delete(struct tb_state *st, int64_t mailbox, uint32_t uid_a);
 int tb_state_message_count(struct tb_state *st, int64_t mailbox, uint64_t *n);
+/* Every mailbox's count at once: (mailbox id, pairs) for each mailbox holding any, sorted by
+ * id; the caller frees *out. One read where a count per mailbox paid a read transaction
+ * (file locks) each. */
+struct tb_state_count {
+    int64_t mailbox;
+    uint64_t n;
+};
+int tb_state_message_counts(struct tb_state *st, struct tb_state_count **out, size_t *n);
 int tb_state_msgs_clear(struct tb_state *st, int64_t mailbox);
 
 /* Copies in flight. run identifies this process's run; intents of other runs are copies a
@@ -120,6 +128,9 @@ int tb_state_skip_put(struct tb_state *st, const struct tb_state_skip *k);
 /* Rows of one mailbox (mailbox != NULL) or all of them, ordered by mailbox, side, uid. */
 int tb_state_skips(struct tb_state *st, const char *mailbox, struct tb_state_skip **out, size_t *n);
 void tb_state_skips_free(struct tb_state_skip *v, size_t n);
+/* *any = whether the state holds any skipped row at all: one look that spares a run the
+ * per-mailbox tb_state_skips of the common case, where nothing was ever skipped. */
+int tb_state_skips_exist(struct tb_state *st, bool *any);
 int tb_state_skip_drop(struct tb_state *st, const char *mailbox, int side, uint32_t uid);
 /* The attempts recorded for one message (0 without a row) into *attempts: one indexed
  * lookup, where tb_state_skips would read every row of the mailbox. */

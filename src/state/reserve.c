@@ -11,53 +11,48 @@
 
 int tb_state_reserve_put(struct tb_state *st, const char *mailbox, const char *run, uint32_t uid)
 {
-    sqlite3_stmt *s;
     /* a dead run's higher reservation is kept: its fence is not raised yet */
-    if (sqlite3_prepare_v2(st->db,
-                           "INSERT INTO reserve (mailbox, run, uid) VALUES (?1, ?2, ?3)"
-                           " ON CONFLICT(mailbox) DO UPDATE SET run = CASE WHEN excluded.uid >="
-                           " uid THEN excluded.run ELSE run END, uid = max(uid, excluded.uid)",
-                           -1, &s, NULL) != SQLITE_OK)
+    sqlite3_stmt *s =
+        tb_state_stmt(st, "INSERT INTO reserve (mailbox, run, uid) VALUES (?1, ?2, ?3)"
+                          " ON CONFLICT(mailbox) DO UPDATE SET run = CASE WHEN excluded.uid >="
+                          " uid THEN excluded.run ELSE run END, uid = max(uid, excluded.uid)");
+    if (!s)
         return -1;
     sqlite3_bind_text(s, 1, mailbox, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, run, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, uid);
-    int r = sqlite3_step(s);
-    sqlite3_finalize(s);
-    return r == SQLITE_DONE ? 0 : -1;
+    return tb_state_run(st, s);
 }
 
 int tb_state_reserve_done(struct tb_state *st, const char *mailbox, const char *run)
 {
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db, "DELETE FROM reserve WHERE mailbox = ?1 AND run = ?2", -1, &s,
-                           NULL) != SQLITE_OK)
+    sqlite3_stmt *s = tb_state_stmt(st, "DELETE FROM reserve WHERE mailbox = ?1 AND run = ?2");
+    if (!s)
         return -1;
     sqlite3_bind_text(s, 1, mailbox, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, run, -1, SQLITE_STATIC);
-    int r = sqlite3_step(s);
-    sqlite3_finalize(s);
-    return r == SQLITE_DONE ? 0 : -1;
+    return tb_state_run(st, s);
+}
+
+static void fill_reserve(sqlite3_stmt *s, void *elem)
+{
+    struct tb_state_reserve *v = elem;
+    v->mailbox = tb_xstrdup((const char *)sqlite3_column_text(s, 0));
+    v->run = tb_xstrdup((const char *)sqlite3_column_text(s, 1));
+    v->uid = (uint32_t)sqlite3_column_int64(s, 2);
 }
 
 int tb_state_reserves(struct tb_state *st, struct tb_state_reserve **out, size_t *n)
 {
-    sqlite3_stmt *s;
     *out = NULL;
     *n = 0;
-    if (sqlite3_prepare_v2(st->db, "SELECT mailbox, run, uid FROM reserve", -1, &s, NULL) !=
-        SQLITE_OK)
+    sqlite3_stmt *s = tb_state_stmt(st, "SELECT mailbox, run, uid FROM reserve");
+    if (!s)
         return -1;
-    int r;
-    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-        *out = tb_xrealloc(*out, (*n + 1) * sizeof(**out));
-        struct tb_state_reserve *v = &(*out)[(*n)++];
-        v->mailbox = tb_xstrdup((const char *)sqlite3_column_text(s, 0));
-        v->run = tb_xstrdup((const char *)sqlite3_column_text(s, 1));
-        v->uid = (uint32_t)sqlite3_column_int64(s, 2);
-    }
-    sqlite3_finalize(s);
-    return r == SQLITE_DONE ? 0 : -1;
+    void *v;
+    int r = tb_state_collect(st, s, sizeof(**out), fill_reserve, &v, n);
+    *out = v;
+    return r;
 }
 
 void tb_state_reserves_free(struct tb_state_reserve *v, size_t n)

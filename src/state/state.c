@@ -136,6 +136,7 @@ void tb_state_close(struct tb_state *st)
 {
     if (!st)
         return;
+    tb_state_stmts_free(st);
     sqlite3_close(st->db);
     free(st);
 }
@@ -204,19 +205,26 @@ int tb_state_path_for(const char *pair, bool create, char *buf, size_t len)
     return create ? mkdirs(buf) : 0;
 }
 
+/* One cached statement without parameters, run to completion. */
+static int run_sql(struct tb_state *st, const char *sql)
+{
+    sqlite3_stmt *s = tb_state_stmt(st, sql);
+    return s ? tb_state_run(st, s) : -1;
+}
+
 int tb_state_begin(struct tb_state *st)
 {
-    return exec(st, "BEGIN IMMEDIATE");
+    return run_sql(st, "BEGIN IMMEDIATE");
 }
 
 int tb_state_commit(struct tb_state *st)
 {
-    return exec(st, "COMMIT");
+    return run_sql(st, "COMMIT");
 }
 
 void tb_state_rollback(struct tb_state *st)
 {
-    exec(st, "ROLLBACK");
+    run_sql(st, "ROLLBACK");
 }
 
 const char *tb_state_error(struct tb_state *st)
@@ -224,35 +232,32 @@ const char *tb_state_error(struct tb_state *st)
     return sqlite3_errmsg(st->db);
 }
 
+static void fill_mailbox(sqlite3_stmt *s, void *elem)
+{
+    struct tb_state_mailbox *m = elem;
+    m->id = sqlite3_column_int64(s, 0);
+    m->name = tb_xstrdup((const char *)sqlite3_column_text(s, 1));
+    m->subscribed = sqlite3_column_int(s, 2) != 0;
+    for (int k = 0; k < 2; k++) {
+        m->side[k].uidvalidity = (uint32_t)sqlite3_column_int64(s, 3 + 3 * k);
+        m->side[k].uidnext = (uint32_t)sqlite3_column_int64(s, 4 + 3 * k);
+        m->side[k].highestmodseq = (uint64_t)sqlite3_column_int64(s, 5 + 3 * k);
+    }
+}
+
 int tb_state_mailboxes(struct tb_state *st, struct tb_state_mailbox **out, size_t *n)
 {
-    sqlite3_stmt *s;
     *out = NULL;
     *n = 0;
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT id, name, subscribed, uidvalidity_a, uidnext_a, hms_a,"
-                           " uidvalidity_b, uidnext_b, hms_b FROM mailbox ORDER BY name",
-                           -1, &s, NULL) != SQLITE_OK)
+    sqlite3_stmt *s = tb_state_stmt(st, "SELECT id, name, subscribed, uidvalidity_a, uidnext_a,"
+                                        " hms_a, uidvalidity_b, uidnext_b, hms_b FROM mailbox"
+                                        " ORDER BY name");
+    if (!s)
         return -1;
-    size_t cap = 0;
-    int r;
-    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            *out = tb_xrealloc(*out, cap * sizeof(**out));
-        }
-        struct tb_state_mailbox *m = &(*out)[(*n)++];
-        m->id = sqlite3_column_int64(s, 0);
-        m->name = tb_xstrdup((const char *)sqlite3_column_text(s, 1));
-        m->subscribed = sqlite3_column_int(s, 2) != 0;
-        for (int k = 0; k < 2; k++) {
-            m->side[k].uidvalidity = (uint32_t)sqlite3_column_int64(s, 3 + 3 * k);
-            m->side[k].uidnext = (uint32_t)sqlite3_column_int64(s, 4 + 3 * k);
-            m->side[k].highestmodseq = (uint64_t)sqlite3_column_int64(s, 5 + 3 * k);
-        }
-    }
-    sqlite3_finalize(s);
-    return r == SQLITE_DONE ? 0 : -1;
+    void *v;
+    int r = tb_state_collect(st, s, sizeof(**out), fill_mailbox, &v, n);
+    *out = v;
+    return r;
 }
 
 void tb_state_mailboxes_free(struct tb_state_mailbox *v, size_t n)
@@ -264,13 +269,12 @@ void tb_state_mailboxes_free(struct tb_state_mailbox *v, size_t n)
 
 int tb_state_mailbox_put(struct tb_state *st, struct tb_state_mailbox *mb)
 {
-    sqlite3_stmt *s;
-    const char *sql =
-        mb->id ? "UPDATE mailbox SET name=?1, subscribed=?2, uidvalidity_a=?3, uidnext_a=?4,"
-                 " hms_a=?5, uidvalidity_b=?6, uidnext_b=?7, hms_b=?8 WHERE id=?9"
-               : "INSERT INTO mailbox (name, subscribed, uidvalidity_a, uidnext_a, hms_a,"
-                 " uidvalidity_b, uidnext_b, hms_b) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)";
-    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+    sqlite3_stmt *s = tb_state_stmt(
+        st, mb->id ? "UPDATE mailbox SET name=?1, subscribed=?2, uidvalidity_a=?3, uidnext_a=?4,"
+                     " hms_a=?5, uidvalidity_b=?6, uidnext_b=?7, hms_b=?8 WHERE id=?9"
+                   : "INSERT INTO mailbox (name, subscribed, uidvalidity_a, uidnext_a, hms_a,"
+                     " uidvalidity_b, uidnext_b, hms_b) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)");
+    if (!s)
         return -1;
     sqlite3_bind_text(s, 1, mb->name, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 2, mb->subscribed);
@@ -281,26 +285,23 @@ int tb_state_mailbox_put(struct tb_state *st, struct tb_state_mailbox *mb)
     }
     if (mb->id)
         sqlite3_bind_int64(s, 9, mb->id);
-    int r = sqlite3_step(s);
-    sqlite3_finalize(s);
-    if (r != SQLITE_DONE)
+    if (tb_state_run(st, s) < 0)
         return -1;
     if (!mb->id)
         mb->id = sqlite3_last_insert_rowid(st->db);
     return 0;
 }
 
+/* sql (static storage) with ?1 = id and, when text is given, ?2 = text. */
 static int exec_id(struct tb_state *st, const char *sql, int64_t id, const char *text)
 {
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+    sqlite3_stmt *s = tb_state_stmt(st, sql);
+    if (!s)
         return -1;
     sqlite3_bind_int64(s, 1, id);
     if (text)
         sqlite3_bind_text(s, 2, text, -1, SQLITE_STATIC);
-    int r = sqlite3_step(s);
-    sqlite3_finalize(s);
-    return r == SQLITE_DONE ? 0 : -1;
+    return tb_state_run(st, s);
 }
 
 int tb_state_mailbox_delete(struct tb_state *st, int64_t id)
@@ -332,17 +333,37 @@ int tb_state_mailbox_rename(struct tb_state *st, int64_t id, const char *name)
 
 int tb_state_message_count(struct tb_state *st, int64_t mailbox, uint64_t *n)
 {
-    sqlite3_stmt *s;
     *n = 0;
-    if (sqlite3_prepare_v2(st->db, "SELECT COUNT(*) FROM message WHERE mailbox=?1", -1, &s, NULL) !=
-        SQLITE_OK)
+    sqlite3_stmt *s = tb_state_stmt(st, "SELECT COUNT(*) FROM message WHERE mailbox=?1");
+    if (!s)
         return -1;
     sqlite3_bind_int64(s, 1, mailbox);
     int r = sqlite3_step(s);
     if (r == SQLITE_ROW)
         *n = (uint64_t)sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
+    tb_state_done(st, s);
     return r == SQLITE_ROW ? 0 : -1;
+}
+
+static void fill_count(sqlite3_stmt *s, void *elem)
+{
+    struct tb_state_count *c = elem;
+    c->mailbox = sqlite3_column_int64(s, 0);
+    c->n = (uint64_t)sqlite3_column_int64(s, 1);
+}
+
+int tb_state_message_counts(struct tb_state *st, struct tb_state_count **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *s = tb_state_stmt(st, "SELECT mailbox, COUNT(*) FROM message GROUP BY mailbox"
+                                        " ORDER BY mailbox");
+    if (!s)
+        return -1;
+    void *v;
+    int r = tb_state_collect(st, s, sizeof(**out), fill_count, &v, n);
+    *out = v;
+    return r;
 }
 
 int tb_state_msgs_clear(struct tb_state *st, int64_t mailbox)
@@ -350,31 +371,27 @@ int tb_state_msgs_clear(struct tb_state *st, int64_t mailbox)
     return exec_id(st, "DELETE FROM message WHERE mailbox=?1", mailbox, NULL);
 }
 
+static void fill_msg(sqlite3_stmt *s, void *elem)
+{
+    struct tb_state_msg *m = elem;
+    m->uid[0] = (uint32_t)sqlite3_column_int64(s, 0);
+    m->uid[1] = (uint32_t)sqlite3_column_int64(s, 1);
+    m->flags = tb_xstrdup((const char *)sqlite3_column_text(s, 2));
+}
+
 int tb_state_messages(struct tb_state *st, int64_t mailbox, struct tb_state_msg **out, size_t *n)
 {
-    sqlite3_stmt *s;
     *out = NULL;
     *n = 0;
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT uid_a, uid_b, flags FROM message WHERE mailbox=?1"
-                           " ORDER BY uid_a",
-                           -1, &s, NULL) != SQLITE_OK)
+    sqlite3_stmt *s = tb_state_stmt(st, "SELECT uid_a, uid_b, flags FROM message WHERE mailbox=?1"
+                                        " ORDER BY uid_a");
+    if (!s)
         return -1;
     sqlite3_bind_int64(s, 1, mailbox);
-    size_t cap = 0;
-    int r;
-    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 256;
-            *out = tb_xrealloc(*out, cap * sizeof(**out));
-        }
-        struct tb_state_msg *m = &(*out)[(*n)++];
-        m->uid[0] = (uint32_t)sqlite3_column_int64(s, 0);
-        m->uid[1] = (uint32_t)sqlite3_column_int64(s, 1);
-        m->flags = tb_xstrdup((const char *)sqlite3_column_text(s, 2));
-    }
-    sqlite3_finalize(s);
-    return r == SQLITE_DONE ? 0 : -1;
+    void *v;
+    int r = tb_state_collect(st, s, sizeof(**out), fill_msg, &v, n);
+    *out = v;
+    return r;
 }
 
 void tb_state_messages_free(struct tb_state_msg *v, size_t n)
@@ -387,42 +404,34 @@ void tb_state_messages_free(struct tb_state_msg *v, size_t n)
 int tb_state_msg_put(struct tb_state *st, int64_t mailbox, uint32_t uid_a, uint32_t uid_b,
                      const char *flags)
 {
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db,
-                           "INSERT OR REPLACE INTO message (mailbox, uid_a, uid_b, flags)"
-                           " VALUES (?1, ?2, ?3, ?4)",
-                           -1, &s, NULL) != SQLITE_OK)
+    sqlite3_stmt *s = tb_state_stmt(st, "INSERT OR REPLACE INTO message (mailbox, uid_a, uid_b,"
+                                        " flags) VALUES (?1, ?2, ?3, ?4)");
+    if (!s)
         return -1;
     sqlite3_bind_int64(s, 1, mailbox);
     sqlite3_bind_int64(s, 2, uid_a);
     sqlite3_bind_int64(s, 3, uid_b);
     sqlite3_bind_text(s, 4, flags, -1, SQLITE_STATIC);
-    int r = sqlite3_step(s);
-    sqlite3_finalize(s);
-    return r == SQLITE_DONE ? 0 : -1;
+    return tb_state_run(st, s);
 }
 
 int tb_state_msg_delete(struct tb_state *st, int64_t mailbox, uint32_t uid_a)
 {
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db, "DELETE FROM message WHERE mailbox=?1 AND uid_a=?2", -1, &s,
-                           NULL) != SQLITE_OK)
+    sqlite3_stmt *s = tb_state_stmt(st, "DELETE FROM message WHERE mailbox=?1 AND uid_a=?2");
+    if (!s)
         return -1;
     sqlite3_bind_int64(s, 1, mailbox);
     sqlite3_bind_int64(s, 2, uid_a);
-    int r = sqlite3_step(s);
-    sqlite3_finalize(s);
-    return r == SQLITE_DONE ? 0 : -1;
+    return tb_state_run(st, s);
 }
 
 int tb_state_intent_add(struct tb_state *st, const char *mailbox, const char *run, int side,
                         const char *ident, uint32_t size, int64_t internaldate)
 {
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db,
-                           "INSERT INTO intent (mailbox, run, side, ident, size, internaldate,"
-                           " created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%s','now'))",
-                           -1, &s, NULL) != SQLITE_OK)
+    sqlite3_stmt *s =
+        tb_state_stmt(st, "INSERT INTO intent (mailbox, run, side, ident, size, internaldate,"
+                          " created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%s','now'))");
+    if (!s)
         return -1;
     sqlite3_bind_text(s, 1, mailbox, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, run, -1, SQLITE_STATIC);
@@ -430,39 +439,33 @@ int tb_state_intent_add(struct tb_state *st, const char *mailbox, const char *ru
     sqlite3_bind_text(s, 4, ident ? ident : "", -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 5, size);
     sqlite3_bind_int64(s, 6, internaldate);
-    int r = sqlite3_step(s);
-    sqlite3_finalize(s);
-    return r == SQLITE_DONE ? 0 : -1;
+    return tb_state_run(st, s);
+}
+
+static void fill_intent(sqlite3_stmt *s, void *elem)
+{
+    struct tb_state_intent *i = elem;
+    i->side = sqlite3_column_int(s, 0);
+    i->ident = tb_xstrdup((const char *)sqlite3_column_text(s, 1));
+    i->size = (uint32_t)sqlite3_column_int64(s, 2);
+    i->internaldate = sqlite3_column_int64(s, 3);
 }
 
 int tb_state_intents(struct tb_state *st, const char *mailbox, const char *run,
                      struct tb_state_intent **out, size_t *n)
 {
-    sqlite3_stmt *s;
     *out = NULL;
     *n = 0;
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT side, ident, size, internaldate FROM intent"
-                           " WHERE mailbox = ?1 AND run <> ?2",
-                           -1, &s, NULL) != SQLITE_OK)
+    sqlite3_stmt *s = tb_state_stmt(st, "SELECT side, ident, size, internaldate FROM intent"
+                                        " WHERE mailbox = ?1 AND run <> ?2");
+    if (!s)
         return -1;
     sqlite3_bind_text(s, 1, mailbox, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, run, -1, SQLITE_STATIC);
-    size_t cap = 0;
-    int r;
-    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            *out = tb_xrealloc(*out, cap * sizeof(**out));
-        }
-        struct tb_state_intent *i = &(*out)[(*n)++];
-        i->side = sqlite3_column_int(s, 0);
-        i->ident = tb_xstrdup((const char *)sqlite3_column_text(s, 1));
-        i->size = (uint32_t)sqlite3_column_int64(s, 2);
-        i->internaldate = sqlite3_column_int64(s, 3);
-    }
-    sqlite3_finalize(s);
-    return r == SQLITE_DONE ? 0 : -1;
+    void *v;
+    int r = tb_state_collect(st, s, sizeof(**out), fill_intent, &v, n);
+    *out = v;
+    return r;
 }
 
 void tb_state_intents_free(struct tb_state_intent *v, size_t n)
@@ -475,29 +478,24 @@ void tb_state_intents_free(struct tb_state_intent *v, size_t n)
 int tb_state_intents_done(struct tb_state *st, const char *mailbox, const char *run,
                           int64_t max_age)
 {
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db,
-                           "DELETE FROM intent WHERE mailbox = ?1 AND (run = ?2 OR"
-                           " created < strftime('%s','now') - ?3)",
-                           -1, &s, NULL) != SQLITE_OK)
+    sqlite3_stmt *s = tb_state_stmt(st, "DELETE FROM intent WHERE mailbox = ?1 AND (run = ?2 OR"
+                                        " created < strftime('%s','now') - ?3)");
+    if (!s)
         return -1;
     sqlite3_bind_text(s, 1, mailbox, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, run, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, max_age);
-    int r = sqlite3_step(s);
-    sqlite3_finalize(s);
-    return r == SQLITE_DONE ? 0 : -1;
+    return tb_state_run(st, s);
 }
 
 int tb_state_intent_drop(struct tb_state *st, const char *mailbox, const char *run,
                          const struct tb_state_intent *i)
 {
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db,
-                           "DELETE FROM intent WHERE rowid = (SELECT rowid FROM intent"
-                           " WHERE mailbox = ?1 AND run <> ?2 AND side = ?3 AND ident = ?4"
-                           " AND size = ?5 AND internaldate = ?6 LIMIT 1)",
-                           -1, &s, NULL) != SQLITE_OK)
+    sqlite3_stmt *s =
+        tb_state_stmt(st, "DELETE FROM intent WHERE rowid = (SELECT rowid FROM intent"
+                          " WHERE mailbox = ?1 AND run <> ?2 AND side = ?3 AND ident = ?4"
+                          " AND size = ?5 AND internaldate = ?6 LIMIT 1)");
+    if (!s)
         return -1;
     sqlite3_bind_text(s, 1, mailbox, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, run, -1, SQLITE_STATIC);
@@ -505,73 +503,63 @@ int tb_state_intent_drop(struct tb_state *st, const char *mailbox, const char *r
     sqlite3_bind_text(s, 4, i->ident, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 5, i->size);
     sqlite3_bind_int64(s, 6, i->internaldate);
-    int r = sqlite3_step(s);
-    sqlite3_finalize(s);
-    return r == SQLITE_DONE ? 0 : -1;
+    return tb_state_run(st, s);
 }
 
 /* ---- X-REPLICATE positions ---- */
 
 int tb_state_xrep_token(struct tb_state *st, int side, char **token)
 {
-    sqlite3_stmt *s;
     *token = NULL;
-    if (sqlite3_prepare_v2(st->db, "SELECT value FROM meta WHERE key=?1", -1, &s, NULL) !=
-        SQLITE_OK)
+    sqlite3_stmt *s = tb_state_stmt(st, "SELECT value FROM meta WHERE key=?1");
+    if (!s)
         return -1;
     sqlite3_bind_text(s, 1, side ? "xrep.token.b" : "xrep.token.a", -1, SQLITE_STATIC);
     int r = sqlite3_step(s);
     if (r == SQLITE_ROW)
         *token = tb_xstrdup((const char *)sqlite3_column_text(s, 0));
-    sqlite3_finalize(s);
+    tb_state_done(st, s);
     return r == SQLITE_ROW || r == SQLITE_DONE ? 0 : -1;
 }
 
 int tb_state_xrep_set(struct tb_state *st, int side, const char *token)
 {
-    sqlite3_stmt *s;
     const char *key = side ? "xrep.token.b" : "xrep.token.a";
     if (exec_id(st, "DELETE FROM xrep_mailbox WHERE side=?1", side, NULL) < 0)
         return -1;
     if (!token)
         return exec_id(st, "DELETE FROM meta WHERE key=?2", 0, key);
-    if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", -1,
-                           &s, NULL) != SQLITE_OK)
+    sqlite3_stmt *s = tb_state_stmt(st, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)");
+    if (!s)
         return -1;
     sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, token, -1, SQLITE_TRANSIENT);
-    int r = sqlite3_step(s);
-    sqlite3_finalize(s);
-    return r == SQLITE_DONE ? 0 : -1;
+    return tb_state_run(st, s);
 }
 
 int tb_state_xrep_mailbox_put(struct tb_state *st, int side, const char *name, uint64_t hms)
 {
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(
-            st->db, "INSERT OR REPLACE INTO xrep_mailbox (side, name, hms) VALUES (?1,?2,?3)", -1,
-            &s, NULL) != SQLITE_OK)
+    sqlite3_stmt *s = tb_state_stmt(
+        st, "INSERT OR REPLACE INTO xrep_mailbox (side, name, hms) VALUES (?1,?2,?3)");
+    if (!s)
         return -1;
     sqlite3_bind_int(s, 1, side);
     sqlite3_bind_text(s, 2, name, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s, 3, (sqlite3_int64)hms);
-    int r = sqlite3_step(s);
-    sqlite3_finalize(s);
-    return r == SQLITE_DONE ? 0 : -1;
+    return tb_state_run(st, s);
 }
 
 int tb_state_xrep_mailbox(struct tb_state *st, int side, const char *name, uint64_t *hms)
 {
-    sqlite3_stmt *s;
     *hms = 0;
-    if (sqlite3_prepare_v2(st->db, "SELECT hms FROM xrep_mailbox WHERE side=?1 AND name=?2", -1, &s,
-                           NULL) != SQLITE_OK)
+    sqlite3_stmt *s = tb_state_stmt(st, "SELECT hms FROM xrep_mailbox WHERE side=?1 AND name=?2");
+    if (!s)
         return -1;
     sqlite3_bind_int(s, 1, side);
     sqlite3_bind_text(s, 2, name, -1, SQLITE_TRANSIENT);
     int r = sqlite3_step(s);
     if (r == SQLITE_ROW)
         *hms = (uint64_t)sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
+    tb_state_done(st, s);
     return r == SQLITE_ROW || r == SQLITE_DONE ? 0 : -1;
 }

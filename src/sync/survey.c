@@ -382,16 +382,41 @@ static int guard(struct ctx *x, struct entry *ent, size_t n_ent)
     return tb_error_exit(x->err->kind);
 }
 
+static int cmp_count(const void *a, const void *b)
+{
+    int64_t x = ((const struct tb_state_count *)a)->mailbox;
+    int64_t y = ((const struct tb_state_count *)b)->mailbox;
+    return x < y ? -1 : x > y;
+}
+
 int tb_eng_survey(struct ctx *x, struct entry *ent, size_t n_ent)
 {
+    /* Two reads of the state for all mailboxes, not two per mailbox: the pairs of each,
+     * and whether any message was ever skipped (rare: then each mailbox looks for its). */
+    struct tb_state_count *counts = NULL;
+    size_t n_counts = 0;
+    bool skipped = true;
+    if (tb_state_message_counts(x->st, &counts, &n_counts) < 0 ||
+        tb_state_skips_exist(x->st, &skipped) < 0) {
+        free(counts);
+        return tb_eng_state_fail(x, "read");
+    }
     for (size_t i = 0; i < n_ent; i++) {
         struct entry *e = &ent[i];
-        if (e->st && tb_state_message_count(x->st, e->st->id, &e->n_pairs) < 0)
-            return tb_eng_state_fail(x, "read");
-        int rc = tb_eng_skip_due(x, e);
-        if (rc != 0)
+        if (e->st) {
+            struct tb_state_count key = {.mailbox = e->st->id}, *c = NULL;
+            if (n_counts)
+                c = bsearch(&key, counts, n_counts, sizeof(*counts), cmp_count);
+            e->n_pairs = c ? c->n : 0;
+        }
+        e->due[0] = e->due[1] = 0;
+        int rc = skipped ? tb_eng_skip_due(x, e) : 0;
+        if (rc != 0) {
+            free(counts);
             return rc;
+        }
     }
+    free(counts);
     int rc = check_gone(x, ent, n_ent);
     if (rc == 0)
         rc = read_deltas(x, ent, n_ent);
