@@ -23,6 +23,24 @@ void tb_mbox_infos_free(struct tb_mbox_info *v, size_t n)
     free(v);
 }
 
+/* LIST-STATUS: a STATUS line follows the LIST line of its mailbox (RFC 5819), so the last
+ * box listed is tried first; tb_list_status_collect's search of every box (quadratic in
+ * mailboxes) is left for a server that sends them otherwise. */
+static bool status_of_last(struct tb_store *s, const struct mailimap_response_data *d)
+{
+    if (!s->n_boxes || !d || d->rsp_type != MAILIMAP_RESP_DATA_TYPE_MAILBOX_DATA ||
+        d->rsp_data.rsp_mailbox_data->mbd_type != MAILIMAP_MAILBOX_DATA_STATUS)
+        return false;
+    struct mailimap_mailbox_data_status *st = d->rsp_data.rsp_mailbox_data->mbd_data.mbd_status;
+    struct tb_mbox_info *last = &s->boxes[s->n_boxes - 1];
+    char *name = tb_mboxname_unwire(st->st_mailbox);
+    bool mine = strcmp(name, last->name) == 0;
+    free(name);
+    if (mine)
+        tb_status_apply(st, last, 1);
+    return mine;
+}
+
 static bool list_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
 {
     (void)c;
@@ -40,6 +58,8 @@ static bool list_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
         s->list_incomplete = true;
         return true;
     }
+    if (status_of_last(s, r->data))
+        return true;
     if (!tb_list_status_collect(r->data, &s->boxes, &s->n_boxes))
         return false;
     if (!s->sep && s->n_boxes && s->boxes[s->n_boxes - 1].sep)
@@ -74,6 +94,7 @@ struct listing {
 struct status_op {
     struct tb_store *s;
     char *name;
+    size_t idx; /* of the box in s->boxes when sent; checked by name before use */
 };
 
 /* Parses the "(ITEM value ...)" list ending a STATUS line; NIL counts as 0 (hoodiecrow sends
@@ -170,16 +191,19 @@ static bool status_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud
     if (!mine)
         return false;
     struct tb_store *s = o->s;
-    for (size_t i = 0; i < s->n_boxes; i++) {
-        struct tb_mbox_info *b = &s->boxes[i];
-        if (strcmp(b->name, o->name) != 0)
-            continue;
-        struct tb_mbox_info tmp = *b;
-        if (status_items(r->raw, r->raw_len, &tmp)) {
-            *b = tmp;
-            b->have_status = true;
-        }
-        break;
+    /* The box it was sent for, unless the listing changed since (then searched by name). */
+    struct tb_mbox_info *b = o->idx < s->n_boxes && strcmp(s->boxes[o->idx].name, o->name) == 0
+                                 ? &s->boxes[o->idx]
+                                 : NULL;
+    for (size_t i = 0; !b && i < s->n_boxes; i++)
+        if (strcmp(s->boxes[i].name, o->name) == 0)
+            b = &s->boxes[i];
+    if (!b)
+        return true;
+    struct tb_mbox_info tmp = *b;
+    if (status_items(r->raw, r->raw_len, &tmp)) {
+        *b = tmp;
+        b->have_status = true;
     }
     return true;
 }
@@ -195,20 +219,42 @@ static void status_done(struct tb_imap *c, const struct tb_imap_result *r, void 
     free(o);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Marks the subscribed boxes: LSUB's names sorted once and searched, not scanned per box
+ * (quadratic in mailboxes). INBOX is subscribed in any case (RFC 3501). */
+static void mark_subscribed(struct listing *l)
+{
+    struct tb_store *s = l->s;
+    bool inbox = false;
+    for (size_t j = 0; j < l->n_lsub && !inbox; j++)
+        inbox = strcasecmp(l->lsub[j], "INBOX") == 0;
+    if (l->n_lsub > 1)
+        qsort(l->lsub, l->n_lsub, sizeof(*l->lsub), cmp_str);
+    for (size_t i = 0; i < s->n_boxes; i++) {
+        struct tb_mbox_info *b = &s->boxes[i];
+        if (!b->subscribed)
+            b->subscribed = (inbox && strcasecmp(b->name, "INBOX") == 0) ||
+                            (l->n_lsub && bsearch(&b->name, l->lsub, l->n_lsub, sizeof(*l->lsub),
+                                                  cmp_str) != NULL);
+    }
+}
+
 static void statuses(struct listing *l)
 {
     struct tb_store *s = l->s;
+    mark_subscribed(l);
     for (size_t i = 0; i < s->n_boxes; i++) {
         struct tb_mbox_info *b = &s->boxes[i];
-        for (size_t j = 0; j < l->n_lsub && !b->subscribed; j++)
-            b->subscribed =
-                strcmp(l->lsub[j], b->name) == 0 ||
-                (strcasecmp(b->name, "INBOX") == 0 && strcasecmp(l->lsub[j], "INBOX") == 0);
         if (b->noselect)
             continue;
         struct status_op *o = tb_xcalloc(1, sizeof(*o));
         o->s = s;
         o->name = tb_xstrdup(b->name);
+        o->idx = i;
         struct tb_cmd *cmd = tb_cmd_new("STATUS");
         tb_cmd_astring(cmd, b->name);
         tb_cmd_printf(cmd, "(MESSAGES UIDNEXT UIDVALIDITY%s%s)",
