@@ -26,6 +26,7 @@
 #include "twinbox/exit.h"
 #include "twinbox/imap.h"
 #include "twinbox/state.h"
+#include "util/uidmap.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -237,11 +238,67 @@ static int cmp_entry(const void *a, const void *b)
     return strcmp(((const struct entry *)a)->canon, ((const struct entry *)b)->canon);
 }
 
-static struct entry *find_entry(struct entry *v, size_t n, const char *canon)
+/* discover()'s entries by canonical name, so that joining both listings and the state
+ * costs O(n) where a scan per name cost O(n^2) (a million strcmp at 1,000 mailboxes). Open
+ * addressing over entry indexes + 1 (0: empty), sized once for every entry discovery can
+ * make, so at most half full. Names come from servers: the hash is seeded. */
+struct ent_index {
+    struct entry *ent; /* borrowed: discover()'s array */
+    size_t *slot, mask;
+};
+
+static void ent_index_init(struct ent_index *ix, struct entry *ent, size_t cap)
 {
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(v[i].canon, canon) == 0)
-            return &v[i];
+    size_t n = 16;
+    while (n < 2 * cap)
+        n *= 2;
+    ix->ent = ent;
+    ix->slot = tb_xcalloc(n, sizeof(*ix->slot));
+    ix->mask = n - 1;
+}
+
+/* The slot holding canon's entry, or the empty one where it would go. */
+static size_t *ent_slot(const struct ent_index *ix, const char *canon)
+{
+    uint32_t h = 2166136261u ^ tb_hash_seed(); /* FNV-1a from a seeded basis */
+    for (const char *c = canon; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    for (size_t i = h & ix->mask;; i = (i + 1) & ix->mask)
+        if (!ix->slot[i] || strcmp(ix->ent[ix->slot[i] - 1].canon, canon) == 0)
+            return &ix->slot[i];
+}
+
+static struct entry *find_entry(const struct ent_index *ix, const char *canon)
+{
+    size_t *slot = ent_slot(ix, canon);
+    return *slot ? &ix->ent[*slot - 1] : NULL;
+}
+
+/* canon's entry, made as entry *n_ent when new (taking canon); canon is freed otherwise. */
+static struct entry *entry_for(struct ent_index *ix, size_t *n_ent, char *canon)
+{
+    size_t *slot = ent_slot(ix, canon);
+    if (*slot) {
+        free(canon);
+        return &ix->ent[*slot - 1];
+    }
+    ix->ent[*n_ent].canon = canon;
+    *slot = ++*n_ent;
+    return &ix->ent[*slot - 1];
+}
+
+/* X-REPLICATE's section of mailbox `name` on side k: sections come in the listing's order,
+ * so the search starts after the last one found (*next) and wraps around. */
+static struct tb_xrep_section *section_of(struct ctx *x, int k, const char *name, size_t *next)
+{
+    size_t n = x->xr[k].n_sec;
+    for (size_t t = 0; t < n; t++) {
+        size_t j = (*next + t) % n;
+        if (x->xr[k].sec[j].name && strcmp(x->xr[k].sec[j].name, name) == 0) {
+            *next = j + 1;
+            return &x->xr[k].sec[j];
+        }
+    }
     return NULL;
 }
 
@@ -309,8 +366,8 @@ static void unrepresentable(struct ctx *x, struct entry *ent, size_t n_ent)
 /* One-way: the destination name of the source's mailbox b (canon: its canonical name,
  * taken). A folder left out is still listed under its own name: one not selected is never
  * taken for one deleted on the source (tb_eng_wanted says no to it). */
-static char *source_name(struct ctx *x, struct entry *ent, size_t n_ent,
-                         const struct tb_mbox_info *b, char *canon)
+static char *source_name(struct ctx *x, const struct ent_index *ix, const struct tb_mbox_info *b,
+                         char *canon)
 {
     int k = x->mode->source;
     char *mapped = tb_eng_map(x, b, canon);
@@ -322,7 +379,7 @@ static char *source_name(struct ctx *x, struct entry *ent, size_t n_ent,
         x->mapped[x->n_mapped++].to = NULL;
         mapped = tb_xstrdup(canon);
     }
-    struct entry *taken = find_entry(ent, n_ent, mapped);
+    struct entry *taken = find_entry(ix, mapped);
     if (taken && taken->box[k]) {
         /* Two source folders onto one name: the second keeps its own. */
         tb_eng_warn(x, NULL, "pair %s: mailbox %s would go to %s like %s; kept as %s",
@@ -371,7 +428,10 @@ static int discover(struct ctx *x, struct entry **out, size_t *n_out)
         return tb_eng_state_fail(x, "read");
     size_t cap = x->s[0].n_boxes + x->s[1].n_boxes + n_smb + 1, n_ent = 0;
     struct entry *ent = tb_xcalloc(cap, sizeof(*ent));
+    struct ent_index ix;
+    ent_index_init(&ix, ent, cap);
     for (int k = 0; k < 2; k++) {
+        size_t next_sec = 0;
         for (size_t i = 0; i < x->s[k].n_boxes; i++) {
             struct tb_mbox_info *b = &x->s[k].boxes[i];
             if (b->noselect)
@@ -387,32 +447,22 @@ static int discover(struct ctx *x, struct entry **out, size_t *n_out)
                 continue;
             }
             if (x->mode && k == x->mode->source)
-                canon = source_name(x, ent, n_ent, b, canon);
-            struct entry *e = find_entry(ent, n_ent, canon);
-            if (!e) {
-                e = &ent[n_ent++];
-                e->canon = canon;
-            } else {
-                free(canon);
-            }
+                canon = source_name(x, &ix, b, canon);
+            struct entry *e = entry_for(&ix, &n_ent, canon);
             e->box[k] = b;
             /* STATUS lines and sections come in the same order, one each */
-            for (size_t j = 0; x->xr_used[k] && j < x->xr[k].n_sec && !e->sec[k]; j++)
-                if (x->xr[k].sec[j].name && strcmp(x->xr[k].sec[j].name, b->name) == 0)
-                    e->sec[k] = &x->xr[k].sec[j];
+            if (x->xr_used[k] && !e->sec[k])
+                e->sec[k] = section_of(x, k, b->name, &next_sec);
         }
     }
     for (size_t i = 0; i < n_smb; i++) {
-        struct entry *e = find_entry(ent, n_ent, smb[i].name);
-        if (!e) {
-            e = &ent[n_ent++];
-            e->canon = tb_xstrdup(smb[i].name);
-        }
+        struct entry *e = entry_for(&ix, &n_ent, tb_xstrdup(smb[i].name));
         e->st = tb_xcalloc(1, sizeof(*e->st));
         *e->st = smb[i];
         e->st->name = tb_xstrdup(smb[i].name);
     }
     tb_state_mailboxes_free(smb, n_smb);
+    free(ix.slot);
     unrepresentable(x, ent, n_ent);
     qsort(ent, n_ent, sizeof(*ent), cmp_entry); /* parents before children */
     *out = ent;
