@@ -601,6 +601,11 @@ static void pump(struct tb_copy *cp)
     cp->pumping = false;
 }
 
+bool tb_copy_fetches_sent(const struct tb_copy *cp)
+{
+    return cp->next == cp->n;
+}
+
 int tb_copy_finish(struct tb_copy *cp, uint64_t *bytes)
 {
     pump(cp);

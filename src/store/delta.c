@@ -477,6 +477,12 @@ void tb_store_select(struct tb_store *s, const char *mailbox)
         select_mailbox(s, mailbox, 0, 0, NULL, false);
 }
 
+void tb_store_select_queued(struct tb_store *s, const char *mailbox)
+{
+    if (!s->selected || strcmp(s->selected, mailbox) != 0)
+        select_mailbox(s, mailbox, 0, 0, NULL, true);
+}
+
 void tb_store_fetch_from(struct tb_store *s, const char *mailbox, uint32_t from,
                          struct tb_delta *out)
 {

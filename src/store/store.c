@@ -402,6 +402,15 @@ size_t tb_store_set_budget(const struct tb_store *s, size_t fixed)
     return s->max_line > overhead + 16 ? s->max_line - overhead : 16;
 }
 
+/* Whether a space-separated flag list holds \Deleted (any case). */
+static bool names_deleted(const char *flags)
+{
+    for (const char *p = flags; (p = strcasestr(p, "\\Deleted")) != NULL; p++)
+        if ((p == flags || p[-1] == ' ') && (p[8] == 0 || p[8] == ' '))
+            return true;
+    return false;
+}
+
 void tb_store_flags(struct tb_store *s, struct tb_uidset *uids, char op, const char *flags,
                     uint64_t unchangedsince, struct tb_uidset *modified)
 {
@@ -418,6 +427,8 @@ void tb_store_flags(struct tb_store *s, struct tb_uidset *uids, char op, const c
         return;
     }
     flags = keep;
+    if (op == '+' && names_deleted(flags))
+        s->deleted_unfenced = true;
     char what[300];
     snprintf(what, sizeof(what), "mailbox %s: STORE", s->selected ? s->selected : "?");
     char fixed[64] = "";
@@ -574,17 +585,11 @@ static void expunge_plain(struct tb_store *s, struct tb_uidset *uids)
     tb_imap_submit(s->c, cmd, TB_CMD_FENCE, plain_search_done, plain_search_untagged, o);
 }
 
-void tb_store_expunge(struct tb_store *s, struct tb_uidset *uids, struct tb_uidset *kept)
+/* The UID EXPUNGE commands for uids. fence: the first waits for every command before it;
+ * hold: the last holds what follows until all of them are done. */
+static void uid_expunge(struct tb_store *s, struct tb_uidset *uids, struct tb_uidset *kept,
+                        bool fence, bool hold)
 {
-    if (!tb_store_writable(s, "EXPUNGE"))
-        return;
-    tb_store_flags(s, uids, '+', "\\Deleted", 0, NULL);
-    if (tb_uidset_empty(uids))
-        return;
-    if (!tb_imap_has_cap(s->c, "UIDPLUS")) {
-        expunge_plain(s, uids);
-        return;
-    }
     struct expunge_op *o = tb_xcalloc(1, sizeof(*o));
     o->s = s;
     o->ok = true;
@@ -596,6 +601,8 @@ void tb_store_expunge(struct tb_store *s, struct tb_uidset *uids, struct tb_uids
     tb_uidset_normalize(&o->want);
     /* Without QRESYNC the server reports expunges by sequence number: not checked. */
     o->kept = tb_imap_has_cap(s->c, "QRESYNC") ? kept : NULL;
+    if (fence)
+        s->deleted_unfenced = false;
     size_t budget = tb_store_set_budget(s, strlen("UID EXPUNGE "));
     struct tb_buf set;
     tb_buf_init(&set);
@@ -605,14 +612,39 @@ void tb_store_expunge(struct tb_store *s, struct tb_uidset *uids, struct tb_uids
         tb_uidset_render(uids, &pos, &set, budget);
         struct tb_cmd *cmd = tb_cmd_new("UID EXPUNGE");
         tb_cmd_atom(cmd, set.data);
-        /* Dovecot may run a pipelined EXPUNGE before an earlier STORE took effect: the
-         * first waits for the \Deleted flags it depends on, the last holds what follows
-         * until all of them are done. */
-        unsigned flags = pos >= uids->n ? TB_CMD_BARRIER : first ? TB_CMD_FENCE : 0;
+        unsigned flags =
+            (hold && pos >= uids->n ? TB_CMD_BARRIER : 0) | (fence && first ? TB_CMD_FENCE : 0);
         o->left++;
         s->pending++;
         tb_imap_submit(s->c, cmd, flags, expunge_done, expunge_untagged, o);
     }
     tb_buf_free(&set);
     expunge_release(o);
+}
+
+void tb_store_expunge(struct tb_store *s, struct tb_uidset *uids, struct tb_uidset *kept)
+{
+    if (!tb_store_writable(s, "EXPUNGE"))
+        return;
+    tb_store_flags(s, uids, '+', "\\Deleted", 0, NULL);
+    if (tb_uidset_empty(uids))
+        return;
+    if (!tb_imap_has_cap(s->c, "UIDPLUS")) {
+        expunge_plain(s, uids);
+        return;
+    }
+    /* Dovecot may run a pipelined EXPUNGE before an earlier STORE took effect: the first
+     * waits for the \Deleted flags it depends on, the last holds what follows until all of
+     * them are done. */
+    uid_expunge(s, uids, kept, true, true);
+}
+
+void tb_store_expunge_marked(struct tb_store *s, struct tb_uidset *uids, struct tb_uidset *kept)
+{
+    if (!tb_store_writable(s, "EXPUNGE") || tb_uidset_empty(uids))
+        return;
+    if (!tb_imap_has_cap(s->c, "UIDPLUS"))
+        expunge_plain(s, uids);
+    else
+        uid_expunge(s, uids, kept, s->deleted_unfenced, false);
 }

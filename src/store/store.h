@@ -33,14 +33,30 @@ struct tb_mbox_info {
     char guid[33]; /* Dovecot's mailbox GUID, lower-case hex, when known (else "") */
 };
 
+/* One message as a listing saw it. 48 bytes, in this order (no padding): a 100,000-message
+ * listing holds one per message. */
 struct tb_msg_info {
     uint32_t uid;
-    char *flags; /* canonical, or NULL when not fetched */
-    uint64_t modseq;
     uint32_t size;
+    uint64_t modseq;
     int64_t internaldate; /* seconds since the epoch, UTC */
+    char *flags;          /* canonical, or NULL when not fetched */
+    char *ident;          /* identity: the identity header fields (fetch.c), or NULL */
     int tz_minutes;       /* the INTERNALDATE's zone, kept for APPEND */
-    char *ident;          /* identity: Message-ID header (or a digest of the header) */
+    /* flags and ident belong to the pool of the delta holding the record (struct
+     * tb_delta_pool), not to the record: tb_msg_info_clear leaves them alone, and a copy of
+     * the record is valid as long as that delta is. Otherwise they are the record's own. */
+    bool pooled;
+};
+
+/* Where a delta's records keep their strings (delta.c): identities end to end in blocks
+ * that never move, flag lists interned (a mailbox holds a few distinct ones, and a
+ * malloc'd "\\Seen" costs 32 bytes). Owned by the delta, freed by tb_delta_clear; a
+ * zeroed pool is empty. */
+struct tb_delta_pool {
+    struct tb_pool_block *blocks; /* newest first */
+    char **flag_slot;             /* interned flag lists: open addressing, NULL empty */
+    size_t n_flags, cap_flags;
 };
 
 struct tb_delta {
@@ -74,11 +90,17 @@ struct tb_delta {
      * delta, freed by tb_delta_clear. */
     struct tb_uidmap by_uid;
     size_t n_indexed;
+    /* Where the next FETCH of a UID already recorded is expected: a server that sends the
+     * same UIDs again in order (QRESYNC's changes, then the FETCH of everything) is merged
+     * without by_uid. A hint, checked before use. */
+    size_t next_merge;
+    struct tb_delta_pool pool; /* the strings of the records with `pooled` set */
 };
 
 /* One FETCH's record merged into the delta: into the record of its UID when the delta has
  * one (fields the FETCH carries replace that record's; the first record of the UID when
- * there are several), else appended. Takes m's strings; m is left cleared. */
+ * there are several), else appended. Takes m's strings (into the delta's pool, the
+ * record's own ones freed); m is left cleared. */
 void tb_delta_merge(struct tb_delta *d, struct tb_msg_info *m);
 
 /* How a store reads a mailbox's changes since the state's numbers, from its capabilities. */
@@ -109,6 +131,9 @@ struct tb_store {
     bool list_incomplete;
     char list_bad[128];
     char *selected;
+    /* A +FLAGS \Deleted went out after the last fenced UID EXPUNGE: the next UID EXPUNGE
+     * must wait for it (tb_store_expunge_marked). */
+    bool deleted_unfenced;
     /* PERMANENTFLAGS seen per mailbox (perm.c) */
     struct tb_store_perm *perm;
     size_t n_perm;
@@ -212,6 +237,9 @@ void tb_xrep_reply_clear(struct tb_xrep_reply *r);
 /* SELECT without collecting anything, unless the mailbox is selected already: for writes
  * to a mailbox whose delta came from X-REPLICATE. */
 void tb_store_select(struct tb_store *s, const char *mailbox);
+/* The same without waiting for the commands before it: the server runs them first, in the
+ * mailbox they were sent for (a write batch; see sync/batch.c). */
+void tb_store_select_queued(struct tb_store *s, const char *mailbox);
 
 void tb_store_create(struct tb_store *s, const char *mailbox, const char *special_use);
 void tb_store_delete(struct tb_store *s, const char *mailbox);
@@ -237,6 +265,12 @@ void tb_store_flags(struct tb_store *s, struct tb_uidset *uids, char op, const c
  * server did not report expunged (VANISHED): another client cleared \Deleted in between, so
  * the message is still there. Only known with QRESYNC enabled; without it nothing is added. */
 void tb_store_expunge(struct tb_store *s, struct tb_uidset *uids, struct tb_uidset *kept);
+/* UID EXPUNGE of messages whose +FLAGS \Deleted an earlier tb_store_flags submitted, on the
+ * mailbox selected now. The first such expunge after a \Deleted waits for every command
+ * before it (the server may run a pipelined EXPUNGE ahead of a STORE); later ones do not,
+ * and nothing waits for them: a write batch selects each mailbox and expunges it in one
+ * flight. Without UIDPLUS, as tb_store_expunge. *kept as there. */
+void tb_store_expunge_marked(struct tb_store *s, struct tb_uidset *uids, struct tb_uidset *kept);
 
 /* ---- replica mode (store/replica.c): X-REPLICATE-REPLICA commands ---- */
 
@@ -283,6 +317,10 @@ void tb_copy_set_displaced(struct tb_copy *cp, struct tb_uidset *displaced);
 /* The destination's UIDNEXT before the copies (at most): where a server without UIDPLUS
  * is searched for them. */
 void tb_copy_set_uid_floor(struct tb_copy *cp, uint32_t uid);
+/* Whether every added message's FETCH is submitted already (none waits for room in the
+ * copy window). Until then the source must stay on this copy's mailbox: a later FETCH goes
+ * to the mailbox selected when it is sent. */
+bool tb_copy_fetches_sent(const struct tb_copy *cp);
 /* Runs until every added message is copied or skipped; bytes moved are added to *bytes.
  * -1 only when a store failed. */
 int tb_copy_finish(struct tb_copy *cp, uint64_t *bytes);

@@ -8,9 +8,10 @@
  * listing match the state, so a run with nothing to do is one LIST-STATUS (or one
  * XREPLICATE CHANGES, sync/xr.h) per server. The first pass may take a side's delta from
  * X-REPLICATE instead of a SELECT; a later pass selects only the sides the previous one
- * wrote to (the other side's unseen changes are left to the next run's listing). The pass
- * after the first one's writes is deferred: settle_deferred sends those of up to 64
- * mailboxes in one write per server.
+ * wrote to (the other side's unseen changes are left to the next run's listing). The first
+ * passes of consecutive changed mailboxes are written as one batch (batch.c: two round
+ * trips for all of them); the pass after the first one's writes is deferred:
+ * settle_deferred sends those of up to 64 mailboxes in one write per server.
  * A crash between execution and commit leaves an older state; the next run pairs the
  * copies that arrived by identity instead of copying them again. */
 #include "sync/engine.h"
@@ -133,12 +134,15 @@ static int create_and_subscribe(struct ctx *x, struct entry *e, const bool prese
             const struct tb_mbox_info *src = e->box[1 - k];
             tb_store_create(&x->s[k], w, src ? src->special_use : NULL);
             x->stats->created++;
+            e->creating = true;
         }
         if (subscribed || present[k])
             tb_store_subscribe(&x->s[k], w, subscribed);
         free(w);
     }
-    if (!x->o->dry_run && tb_store_wait(x->both, 2) < 0)
+    /* A mailbox created here is read next (it has no state to take a side from): its
+     * SELECTs go out in the same flight and that wait covers the CREATE. */
+    if (!x->o->dry_run && !e->creating && tb_store_wait(x->both, 2) < 0)
         return tb_eng_store_fail(x);
     return 0;
 }
@@ -605,6 +609,17 @@ static int renames(struct ctx *x, struct entry **ent, size_t *n_ent)
     return rc;
 }
 
+/* The first passes of the mailboxes collected for a write batch (batch.c). */
+static int flush_batch(struct ctx *x, struct entry **batch, size_t *n, double t0)
+{
+    int rc = tb_eng_write_batch(x, batch, *n);
+    x->stats->mailboxes_done += *n;
+    if (*n)
+        progress(x, TB_SYNC_EV_PROGRESS, t0);
+    *n = 0;
+    return rc;
+}
+
 /* Every wanted mailbox synced, in order (see below), then the run's positions and a
  * migration's verdicts; progress reported after each mailbox. */
 static int run_entries(struct ctx *x, struct entry *ent, size_t n_ent)
@@ -621,6 +636,8 @@ static int run_entries(struct ctx *x, struct entry *ent, size_t n_ent)
     for (size_t j = 0; j < n_ent; j++)
         late[j] = ent[j].st && (ent[j].box[0] == NULL) != (ent[j].box[1] == NULL);
     bool stopped = false;
+    struct entry **batch = tb_xcalloc(n_ent + 1, sizeof(*batch));
+    size_t n_batch = 0;
     for (int phase = 0; phase < 2 && rc == 0 && !stopped; phase++) {
         for (size_t j = 0; j < n_ent && rc == 0; j++) {
             size_t idx = phase ? n_ent - 1 - j : j;
@@ -628,16 +645,34 @@ static int run_entries(struct ctx *x, struct entry *ent, size_t n_ent)
             if (late[idx] != (phase == 1) || !tb_eng_wanted(x, e->canon))
                 continue;
             if (x->o->stop && __atomic_load_n(x->o->stop, __ATOMIC_RELAXED)) {
-                stopped = true;
+                stopped = true; /* a batch not written yet is left to the next run */
                 break;
             }
-            rc = sync_entry(x, e);
+            /* Consecutive changed mailboxes are written as one batch; an unchanged one
+             * has nothing to write and does not end it. */
+            if (tb_eng_batchable(x, e) && unchanged(e)) {
+                x->stats->mailboxes_done++; /* as sync_entry: nothing to do */
+                progress(x, TB_SYNC_EV_PROGRESS, t0);
+                continue;
+            }
+            if (tb_eng_batchable(x, e)) {
+                if (n_batch == WRITE_BATCH)
+                    rc = flush_batch(x, batch, &n_batch, t0);
+                batch[n_batch++] = e;
+                continue;
+            }
+            rc = flush_batch(x, batch, &n_batch, t0);
+            if (rc == 0)
+                rc = sync_entry(x, e);
             x->stats->mailboxes_done++;
             progress(x, TB_SYNC_EV_PROGRESS, t0);
         }
+        if (rc == 0 && !stopped)
+            rc = flush_batch(x, batch, &n_batch, t0);
         if (rc == 0)
             rc = tb_eng_settle_deferred(x, ent, n_ent);
     }
+    free(batch);
     free(late);
     if (rc == 0 && stopped) {
         /* Each mailbox done is in the state; the X-REPLICATE positions would also cover
@@ -752,6 +787,7 @@ out:
     for (int k = 0; k < 2; k++)
         tb_store_free(&x.s[k]);
     uv_run(loop, UV_RUN_DEFAULT);
+    tb_eng_batch_release(&x);
     tb_uidset_free(&x.displaced[0]);
     tb_uidset_free(&x.displaced[1]);
     return rc;

@@ -13,7 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MAX_PASSES 4
+#define MAX_PASSES  4
+#define WRITE_BATCH 64 /* mailboxes at most in one write batch (batch.c) */
 
 /* What the survey found out about a state mailbox present on one side only. */
 enum gone_verdict {
@@ -39,6 +40,9 @@ struct entry {
     /* Written and committed; the pass that confirms the writes settled is left to
      * settle_deferred, which pipelines it with other mailboxes'. */
     bool deferred, wrote[2], subscribed;
+    /* A CREATE (and SUBSCRIBE) sent and not waited for: the first pass's SELECTs follow
+     * without a fence, and its wait covers them (start_deltas). */
+    bool creating;
 };
 
 struct ctx;
@@ -88,6 +92,7 @@ struct ctx {
     /* Source UIDs per side of replica copies not placed under their UID. Owned by the run,
      * not the pass: a copy's callback may still fire after a failed pass returned. */
     struct tb_uidset displaced[2];
+    struct write_batch *spent; /* batch.c: failed batches, kept until the run ends */
 };
 
 /* events.c: an event of this run (its pair filled in, its text formatted from fmt) through
@@ -140,15 +145,58 @@ void tb_plan_skips_free(struct tb_plan_skips *s);
 
 /* mailbox.c */
 int tb_eng_sync_messages(struct ctx *x, struct entry *e, bool reset, bool subscribed);
+/* What a pass reads from the state: the mailbox's pairs, crash suspects (intents), its
+ * skipped messages classified, and the skipped rows whose message is gone. */
+struct pass_io {
+    struct tb_state_msg *pairs;
+    size_t n_pairs;
+    struct tb_state_intent *sus;
+    size_t n_sus;
+    struct tb_plan_skips sk;
+    struct tb_uidset gone[2];
+};
+int tb_eng_pass_io_load(struct ctx *x, struct entry *e, bool reset, struct pass_io *io);
+void tb_eng_pass_io_free(struct pass_io *io);
+struct tb_replica_plan;
+/* The pass's plan (rp: replica mode's moves). -1: the mailbox is left alone (warned). */
+int tb_eng_plan(struct ctx *x, struct entry *e, struct pass_io *io, struct tb_delta *d[2],
+                const uint32_t base_next[2], struct tb_plan *p, struct tb_replica_plan *rp);
+bool tb_eng_replica_writes(const struct ctx *x, const struct tb_replica_plan *rp,
+                           struct tb_delta *d[2], int k);
+/* Before a pass's copies are sent: what they may leave behind if the run dies. */
+int tb_eng_record_intents(struct ctx *x, const char *canon, const struct tb_plan *p);
+/* Records a pass (its pairs, o's copies and skips, the sides' numbers) in one transaction. */
+int tb_eng_commit_pass(struct ctx *x, struct entry *e, const struct pass_out *o,
+                       struct tb_delta *d[2], struct tb_plan *p, struct tb_uidset modified[2],
+                       bool reset, bool subscribed, const struct tb_state_intent *sus,
+                       struct tb_uidset gone[2]);
+/* tb_copied_fn: ud is the pass_out with the destination side in the low bit. */
+void tb_eng_on_copied(void *ud, uint32_t src_uid, uint32_t dst_uid, const char *flags);
 /* A copy confirmed under dst_uid on side dst: recorded as a pair with the pass. */
 void tb_eng_record_copy(struct pass_out *o, int dst, uint32_t src_uid, uint32_t dst_uid,
                         const char *flags);
-/* The plan's flag stores and expunges, submitted (not waited for). */
+/* The plan's flag stores and expunges, submitted (not waited for); mark_only: the
+ * expunges' +FLAGS \Deleted alone (tb_store_expunge_marked follows). */
 void tb_eng_apply_stores(struct ctx *x, struct tb_plan *p, struct tb_delta *d[2],
-                         struct tb_uidset modified[2]);
+                         struct tb_uidset modified[2], bool mark_only);
+/* The copies, stores and expunges of a plan, submitted (see mailbox.c). */
+void tb_eng_submit(struct ctx *x, struct pass_out *o, const char *wire[2], struct tb_plan *p,
+                   struct tb_delta *d[2], struct tb_uidset modified[2], bool batched,
+                   struct tb_copy *cp[2]);
+/* A plan's counters (conflicts, matched ...) added to the run's stats. */
+void tb_eng_plan_stats(struct ctx *x, const struct tb_plan *p);
+void tb_eng_uidset_of(struct tb_uidset *set, const uint32_t *uids, size_t n);
+
+/* batch.c: write batches (the first passes of consecutive changed mailboxes written in one
+ * flight per server). Whether e's first pass can go into one (sync_entry would do nothing
+ * else for it than its passes); the batch of n, synced, each left to settle_deferred. */
+bool tb_eng_batchable(struct ctx *x, const struct entry *e);
+int tb_eng_write_batch(struct ctx *x, struct entry **v, size_t n);
+/* At the end of the run: the batches a failure left behind (their copies' callbacks may
+ * have fired until the connections closed). */
+void tb_eng_batch_release(struct ctx *x);
 
 /* replica_run.c: replica mode (pair key replica; see sync/replica.h) */
-struct tb_replica_plan;
 /* Both servers offer X-REPLICATE-REPLICA (else a config error, its exit code); listings then
  * ask for mailbox GUIDs. */
 int tb_eng_replica_check(struct ctx *x);

@@ -42,7 +42,7 @@ void tb_eng_record_copy(struct pass_out *o, int dst, uint32_t src_uid, uint32_t 
     o->x->stats->copied[dst]++;
 }
 
-static void on_copied(void *ud, uint32_t src_uid, uint32_t dst_uid, const char *flags)
+void tb_eng_on_copied(void *ud, uint32_t src_uid, uint32_t dst_uid, const char *flags)
 {
     /* ud points at the pass_out with the destination side encoded in the low bit. */
     uintptr_t v = (uintptr_t)ud;
@@ -73,7 +73,7 @@ static void report_plan(struct ctx *x, const char *canon, const struct tb_plan *
 }
 
 /* Before a copy batch: what it may leave behind if this run dies (see tb_state_intents). */
-static int record_intents(struct ctx *x, const char *canon, const struct tb_plan *p)
+int tb_eng_record_intents(struct ctx *x, const char *canon, const struct tb_plan *p)
 {
     if (!p->n_copies[0] && !p->n_copies[1])
         return 0;
@@ -90,34 +90,47 @@ static int record_intents(struct ctx *x, const char *canon, const struct tb_plan
     return 0;
 }
 
-static void uidset_of(struct tb_uidset *set, const uint32_t *uids, size_t n)
+void tb_eng_uidset_of(struct tb_uidset *set, const uint32_t *uids, size_t n)
 {
     tb_uidset_init(set);
     for (size_t i = 0; i < n; i++)
         tb_uidset_add(set, uids[i]);
 }
 
-/* Executes the writes of a plan on both sides; fills `modified` with UIDs refused by
- * UNCHANGEDSINCE, and UIDs an expunge left in place, per side (their pairs keep the old
- * base and are merged next pass). */
-static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct tb_delta *d[2],
-                   struct tb_uidset modified[2])
+/* Submits the writes of a plan on both sides (copies, flag stores, and the expunges, or in a
+ * batch their \Deleted alone: the caller expunges later, and the SELECTs do not wait for
+ * the previous mailbox's commands); cp receives the copies, to be finished by the caller.
+ * `modified` receives the UIDs refused by UNCHANGEDSINCE, and UIDs an expunge left in place, per
+ * side (their pairs keep the old base and are merged next pass). */
+void tb_eng_submit(struct ctx *x, struct pass_out *o, const char *wire[2], struct tb_plan *p,
+                   struct tb_delta *d[2], struct tb_uidset modified[2], bool batched,
+                   struct tb_copy *cp[2])
 {
-    struct tb_copy *cp[2] = {NULL, NULL};
     /* A side whose delta came from X-REPLICATE has not selected the mailbox yet. */
     for (int k = 0; k < 2; k++)
-        if (p->n_groups[k] || p->n_expunge[k] || p->n_copies[1 - k])
+        if ((p->n_groups[k] || p->n_expunge[k] || p->n_copies[1 - k]) && batched)
+            tb_store_select_queued(&x->s[k], wire[k]);
+        else if (p->n_groups[k] || p->n_expunge[k] || p->n_copies[1 - k])
             tb_store_select(&x->s[k], wire[k]);
     for (int k = 0; k < 2; k++) {
+        cp[k] = NULL;
         if (!p->n_copies[k])
             continue;
-        cp[k] = tb_copy_new(&x->s[1 - k], &x->s[k], wire[k], on_copied, tb_eng_on_skipped,
-                            (void *)((uintptr_t)&x->out | (uintptr_t)k));
+        cp[k] = tb_copy_new(&x->s[1 - k], &x->s[k], wire[k], tb_eng_on_copied, tb_eng_on_skipped,
+                            (void *)((uintptr_t)o | (uintptr_t)k));
         tb_copy_set_uid_floor(cp[k], d[k]->uidnext);
         for (size_t i = 0; i < p->n_copies[k]; i++)
             tb_copy_add(cp[k], p->copies[k][i]);
     }
-    tb_eng_apply_stores(x, p, d, modified);
+    tb_eng_apply_stores(x, p, d, modified, batched);
+}
+
+/* Executes the writes of a plan on both sides and waits for them. */
+static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct tb_delta *d[2],
+                   struct tb_uidset modified[2])
+{
+    struct tb_copy *cp[2];
+    tb_eng_submit(x, &x->out, wire, p, d, modified, false, cp);
     int rc = 0;
     for (int k = 0; k < 2; k++)
         if (cp[k] && tb_copy_finish(cp[k], &x->stats->bytes) < 0)
@@ -128,12 +141,12 @@ static int execute(struct ctx *x, const char *wire[2], struct tb_plan *p, struct
 }
 
 void tb_eng_apply_stores(struct ctx *x, struct tb_plan *p, struct tb_delta *d[2],
-                         struct tb_uidset modified[2])
+                         struct tb_uidset modified[2], bool mark_only)
 {
     for (int k = 0; k < 2; k++) {
         for (size_t g = 0; g < p->n_groups[k]; g++) {
             struct tb_uidset set;
-            uidset_of(&set, p->groups[k][g].uids, p->groups[k][g].n);
+            tb_eng_uidset_of(&set, p->groups[k][g].uids, p->groups[k][g].n);
             tb_store_flags(&x->s[k], &set, p->groups[k][g].op, p->groups[k][g].flags,
                            d[k]->highestmodseq, &modified[k]);
             x->stats->flag_updates += p->groups[k][g].n;
@@ -141,16 +154,28 @@ void tb_eng_apply_stores(struct ctx *x, struct tb_plan *p, struct tb_delta *d[2]
         }
         if (p->n_expunge[k]) {
             struct tb_uidset set;
-            uidset_of(&set, p->expunge[k], p->n_expunge[k]);
-            tb_store_expunge(&x->s[k], &set, &modified[k]);
+            tb_eng_uidset_of(&set, p->expunge[k], p->n_expunge[k]);
+            if (mark_only)
+                tb_store_flags(&x->s[k], &set, '+', "\\Deleted", 0, NULL);
+            else
+                tb_store_expunge(&x->s[k], &set, &modified[k]);
             x->stats->expunges += p->n_expunge[k];
             tb_uidset_free(&set);
         }
     }
 }
 
+void tb_eng_plan_stats(struct ctx *x, const struct tb_plan *p)
+{
+    x->stats->conflicts += p->conflicts;
+    x->stats->flags_unstorable += p->unstorable;
+    x->stats->matched += p->matched;
+    x->stats->filtered += p->filtered;
+    x->stats->kept += p->kept;
+}
+
 /* Records one pass: pair changes, copies, and the side values seen by its SELECTs. */
-static int commit_pass(struct ctx *x, struct entry *e, const struct pass_out *o,
+int tb_eng_commit_pass(struct ctx *x, struct entry *e, const struct pass_out *o,
                        struct tb_delta *d[2], struct tb_plan *p, struct tb_uidset modified[2],
                        bool reset, bool subscribed, const struct tb_state_intent *sus,
                        struct tb_uidset gone[2])
@@ -253,17 +278,22 @@ static int start_deltas(struct ctx *x, struct entry *e, char *wire[2], int pass,
         struct tb_uidset extra;
         tb_uidset_init(&extra);
         int rc = pass == 0 && b ? tb_eng_skip_refetch(x, e->canon, k, b->uidvalidity, &extra) : 0;
-        if (rc == 0) {
+        if (rc == 0 && e->creating) /* nothing in flight but the CREATE (engine.c) */
+            tb_store_delta_queue(&x->s[k], wire[k], b ? b->uidvalidity : 0,
+                                 b ? b->highestmodseq : 0, b ? b->uidnext : 0,
+                                 pass == 0 && b ? &extra : NULL, d[k]);
+        else if (rc == 0)
             tb_store_delta_start(&x->s[k], wire[k], b ? b->uidvalidity : 0,
                                  b ? b->highestmodseq : 0, b ? b->uidnext : 0,
                                  pass == 0 && b ? &extra : NULL, d[k]);
-            waiting = true;
-        }
+        waiting = waiting || rc == 0;
         tb_uidset_free(&extra);
         if (rc != 0)
             return rc;
     }
-    if (waiting && tb_store_wait(x->both, 2) < 0)
+    bool creating = e->creating;
+    e->creating = false;
+    if ((waiting || creating) && tb_store_wait(x->both, 2) < 0)
         return tb_eng_store_fail(x);
     return 0;
 }
@@ -295,20 +325,11 @@ static bool unusable(struct ctx *x, struct entry *e, struct tb_delta *d[2])
     return false;
 }
 
-struct pass_io {
-    struct tb_state_msg *pairs;
-    size_t n_pairs;
-    struct tb_state_intent *sus;
-    size_t n_sus;
-    struct tb_plan_skips sk;
-    struct tb_uidset gone[2];
-};
-
 /* The pass's plan; in replica mode turned into moves (rp, else left empty). -1: the mailbox
  * is left alone this run (warned). A UID-pinned copy cannot land twice, so replica mode
  * needs no crash suspects (and their late-copy expunge would hit the first leg of a
  * renumbering whose original was already expunged). */
-static int plan(struct ctx *x, struct entry *e, struct pass_io *io, struct tb_delta *d[2],
+int tb_eng_plan(struct ctx *x, struct entry *e, struct pass_io *io, struct tb_delta *d[2],
                 const uint32_t base_next[2], struct tb_plan *p, struct tb_replica_plan *rp)
 {
     bool replica = x->pair->replica;
@@ -325,14 +346,14 @@ static int plan(struct ctx *x, struct entry *e, struct pass_io *io, struct tb_de
     return 0;
 }
 
-static bool replica_writes(const struct ctx *x, const struct tb_replica_plan *rp,
+bool tb_eng_replica_writes(const struct ctx *x, const struct tb_replica_plan *rp,
                            struct tb_delta *d[2], int k)
 {
     const struct tb_delta *cd[2] = {d[0], d[1]};
     return x->pair->replica && tb_replica_writes(rp, cd, k);
 }
 
-static int pass_io_load(struct ctx *x, struct entry *e, bool reset, struct pass_io *io)
+int tb_eng_pass_io_load(struct ctx *x, struct entry *e, bool reset, struct pass_io *io)
 {
     memset(io, 0, sizeof(*io));
     if ((e->st && !reset && tb_state_messages(x->st, e->st->id, &io->pairs, &io->n_pairs) < 0) ||
@@ -341,7 +362,7 @@ static int pass_io_load(struct ctx *x, struct entry *e, bool reset, struct pass_
     return 0;
 }
 
-static void pass_io_free(struct pass_io *io)
+void tb_eng_pass_io_free(struct pass_io *io)
 {
     tb_state_intents_free(io->sus, io->n_sus);
     tb_state_messages_free(io->pairs, io->n_pairs);
@@ -362,15 +383,16 @@ static int run_pass(struct ctx *x, struct entry *e, char *wire[2], struct tb_del
     x->out.mailbox = e->canon;
     struct tb_plan p;
     struct tb_replica_plan rp;
-    if (plan(x, e, io, d, base_next, &p, &rp) < 0) {
+    if (tb_eng_plan(x, e, io, d, base_next, &p, &rp) < 0) {
         tb_plan_free(&p);
         *writes = false;
         return 0; /* left alone: warned */
     }
-    *writes =
-        tb_plan_has_writes(&p) || replica_writes(x, &rp, d, 0) || replica_writes(x, &rp, d, 1);
+    *writes = tb_plan_has_writes(&p) || tb_eng_replica_writes(x, &rp, d, 0) ||
+              tb_eng_replica_writes(x, &rp, d, 1);
     for (int k = 0; k < 2; k++)
-        wrote[k] = p.n_copies[k] || p.n_groups[k] || p.n_expunge[k] || replica_writes(x, &rp, d, k);
+        wrote[k] =
+            p.n_copies[k] || p.n_groups[k] || p.n_expunge[k] || tb_eng_replica_writes(x, &rp, d, k);
     struct tb_uidset modified[2];
     tb_uidset_init(&modified[0]);
     tb_uidset_init(&modified[1]);
@@ -384,18 +406,15 @@ static int run_pass(struct ctx *x, struct entry *e, char *wire[2], struct tb_del
         *writes = false;
     } else {
         if (*writes)
-            rc = record_intents(x, e->canon, &p);
+            rc = tb_eng_record_intents(x, e->canon, &p);
         if (rc == 0 && *writes && x->pair->replica)
             rc = tb_eng_replica_execute(x, (const char **)wire, &p, &rp, d, modified);
         else if (rc == 0 && *writes && execute(x, (const char **)wire, &p, d, modified) < 0)
             rc = tb_eng_store_fail(x);
         if (rc == 0)
-            rc = commit_pass(x, e, &x->out, d, &p, modified, reset, subscribed, io->sus, io->gone);
-        x->stats->conflicts += p.conflicts;
-        x->stats->flags_unstorable += p.unstorable;
-        x->stats->matched += p.matched;
-        x->stats->filtered += p.filtered;
-        x->stats->kept += p.kept;
+            rc = tb_eng_commit_pass(x, e, &x->out, d, &p, modified, reset, subscribed, io->sus,
+                                    io->gone);
+        tb_eng_plan_stats(x, &p);
     }
     tb_eng_out_clear(&x->out);
     tb_uidset_free(&modified[0]);
@@ -422,7 +441,7 @@ static int sync_passes(struct ctx *x, struct entry *e, bool reset, bool subscrib
         memset(dd, 0, sizeof(dd));
         struct pass_io io;
         bool writes = false;
-        rc = pass_io_load(x, e, reset, &io);
+        rc = tb_eng_pass_io_load(x, e, reset, &io);
         if (rc == 0)
             rc = start_deltas(x, e, wire, pass, reset, wrote, d);
         if (rc == 0 && unusable(x, e, d)) {
@@ -456,7 +475,7 @@ static int sync_passes(struct ctx *x, struct entry *e, bool reset, bool subscrib
                 pass = MAX_PASSES;
             }
         }
-        pass_io_free(&io);
+        tb_eng_pass_io_free(&io);
         tb_delta_clear(d[0]);
         tb_delta_clear(d[1]);
     }
@@ -484,26 +503,27 @@ static int settle_one(struct ctx *x, struct entry *e, struct tb_delta *d[2])
         if (d[k]->unreadable || (!d[k]->full && d[k]->uidvalidity != e->st->side[k].uidvalidity))
             return sync_passes(x, e, false, e->subscribed, 1); /* look again */
     struct pass_io io;
-    int rc = pass_io_load(x, e, false, &io);
+    int rc = tb_eng_pass_io_load(x, e, false, &io);
     if (rc == 0)
         rc = tb_eng_skip_classify(x, e->canon, d, &io.sk, io.gone);
     if (rc == 0) {
         uint32_t base_next[2] = {e->st->side[0].uidnext, e->st->side[1].uidnext};
         struct tb_plan p;
         struct tb_replica_plan rp;
-        if (plan(x, e, &io, d, base_next, &p, &rp) < 0) {
+        if (tb_eng_plan(x, e, &io, d, base_next, &p, &rp) < 0) {
             tb_plan_free(&p); /* left alone, warned: not settled, nothing recorded */
-            pass_io_free(&io);
+            tb_eng_pass_io_free(&io);
             return 0;
         }
-        bool writes =
-            tb_plan_has_writes(&p) || replica_writes(x, &rp, d, 0) || replica_writes(x, &rp, d, 1);
+        bool writes = tb_plan_has_writes(&p) || tb_eng_replica_writes(x, &rp, d, 0) ||
+                      tb_eng_replica_writes(x, &rp, d, 1);
         if (!writes) {
             struct tb_uidset modified[2];
             tb_uidset_init(&modified[0]);
             tb_uidset_init(&modified[1]);
             struct pass_out none = {.x = x, .mailbox = e->canon};
-            rc = commit_pass(x, e, &none, d, &p, modified, false, e->subscribed, io.sus, io.gone);
+            rc = tb_eng_commit_pass(x, e, &none, d, &p, modified, false, e->subscribed, io.sus,
+                                    io.gone);
             e->unsettled = false;
         }
         tb_plan_free(&p);
@@ -516,7 +536,7 @@ static int settle_one(struct ctx *x, struct entry *e, struct tb_delta *d[2])
         if (writes)
             rc = sync_passes(x, e, false, e->subscribed, 1);
     }
-    pass_io_free(&io);
+    tb_eng_pass_io_free(&io);
     return rc;
 }
 

@@ -357,7 +357,7 @@ int tb_eng_replica_execute(struct ctx *x, const char *wire[2], struct tb_plan *p
     for (int k = 0; k < 2; k++)
         if (writes[k] || rp->n) /* a source of copies is selected too */
             tb_store_select(&x->s[k], wire[k]);
-    tb_eng_apply_stores(x, p, d, modified);
+    tb_eng_apply_stores(x, p, d, modified, false);
     x->replica_plan = rp;
     rc = stages(x, wire, rp, modified);
     x->replica_plan = NULL;

@@ -194,6 +194,48 @@ class InitialSyncTest(SyncBase):
             rb.stop()
 
 
+    def test_changed_mailboxes_written_in_one_batch(self):
+        # Six mailboxes changed on both sides (new, flagged, expunged messages): their first
+        # passes are written together, so the round trips do not grow with the number of
+        # changed mailboxes (one mailbox after another took three each).
+        boxes = ["INBOX"] + [f"Box{i}" for i in range(5)]
+        ids = {b: ic.load_messages(self.a, "alice", b, 6, seed=i) for i, b in enumerate(boxes)}
+        ra, rb = Relay(self.a.imap_port), Relay(self.b.imap_port)
+        try:
+            self.write_config(ra.port, rb.port, compress="no", extra="xreplicate = no\n")
+            self.sync()
+            self.assertSame()
+            for i, b in enumerate(boxes):
+                ic.load_messages(self.a, "alice", b, 1, seed=i, start=6)
+                ic.load_messages(self.b, "alice", b, 1, seed=i, start=7)
+                self.store(self.a, b, ids[b][0], "+FLAGS", "\\Flagged")
+                self.store(self.b, b, ids[b][1], "+FLAGS", "\\Answered")
+                self.expunge(self.a, b, ids[b][2])
+                self.expunge(self.b, b, ids[b][3])
+            ra.reset_counters()
+            rb.reset_counters()
+            r = self.sync()
+            self.assertIn("copied a->b 6, b->a 6, flag updates 12, expunged 12", r.out)
+            turns = (ra.stats()["turns"], rb.stats()["turns"])
+            # Login and listing, the deltas, the batch's two flights, the settling pass, the
+            # LOGOUT: 6. An APPEND goes out as soon as its body arrived, so on this fast
+            # link the six APPENDs may take up to six writes that follow server data; one
+            # mailbox after another took three round trips each (about 20 in all).
+            self.assertLessEqual(max(turns), 11, f"{turns}: {r.out}")
+            snap = self.assertSame()
+            for i, b in enumerate(boxes):
+                got = {row[0] for row in snap[b]}
+                self.assertEqual(len(snap[b]), 6, b)
+                self.assertFalse(got & {ids[b][2], ids[b][3]}, b)
+            self.assertEqual(self.flags_of(self.b, "Box2")[ids["Box2"][0]], {"\\Flagged"})
+            self.assertEqual(self.flags_of(self.a, "Box2")[ids["Box2"][1]], {"\\Answered"})
+            r = self.sync()
+            self.assertIn("copied a->b 0, b->a 0, flag updates 0, expunged 0", r.out)
+        finally:
+            ra.stop()
+            rb.stop()
+
+
 class MergeTest(SyncBase):
     def test_conflict_merge_and_expunge_wins(self):
         ids = ic.load_messages(self.a, "alice", "INBOX", 3, flags=("\\Flagged",))

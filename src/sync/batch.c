@@ -1,0 +1,260 @@
+/* Write batches: the first passes of consecutive changed mailboxes, written together.
+ *
+ * Written alone, a mailbox's first pass costs three round trips per server: its SELECT with
+ * the FETCHes and STOREs, its UID EXPUNGE (fenced behind the \Deleted STORE, which a server
+ * may otherwise run after it), and the APPENDs of the bodies the other side sent. A batch
+ * sends every mailbox's SELECT, FETCHes and STOREs in one flight, then, after one fence,
+ * SELECT and UID EXPUNGE of each mailbox with expunges while the APPENDs follow the
+ * bodies: two round trips for the whole batch. Each mailbox is committed on its own once
+ * everything completed, and settled later with the others (tb_eng_settle_deferred).
+ *
+ * Invariants:
+ * - A server runs a session's commands in order (a SELECT waits for the commands before
+ *   it), so what is sent between mailbox N's SELECT and N+1's applies to N. A copy whose
+ *   FETCHes do not all fit its window sends more later, to whatever is selected then: it
+ *   ends the batch's round (nothing is selected after it until it completed).
+ * - Bodies held stay bounded: a round takes mailboxes while their copies add up to at
+ *   most ROUND_BYTES (one mailbox alone may hold its copy window).
+ * - Only first passes that need nothing read in between (tb_eng_batchable): deltas from
+ *   the survey or the state, UIDVALIDITY as recorded, UIDPLUS on both sides, no replica
+ *   mode (its moves are ordered legs), not a dry run.
+ * - A batch's pass_outs and UID sets are written by command callbacks: after a failure
+ *   those may still fire until the connections close, so a failed batch is kept until the
+ *   run ends (tb_eng_batch_release). */
+#include "sync/engine_internal.h"
+
+#include "store/store.h"
+#include "sync/replica.h"
+#include "twinbox/config.h"
+#include "twinbox/imap.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define ROUND_BYTES (16u << 20)
+
+struct bpass {
+    struct entry *e;
+    char *wire[2];
+    struct tb_delta dd[2];
+    struct pass_io io;
+    struct tb_plan p;
+    struct tb_uidset modified[2];
+    struct tb_copy *cp[2];
+    struct pass_out out;
+    bool planned, writes;
+};
+
+struct write_batch {
+    struct write_batch *next;
+    size_t n;
+    struct bpass bp[];
+};
+
+bool tb_eng_batchable(struct ctx *x, const struct entry *e)
+{
+    if (x->o->dry_run || x->pair->replica || !x->may_defer || x->o->full_resync || e->skip ||
+        !e->st || !e->box[0] || !e->box[1] || e->box[0]->subscribed != e->box[1]->subscribed)
+        return false;
+    for (int k = 0; k < 2; k++) {
+        const struct tb_delta *d = e->pre[k];
+        uint32_t v = e->st->side[k].uidvalidity;
+        if (e->box[k]->uidvalidity != v || !tb_imap_has_cap(x->s[k].c, "UIDPLUS"))
+            return false;
+        /* A side the survey did not read must be the state's (start_deltas' pass 0). */
+        if (d ? d->unreadable || (!d->full && d->uidvalidity != v)
+              : !tb_eng_side_unchanged(e, k) || e->due[k])
+            return false;
+    }
+    return true;
+}
+
+static bool subscribed(const struct entry *e)
+{
+    return e->box[0]->subscribed; /* the same on both sides (tb_eng_batchable) */
+}
+
+/* The pass's deltas (moved from the survey's, else the state's), what it reads from the
+ * state, and its plan. A pass without writes is committed here: settled. */
+static int prepare(struct ctx *x, struct bpass *b)
+{
+    struct entry *e = b->e;
+    struct tb_delta *d[2] = {&b->dd[0], &b->dd[1]};
+    b->out.x = x;
+    b->out.mailbox = e->canon;
+    for (int k = 0; k < 2; k++) {
+        b->wire[k] = tb_eng_wire(x, e, k);
+        tb_uidset_init(&b->modified[k]);
+        if (e->pre[k]) {
+            *d[k] = *e->pre[k]; /* moved */
+            free(e->pre[k]);
+            e->pre[k] = NULL;
+        } else {
+            tb_eng_delta_of_state(d[k], &e->st->side[k]);
+        }
+        b->out.uidvalidity[k] = d[k]->uidvalidity;
+    }
+    int rc = tb_eng_pass_io_load(x, e, false, &b->io);
+    if (rc == 0)
+        rc = tb_eng_skip_classify(x, e->canon, d, &b->io.sk, b->io.gone);
+    if (rc != 0)
+        return rc;
+    uint32_t base_next[2];
+    for (int k = 0; k < 2; k++)
+        base_next[k] = d[k]->full ? 0 : e->st->side[k].uidnext;
+    struct tb_replica_plan rp;
+    int left = tb_eng_plan(x, e, &b->io, d, base_next, &b->p, &rp);
+    tb_replica_plan_free(&rp);
+    b->planned = true;
+    if (left < 0)
+        return 0; /* left alone, warned (only replica mode's plans are refused) */
+    b->writes = tb_plan_has_writes(&b->p);
+    if (b->p.late)
+        tb_eng_warn(x, tb_eng_show(e),
+                    "%s: %llu late copies of an interrupted run found and expunged", tb_eng_show(e),
+                    (unsigned long long)b->p.late);
+    tb_eng_plan_stats(x, &b->p);
+    if (!b->writes) {
+        rc = tb_eng_commit_pass(x, e, &b->out, d, &b->p, b->modified, false, subscribed(e),
+                                b->io.sus, b->io.gone);
+        e->unsettled = false;
+    }
+    tb_eng_free_pre(e);
+    return rc;
+}
+
+static uint64_t copy_bytes(const struct tb_plan *p)
+{
+    uint64_t n = 0;
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < p->n_copies[k]; i++)
+            n += p->copies[k][i]->size;
+    return n;
+}
+
+/* The expunges of the round's passes (their \Deleted went out with their stores): per
+ * server, each mailbox selected again and expunged, the first after one fence. Last
+ * mailbox first: it is still selected. */
+static void expunge_marked(struct ctx *x, struct bpass *bp, size_t n)
+{
+    for (int k = 0; k < 2; k++)
+        for (size_t j = n; j-- > 0;) {
+            struct tb_plan *p = &bp[j].p;
+            if (!bp[j].writes || !p->n_expunge[k])
+                continue;
+            struct tb_uidset set;
+            tb_eng_uidset_of(&set, p->expunge[k], p->n_expunge[k]);
+            tb_store_select_queued(&x->s[k], bp[j].wire[k]);
+            tb_store_expunge_marked(&x->s[k], &set, &bp[j].modified[k]);
+            tb_uidset_free(&set);
+        }
+}
+
+/* Waits for the round's writes, then commits each pass and leaves it to be settled. */
+static int complete(struct ctx *x, struct bpass *bp, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < 2; k++)
+            if (bp[i].cp[k] && tb_copy_finish(bp[i].cp[k], &x->stats->bytes) < 0)
+                rc = -1;
+    if (rc == 0)
+        rc = tb_store_wait(x->both, 2);
+    if (rc != 0)
+        return tb_eng_store_fail(x);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct bpass *b = &bp[i];
+        struct entry *e = b->e;
+        if (!b->writes)
+            continue;
+        struct tb_delta *d[2] = {&b->dd[0], &b->dd[1]};
+        rc = tb_eng_commit_pass(x, e, &b->out, d, &b->p, b->modified, false, subscribed(e),
+                                b->io.sus, b->io.gone);
+        e->deferred = true;
+        e->unsettled = true;
+        e->subscribed = subscribed(e);
+        for (int k = 0; k < 2; k++)
+            e->wrote[k] = b->p.n_copies[k] || b->p.n_groups[k] || b->p.n_expunge[k];
+    }
+    return rc;
+}
+
+/* One round from bp[*i] on: passes planned and submitted while the round has room, then
+ * their expunges, completion and commits. */
+static int round_trip(struct ctx *x, struct bpass *bp, size_t n, size_t *i)
+{
+    size_t first = *i;
+    uint64_t bytes = 0;
+    int rc = 0;
+    while (*i < n && rc == 0) {
+        struct bpass *b = &bp[*i];
+        if (!b->planned && (rc = prepare(x, b)) != 0)
+            break;
+        if (!b->writes) {
+            (*i)++;
+            continue;
+        }
+        uint64_t need = copy_bytes(&b->p);
+        if (bytes && bytes + need > ROUND_BYTES)
+            break; /* the next round's */
+        bytes += need;
+        if ((rc = tb_eng_record_intents(x, b->e->canon, &b->p)) != 0)
+            break;
+        const char *wire[2] = {b->wire[0], b->wire[1]};
+        struct tb_delta *d[2] = {&b->dd[0], &b->dd[1]};
+        tb_eng_submit(x, &b->out, wire, &b->p, d, b->modified, true, b->cp);
+        (*i)++;
+        if ((b->cp[0] && !tb_copy_fetches_sent(b->cp[0])) ||
+            (b->cp[1] && !tb_copy_fetches_sent(b->cp[1])))
+            break; /* still fetching: nothing may select another mailbox before it is done */
+    }
+    expunge_marked(x, bp + first, *i - first);
+    int r = complete(x, bp + first, *i - first);
+    return rc ? rc : r;
+}
+
+static void bpass_free(struct bpass *b)
+{
+    for (int k = 0; k < 2; k++) {
+        free(b->wire[k]);
+        tb_delta_clear(&b->dd[k]);
+        tb_uidset_free(&b->modified[k]);
+    }
+    tb_eng_pass_io_free(&b->io);
+    if (b->planned)
+        tb_plan_free(&b->p);
+    tb_eng_out_free(&b->out);
+}
+
+int tb_eng_write_batch(struct ctx *x, struct entry **v, size_t n)
+{
+    if (!n)
+        return 0;
+    struct write_batch *wb = tb_xcalloc(1, sizeof(*wb) + n * sizeof(wb->bp[0]));
+    wb->n = n;
+    for (size_t i = 0; i < n; i++)
+        wb->bp[i].e = v[i];
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0;)
+        rc = round_trip(x, wb->bp, n, &i);
+    if (rc != 0) {
+        wb->next = x->spent;
+        x->spent = wb;
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++)
+        bpass_free(&wb->bp[i]);
+    free(wb);
+    return 0;
+}
+
+void tb_eng_batch_release(struct ctx *x)
+{
+    while (x->spent) {
+        struct write_batch *wb = x->spent;
+        x->spent = wb->next;
+        for (size_t i = 0; i < wb->n; i++)
+            bpass_free(&wb->bp[i]);
+        free(wb);
+    }
+}
