@@ -187,6 +187,11 @@ void tb_eng_submit(struct ctx *x, struct pass_out *o, const char *wire[2], struc
 void tb_eng_plan_stats(struct ctx *x, const struct tb_plan *p);
 void tb_eng_uidset_of(struct tb_uidset *set, const uint32_t *uids, size_t n);
 
+/* entry.c: a mailbox of the run synced (created, deleted, subscribed, its passes); whether
+ * nothing changed on either side since the state (then it has nothing to do). */
+int tb_eng_sync_entry(struct ctx *x, struct entry *e);
+bool tb_eng_unchanged(const struct entry *e);
+
 /* batch.c: write batches (the first passes of consecutive changed mailboxes written in one
  * flight per server). Whether e's first pass can go into one (sync_entry would do nothing
  * else for it than its passes); the batch of n, synced, each left to settle_deferred. */
