@@ -126,10 +126,14 @@ static void add(struct tb_copy *cp, const struct tb_msg_info *m, uint32_t target
     if (cp->n == cp->cap) {
         cp->cap = cp->cap ? cp->cap * 2 : 64;
         cp->queue = tb_xrealloc(cp->queue, cp->cap * sizeof(*cp->queue));
-        cp->target = tb_xrealloc(cp->target, cp->cap * sizeof(*cp->target));
+        if (cp->target)
+            cp->target = tb_xrealloc(cp->target, cp->cap * sizeof(*cp->target));
     }
-    cp->target[cp->n] = target;
-    cp->queue[cp->n++] = *m; /* its strings borrowed (store.h): copied when its job starts */
+    if (target && !cp->target)
+        cp->target = tb_xcalloc(cp->cap, sizeof(*cp->target));
+    if (cp->target)
+        cp->target[cp->n] = target;
+    cp->queue[cp->n++] = m; /* borrowed (store.h): its job copies it when it starts */
     pump(cp);
 }
 
@@ -138,9 +142,25 @@ void tb_copy_add(struct tb_copy *cp, const struct tb_msg_info *m)
     add(cp, m, 0);
 }
 
+/* Records tb_copy_add_at keeps for its caller, whose own may be a temporary (a replica
+ * pass renumbers a copy of the delta's record): in blocks that never move. */
+struct tb_copy_held {
+    struct tb_copy_held *next;
+    size_t n;
+    struct tb_msg_info r[128];
+};
+
 void tb_copy_add_at(struct tb_copy *cp, const struct tb_msg_info *m, uint32_t target)
 {
-    add(cp, m, target);
+    struct tb_copy_held *h = cp->held;
+    if (!h || h->n == sizeof(h->r) / sizeof(*h->r)) {
+        h = tb_xmalloc(sizeof(*h));
+        h->next = cp->held;
+        h->n = 0;
+        cp->held = h;
+    }
+    h->r[h->n] = *m; /* its strings still borrowed */
+    add(cp, &h->r[h->n++], target);
 }
 
 void tb_copy_set_displaced(struct tb_copy *cp, struct tb_uidset *displaced)
@@ -156,8 +176,12 @@ void tb_copy_set_uid_floor(struct tb_copy *cp, uint32_t uid)
 static void copy_free(struct tb_copy *cp)
 {
     tb_copy_unknown_free(&cp->unknown);
-    free(cp->queue); /* its strings are the caller's */
+    free(cp->queue); /* its records are the caller's */
     free(cp->target);
+    for (struct tb_copy_held *h = cp->held, *next; h; h = next) {
+        next = h->next;
+        free(h);
+    }
     free(cp->ready);
     tb_uidset_free(&cp->misplaced);
     free(cp->mailbox);
@@ -582,11 +606,12 @@ static void pump(struct tb_copy *cp)
         j->cp = cp;
         /* The job's own strings: it may outlive tb_copy_finish (after a failure), the
          * caller's records may not. At most the window's worth of them at once. */
-        const struct tb_msg_info *q = &cp->queue[cp->next];
+        const struct tb_msg_info *q = cp->queue[cp->next];
         j->m = *q;
         j->m.flags = tb_xstrdup(q->flags ? q->flags : "");
         j->m.ident = q->ident ? tb_xstrdup(q->ident) : NULL;
-        j->target = cp->target[cp->next];
+        j->m.pooled = false;
+        j->target = cp->target ? cp->target[cp->next] : 0;
         cp->next++;
         cp->inflight++;
         j->held = j->m.size;

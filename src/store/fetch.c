@@ -210,9 +210,12 @@ int tb_fetch_body_state(struct mailimap_msg_att *att)
 
 void tb_msg_info_clear(struct tb_msg_info *m)
 {
-    free(m->flags);
-    free(m->ident);
+    if (!m->pooled) {
+        free(m->flags);
+        free(m->ident);
+    }
     m->flags = m->ident = NULL;
+    m->pooled = false;
 }
 
 void tb_list_to_info(struct mailimap_mailbox_list *ml, struct tb_mbox_info *b)

@@ -13,6 +13,7 @@ bool tb_fetch_to_info(struct mailimap_msg_att *att, struct tb_msg_info *m, const
                       size_t *body_len);
 /* 0: no BODY[] section in this FETCH; 1: BODY[] NIL; 2: BODY[] with content. */
 int tb_fetch_body_state(struct mailimap_msg_att *att);
+/* Frees m's strings unless a delta's pool holds them (m->pooled); m is left without any. */
 void tb_msg_info_clear(struct tb_msg_info *m);
 /* One flag in its canonical spelling ("\\Seen", "$Label"), malloc'd. */
 char *tb_flag_name(struct mailimap_flag *f);

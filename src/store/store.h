@@ -90,10 +90,13 @@ struct tb_delta {
      * delta, freed by tb_delta_clear. */
     struct tb_uidmap by_uid;
     size_t n_indexed;
-    /* Where the next FETCH of a UID already recorded is expected: a server that sends the
-     * same UIDs again in order (QRESYNC's changes, then the FETCH of everything) is merged
-     * without by_uid. A hint, checked before use. */
-    size_t next_merge;
+    /* The merge's shortcut for a server sending the same UIDs again in order (QRESYNC's
+     * changes, then the FETCH of everything), which spares by_uid: the record after the
+     * one merged last is tried first. It is the UID's first record as long as no UID is
+     * there twice: n_unique == n_msgs, every record appended by the merge with a UID it
+     * did not hold (top_uid: the largest of them). */
+    size_t next_merge, n_unique;
+    uint32_t top_uid;
     struct tb_delta_pool pool; /* the strings of the records with `pooled` set */
 };
 
@@ -302,12 +305,13 @@ typedef void tb_copy_skipped_fn(void *ud, const struct tb_msg_info *m, const cha
                                 bool permanent);
 struct tb_copy *tb_copy_new(struct tb_store *src, struct tb_store *dst, const char *dst_mailbox,
                             tb_copied_fn *done, tb_copy_skipped_fn *skipped, void *ud);
-/* m is copied, its strings (flags, ident) are not: they must stay valid until
- * tb_copy_finish returns (at 100,000 messages they would double the memory of the list
- * they come from). */
+/* m is borrowed, with its strings (flags, ident): it must stay valid and unchanged until
+ * tb_copy_finish returns (at 100,000 messages a copy would double the memory of the list
+ * it comes from). A job copies its message's record when it starts. */
 void tb_copy_add(struct tb_copy *cp, const struct tb_msg_info *m);
 /* Replica mode: the copy must get UID `target` on the destination (XREPLICATE UIDS before
- * its APPEND). Targets of one pipe must be added in ascending order. A copy the server
+ * its APPEND). m itself is copied (it may be a temporary), its strings are borrowed as
+ * tb_copy_add's. Targets of one pipe must be added in ascending order. A copy the server
  * placed under another UID (Dovecot renumbers at commit when a concurrent APPEND took it) is
  * expunged there when the pipe finishes; one refused for its UID (below UIDNEXT) is not
  * stored. Neither is reported done or skipped: the source UID goes into *displaced

@@ -23,6 +23,14 @@ uint32_t tb_hash_seed(void)
     return s;
 }
 
+uint32_t tb_hash_str(const char *s)
+{
+    uint32_t h = 2166136261u ^ tb_hash_seed();
+    for (const char *c = s; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    return h;
+}
+
 /* A 32-bit finalizer (xorshift-multiply rounds) over the seeded key: every input bit
  * affects the low bits the table uses. */
 static size_t hash(uint32_t uid, size_t mask)
@@ -78,13 +86,15 @@ static void grow(struct tb_uidmap *m)
 
 void tb_uidmap_put(struct tb_uidmap *m, uint32_t uid, size_t idx)
 {
+    if (idx >= UINT32_MAX)
+        abort(); /* not reached: see uidmap.h */
     if ((m->n + 1) * 2 > m->cap)
         grow(m);
     struct tb_uidmap_slot *s = probe(m, uid);
     if (!s->idx1)
         m->n++;
     s->uid = uid;
-    s->idx1 = idx + 1;
+    s->idx1 = (uint32_t)idx + 1;
 }
 
 bool tb_uidmap_get(const struct tb_uidmap *m, uint32_t uid, size_t *idx)

@@ -15,9 +15,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* 8 bytes: a delta's map of 100,000 UIDs has 262,144 slots. */
 struct tb_uidmap_slot {
     uint32_t uid;
-    size_t idx1; /* index + 1; 0: the slot is empty */
+    uint32_t idx1; /* index + 1; 0: the slot is empty */
 };
 
 struct tb_uidmap {
@@ -29,7 +30,8 @@ void tb_uidmap_init(struct tb_uidmap *m);
 void tb_uidmap_free(struct tb_uidmap *m);
 /* Forgets every entry, keeps the table. */
 void tb_uidmap_clear(struct tb_uidmap *m);
-/* Maps uid to idx (replacing an earlier index of the same uid). */
+/* Maps uid to idx (replacing an earlier index of the same uid). idx < UINT32_MAX (an index
+ * into an array in memory: 4 billion records would not fit); a larger one aborts. */
 void tb_uidmap_put(struct tb_uidmap *m, uint32_t uid, size_t idx);
 /* The index of uid into *idx: true when present. */
 bool tb_uidmap_get(const struct tb_uidmap *m, uint32_t uid, size_t *idx);
@@ -37,5 +39,8 @@ bool tb_uidmap_get(const struct tb_uidmap *m, uint32_t uid, size_t *idx);
 /* The per-process random seed the map hashes with, for other tables keyed by what a
  * server chose (never 0). */
 uint32_t tb_hash_seed(void);
+/* FNV-1a of a NUL-terminated string from the seeded basis: for tables keyed by strings a
+ * server chose (flag lists, keywords). */
+uint32_t tb_hash_str(const char *s);
 
 #endif
