@@ -1,23 +1,27 @@
-/* Write batches: the first passes of consecutive changed mailboxes, written together.
+/* Write batches: the first passes of consecutive mailboxes that change, written together.
  *
  * Written alone, a mailbox's first pass costs three round trips per server: its SELECT with
  * the FETCHes and STOREs, its UID EXPUNGE (fenced behind the \Deleted STORE, which a server
- * may otherwise run after it), and the APPENDs of the bodies the other side sent. A batch
+ * may otherwise run after it), and the APPENDs of the bodies the other side sent; a new
+ * mailbox one more for its listing. A batch lists its new mailboxes in one flight, then
  * sends every mailbox's SELECT, FETCHes and STOREs in one flight, then, after one fence,
  * SELECT and UID EXPUNGE of each mailbox with expunges while the APPENDs follow the
- * bodies: two round trips for the whole batch. Each mailbox is committed on its own once
- * everything completed, and settled later with the others (tb_eng_settle_deferred).
+ * bodies: two round trips for the writes of the whole batch. Each mailbox is committed on
+ * its own once everything completed, and settled later with the others
+ * (tb_eng_settle_deferred).
  *
  * Invariants:
  * - A server runs a session's commands in order (a SELECT waits for the commands before
  *   it), so what is sent between mailbox N's SELECT and N+1's applies to N. A copy whose
  *   FETCHes do not all fit its window sends more later, to whatever is selected then: it
  *   ends the batch's round (nothing is selected after it until it completed).
- * - Bodies held stay bounded: a round takes mailboxes while their copies add up to at
- *   most ROUND_BYTES (one mailbox alone may hold its copy window).
- * - Only first passes that need nothing read in between (tb_eng_batchable): deltas from
- *   the survey or the state, UIDVALIDITY as recorded, UIDPLUS on both sides, no replica
- *   mode (its moves are ordered legs), not a dry run.
+ * - Memory stays bounded: a round takes mailboxes while their copies add up to at most
+ *   ROUND_BYTES (one mailbox alone may hold its copy window), a batch lists at most
+ *   BATCH_LISTED messages of new mailboxes (one alone may list more).
+ * - Only passes that need nothing read in between (tb_eng_batchable): a mailbox with state
+ *   takes its deltas from the survey or the state (the same UIDVALIDITY), a new one is
+ *   listed in full; UIDPLUS on both sides; no replica mode (its moves are ordered legs);
+ *   not a dry run.
  * - A batch's pass_outs and UID sets are written by command callbacks: after a failure
  *   those may still fire until the connections close, so a failed batch is kept until the
  *   run ends (tb_eng_batch_release). */
@@ -42,6 +46,9 @@ struct bpass {
     struct tb_uidset modified[2];
     struct tb_copy *cp[2];
     struct pass_out out;
+    bool fresh;      /* no state: listed in full by the batch, recorded from scratch */
+    bool subscribed; /* as recorded */
+    bool done;       /* nothing to write: ended before its pass, or left alone (warned) */
     bool planned, writes;
 };
 
@@ -54,12 +61,16 @@ struct write_batch {
 bool tb_eng_batchable(struct ctx *x, const struct entry *e)
 {
     if (x->o->dry_run || x->pair->replica || !x->may_defer || x->o->full_resync || e->skip ||
-        !e->st || !e->box[0] || !e->box[1] || e->box[0]->subscribed != e->box[1]->subscribed)
+        !tb_imap_has_cap(x->s[0].c, "UIDPLUS") || !tb_imap_has_cap(x->s[1].c, "UIDPLUS"))
+        return false;
+    if (!e->st)
+        return e->box[0] || e->box[1]; /* new: created where missing, listed by the batch */
+    if (!e->box[0] || !e->box[1] || e->box[0]->subscribed != e->box[1]->subscribed)
         return false;
     for (int k = 0; k < 2; k++) {
         const struct tb_delta *d = e->pre[k];
         uint32_t v = e->st->side[k].uidvalidity;
-        if (e->box[k]->uidvalidity != v || !tb_imap_has_cap(x->s[k].c, "UIDPLUS"))
+        if (e->box[k]->uidvalidity != v)
             return false;
         /* A side the survey did not read must be the state's (start_deltas' pass 0). */
         if (d ? d->unreadable || (!d->full && d->uidvalidity != v)
@@ -69,39 +80,87 @@ bool tb_eng_batchable(struct ctx *x, const struct entry *e)
     return true;
 }
 
-static bool subscribed(const struct entry *e)
+uint64_t tb_eng_batch_listed(const struct entry *e)
 {
-    return e->box[0]->subscribed; /* the same on both sides (tb_eng_batchable) */
+    if (e->st)
+        return 0;
+    return (e->box[0] ? e->box[0]->messages : 0) + (e->box[1] ? e->box[1]->messages : 0);
 }
 
-/* The pass's deltas (moved from the survey's, else the state's), what it reads from the
- * state, and its plan. A pass without writes is committed here: settled. */
+/* The new mailboxes of the batch: what tb_eng_sync_entry does before the passes (CREATE
+ * where missing, subscriptions), then both sides listed in full, all in one flight. */
+static int list_fresh(struct ctx *x, struct bpass *bp, size_t n)
+{
+    bool waiting = false;
+    for (size_t i = 0; i < n; i++) {
+        struct bpass *b = &bp[i];
+        if (b->e->st)
+            continue;
+        b->fresh = true;
+        bool reset;
+        int rc = tb_eng_entry_begin(x, b->e, &reset, &b->subscribed);
+        if (rc != 1) {
+            b->done = true;
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        for (int k = 0; k < 2; k++) {
+            b->wire[k] = tb_eng_wire(x, b->e, k);
+            tb_store_delta_queue(&x->s[k], b->wire[k], 0, 0, 0, NULL, &b->dd[k]);
+        }
+        b->e->creating = false; /* the wait below covers its CREATE */
+        waiting = true;
+    }
+    if (waiting && tb_store_wait(x->both, 2) < 0)
+        return tb_eng_store_fail(x);
+    return 0;
+}
+
+/* A mailbox with state: its deltas moved from the survey's, else the state's. */
+static void take_deltas(struct ctx *x, struct bpass *b)
+{
+    struct entry *e = b->e;
+    b->subscribed = e->box[0]->subscribed; /* the same on both sides (tb_eng_batchable) */
+    for (int k = 0; k < 2; k++) {
+        b->wire[k] = tb_eng_wire(x, e, k);
+        if (e->pre[k]) {
+            b->dd[k] = *e->pre[k]; /* moved */
+            free(e->pre[k]);
+            e->pre[k] = NULL;
+        } else {
+            tb_eng_delta_of_state(&b->dd[k], &e->st->side[k]);
+        }
+    }
+}
+
+/* The pass's deltas, what it reads from the state, and its plan. A pass without writes is
+ * committed here: settled. */
 static int prepare(struct ctx *x, struct bpass *b)
 {
     struct entry *e = b->e;
     struct tb_delta *d[2] = {&b->dd[0], &b->dd[1]};
     b->out.x = x;
     b->out.mailbox = e->canon;
+    if (!b->fresh)
+        take_deltas(x, b);
     for (int k = 0; k < 2; k++) {
-        b->wire[k] = tb_eng_wire(x, e, k);
         tb_uidset_init(&b->modified[k]);
-        if (e->pre[k]) {
-            *d[k] = *e->pre[k]; /* moved */
-            free(e->pre[k]);
-            e->pre[k] = NULL;
-        } else {
-            tb_eng_delta_of_state(d[k], &e->st->side[k]);
-        }
         b->out.uidvalidity[k] = d[k]->uidvalidity;
     }
-    int rc = tb_eng_pass_io_load(x, e, false, &b->io);
+    if (b->fresh && tb_eng_unusable(x, e, d)) {
+        b->done = true; /* nothing recorded: the next run looks again */
+        e->unsettled = true;
+        return 0;
+    }
+    int rc = tb_eng_pass_io_load(x, e, b->fresh, &b->io);
     if (rc == 0)
         rc = tb_eng_skip_classify(x, e->canon, d, &b->io.sk, b->io.gone);
     if (rc != 0)
         return rc;
     uint32_t base_next[2];
     for (int k = 0; k < 2; k++)
-        base_next[k] = d[k]->full ? 0 : e->st->side[k].uidnext;
+        base_next[k] = d[k]->full || !e->st ? 0 : e->st->side[k].uidnext;
     struct tb_replica_plan rp;
     int left = tb_eng_plan(x, e, &b->io, d, base_next, &b->p, &rp);
     tb_replica_plan_free(&rp);
@@ -115,7 +174,7 @@ static int prepare(struct ctx *x, struct bpass *b)
                     (unsigned long long)b->p.late);
     tb_eng_plan_stats(x, &b->p);
     if (!b->writes) {
-        rc = tb_eng_commit_pass(x, e, &b->out, d, &b->p, b->modified, false, subscribed(e),
+        rc = tb_eng_commit_pass(x, e, &b->out, d, &b->p, b->modified, b->fresh, b->subscribed,
                                 b->io.sus, b->io.gone);
         e->unsettled = false;
     }
@@ -168,11 +227,11 @@ static int complete(struct ctx *x, struct bpass *bp, size_t n)
         if (!b->writes)
             continue;
         struct tb_delta *d[2] = {&b->dd[0], &b->dd[1]};
-        rc = tb_eng_commit_pass(x, e, &b->out, d, &b->p, b->modified, false, subscribed(e),
+        rc = tb_eng_commit_pass(x, e, &b->out, d, &b->p, b->modified, b->fresh, b->subscribed,
                                 b->io.sus, b->io.gone);
         e->deferred = true;
         e->unsettled = true;
-        e->subscribed = subscribed(e);
+        e->subscribed = b->subscribed;
         for (int k = 0; k < 2; k++)
             e->wrote[k] = b->p.n_copies[k] || b->p.n_groups[k] || b->p.n_expunge[k];
     }
@@ -188,9 +247,9 @@ static int round_trip(struct ctx *x, struct bpass *bp, size_t n, size_t *i)
     int rc = 0;
     while (*i < n && rc == 0) {
         struct bpass *b = &bp[*i];
-        if (!b->planned && (rc = prepare(x, b)) != 0)
+        if (!b->planned && !b->done && (rc = prepare(x, b)) != 0)
             break;
-        if (!b->writes) {
+        if (b->done || !b->writes) {
             (*i)++;
             continue;
         }
@@ -226,17 +285,24 @@ static void bpass_free(struct bpass *b)
     tb_eng_out_free(&b->out);
 }
 
-int tb_eng_write_batch(struct ctx *x, struct entry **v, size_t n)
+int tb_eng_write_batch(struct ctx *x, struct entry **v, size_t n, size_t *done)
 {
+    *done = 0;
     if (!n)
         return 0;
     struct write_batch *wb = tb_xcalloc(1, sizeof(*wb) + n * sizeof(wb->bp[0]));
     wb->n = n;
     for (size_t i = 0; i < n; i++)
         wb->bp[i].e = v[i];
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0;)
+    int rc = list_fresh(x, wb->bp, n);
+    size_t i = 0;
+    while (i < n && rc == 0) {
         rc = round_trip(x, wb->bp, n, &i);
+        /* Stopping (the daemon's SIGTERM) waits for the round in flight, not the batch. */
+        if (x->o->stop && __atomic_load_n(x->o->stop, __ATOMIC_RELAXED))
+            break;
+    }
+    *done = i;
     if (rc != 0) {
         wb->next = x->spent;
         x->spent = wb;

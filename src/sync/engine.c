@@ -453,12 +453,15 @@ static int renames(struct ctx *x, struct entry **ent, size_t *n_ent)
 }
 
 /* The first passes of the mailboxes collected for a write batch (batch.c). */
-static int flush_batch(struct ctx *x, struct entry **batch, size_t *n, double t0)
+static int flush_batch(struct ctx *x, struct entry **batch, size_t *n, double t0, bool *stopped)
 {
-    int rc = tb_eng_write_batch(x, batch, *n);
-    x->stats->mailboxes_done += *n;
-    if (*n)
+    size_t done;
+    int rc = tb_eng_write_batch(x, batch, *n, &done);
+    x->stats->mailboxes_done += done;
+    if (done)
         progress(x, TB_SYNC_EV_PROGRESS, t0);
+    if (done < *n)
+        *stopped = true;
     *n = 0;
     return rc;
 }
@@ -481,6 +484,7 @@ static int run_entries(struct ctx *x, struct entry *ent, size_t n_ent)
     bool stopped = false;
     struct entry **batch = tb_xcalloc(n_ent + 1, sizeof(*batch));
     size_t n_batch = 0;
+    uint64_t listed = 0; /* messages the batch lists (new mailboxes) */
     for (int phase = 0; phase < 2 && rc == 0 && !stopped; phase++) {
         for (size_t j = 0; j < n_ent && rc == 0; j++) {
             size_t idx = phase ? n_ent - 1 - j : j;
@@ -493,25 +497,31 @@ static int run_entries(struct ctx *x, struct entry *ent, size_t n_ent)
             }
             /* Consecutive changed mailboxes are written as one batch; an unchanged one
              * has nothing to write and does not end it. */
-            if (tb_eng_batchable(x, e) && tb_eng_unchanged(e)) {
+            if (e->st && tb_eng_batchable(x, e) && tb_eng_unchanged(e)) {
                 x->stats->mailboxes_done++; /* as sync_entry: nothing to do */
                 progress(x, TB_SYNC_EV_PROGRESS, t0);
                 continue;
             }
             if (tb_eng_batchable(x, e)) {
-                if (n_batch == WRITE_BATCH)
-                    rc = flush_batch(x, batch, &n_batch, t0);
+                if (n_batch == WRITE_BATCH ||
+                    (n_batch && listed + tb_eng_batch_listed(e) > BATCH_LISTED))
+                    rc = flush_batch(x, batch, &n_batch, t0, &stopped);
+                if (stopped)
+                    break;
+                listed = (n_batch ? listed : 0) + tb_eng_batch_listed(e);
                 batch[n_batch++] = e;
                 continue;
             }
-            rc = flush_batch(x, batch, &n_batch, t0);
+            rc = flush_batch(x, batch, &n_batch, t0, &stopped);
+            if (stopped)
+                break;
             if (rc == 0)
                 rc = tb_eng_sync_entry(x, e);
             x->stats->mailboxes_done++;
             progress(x, TB_SYNC_EV_PROGRESS, t0);
         }
         if (rc == 0 && !stopped)
-            rc = flush_batch(x, batch, &n_batch, t0);
+            rc = flush_batch(x, batch, &n_batch, t0, &stopped);
         if (rc == 0)
             rc = tb_eng_settle_deferred(x, ent, n_ent);
     }

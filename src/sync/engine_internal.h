@@ -156,6 +156,8 @@ struct pass_io {
     struct tb_uidset gone[2];
 };
 int tb_eng_pass_io_load(struct ctx *x, struct entry *e, bool reset, struct pass_io *io);
+/* A delta the pass must not act on: warned, the mailbox is left alone this run. */
+bool tb_eng_unusable(struct ctx *x, struct entry *e, struct tb_delta *d[2]);
 void tb_eng_pass_io_free(struct pass_io *io);
 struct tb_replica_plan;
 /* The pass's plan (rp: replica mode's moves). -1: the mailbox is left alone (warned). */
@@ -191,12 +193,20 @@ void tb_eng_uidset_of(struct tb_uidset *set, const uint32_t *uids, size_t n);
  * nothing changed on either side since the state (then it has nothing to do). */
 int tb_eng_sync_entry(struct ctx *x, struct entry *e);
 bool tb_eng_unchanged(const struct entry *e);
+/* What tb_eng_sync_entry does before the passes. 1: the passes follow, from scratch when
+ * *reset (no usable state); else the entry is done (0) or the run failed (exit code). */
+int tb_eng_entry_begin(struct ctx *x, struct entry *e, bool *reset, bool *subscribed);
 
 /* batch.c: write batches (the first passes of consecutive changed mailboxes written in one
  * flight per server). Whether e's first pass can go into one (sync_entry would do nothing
- * else for it than its passes); the batch of n, synced, each left to settle_deferred. */
+ * else for it than its passes); the batch of n, synced, each left to settle_deferred;
+ * *done: how many were (fewer when the run was asked to stop). */
 bool tb_eng_batchable(struct ctx *x, const struct entry *e);
-int tb_eng_write_batch(struct ctx *x, struct entry **v, size_t n);
+/* The messages a batch lists for e (a new mailbox is listed in full; 0 for one with state):
+ * a batch's listings stay bounded by BATCH_LISTED. */
+uint64_t tb_eng_batch_listed(const struct entry *e);
+#define BATCH_LISTED 20000
+int tb_eng_write_batch(struct ctx *x, struct entry **v, size_t n, size_t *done);
 /* At the end of the run: the batches a failure left behind (their copies' callbacks may
  * have fired until the connections closed). */
 void tb_eng_batch_release(struct ctx *x);

@@ -101,7 +101,7 @@ static int one_way_missing(struct ctx *x, struct entry *e, const bool present[2]
     return present[s] ? 1 : 0;
 }
 
-int tb_eng_sync_entry(struct ctx *x, struct entry *e)
+int tb_eng_entry_begin(struct ctx *x, struct entry *e, bool *reset_out, bool *subscribed_out)
 {
     if (e->skip)
         return 0; /* the survey said why */
@@ -163,5 +163,14 @@ int tb_eng_sync_entry(struct ctx *x, struct entry *e)
     }
     if (rc != 0)
         return rc;
-    return tb_eng_sync_messages(x, e, reset || !e->st, subscribed);
+    *reset_out = reset || !e->st;
+    *subscribed_out = subscribed;
+    return 1;
+}
+
+int tb_eng_sync_entry(struct ctx *x, struct entry *e)
+{
+    bool reset, subscribed;
+    int rc = tb_eng_entry_begin(x, e, &reset, &subscribed);
+    return rc == 1 ? tb_eng_sync_messages(x, e, reset, subscribed) : rc;
 }

@@ -311,7 +311,7 @@ static bool revalidated(const struct entry *e, struct tb_delta *d[2])
 }
 
 /* A delta the pass must not act on: the mailbox is left alone this run. */
-static bool unusable(struct ctx *x, struct entry *e, struct tb_delta *d[2])
+bool tb_eng_unusable(struct ctx *x, struct entry *e, struct tb_delta *d[2])
 {
     for (int k = 0; k < 2; k++) {
         const char *why = d[k]->unreadable;
@@ -444,7 +444,7 @@ static int sync_passes(struct ctx *x, struct entry *e, bool reset, bool subscrib
         rc = tb_eng_pass_io_load(x, e, reset, &io);
         if (rc == 0)
             rc = start_deltas(x, e, wire, pass, reset, wrote, d);
-        if (rc == 0 && unusable(x, e, d)) {
+        if (rc == 0 && tb_eng_unusable(x, e, d)) {
             /* Nothing recorded: the next run looks again. Not settled: a pass of this run
              * may have committed numbers older than its writes, which no X-REPLICATE
              * position may stand for. */

@@ -236,6 +236,30 @@ class InitialSyncTest(SyncBase):
             rb.stop()
 
 
+    def test_new_mailboxes_listed_and_written_together(self):
+        # A first sync of 30 small folders: created and listed in one flight, copied in one
+        # batch. One folder after another took at least two round trips each on the source.
+        c = self.a.client("alice")
+        for i in range(30):
+            ic.load_messages(self.a, "alice", f"F{i:02d}", 2, size=800, seed=i, client=c)
+        c.logout()
+        ra, rb = Relay(self.a.imap_port), Relay(self.b.imap_port)
+        try:
+            self.write_config(ra.port, rb.port, compress="no", extra="xreplicate = no\n")
+            r = self.sync()
+            self.assertIn("copied a->b 60, b->a 0", r.out)
+            # source: login and listing, the folders' listings, the copies' FETCHes, the
+            # settling pass, LOGOUT
+            self.assertLessEqual(ra.stats()["turns"], 8, r.out)
+            snap = self.assertSame()
+            self.assertEqual(sum(len(snap[f"F{i:02d}"]) for i in range(30)), 60)
+            r = self.sync()
+            self.assertIn("copied a->b 0, b->a 0", r.out)
+        finally:
+            ra.stop()
+            rb.stop()
+
+
 class MergeTest(SyncBase):
     def test_conflict_merge_and_expunge_wins(self):
         ids = ic.load_messages(self.a, "alice", "INBOX", 3, flags=("\\Flagged",))
