@@ -34,7 +34,9 @@ static char *pool_store(struct tb_delta_pool *p, const char *s)
     size_t len = strlen(s) + 1;
     struct tb_pool_block *b = p->blocks;
     if (!b || b->cap - b->used < len) {
-        size_t cap = !b ? POOL_BLOCK_MIN : b->cap < POOL_BLOCK_MAX ? 2 * b->cap : POOL_BLOCK_MAX;
+        size_t cap = !b                            ? POOL_BLOCK_MIN
+                     : b->cap < POOL_BLOCK_MAX / 2 ? 2 * b->cap
+                                                   : POOL_BLOCK_MAX;
         bool alone = len > POOL_BLOCK_MAX / 4;
         struct tb_pool_block *nb = tb_xmalloc(sizeof(*nb) + (alone ? len : cap));
         nb->used = 0;
