@@ -296,12 +296,10 @@ int tb_eng_write_batch(struct ctx *x, struct entry **v, size_t n, size_t *done)
         wb->bp[i].e = v[i];
     int rc = list_fresh(x, wb->bp, n);
     size_t i = 0;
-    while (i < n && rc == 0) {
+    /* Stopping (the daemon's SIGTERM) waits for the round in flight, not the batch: the
+     * mailboxes not written yet are the next run's (new ones may exist, empty, by then). */
+    while (i < n && rc == 0 && !(x->o->stop && __atomic_load_n(x->o->stop, __ATOMIC_RELAXED)))
         rc = round_trip(x, wb->bp, n, &i);
-        /* Stopping (the daemon's SIGTERM) waits for the round in flight, not the batch. */
-        if (x->o->stop && __atomic_load_n(x->o->stop, __ATOMIC_RELAXED))
-            break;
-    }
     *done = i;
     if (rc != 0) {
         wb->next = x->spent;
