@@ -107,10 +107,7 @@ static void ent_index_init(struct ent_index *ix, struct entry *ent, size_t cap)
 /* The slot holding canon's entry, or the empty one where it would go. */
 static size_t *ent_slot(const struct ent_index *ix, const char *canon)
 {
-    uint32_t h = 2166136261u ^ tb_hash_seed(); /* FNV-1a from a seeded basis */
-    for (const char *c = canon; *c; c++)
-        h = (h ^ (unsigned char)*c) * 16777619u;
-    for (size_t i = h & ix->mask;; i = (i + 1) & ix->mask)
+    for (size_t i = tb_hash_str(canon) & ix->mask;; i = (i + 1) & ix->mask)
         if (!ix->slot[i] || strcmp(ix->ent[ix->slot[i] - 1].canon, canon) == 0)
             return &ix->slot[i];
 }

@@ -361,9 +361,9 @@ class DaemonTest(DaemonBase):
 
     def test_sigterm_ends_a_run_after_the_mailbox_in_progress(self):
         """A first sync of 60 mailboxes (48 MB) through relays with a 50 ms delay each way
-        takes several write rounds of at most 16 MB: SIGTERM during it ends the run after
-        the mailbox, or the write batch's round, in progress (exit 0, most mailboxes not
-        filled yet), and the next run completes it without duplicates."""
+        and 4 MB/s takes several write rounds of at most 16 MB: SIGTERM during it ends the
+        run after the mailbox, or the write batch's round, in progress (exit 0, most
+        mailboxes not filled yet), and the next run completes it without duplicates."""
         from tests.fixture.relay import Relay
         boxes = [f"Box{i:02d}" for i in range(60)]
         c = self.dv[0].client("alice")
@@ -372,7 +372,8 @@ class DaemonTest(DaemonBase):
                 ic.load_messages(self.dv[0], "alice", b, 2, size=400_000, seed=7, client=c)
         finally:
             c.logout()
-        relays = [Relay(d.imap_port, delay=0.05) for d in self.dv]
+        # 4 MB/s: a 16 MB round takes seconds, longer than noticing the first mailbox
+        relays = [Relay(d.imap_port, delay=0.05, rate=4e6) for d in self.dv]
         try:
             def body(f):
                 for k, r in zip("ab", relays):
