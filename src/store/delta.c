@@ -5,6 +5,7 @@
 #include "store/fetch.h"
 #include "twinbox/imap.h"
 #include "util/flags.h"
+#include "util/strpool.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,92 +14,13 @@
 
 /* ---- the strings of a delta's records ---- */
 
-/* A 100,000-message listing holds 100,000 identities (150 to 200 bytes each) and as many
- * flag lists: one malloc each cost 16 to 30 bytes more per string, and 32 bytes for an
- * empty or "\\Seen" list. Stored here instead: the identities end to end, each flag list
- * once. */
-struct tb_pool_block {
-    struct tb_pool_block *next;
-    size_t used, cap;
-    char data[];
-};
-
-/* Blocks double from MIN to MAX: a mailbox with a few changes costs one small block (a
- * settling batch holds 128 deltas), a large listing 64 KB ones. A string larger than a
- * quarter of MAX gets a block of its own behind the current one. */
-#define POOL_BLOCK_MIN 512
-#define POOL_BLOCK_MAX (64u << 10)
-
-static char *pool_store(struct tb_delta_pool *p, const char *s)
-{
-    size_t len = strlen(s) + 1;
-    struct tb_pool_block *b = p->blocks;
-    if (!b || b->cap - b->used < len) {
-        size_t cap = !b                            ? POOL_BLOCK_MIN
-                     : b->cap < POOL_BLOCK_MAX / 2 ? 2 * b->cap
-                                                   : POOL_BLOCK_MAX;
-        bool alone = len > POOL_BLOCK_MAX / 4;
-        struct tb_pool_block *nb = tb_xmalloc(sizeof(*nb) + (alone ? len : cap));
-        nb->used = 0;
-        nb->cap = alone ? len : cap;
-        if (alone && b) {
-            nb->next = b->next;
-            b->next = nb;
-        } else {
-            nb->next = b;
-            p->blocks = nb;
-        }
-        b = nb;
-    }
-    char *r = b->data + b->used;
-    memcpy(r, s, len);
-    b->used += len;
-    return r;
-}
-
-/* The pool's copy of a flag list: stored once however many records hold it. */
-static char *pool_flags(struct tb_delta_pool *p, const char *flags)
-{
-    if ((p->n_flags + 1) * 2 > p->cap_flags) {
-        char **old = p->flag_slot;
-        size_t old_cap = p->cap_flags;
-        p->cap_flags = old_cap ? 2 * old_cap : 16;
-        p->flag_slot = tb_xcalloc(p->cap_flags, sizeof(*p->flag_slot));
-        for (size_t i = 0; i < old_cap; i++) {
-            if (!old[i])
-                continue;
-            size_t j = tb_hash_str(old[i]) & (p->cap_flags - 1);
-            while (p->flag_slot[j])
-                j = (j + 1) & (p->cap_flags - 1);
-            p->flag_slot[j] = old[i];
-        }
-        free(old);
-    }
-    size_t mask = p->cap_flags - 1, j = tb_hash_str(flags) & mask;
-    for (; p->flag_slot[j]; j = (j + 1) & mask)
-        if (strcmp(p->flag_slot[j], flags) == 0)
-            return p->flag_slot[j];
-    p->n_flags++;
-    return p->flag_slot[j] = pool_store(p, flags);
-}
-
-static void pool_free(struct tb_delta_pool *p)
-{
-    for (struct tb_pool_block *b = p->blocks, *next; b; b = next) {
-        next = b->next;
-        free(b);
-    }
-    free(p->flag_slot);
-    memset(p, 0, sizeof(*p));
-}
-
 /* m's strings into d's pool (the record's own ones freed): m->pooled is set. */
 static void pool_take(struct tb_delta *d, struct tb_msg_info *m)
 {
     char *flags = m->flags, *ident = m->ident;
     bool own = !m->pooled;
-    m->flags = flags ? pool_flags(&d->pool, flags) : NULL;
-    m->ident = ident ? pool_store(&d->pool, ident) : NULL;
+    m->flags = flags ? tb_strpool_intern(&d->pool, flags) : NULL;
+    m->ident = ident ? tb_strpool_store(&d->pool, ident) : NULL;
     m->pooled = true;
     if (own) {
         free(flags);
@@ -113,7 +35,7 @@ void tb_delta_clear(struct tb_delta *d)
     for (size_t i = 0; i < d->n_msgs; i++)
         tb_msg_info_clear(&d->msgs[i]); /* records of others (xr.c) own their strings */
     free(d->msgs);
-    pool_free(&d->pool);
+    tb_strpool_free(&d->pool);
     tb_uidset_free(&d->vanished);
     tb_uidset_free(&d->present);
     free(d->unreadable);

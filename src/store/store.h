@@ -11,6 +11,7 @@
 #include "protocol/mboxname.h"
 #include "twinbox/error.h"
 #include "util/buf.h"
+#include "util/strpool.h"
 #include "util/uidmap.h"
 #include "util/uidset.h"
 
@@ -44,19 +45,9 @@ struct tb_msg_info {
     char *ident;          /* identity: the identity header fields (fetch.c), or NULL */
     int tz_minutes;       /* the INTERNALDATE's zone, kept for APPEND */
     /* flags and ident belong to the pool of the delta holding the record (struct
-     * tb_delta_pool), not to the record: tb_msg_info_clear leaves them alone, and a copy of
+     * tb_strpool), not to the record: tb_msg_info_clear leaves them alone, and a copy of
      * the record is valid as long as that delta is. Otherwise they are the record's own. */
     bool pooled;
-};
-
-/* Where a delta's records keep their strings (delta.c): identities end to end in blocks
- * that never move, flag lists interned (a mailbox holds a few distinct ones, and a
- * malloc'd "\\Seen" costs 32 bytes). Owned by the delta, freed by tb_delta_clear; a
- * zeroed pool is empty. */
-struct tb_delta_pool {
-    struct tb_pool_block *blocks; /* newest first */
-    char **flag_slot;             /* interned flag lists: open addressing, NULL empty */
-    size_t n_flags, cap_flags;
 };
 
 struct tb_delta {
@@ -97,7 +88,9 @@ struct tb_delta {
      * did not hold (top_uid: the largest of them). */
     size_t next_merge, n_unique;
     uint32_t top_uid;
-    struct tb_delta_pool pool; /* the strings of the records with `pooled` set */
+    /* the strings of the records with `pooled` set: identities stored, flag lists
+     * interned (a mailbox holds a few distinct ones) */
+    struct tb_strpool pool;
 };
 
 /* One FETCH's record merged into the delta: into the record of its UID when the delta has

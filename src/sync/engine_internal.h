@@ -53,10 +53,11 @@ struct ctx;
  * bit. */
 struct pass_out {
     struct ctx *x;
-    const char *mailbox;     /* canonical name (the entry's) */
-    uint32_t uidvalidity[2]; /* of the pass's sides, for skipped rows */
-    struct tb_pair_update *copied;
+    const char *mailbox;           /* canonical name (the entry's) */
+    uint32_t uidvalidity[2];       /* of the pass's sides, for skipped rows */
+    struct tb_pair_update *copied; /* their flags interned in `flags` */
     size_t n_copied, cap_copied;
+    struct tb_strpool flags;
     struct tb_state_skip *skipped;
     size_t n_skipped, cap_skipped;
 };

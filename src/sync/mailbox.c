@@ -37,7 +37,7 @@ void tb_eng_record_copy(struct pass_out *o, int dst, uint32_t src_uid, uint32_t 
     struct tb_pair_update *u = &o->copied[o->n_copied++];
     u->uid[dst] = dst_uid;
     u->uid[1 - dst] = src_uid;
-    u->flags = tb_xstrdup(flags);
+    u->flags = tb_strpool_intern(&o->flags, flags); /* 100,000 copies, a few flag lists */
     u->remove = false;
     o->x->stats->copied[dst]++;
 }

@@ -215,9 +215,11 @@ void tb_eng_on_skipped(void *ud, const struct tb_msg_info *m, const char *reason
 
 void tb_eng_out_clear(struct pass_out *o)
 {
-    for (size_t i = 0; i < o->n_copied; i++)
-        free(o->copied[i].flags);
-    o->n_copied = 0;
+    /* The arrays go too: a pass after a 100,000-message copy copies little or nothing. */
+    free(o->copied);
+    o->copied = NULL;
+    o->n_copied = o->cap_copied = 0;
+    tb_strpool_free(&o->flags);
     for (size_t i = 0; i < o->n_skipped; i++) {
         free(o->skipped[i].mailbox);
         free(o->skipped[i].msgid);
@@ -231,9 +233,7 @@ void tb_eng_out_clear(struct pass_out *o)
 void tb_eng_out_free(struct pass_out *o)
 {
     tb_eng_out_clear(o);
-    free(o->copied);
     free(o->skipped);
-    o->copied = NULL;
     o->skipped = NULL;
-    o->cap_copied = o->cap_skipped = 0;
+    o->cap_skipped = 0;
 }
