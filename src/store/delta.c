@@ -200,7 +200,13 @@ void tb_delta_merge(struct tb_delta *d, struct tb_msg_info *m)
         return;
     }
     if (d->n_msgs == d->cap_msgs) {
-        d->cap_msgs = d->cap_msgs ? d->cap_msgs * 2 : 256;
+        /* Doubling, but no further than the mailbox's announced size (and a few arrivals)
+         * when that is nearer: a 100,000-message listing would otherwise hold room for
+         * 131,072 records. The server's number only ever lowers the step. */
+        size_t cap = d->cap_msgs ? d->cap_msgs * 2 : 256;
+        if (d->have_exists && d->exists > d->n_msgs && (size_t)d->exists + 16 < cap)
+            cap = (size_t)d->exists + 16;
+        d->cap_msgs = cap;
         d->msgs = tb_xrealloc(d->msgs, d->cap_msgs * sizeof(*d->msgs));
     }
     /* Not found, or above every UID the merge appended: not there yet. (A UID above the

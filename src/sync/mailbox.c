@@ -27,6 +27,16 @@ void tb_eng_delta_of_state(struct tb_delta *d, const struct tb_state_side *b)
     d->highestmodseq = b->highestmodseq;
 }
 
+/* Room for n more copies recorded in o, at once: 100,000 copies would otherwise leave it
+ * room for 131,072. */
+static void out_reserve(struct pass_out *o, size_t n)
+{
+    if (o->cap_copied - o->n_copied >= n)
+        return;
+    o->cap_copied = o->n_copied + n;
+    o->copied = tb_xrealloc(o->copied, o->cap_copied * sizeof(*o->copied));
+}
+
 void tb_eng_record_copy(struct pass_out *o, int dst, uint32_t src_uid, uint32_t dst_uid,
                         const char *flags)
 {
@@ -112,6 +122,7 @@ void tb_eng_submit(struct ctx *x, struct pass_out *o, const char *wire[2], struc
             tb_store_select_queued(&x->s[k], wire[k]);
         else if (p->n_groups[k] || p->n_expunge[k] || p->n_copies[1 - k])
             tb_store_select(&x->s[k], wire[k]);
+    out_reserve(o, p->n_copies[0] + p->n_copies[1]);
     for (int k = 0; k < 2; k++) {
         cp[k] = NULL;
         if (!p->n_copies[k])
