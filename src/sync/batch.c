@@ -168,10 +168,7 @@ static int prepare(struct ctx *x, struct bpass *b)
     if (left < 0)
         return 0; /* left alone, warned (only replica mode's plans are refused) */
     b->writes = tb_plan_has_writes(&b->p);
-    if (b->p.late)
-        tb_eng_warn(x, tb_eng_show(e),
-                    "%s: %llu late copies of an interrupted run found and expunged", tb_eng_show(e),
-                    (unsigned long long)b->p.late);
+    tb_eng_warn_late(x, e, &b->p);
     tb_eng_plan_stats(x, &b->p);
     if (!b->writes) {
         rc = tb_eng_commit_pass(x, e, &b->out, d, &b->p, b->modified, b->fresh, b->subscribed,
@@ -298,7 +295,7 @@ int tb_eng_write_batch(struct ctx *x, struct entry **v, size_t n, size_t *done)
     size_t i = 0;
     /* Stopping (the daemon's SIGTERM) waits for the round in flight, not the batch: the
      * mailboxes not written yet are the next run's (new ones may exist, empty, by then). */
-    while (i < n && rc == 0 && !(x->o->stop && __atomic_load_n(x->o->stop, __ATOMIC_RELAXED)))
+    while (i < n && rc == 0 && !tb_eng_stopping(x))
         rc = round_trip(x, wb->bp, n, &i);
     *done = i;
     if (rc != 0) {

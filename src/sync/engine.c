@@ -488,18 +488,19 @@ static int run_entries(struct ctx *x, struct entry *ent, size_t n_ent)
             struct entry *e = &ent[idx];
             if (late[idx] != (phase == 1) || !tb_eng_wanted(x, e->canon))
                 continue;
-            if (x->o->stop && __atomic_load_n(x->o->stop, __ATOMIC_RELAXED)) {
+            if (tb_eng_stopping(x)) {
                 stopped = true; /* a batch not written yet is left to the next run */
                 break;
             }
             /* Consecutive changed mailboxes are written as one batch; an unchanged one
              * has nothing to write and does not end it. */
-            if (e->st && tb_eng_batchable(x, e) && tb_eng_unchanged(e)) {
+            bool batchable = tb_eng_batchable(x, e);
+            if (batchable && e->st && tb_eng_unchanged(e)) {
                 x->stats->mailboxes_done++; /* as sync_entry: nothing to do */
                 progress(x, TB_SYNC_EV_PROGRESS, t0);
                 continue;
             }
-            if (tb_eng_batchable(x, e)) {
+            if (batchable) {
                 if (n_batch == WRITE_BATCH ||
                     (n_batch && listed + tb_eng_batch_listed(e) > BATCH_LISTED))
                     rc = flush_batch(x, batch, &n_batch, t0, &stopped);

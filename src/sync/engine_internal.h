@@ -188,6 +188,13 @@ void tb_eng_submit(struct ctx *x, struct pass_out *o, const char *wire[2], struc
                    struct tb_copy *cp[2]);
 /* A plan's counters (conflicts, matched ...) added to the run's stats. */
 void tb_eng_plan_stats(struct ctx *x, const struct tb_plan *p);
+/* The warning for a plan that expunges late copies of an interrupted run (none: nothing). */
+void tb_eng_warn_late(struct ctx *x, struct entry *e, const struct tb_plan *p);
+/* Whether the run was asked to stop (the daemon's SIGTERM). */
+static inline bool tb_eng_stopping(const struct ctx *x)
+{
+    return x->o->stop && __atomic_load_n(x->o->stop, __ATOMIC_RELAXED);
+}
 void tb_eng_uidset_of(struct tb_uidset *set, const uint32_t *uids, size_t n);
 
 /* entry.c: a mailbox of the run synced (created, deleted, subscribed, its passes); whether

@@ -176,6 +176,14 @@ void tb_eng_apply_stores(struct ctx *x, struct tb_plan *p, struct tb_delta *d[2]
     }
 }
 
+void tb_eng_warn_late(struct ctx *x, struct entry *e, const struct tb_plan *p)
+{
+    if (p->late)
+        tb_eng_warn(x, tb_eng_show(e),
+                    "%s: %llu late copies of an interrupted run found and expunged", tb_eng_show(e),
+                    (unsigned long long)p->late);
+}
+
 void tb_eng_plan_stats(struct ctx *x, const struct tb_plan *p)
 {
     x->stats->conflicts += p->conflicts;
@@ -407,10 +415,7 @@ static int run_pass(struct ctx *x, struct entry *e, char *wire[2], struct tb_del
     struct tb_uidset modified[2];
     tb_uidset_init(&modified[0]);
     tb_uidset_init(&modified[1]);
-    if (p.late)
-        tb_eng_warn(x, tb_eng_show(e),
-                    "%s: %llu late copies of an interrupted run found and expunged", tb_eng_show(e),
-                    (unsigned long long)p.late);
+    tb_eng_warn_late(x, e, &p);
     int rc = 0;
     if (x->o->dry_run) {
         report_plan(x, tb_eng_show(e), &p, x->pair->replica ? &rp : NULL);
