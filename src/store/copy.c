@@ -1,7 +1,9 @@
 /* Message copies streamed from one store's FETCH into the other's APPEND.
- * Memory is bounded by a window: at most COPY_WINDOW fetches in flight and COPY_BYTES of
- * message data held, whatever the mailbox size (a fetch counts the size the listing gave
- * until its body arrives, then the body's length, until its APPEND is answered). A body is
+ * Memory is bounded by a window: at most COPY_WINDOW fetches in flight per copy and COPY_BYTES
+ * of message data held by all the copies reading from one store (tb_store.copy_held),
+ * whatever the mailbox size or the number of copies running (a fetch counts the size the
+ * listing gave until its body arrives, then the body's length, until its APPEND is
+ * answered). A body is
  * held once: the framer reads it into a blob (protocol/framer.h) that the job, the APPEND
  * command and the write share. Each copy reports its new UID from APPENDUID, which the
  * engine records as a pair.
@@ -48,7 +50,7 @@ struct tb_copy_job {
     uint32_t target;      /* replica mode: its UID on dst; 0 otherwise */
     struct tb_blob *body; /* one reference; the APPEND command holds its own */
     size_t len;
-    size_t held;    /* counted in cp->bytes_held: the size asked for, then the body's length */
+    size_t held;    /* counted in src->copy_held: the size asked for, then the body's length */
     int body_state; /* tb_fetch_body_state of the FETCH that carried it */
     char bad[64];   /* the first bytes of an unreadable FETCH seen while it was in flight */
 };
@@ -175,6 +177,8 @@ void tb_copy_set_uid_floor(struct tb_copy *cp, uint32_t uid)
 
 static void copy_free(struct tb_copy *cp)
 {
+    if (cp->src->copy_starved == cp)
+        cp->src->copy_starved = NULL;
     tb_copy_unknown_free(&cp->unknown);
     free(cp->queue); /* its records are the caller's */
     free(cp->target);
@@ -192,15 +196,23 @@ static void copy_free(struct tb_copy *cp)
 static void job_done(struct tb_copy_job *j)
 {
     struct tb_copy *cp = j->cp;
+    struct tb_store *src = cp->src;
     cp->inflight--;
-    cp->bytes_held -= j->held;
+    src->copy_held -= j->held;
     tb_msg_info_clear(&j->m);
     tb_blob_unref(j->body);
     free(j);
-    if (!cp->finished)
+    bool gone = false;
+    if (!cp->finished) {
         pump(cp);
-    else if (cp->inflight == 0 && !cp->pumping)
+    } else if (cp->inflight == 0 && !cp->pumping) {
         copy_free(cp);
+        gone = true;
+    }
+    /* The room freed may be what another copy from this source waits for. */
+    struct tb_copy *w = src->copy_starved;
+    if (w && (gone || w != cp) && !w->finished)
+        pump(w);
 }
 
 static struct mailimap_set *appenduid_set(const struct tb_imap_result *r)
@@ -466,8 +478,8 @@ static bool fetch_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
         }
         j->len = j->body->len;
         /* The window counts what is held now instead of the size asked for. */
-        j->cp->bytes_held += j->len;
-        j->cp->bytes_held -= j->held;
+        j->cp->src->copy_held += j->len;
+        j->cp->src->copy_held -= j->held;
         j->held = j->len;
     }
     return true;
@@ -599,9 +611,14 @@ static void pump(struct tb_copy *cp)
     if (batching(cp) && !cp->ready)
         cp->ready = tb_xmalloc((size_t)window(cp) * sizeof(*cp->ready));
     flush(cp);
-    while (cp->next < cp->n && cp->inflight < window(cp) &&
-           (cp->bytes_held < COPY_BYTES || cp->inflight == 0) && !cp->src->failed &&
-           !cp->dst->failed) {
+    struct tb_store *src = cp->src;
+    if (src->copy_starved == cp)
+        src->copy_starved = NULL;
+    while (cp->next < cp->n && cp->inflight < window(cp) && !src->failed && !cp->dst->failed) {
+        if (src->copy_held >= COPY_BYTES && cp->inflight > 0) {
+            src->copy_starved = cp; /* its own jobs pump it too: this only speeds it up */
+            break;
+        }
         struct tb_copy_job *j = tb_xcalloc(1, sizeof(*j));
         j->cp = cp;
         /* The job's own strings: it may outlive tb_copy_finish (after a failure), the
@@ -615,7 +632,7 @@ static void pump(struct tb_copy *cp)
         cp->next++;
         cp->inflight++;
         j->held = j->m.size;
-        cp->bytes_held += j->held;
+        src->copy_held += j->held;
         struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
         tb_cmd_printf(cmd, "%u (UID BODY.PEEK[])", j->m.uid);
         cp->src->pending++;
@@ -626,9 +643,16 @@ static void pump(struct tb_copy *cp)
     cp->pumping = false;
 }
 
-bool tb_copy_fetches_sent(const struct tb_copy *cp)
+static bool fetches_sent(void *ud)
 {
+    const struct tb_copy *cp = ud;
     return cp->next == cp->n;
+}
+
+int tb_copy_fetch_all(struct tb_copy *cp)
+{
+    struct tb_store *both[2] = {cp->src, cp->dst};
+    return tb_store_wait_for(both, 2, fetches_sent, cp);
 }
 
 int tb_copy_finish(struct tb_copy *cp, uint64_t *bytes)

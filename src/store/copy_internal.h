@@ -29,7 +29,6 @@ struct tb_copy {
     struct tb_uidset *displaced; /* source UIDs of replica copies not placed as asked */
     struct tb_uidset misplaced;  /* their UIDs on dst, where they landed elsewhere */
     int inflight;                /* jobs: fetching, waiting in `ready`, or appending */
-    size_t bytes_held;
     /* MULTIAPPEND (copy.c): fetched jobs waiting for their APPEND, in order (a FIFO of at
      * most the window); FETCH and APPEND commands in flight. */
     struct tb_copy_job **ready;

@@ -107,17 +107,13 @@ const struct tb_ns *tb_store_ns(struct tb_store *s)
     return &s->ns;
 }
 
-int tb_store_wait(struct tb_store **stores, int n)
+int tb_store_wait_for(struct tb_store **stores, int n, bool (*done)(void *ud), void *ud)
 {
     for (;;) {
-        bool busy = false;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n; i++)
             if (stores[i]->failed)
                 return -1;
-            if (stores[i]->pending > 0)
-                busy = true;
-        }
-        if (!busy)
+        if (done(ud))
             return 0;
         if (uv_run(stores[0]->loop, UV_RUN_ONCE) == 0) {
             /* Nothing left that could make progress: report it rather than spin. */
@@ -130,6 +126,26 @@ int tb_store_wait(struct tb_store **stores, int n)
             return -1;
         }
     }
+}
+
+struct idle {
+    struct tb_store **stores;
+    int n;
+};
+
+static bool all_idle(void *ud)
+{
+    const struct idle *w = ud;
+    for (int i = 0; i < w->n; i++)
+        if (w->stores[i]->pending > 0)
+            return false;
+    return true;
+}
+
+int tb_store_wait(struct tb_store **stores, int n)
+{
+    struct idle w = {stores, n};
+    return tb_store_wait_for(stores, n, all_idle, &w);
 }
 
 /* A command whose NO/BAD fails the store (the engine then stops with that message). */

@@ -141,6 +141,12 @@ struct tb_store {
         TB_LIST_EARLY_SENT,
         TB_LIST_EARLY_DONE
     } list_early;
+    /* Message data held by the copies reading from this store, from each FETCH sent until
+     * its APPEND is answered (copy.c): one window for all of them, so a write batch may run
+     * the copies of many mailboxes at once in the memory of one. copy_starved: the copy that
+     * last stopped for want of room, pumped when another copy's message frees some. */
+    size_t copy_held;
+    struct tb_copy *copy_starved;
 };
 
 void tb_store_init(struct tb_store *s, uv_loop_t *loop, const struct tb_account *acct,
@@ -155,6 +161,9 @@ void tb_store_fail(struct tb_store *s, enum tb_err_kind kind, const char *fmt, .
     __attribute__((format(printf, 3, 4)));
 /* Runs the loop until all stores are idle or one failed; -1 if any failed. */
 int tb_store_wait(struct tb_store **stores, int n);
+/* Runs the loop until done(ud) is true or a store failed (-1); the stores are what may make
+ * progress meanwhile. */
+int tb_store_wait_for(struct tb_store **stores, int n, bool (*done)(void *ud), void *ud);
 
 void tb_store_list_start(struct tb_store *s);
 /* Call right after tb_store_init: where the login can carry more commands in its flight
@@ -314,10 +323,10 @@ void tb_copy_set_displaced(struct tb_copy *cp, struct tb_uidset *displaced);
 /* The destination's UIDNEXT before the copies (at most): where a server without UIDPLUS
  * is searched for them. */
 void tb_copy_set_uid_floor(struct tb_copy *cp, uint32_t uid);
-/* Whether every added message's FETCH is submitted already (none waits for room in the
- * copy window). Until then the source must stay on this copy's mailbox: a later FETCH goes
- * to the mailbox selected when it is sent. */
-bool tb_copy_fetches_sent(const struct tb_copy *cp);
+/* Runs the loop until every added message's FETCH is submitted (none waits for room in the
+ * copy window): until then the source must stay on this copy's mailbox, as a later FETCH
+ * goes to the mailbox selected when it is sent. -1 when a store failed. */
+int tb_copy_fetch_all(struct tb_copy *cp);
 /* Runs until every added message is copied or skipped; bytes moved are added to *bytes.
  * -1 only when a store failed. */
 int tb_copy_finish(struct tb_copy *cp, uint64_t *bytes);

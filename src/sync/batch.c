@@ -13,11 +13,14 @@
  * Invariants:
  * - A server runs a session's commands in order (a SELECT waits for the commands before
  *   it), so what is sent between mailbox N's SELECT and N+1's applies to N. A copy whose
- *   FETCHes do not all fit its window sends more later, to whatever is selected then: it
- *   ends the batch's round (nothing is selected after it until it completed).
- * - Memory stays bounded: a round takes mailboxes while their copies add up to at most
- *   ROUND_BYTES (one mailbox alone may hold its copy window), a batch lists at most
- *   BATCH_LISTED messages of new mailboxes (one alone may list more).
+ *   FETCHes do not all fit its window sends more later, to whatever is selected then: the
+ *   round waits until they are all out before mailbox N+1 (the bodies before them keep
+ *   flowing, so the pipe does not drain between mailboxes).
+ * - Memory stays bounded: the copies reading from one server share one window of bytes
+ *   held (copy.c), however many mailboxes a round runs. A round takes mailboxes while
+ *   their copies add up to at most ROUND_BYTES, which bounds how much is committed at
+ *   once, not memory; a batch lists at most BATCH_LISTED messages of new mailboxes (one
+ *   alone may list more).
  * - Only passes that need nothing read in between (tb_eng_batchable): a mailbox with state
  *   takes its deltas from the survey or the state (the same UIDVALIDITY), a new one is
  *   listed in full; UIDPLUS on both sides; no replica mode (its moves are ordered legs);
@@ -35,7 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ROUND_BYTES (16u << 20)
+#define ROUND_BYTES (128u << 20)
 
 struct bpass {
     struct entry *e;
@@ -251,7 +254,7 @@ static int round_trip(struct ctx *x, struct bpass *bp, size_t n, size_t *i)
             continue;
         }
         uint64_t need = copy_bytes(&b->p);
-        if (bytes && bytes + need > ROUND_BYTES)
+        if (bytes && (bytes + need > ROUND_BYTES || tb_eng_stopping(x)))
             break; /* the next round's */
         bytes += need;
         if ((rc = tb_eng_record_intents(x, b->e->canon, &b->p)) != 0)
@@ -260,9 +263,11 @@ static int round_trip(struct ctx *x, struct bpass *bp, size_t n, size_t *i)
         struct tb_delta *d[2] = {&b->dd[0], &b->dd[1]};
         tb_eng_submit(x, &b->out, wire, &b->p, d, b->modified, true, b->cp);
         (*i)++;
-        if ((b->cp[0] && !tb_copy_fetches_sent(b->cp[0])) ||
-            (b->cp[1] && !tb_copy_fetches_sent(b->cp[1])))
-            break; /* still fetching: nothing may select another mailbox before it is done */
+        /* Nothing may select another mailbox before this one's FETCHes are all out: wait
+         * for room in the window, while the bodies before it flow. */
+        for (int k = 0; k < 2 && rc == 0; k++)
+            if (b->cp[k] && tb_copy_fetch_all(b->cp[k]) < 0)
+                rc = tb_eng_store_fail(x);
     }
     expunge_marked(x, bp + first, *i - first);
     int r = complete(x, bp + first, *i - first);
