@@ -90,6 +90,10 @@ struct tb_imap {
      * nothing to do spends no round trip on it. */
     bool compress_deferred;
     uint64_t min_rtt_ns; /* fastest command answer so far (0: none yet) */
+    /* compress = auto's measure of the link (compress_auto.c): where the current stretch
+     * of bytes started (time, tb_link_moved), and how many stretches were slow. */
+    uint64_t probe_ns, probe_moved;
+    int probe_slow;
     /* authentication (session.c) */
     const char *auth_mech; /* static: "PLAIN", "XOAUTH2"..., "PREAUTH"; NULL before login */
     char *sasl_challenge;  /* text of the last "+" during login (base64), for error JSON */
@@ -115,5 +119,8 @@ bool tb_session_reconnect_on_close(struct tb_imap *c);
 /* Called for every command submitted once ready: starts a deferred COMPRESS ahead of the
  * first one that moves mail. */
 void tb_session_before_submit(struct tb_imap *c, const struct tb_cmd *cmd);
+/* compress = auto, before a command that moves mail: true when COMPRESS should start now;
+ * clears compress_deferred once it never should (compress_auto.c). */
+bool tb_session_auto_compress(struct tb_imap *c);
 
 #endif

@@ -637,25 +637,8 @@ void tb_session_before_submit(struct tb_imap *c, const struct tb_cmd *cmd)
 {
     if (!moves_mail(cmd))
         return;
-    /* compress = auto: only a link beyond the local network is slow enough for the saved
-     * bytes to outweigh deflate's CPU time on both ends (docs/NOTES.md). To a remote host the
-     * kernel's TCP round-trip time tells, and a busy server does not pass for a far one.
-     * Through a tunnel or a port forward on this host the kernel sees only the near end:
-     * there the fastest answer so far (LOGIN, ENABLE, LIST...) stands in for it, against
-     * twice the threshold, because a loaded local server answers slowly too (measured: a
-     * local Dovecot sharing two busy cores took over 10 ms for every answer of a run). */
-    if (c->acct->compress_auto) {
-        int64_t us = tb_link_network_rtt_us(c->link);
-        double ms = us >= 0 ? us / 1e3 : c->min_rtt_ns / 1e6;
-        int need = us >= 0 ? TB_COMPRESS_MIN_RTT_MS : 2 * TB_COMPRESS_MIN_RTT_MS;
-        if (ms < need) {
-            c->compress_deferred = false;
-            tb_log_debug(1, "%s: COMPRESS left out: %s %.2f ms (auto needs %d)",
-                         tb_imap_account_name(c), us >= 0 ? "TCP round trip" : "answers in", ms,
-                         need);
-            return;
-        }
-    }
+    if (c->acct->compress_auto && !tb_session_auto_compress(c))
+        return;
     tb_imap_compress_now(c);
 }
 

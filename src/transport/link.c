@@ -10,6 +10,10 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
+#ifdef __linux__
+#include <linux/sockios.h>
+#endif
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -809,6 +813,19 @@ int64_t tb_link_network_rtt_us(const struct tb_link *l)
         getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || len < sizeof(ti))
         return -1;
     return ti.tcpi_rtt;
+}
+
+uint64_t tb_link_moved(const struct tb_link *l)
+{
+    uint64_t out = l->stats.raw_out - l->write_pending;
+#ifdef SIOCOUTQ
+    int unsent = 0;
+    uv_os_fd_t fd;
+    if (!l->tunnel && l->tcp.data == l && uv_fileno((const uv_handle_t *)&l->tcp, &fd) == 0 &&
+        ioctl(fd, SIOCOUTQ, &unsent) == 0 && unsent > 0 && (uint64_t)unsent <= out)
+        out -= (uint64_t)unsent;
+#endif
+    return l->stats.raw_in + out;
 }
 
 bool tb_link_is_tunnel(const struct tb_link *l)

@@ -87,6 +87,9 @@ bool tb_link_is_tunnel(const struct tb_link *l);
  * far end the kernel cannot see) or when unknown. Unlike timing commands, it does not grow
  * with the server's load. */
 int64_t tb_link_network_rtt_us(const struct tb_link *l);
+/* Bytes this link moved so far: those received, and those written that left this host
+ * (not counting what waits in our queue or, for TCP, in the kernel's send queue). */
+uint64_t tb_link_moved(const struct tb_link *l);
 bool tb_link_tls_active(const struct tb_link *l);
 bool tb_link_compress_active(const struct tb_link *l);
 const char *tb_link_tls_description(const struct tb_link *l);
