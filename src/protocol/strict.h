@@ -22,9 +22,9 @@ bool tb_numbers_ok(const char *p, size_t len, char *why, size_t whylen);
 /* Whether libetpan 1.9.4 may parse this response. It crashes (frees lists it never set up,
  * walks NULL ones) on a quoted string left open where it parses quoted strings (NAMESPACE,
  * ANNOTATION and other data) and on a PERMANENTFLAGS code whose first flag does not parse,
- * and leaks on a FETCH section without its ']'; found by tests/fuzz. Data responses are checked whole; status responses (tagged,
- * untagged OK/NO/BAD/BYE/PREAUTH, the greeting) only in their response code, the rest being
- * text for people. false: why says what was wrong. */
+ * and leaks on a FETCH section without its ']'; found by tests/fuzz. Data responses are checked
+ * whole; status responses (tagged, untagged OK/NO/BAD/BYE/PREAUTH, the greeting) only in their
+ * response code, the rest being text for people. false: why says what was wrong. */
 bool tb_etpan_safe(const char *p, size_t len, char *why, size_t whylen);
 /* A status response's response code: the span inside its brackets (empty when it has
  * none; up to len when the ']' is missing). false when p is not a status response. */
