@@ -224,8 +224,8 @@ void tb_delta_merge(struct tb_delta *d, struct tb_msg_info *m)
 static void perm_of(struct op *o, clist *flags)
 {
     /* EXAMINE answers PERMANENTFLAGS () for the read-only session: it says nothing about
-     * what the mailbox can keep. */
-    if (o->s->read_only)
+     * what the mailbox can keep (taken as it is, the plan would keep every flag off). */
+    if (o->examine)
         return;
     struct tb_buf b;
     tb_buf_init(&b);
@@ -394,15 +394,19 @@ const char *tb_strategy_name(enum tb_strategy st)
 }
 
 /* SELECT (QRESYNC from the base when base_modseq > 0); a fence unless `queued`. */
+enum { SEL_QUEUED = 1, SEL_EXAMINE = 2 };
+
 static void select_mailbox(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
-                           uint64_t base_modseq, struct tb_delta *delta, bool queued)
+                           uint64_t base_modseq, struct tb_delta *delta, int how)
 {
     free(s->selected);
     s->selected = tb_xstrdup(mailbox);
-    char what[300];
-    snprintf(what, sizeof(what), "mailbox %s: SELECT", mailbox);
     /* A migration's source is EXAMINEd: not even \Recent changes there. */
-    struct tb_cmd *cmd = tb_cmd_new(s->read_only ? "EXAMINE" : "SELECT");
+    bool examine = s->read_only || (how & SEL_EXAMINE);
+    s->selected_ro = examine && !s->read_only;
+    char what[300];
+    snprintf(what, sizeof(what), "mailbox %s: SELECT", mailbox); /* store.c looks for it */
+    struct tb_cmd *cmd = tb_cmd_new(examine ? "EXAMINE" : "SELECT");
     tb_cmd_astring(cmd, mailbox);
     if (base_modseq > 0)
         tb_cmd_printf(cmd, "(QRESYNC (%u %llu))", base_uidvalidity,
@@ -412,7 +416,8 @@ static void select_mailbox(struct tb_store *s, const char *mailbox, uint32_t bas
     struct op *o = tb_store_op_new(s, what);
     o->delta = delta;
     o->box = tb_xstrdup(mailbox);
-    tb_imap_submit(s->c, cmd, queued ? 0 : TB_CMD_FENCE, tb_store_op_done,
+    o->examine = examine;
+    tb_imap_submit(s->c, cmd, (how & SEL_QUEUED) ? 0 : TB_CMD_FENCE, tb_store_op_done,
                    delta ? delta_untagged : select_untagged, o);
 }
 
@@ -472,12 +477,12 @@ static void known_messages(struct tb_store *s, const char *mailbox, uint64_t bas
 
 static void delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
                         uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
-                        struct tb_delta *out, bool queued)
+                        struct tb_delta *out, int how)
 {
     memset(out, 0, sizeof(*out));
     bool base = base_uidvalidity > 0 && base_uidnext > 0;
     bool qresync = base && base_modseq > 0 && tb_store_strategy(s) == TB_STRATEGY_QRESYNC;
-    select_mailbox(s, mailbox, base_uidvalidity, qresync ? base_modseq : 0, out, queued);
+    select_mailbox(s, mailbox, base_uidvalidity, qresync ? base_modseq : 0, out, how);
     /* QRESYNC's SELECT reports changed flags and vanished UIDs; without it the known
      * messages are listed. New messages (UID >= the base UIDNEXT) are fetched with their
      * identity. Without a base: everything. */
@@ -496,26 +501,34 @@ void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base
                           uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
                           struct tb_delta *out)
 {
-    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, extra, out, false);
+    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, extra, out, 0);
 }
 
 void tb_store_delta_queue(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
                           uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
                           struct tb_delta *out)
 {
-    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, extra, out, true);
+    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, extra, out, SEL_QUEUED);
+}
+
+void tb_store_delta_examine_queue(struct tb_store *s, const char *mailbox,
+                                  uint32_t base_uidvalidity, uint64_t base_modseq,
+                                  uint32_t base_uidnext, struct tb_delta *out)
+{
+    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, NULL, out,
+                SEL_QUEUED | SEL_EXAMINE);
 }
 
 void tb_store_select(struct tb_store *s, const char *mailbox)
 {
-    if (!s->selected || strcmp(s->selected, mailbox) != 0)
-        select_mailbox(s, mailbox, 0, 0, NULL, false);
+    if (!s->selected || strcmp(s->selected, mailbox) != 0 || s->selected_ro)
+        select_mailbox(s, mailbox, 0, 0, NULL, 0);
 }
 
 void tb_store_select_queued(struct tb_store *s, const char *mailbox)
 {
-    if (!s->selected || strcmp(s->selected, mailbox) != 0)
-        select_mailbox(s, mailbox, 0, 0, NULL, true);
+    if (!s->selected || strcmp(s->selected, mailbox) != 0 || s->selected_ro)
+        select_mailbox(s, mailbox, 0, 0, NULL, SEL_QUEUED);
 }
 
 void tb_store_fetch_from(struct tb_store *s, const char *mailbox, uint32_t from,
@@ -524,7 +537,7 @@ void tb_store_fetch_from(struct tb_store *s, const char *mailbox, uint32_t from,
     memset(out, 0, sizeof(*out));
     /* SELECT again first: GNU mailutils imap4d (maildir) shows a selected session nothing
      * appended after its SELECT, not even its own APPENDs. */
-    select_mailbox(s, mailbox, 0, 0, NULL, true);
+    select_mailbox(s, mailbox, 0, 0, NULL, SEL_QUEUED);
     struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
     tb_cmd_printf(cmd, "%u:* " TB_FETCH_ITEMS, from ? from : 1);
     delta_cmd(s, out, mailbox, "FETCH", cmd);
@@ -533,7 +546,7 @@ void tb_store_fetch_from(struct tb_store *s, const char *mailbox, uint32_t from,
 void tb_store_list_uids_queue(struct tb_store *s, const char *mailbox, struct tb_delta *out)
 {
     memset(out, 0, sizeof(*out));
-    select_mailbox(s, mailbox, 0, 0, out, true);
+    select_mailbox(s, mailbox, 0, 0, out, SEL_QUEUED);
     out->full = true; /* checked against EXISTS like any full listing */
     struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
     tb_cmd_atom(cmd, "1:* (UID INTERNALDATE RFC822.SIZE)");

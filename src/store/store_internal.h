@@ -20,6 +20,7 @@ struct op {
     bool fetch;             /* the delta's last FETCH: its completion checks the delta */
     bool search;            /* the delta's UID SEARCH of known UIDs: claims SEARCH data */
     char *box;              /* SELECT: the mailbox, for its PERMANENTFLAGS (owned) */
+    bool examine;           /* an EXAMINE: its PERMANENTFLAGS () are the session's */
 };
 
 /* Counts one command in flight on s; freed by tb_store_op_done. */

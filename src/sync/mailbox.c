@@ -579,8 +579,8 @@ int tb_eng_settle_deferred(struct ctx *x, struct entry *ent, size_t n_ent)
                     continue;
                 }
                 char *w = tb_eng_wire(x, e, k);
-                tb_store_delta_queue(&x->s[k], w, b->uidvalidity, b->highestmodseq, b->uidnext,
-                                     NULL, &dd[j][k]);
+                tb_store_delta_examine_queue(&x->s[k], w, b->uidvalidity, b->highestmodseq,
+                                             b->uidnext, &dd[j][k]);
                 free(w);
             }
         }

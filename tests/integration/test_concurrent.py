@@ -183,7 +183,7 @@ class RaceTest(unittest.TestCase):
             ic.append(c, "INBOX", msg, flags=("$Label2",), date=day)
         finally:
             c.logout()
-        held = self.ev["a"].on(r'SELECT "?INBOX"? \(QRESYNC', delay=2.0, times=1)
+        held = self.ev["a"].on(r'(?:SELECT|EXAMINE) "?INBOX"? \(QRESYNC', delay=2.0, times=1)
 
         def expunge(w, uid):
             w.uid("STORE", uid, "+FLAGS.SILENT", "(\\Deleted)")
