@@ -40,7 +40,7 @@
 #include <time.h>
 
 #define COPY_WINDOW 128
-#define COPY_BYTES  (16u << 20)
+#define COPY_BYTES  (12u << 20)
 #define BATCH_MAX   128
 #define BATCH_BYTES (4u << 20)
 
