@@ -97,6 +97,10 @@ enum tb_err_kind tb_imap_error_kind(const struct tb_imap *c);
 bool tb_imap_has_cap(const struct tb_imap *c, const char *cap);
 /* The server's APPENDLIMIT=N (RFC 7889), 0 when it announced none. */
 uint64_t tb_imap_appendlimit(const struct tb_imap *c);
+/* Whether compress = auto is still measuring this far link, mail moving uncompressed: a
+ * copy keeps less in flight meanwhile (what is in flight when COMPRESS starts arrives
+ * uncompressed). */
+bool tb_imap_probing(const struct tb_imap *c);
 /* Whether the account's max-messages-per-second paces APPENDs (one token per command). */
 bool tb_imap_paces_appends(const struct tb_imap *c);
 /* Space-separated capability list as last announced. */

@@ -10,7 +10,9 @@
  *   threshold, because a loaded local server answers slowly too (measured: a local Dovecot
  *   sharing two busy cores took over 10 ms for every answer of a run).
  * - Then the rate. A far link may still be fast (a data centre's): measured over
- *   stretches of PROBE_BYTES moved, uncompressed. One stretch at FAST_RATE or more proves
+ *   stretches of PROBE_BYTES moved, uncompressed, while the copies keep less in flight
+ *   than usual (tb_imap_probing: COMPRESS waits for what is in flight, which then arrives
+ *   uncompressed). One stretch at FAST_RATE or more proves
  *   the link fast (nothing moves faster than its link) and COMPRESS is left out for good;
  *   SLOW_STRETCHES slow ones in a row start it. A stretch can be slow for want of work
  *   (the other server, our own planning, a commit), so a single one does not decide that
@@ -20,15 +22,16 @@
  * Bytes written count once they left this host's send queue (tb_link_moved), so a socket
  * buffer filling up does not pass for a fast link. */
 #include "protocol/imap_internal.h"
+#include "twinbox/imap.h"
 #include "transport/link.h"
 #include "twinbox/config.h"
 #include "twinbox/log.h"
 
 #include <uv.h>
 
-#define PROBE_BYTES    (4u << 20)
+#define PROBE_BYTES    (2u << 20)
 #define FAST_RATE      (16e6) /* bytes per second: 128 Mbit/s */
-#define SLOW_STRETCHES 3      /* after the first, which is not counted */
+#define SLOW_STRETCHES 2      /* after the first, which is not counted */
 
 static bool near(struct tb_imap *c)
 {
@@ -40,6 +43,11 @@ static bool near(struct tb_imap *c)
     tb_log_debug(1, "%s: COMPRESS left out: %s %.2f ms (auto needs %d)", tb_imap_account_name(c),
                  us >= 0 ? "TCP round trip" : "answers in", ms, need);
     return true;
+}
+
+bool tb_imap_probing(const struct tb_imap *c)
+{
+    return c && c->compress_deferred && c->acct->compress_auto && c->probe_ns;
 }
 
 bool tb_session_auto_compress(struct tb_imap *c)

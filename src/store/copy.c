@@ -41,6 +41,7 @@
 
 #define COPY_WINDOW 128
 #define COPY_BYTES  (12u << 20)
+#define PROBE_BYTES (4u << 20) /* while compress = auto measures a link (tb_imap_probing) */
 #define BATCH_MAX   128
 #define BATCH_BYTES (4u << 20)
 
@@ -614,8 +615,10 @@ static void pump(struct tb_copy *cp)
     struct tb_store *src = cp->src;
     if (src->copy_starved == cp)
         src->copy_starved = NULL;
+    size_t limit =
+        tb_imap_probing(src->c) || tb_imap_probing(cp->dst->c) ? PROBE_BYTES : COPY_BYTES;
     while (cp->next < cp->n && cp->inflight < window(cp) && !src->failed && !cp->dst->failed) {
-        if (src->copy_held >= COPY_BYTES && cp->inflight > 0) {
+        if (src->copy_held >= limit && cp->inflight > 0) {
             src->copy_starved = cp; /* its own jobs pump it too: this only speeds it up */
             break;
         }
