@@ -3,10 +3,10 @@
  * of message data held by all the copies reading from one store (tb_store.copy_held),
  * whatever the mailbox size or the number of copies running (a fetch counts the size the
  * listing gave until its body arrives, then the body's length, until its APPEND is
- * answered). A body is
- * held once: the framer reads it into a blob (protocol/framer.h) that the job, the APPEND
- * command and the write share. Each copy reports its new UID from APPENDUID, which the
- * engine records as a pair.
+ * answered: a refused MULTIAPPEND is sent again from the bodies held, as the source may
+ * have selected another mailbox by then). A body is held once: the framer reads it into a
+ * blob (protocol/framer.h) that the job, the APPEND command and the write share. Each copy
+ * reports its new UID from APPENDUID, which the engine records as a pair.
  *
  * One message never stops the others: a message the destination refuses (APPEND NO/BAD),
  * one the source cannot deliver (FETCH NO/BAD, OK without the body, BODY[] NIL) and one
