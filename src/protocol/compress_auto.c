@@ -12,9 +12,9 @@
  * - Then the rate. A far link may still be fast (a data centre's): measured over
  *   stretches of PROBE_BYTES moved, uncompressed, while the copies keep less in flight
  *   than usual (tb_imap_probing: COMPRESS waits for what is in flight, which then arrives
- *   uncompressed). One stretch at FAST_RATE or more proves
- *   the link fast (nothing moves faster than its link) and COMPRESS is left out for good;
- *   SLOW_STRETCHES slow ones in a row start it. A stretch can be slow for want of work
+ *   uncompressed). One stretch at FAST_RATE or more proves the link fast (nothing moves
+ *   faster than its link) and COMPRESS is left out for good; SLOW_STRETCHES slow ones in
+ *   a row start it. A stretch can be slow for want of work
  *   (the other server, our own planning, a commit), so a single one does not decide that
  *   way, and the first is not counted at all: it holds the listings and the first round
  *   trips (measured: at 50 ms, two slow stretches in a row on an unlimited link in two
@@ -47,7 +47,7 @@ static bool near(struct tb_imap *c)
 
 bool tb_imap_probing(const struct tb_imap *c)
 {
-    return c && c->compress_deferred && c->acct->compress_auto && c->probe_ns;
+    return c && c->compress_deferred && c->probe_ns; /* probe_ns: only auto sets it */
 }
 
 bool tb_session_auto_compress(struct tb_imap *c)

@@ -635,7 +635,9 @@ void tb_imap_compress_now(struct tb_imap *c)
 
 void tb_session_before_submit(struct tb_imap *c, const struct tb_cmd *cmd)
 {
-    if (!moves_mail(cmd))
+    /* Once COMPRESS runs or was ruled out, nothing to decide: no probe (a system call
+     * each) for every command that follows. */
+    if (!c->compress_deferred || !moves_mail(cmd))
         return;
     if (c->acct->compress_auto && !tb_session_auto_compress(c))
         return;

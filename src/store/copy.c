@@ -39,11 +39,11 @@
 #include <strings.h>
 #include <time.h>
 
-#define COPY_WINDOW 128
-#define COPY_BYTES  (12u << 20)
-#define PROBE_BYTES (4u << 20) /* while compress = auto measures a link (tb_imap_probing) */
-#define BATCH_MAX   128
-#define BATCH_BYTES (4u << 20)
+#define COPY_WINDOW  128
+#define COPY_BYTES   (12u << 20)
+#define PROBE_WINDOW (4u << 20) /* while compress = auto measures a link (tb_imap_probing) */
+#define BATCH_MAX    128
+#define BATCH_BYTES  (4u << 20)
 
 struct tb_copy_job {
     struct tb_copy *cp;
@@ -616,7 +616,7 @@ static void pump(struct tb_copy *cp)
     if (src->copy_starved == cp)
         src->copy_starved = NULL;
     size_t limit =
-        tb_imap_probing(src->c) || tb_imap_probing(cp->dst->c) ? PROBE_BYTES : COPY_BYTES;
+        tb_imap_probing(src->c) || tb_imap_probing(cp->dst->c) ? PROBE_WINDOW : COPY_BYTES;
     while (cp->next < cp->n && cp->inflight < window(cp) && !src->failed && !cp->dst->failed) {
         if (src->copy_held >= limit && cp->inflight > 0) {
             src->copy_starved = cp; /* its own jobs pump it too: this only speeds it up */

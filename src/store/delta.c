@@ -393,9 +393,10 @@ const char *tb_strategy_name(enum tb_strategy st)
                : "listing (UID FLAGS of every known message)";
 }
 
-/* SELECT (QRESYNC from the base when base_modseq > 0); a fence unless `queued`. */
 enum { SEL_QUEUED = 1, SEL_EXAMINE = 2 };
 
+/* SELECT (QRESYNC from the base when base_modseq > 0); a fence unless SEL_QUEUED; EXAMINE
+ * with SEL_EXAMINE or on a read-only store. */
 static void select_mailbox(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
                            uint64_t base_modseq, struct tb_delta *delta, int how)
 {
