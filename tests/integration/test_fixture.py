@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import tempfile
 import threading
@@ -315,6 +316,39 @@ class RelayRate(unittest.TestCase):
         self.assertGreaterEqual(t2 - t0, 2 * size / rate - 0.05)
         self.assertGreaterEqual(t2 - t1, size / rate - 0.03)
         self.assertIsNone(r.error)
+
+    def test_bytes_before_a_reset_still_count(self):
+        # A client that closes with unread data in its receive buffer sends RST right
+        # after its last bytes (twinbox's LOGOUT, not waited for, then close): the relay
+        # must still forward those bytes and count their turn.
+        srv = socket.create_server(("127.0.0.1", 0))
+        got = []
+
+        def serve():  # greets twice (the client reads once), then reads until EOF
+            conn, _ = srv.accept()
+            with conn:
+                conn.sendall(b"hello\n")
+                got.append(recv_until(conn, b"go\n"))
+                conn.sendall(b"more\n")
+                got.append(recv_all(conn))
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        with Relay(srv.getsockname()[1]) as r:
+            s = socket.create_connection(("127.0.0.1", r.port), timeout=10)
+            self.assertEqual(recv_until(s, b"\n"), b"hello\n")
+            s.sendall(b"go\n")
+            for _ in range(200):  # until "more" waits unread in the receive buffer
+                if s.recv(5, socket.MSG_PEEK) == b"more\n":
+                    break
+            s.sendall(b"bye\n")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()  # RST, the kernel's answer to unread data
+            t.join(10)
+            srv.close()
+            self.assertTrue(r.wait_idle())
+            self.assertEqual(got, [b"go\n", b"bye\n"])
+            self.assertEqual(r.stats()["turns"], 2)
 
     def test_rate_zero_is_unlimited_and_negative_refused(self):
         with Relay(1, rate=0) as r:
