@@ -390,8 +390,15 @@ static void link_message_ready(struct tb_link *l, void *ud)
     pump(ud);
 }
 
-static const struct tb_link_cb link_cb = {link_connected, link_tls_ready, link_data, link_error,
-                                          link_message_ready};
+/* What the link had not written fell below WRITE_AHEAD / 2: pump holds no more back. */
+static void link_drained(struct tb_link *l, void *ud)
+{
+    (void)l;
+    pump(ud);
+}
+
+static const struct tb_link_cb link_cb = {link_connected, link_tls_ready,     link_data,
+                                          link_error,     link_message_ready, link_drained};
 
 /* ---- submission ---- */
 
@@ -564,6 +571,14 @@ static bool message_allowed(struct tb_imap *c, const struct pending *p)
 static void logout_written(struct tb_imap *c);
 static void logout_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud);
 
+/* Bytes the link may hold unwritten before pump sends no further command. Where the socket
+ * takes bytes from where they are, holding back changes nothing; under COMPRESS, TLS or a
+ * byte rate every command written is also a copy (deflate output, TLS records, paced
+ * bytes), which without this bound grew with the copy window whenever the link was slower
+ * than the source: 5-6 MB of deflate output at the peak of a compressed first sync. 1 MiB
+ * beyond what the kernel already buffers keeps any link busy. */
+#define WRITE_AHEAD ((size_t)1 << 20)
+
 /* Sends everything the protocol allows now, gathered into one write. */
 static void pump(struct tb_imap *c)
 {
@@ -575,7 +590,11 @@ static void pump(struct tb_imap *c)
         struct pending *p = c->waiting[c->waiting_head];
         if ((p->flags & (TB_CMD_BARRIER | TB_CMD_FENCE)) && c->n_inflight > 0)
             break;
-        if (!message_allowed(c, p))
+        if (tb_link_write_pending(c->link) >= WRITE_AHEAD) {
+            tb_link_notify_drained(c->link, WRITE_AHEAD / 2);
+            break;
+        }
+        if (!message_allowed(c, p)) /* last: it takes the token */
             break;
         c->waiting_head++;
         send_one(c, p);

@@ -28,6 +28,8 @@ struct tb_link_cb {
     void (*on_error)(struct tb_link *l, const struct tb_error *e, void *ud);
     /* Optional (may be NULL): a message token that tb_link_take_message refused is there. */
     void (*on_message_ready)(struct tb_link *l, void *ud);
+    /* Optional: what tb_link_notify_drained asked for, once. */
+    void (*on_drained)(struct tb_link *l, void *ud);
 };
 
 struct tb_link_stats {
@@ -57,6 +59,10 @@ void tb_link_write_secret(struct tb_link *l, const char *p, size_t n);
 /* Bytes accepted but not yet written (held by the rate limit or handed to libuv): the
  * writer's back-pressure signal. */
 size_t tb_link_write_pending(const struct tb_link *l);
+/* Calls cb->on_drained once, when tb_link_write_pending falls below `below` after a write
+ * completes: the writer holds its next commands back meanwhile (what waits unwritten here
+ * is a copy when a filter or a rate is in place). */
+void tb_link_notify_drained(struct tb_link *l, size_t below);
 
 /* Write limits; what is counted and why is in transport/ratelimit.h: the IMAP bytes the
  * owner writes, before COMPRESS and TLS. bytes_per_second 0 = unlimited (the default);
