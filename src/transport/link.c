@@ -1,4 +1,5 @@
 #include "transport/link.h"
+#include "transport/link_internal.h"
 
 #include "twinbox/error.h"
 
@@ -6,9 +7,7 @@
 #include "transport/ratelimit.h"
 #include "twinbox/log.h"
 #include "util/buf.h"
-#include "util/env.h"
 
-#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #ifdef __linux__
@@ -19,50 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum filter { F_NONE, F_TLS, F_DEFLATE };
-
-struct tb_link {
-    uv_loop_t *loop;
-    const struct tb_link_cb *cb;
-    void *ud;
-    bool tunnel;
-    uv_stream_t *rd, *wr; /* the socket twice, or the child's stdout / stdin */
-    uv_timer_t timer;
-    uv_tcp_t tcp;
-    uv_getaddrinfo_t gai;
-    uv_connect_t connect_req;
-    struct addrinfo *ai_list, *ai_cur;
-    bool gai_pending;
-    uv_process_t proc;
-    uv_pipe_t in, out, err;
-    bool proc_running;
-    int kill_stage;
-    int handles; /* initialised handles not yet closed */
-    bool closing, failed;
-    bool close_when_written; /* tb_link_close_when_written: closes once write_pending is 0 */
-    char host[256];
-    int port;
-    int last_errno;
-    bool loopback;
-    struct tb_tls *tls;
-    struct tb_deflate *z;
-    enum filter newest;
-    bool received_since_send;
-    bool writing_secret; /* set by tb_link_write_secret for the raw writes it makes */
-    size_t write_pending;
-    size_t drained_below; /* tb_link_notify_drained's mark; 0 = nobody waits */
-    /* Write limits (tb_link_set_rate): application bytes wait in `pace` for tokens, and
-     * rate_timer releases them; `msgs` is the message bucket, msg_owed a refusal whose
-     * on_message_ready is still due. Zeroed = unlimited. */
-    struct tb_pace pace;
-    struct tb_bucket msgs;
-    uv_timer_t rate_timer;
-    bool msg_owed;
-    struct tb_link_stats stats;
-    char err_tail[256];
-    struct tb_buf err_line;
-};
 
 /* One uv_write: its bytes are in a malloc'd buffer it owns (a filter's output, handed over)
  * or in a blob it holds a reference to (a message body, written from where it is). */
@@ -88,10 +43,7 @@ static void report(struct tb_link *l, const struct tb_error *e)
     l->cb->on_error(l, e, l->ud);
 }
 
-static void fail(struct tb_link *l, enum tb_err_kind kind, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void fail(struct tb_link *l, enum tb_err_kind kind, const char *fmt, ...)
+void tb_link_fail(struct tb_link *l, enum tb_err_kind kind, const char *fmt, ...)
 {
     if (l->failed || l->closing)
         return;
@@ -103,7 +55,7 @@ static void fail(struct tb_link *l, enum tb_err_kind kind, const char *fmt, ...)
     report(l, &e);
 }
 
-static void maybe_free(struct tb_link *l)
+void tb_link_maybe_free(struct tb_link *l)
 {
     if (!l->closing || l->handles > 0 || l->proc_running || l->gai_pending)
         return;
@@ -120,10 +72,10 @@ static void on_handle_closed(uv_handle_t *h)
 {
     struct tb_link *l = h->data;
     l->handles--;
-    maybe_free(l);
+    tb_link_maybe_free(l);
 }
 
-static void close_handle(struct tb_link *l, uv_handle_t *h)
+void tb_link_close_handle(struct tb_link *l, uv_handle_t *h)
 {
     if (h->data == l && !uv_is_closing(h))
         uv_close(h, on_handle_closed);
@@ -157,7 +109,7 @@ static void on_written(uv_write_t *req, int status)
     tb_blob_unref(w->blob);
     free(w);
     if (status < 0 && status != UV_ECANCELED)
-        fail(l, TB_ERR_TEMP, "write failed: %s", uv_strerror(status));
+        tb_link_fail(l, TB_ERR_TEMP, "write failed: %s", uv_strerror(status));
     else if (l->close_when_written && tb_link_write_pending(l) == 0)
         tb_link_close(l);
     else if (l->drained_below && tb_link_write_pending(l) < l->drained_below && !l->failed &&
@@ -188,7 +140,7 @@ static void submit(struct tb_link *l, struct write_req *w)
         free(w->own);
         tb_blob_unref(w->blob);
         free(w);
-        fail(l, TB_ERR_TEMP, "write failed: %s", uv_strerror(r));
+        tb_link_fail(l, TB_ERR_TEMP, "write failed: %s", uv_strerror(r));
     }
 }
 
@@ -258,7 +210,7 @@ static void write_filtered(struct tb_link *l, const char *p, size_t n)
     tb_buf_init(&c);
     tb_deflate_adapt(l->z, l->write_pending);
     if (tb_deflate_send(l->z, p, n, &c) < 0) {
-        fail(l, TB_ERR_TEMP, "COMPRESS: deflate failed");
+        tb_link_fail(l, TB_ERR_TEMP, "COMPRESS: deflate failed");
     } else if (l->tls) {
         write_tls(l, c.data, c.len);
     } else {
@@ -429,7 +381,7 @@ static void up_from_tls(struct tb_link *l, const char *p, size_t n)
     char err[256];
     tb_buf_init(&plain);
     if (tb_deflate_recv(l->z, p, n, &plain, err, sizeof(err)) < 0)
-        fail(l, TB_ERR_PROTOCOL, "%s", err);
+        tb_link_fail(l, TB_ERR_PROTOCOL, "%s", err);
     else
         deliver(l, plain.data, plain.len);
     tb_buf_free(&plain);
@@ -469,7 +421,7 @@ void tb_link_inject(struct tb_link *l, const char *p, size_t n)
         up_from_tls(l, p, n);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+void tb_link_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)h;
     (void)suggested;
@@ -486,29 +438,27 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         up_from_socket(l, buf->base, (size_t)n);
     } else if (n < 0 && !l->closing) {
         if (n == UV_EOF && l->tunnel)
-            fail(l, TB_ERR_TEMP, "tunnel closed the connection%s%s", l->err_tail[0] ? ": " : "",
-                 l->err_tail);
+            tb_link_fail(l, TB_ERR_TEMP, "tunnel closed the connection%s%s",
+                         l->err_tail[0] ? ": " : "", l->err_tail);
         else if (n == UV_EOF)
-            fail(l, TB_ERR_TEMP, "connection closed by server");
+            tb_link_fail(l, TB_ERR_TEMP, "connection closed by server");
         else
-            fail(l, TB_ERR_TEMP, "read failed: %s", uv_strerror((int)n));
+            tb_link_fail(l, TB_ERR_TEMP, "read failed: %s", uv_strerror((int)n));
         uv_read_stop(s);
     }
     free(buf->base);
 }
 
-static void start_reading(struct tb_link *l)
+void tb_link_start_reading(struct tb_link *l)
 {
-    int r = uv_read_start(l->rd, on_alloc, on_read);
+    int r = uv_read_start(l->rd, tb_link_on_alloc, on_read);
     if (r < 0)
-        fail(l, TB_ERR_TEMP, "read failed: %s", uv_strerror(r));
+        tb_link_fail(l, TB_ERR_TEMP, "read failed: %s", uv_strerror(r));
 }
 
-/* ---- TCP ---- */
+/* ---- timer: connect timeout, close-time escalation ---- */
 
-static void try_next_address(struct tb_link *l);
-
-static void on_timeout(uv_timer_t *t)
+void tb_link_on_timeout(uv_timer_t *t)
 {
     struct tb_link *l = t->data;
     if (l->close_when_written && !l->closing) {
@@ -519,206 +469,11 @@ static void on_timeout(uv_timer_t *t)
         /* Close-time escalation for a tunnel child that ignores EOF on stdin. */
         if (l->proc_running) {
             uv_process_kill(&l->proc, l->kill_stage++ ? SIGKILL : SIGTERM);
-            uv_timer_start(&l->timer, on_timeout, 2000, 0);
+            uv_timer_start(&l->timer, tb_link_on_timeout, 2000, 0);
         }
         return;
     }
-    fail(l, TB_ERR_TEMP, "connect to %s port %d timed out", l->host, l->port);
-}
-
-static bool addr_is_loopback(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
-    }
-    return false;
-}
-
-static void on_tcp_closed_retry(uv_handle_t *h);
-
-/* Moves on to the next resolved address after a failed attempt; the old handle must be
- * closed before its memory is initialised again. */
-static void attempt_failed(struct tb_link *l, int status)
-{
-    l->last_errno = status;
-    l->ai_cur = l->ai_cur->ai_next;
-    if (!l->ai_cur) {
-        close_handle(l, (uv_handle_t *)&l->tcp);
-        fail(l, TB_ERR_TEMP, "connect to %s port %d failed: %s", l->host, l->port,
-             uv_strerror(status));
-        return;
-    }
-    uv_close((uv_handle_t *)&l->tcp, on_tcp_closed_retry);
-}
-
-static void on_connect(uv_connect_t *req, int status)
-{
-    struct tb_link *l = req->data;
-    if (l->closing)
-        return;
-    if (status < 0) {
-        attempt_failed(l, status);
-        return;
-    }
-    uv_timer_stop(&l->timer);
-    l->loopback = addr_is_loopback(l->ai_cur->ai_addr);
-    l->rd = l->wr = (uv_stream_t *)&l->tcp;
-    uv_tcp_nodelay(&l->tcp, 1);
-    start_reading(l);
-    if (!l->failed && !l->closing)
-        l->cb->on_connected(l, l->ud);
-}
-
-static void on_tcp_closed_retry(uv_handle_t *h)
-{
-    struct tb_link *l = h->data;
-    l->handles--;
-    if (l->closing) {
-        maybe_free(l);
-        return;
-    }
-    try_next_address(l);
-}
-
-static void try_next_address(struct tb_link *l)
-{
-    uv_tcp_init(l->loop, &l->tcp);
-    l->tcp.data = l;
-    l->handles++;
-    l->connect_req.data = l;
-    int r = uv_tcp_connect(&l->connect_req, &l->tcp, l->ai_cur->ai_addr, on_connect);
-    if (r < 0)
-        attempt_failed(l, r);
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    struct tb_link *l = req->data;
-    l->gai_pending = false;
-    if (l->closing) {
-        if (res)
-            uv_freeaddrinfo(res);
-        maybe_free(l);
-        return;
-    }
-    if (status < 0 || !res) {
-        fail(l, TB_ERR_TEMP, "cannot resolve %s: %s", l->host, uv_strerror(status));
-        return;
-    }
-    l->ai_list = l->ai_cur = res;
-    try_next_address(l);
-}
-
-int tb_link_connect_tcp(struct tb_link *l, const char *host, int port, int timeout_s)
-{
-    snprintf(l->host, sizeof(l->host), "%s", host);
-    l->port = port;
-    char portstr[16];
-    snprintf(portstr, sizeof(portstr), "%d", port);
-    struct addrinfo hints = {0};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_ADDRCONFIG;
-    l->gai.data = l;
-    int r = uv_getaddrinfo(l->loop, &l->gai, on_resolved, host, portstr, &hints);
-    if (r < 0) {
-        fail(l, TB_ERR_TEMP, "cannot resolve %s: %s", host, uv_strerror(r));
-        return -1;
-    }
-    l->gai_pending = true;
-    uv_timer_start(&l->timer, on_timeout, (uint64_t)timeout_s * 1000, 0);
-    return 0;
-}
-
-/* ---- tunnel ---- */
-
-static void on_child_exit(uv_process_t *p, int64_t status, int sig)
-{
-    struct tb_link *l = p->data;
-    l->proc_running = false;
-    close_handle(l, (uv_handle_t *)p);
-    if (l->closing) {
-        uv_timer_stop(&l->timer);
-        close_handle(l, (uv_handle_t *)&l->timer);
-    }
-    if (!l->closing) {
-        if (sig)
-            fail(l, TB_ERR_TEMP, "tunnel killed by signal %d%s%s", sig, l->err_tail[0] ? ": " : "",
-                 l->err_tail);
-        else
-            fail(l, TB_ERR_TEMP, "tunnel exited with status %lld%s%s", (long long)status,
-                 l->err_tail[0] ? ": " : "", l->err_tail);
-    }
-    maybe_free(l);
-}
-
-static void on_err_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    struct tb_link *l = s->data;
-    for (ssize_t i = 0; i < n; i++) {
-        char c = buf->base[i];
-        if (c == '\n') {
-            const char *line = tb_buf_cstr(&l->err_line);
-            if (line[0]) {
-                snprintf(l->err_tail, sizeof(l->err_tail), "%s", line);
-                tb_log_debug(1, "tunnel stderr: %s", line);
-            }
-            l->err_line.len = 0;
-        } else if (l->err_line.len < 1024) {
-            tb_buf_append(&l->err_line, &c, 1);
-        }
-    }
-    if (n < 0)
-        uv_read_stop(s);
-    free(buf->base);
-}
-
-int tb_link_spawn(struct tb_link *l, const char *command)
-{
-    l->tunnel = true;
-    snprintf(l->host, sizeof(l->host), "tunnel");
-    uv_pipe_init(l->loop, &l->in, 0);
-    uv_pipe_init(l->loop, &l->out, 0);
-    uv_pipe_init(l->loop, &l->err, 0);
-    l->in.data = l->out.data = l->err.data = l;
-    l->handles += 3;
-    uv_stdio_container_t stdio[3];
-    stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
-    stdio[0].data.stream = (uv_stream_t *)&l->in;
-    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    stdio[1].data.stream = (uv_stream_t *)&l->out;
-    stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    stdio[2].data.stream = (uv_stream_t *)&l->err;
-    char *args[] = {"/bin/sh", "-c", (char *)command, NULL};
-    uv_process_options_t o = {0};
-    o.file = "/bin/sh";
-    o.args = args;
-    o.exit_cb = on_child_exit;
-    o.env = tb_env_child(); /* without the passwords read from the environment */
-    o.stdio = stdio;
-    o.stdio_count = 3;
-    l->proc.data = l;
-    int r = uv_spawn(l->loop, &l->proc, &o);
-    free(o.env);
-    l->handles++; /* uv_spawn initialises the handle even when it fails */
-    if (r < 0) {
-        fail(l, TB_ERR_CONFIG, "cannot start tunnel: %s", uv_strerror(r));
-        return -1;
-    }
-    l->proc_running = true;
-    l->rd = (uv_stream_t *)&l->out;
-    l->wr = (uv_stream_t *)&l->in;
-    l->loopback = true;
-    uv_read_start((uv_stream_t *)&l->err, on_alloc, on_err_read);
-    start_reading(l);
-    if (!l->failed)
-        l->cb->on_connected(l, l->ud);
-    return 0;
+    tb_link_fail(l, TB_ERR_TEMP, "connect to %s port %d timed out", l->host, l->port);
 }
 
 /* ---- filters ---- */
@@ -748,7 +503,7 @@ int tb_link_start_compress(struct tb_link *l)
 {
     l->z = tb_deflate_new();
     if (!l->z) {
-        fail(l, TB_ERR_INTERNAL, "COMPRESS: cannot initialise zlib");
+        tb_link_fail(l, TB_ERR_INTERNAL, "COMPRESS: cannot initialise zlib");
         return -1;
     }
     l->newest = F_DEFLATE;
@@ -763,19 +518,19 @@ void tb_link_close(struct tb_link *l)
     if (l->gai_pending)
         uv_cancel((uv_req_t *)&l->gai);
     uv_timer_stop(&l->timer);
-    close_handle(l, (uv_handle_t *)&l->rate_timer); /* held bytes are dropped */
+    tb_link_close_handle(l, (uv_handle_t *)&l->rate_timer); /* held bytes are dropped */
     if (l->tunnel) {
-        close_handle(l, (uv_handle_t *)&l->in); /* EOF on stdin: the imap process exits */
-        close_handle(l, (uv_handle_t *)&l->out);
-        close_handle(l, (uv_handle_t *)&l->err);
+        tb_link_close_handle(l, (uv_handle_t *)&l->in); /* EOF on stdin: the imap process exits */
+        tb_link_close_handle(l, (uv_handle_t *)&l->out);
+        tb_link_close_handle(l, (uv_handle_t *)&l->err);
         if (l->proc_running)
-            uv_timer_start(&l->timer, on_timeout, 2000, 0);
+            uv_timer_start(&l->timer, tb_link_on_timeout, 2000, 0);
     }
     if (l->tcp.data == l)
-        close_handle(l, (uv_handle_t *)&l->tcp);
+        tb_link_close_handle(l, (uv_handle_t *)&l->tcp);
     if (!l->proc_running)
-        close_handle(l, (uv_handle_t *)&l->timer);
-    maybe_free(l);
+        tb_link_close_handle(l, (uv_handle_t *)&l->timer);
+    tb_link_maybe_free(l);
 }
 
 static void mute_link(struct tb_link *l, void *ud)
@@ -814,7 +569,7 @@ void tb_link_close_when_written(struct tb_link *l)
     }
     l->close_when_written = true;
     uv_timer_stop(&l->timer);
-    uv_timer_start(&l->timer, on_timeout, 5000, 0);
+    uv_timer_start(&l->timer, tb_link_on_timeout, 5000, 0);
 }
 
 bool tb_link_is_loopback(const struct tb_link *l)
