@@ -32,12 +32,6 @@
 #define PROBE_BYTES    (2u << 20)
 #define FAST_RATE      (16e6) /* bytes per second: 128 Mbit/s */
 #define SLOW_STRETCHES 2      /* after the first, which is not counted */
-/* A counted stretch still short of PROBE_BYTES after PROBE_BYTES / FAST_RATE seconds can
- * only end slow: it is judged then, once EARLY_BYTES moved in it (so a stall alone, with
- * nothing moving, never makes a slow stretch: it spoils one at most, as before). On a
- * 20 Mbit/s link that starts COMPRESS after ~1.1 s instead of ~2.5 s of uncompressed
- * mail. */
-#define EARLY_BYTES (256u << 10)
 
 static bool near(struct tb_imap *c)
 {
@@ -68,12 +62,10 @@ bool tb_session_auto_compress(struct tb_imap *c)
         c->probe_moved = moved;
         return false;
     }
-    uint64_t got = moved - c->probe_moved;
-    double secs = (double)(now - c->probe_ns) / 1e9;
-    bool sure_slow = c->probe_slow > 0 && got >= EARLY_BYTES && secs > PROBE_BYTES / FAST_RATE;
-    if (got < PROBE_BYTES && !sure_slow)
+    if (moved - c->probe_moved < PROBE_BYTES)
         return false;
-    double rate = (double)got / (secs > 1e-6 ? secs : 1e-6);
+    double secs = (double)(now - c->probe_ns) / 1e9;
+    double rate = (double)(moved - c->probe_moved) / (secs > 1e-6 ? secs : 1e-6);
     c->probe_ns = now;
     c->probe_moved = moved;
     if (rate >= FAST_RATE) {
