@@ -573,9 +573,10 @@ static void logout_done(struct tb_imap *c, const struct tb_imap_result *r, void 
 /* Bytes the link may hold unwritten before pump sends no further command. Where the socket
  * takes bytes from where they are, holding back changes nothing; under COMPRESS, TLS or a
  * byte rate every command written is also a copy (deflate output, TLS records, paced
- * bytes), which without this bound grew with the copy window whenever the link was slower
- * than the source: 5-6 MB of deflate output at the peak of a compressed first sync. 1 MiB
- * beyond what the kernel already buffers keeps any link busy. */
+ * bytes), which without this bound grows with the copy window whenever the link is slower
+ * than the source (heaptrack, compress = yes first sync at 50 ms, one run each: heap peak
+ * 17.9 MB without it, 15.7 MB with it). 1 MiB on top of what the kernel buffers keeps any
+ * link busy. */
 #define WRITE_AHEAD ((size_t)1 << 20)
 
 /* Sends everything the protocol allows now, gathered into one write. */
