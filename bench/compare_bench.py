@@ -236,6 +236,7 @@ def run_tool(argv, env, cwd):
 def measure(bench, pair, rtt, rate_mbit=0.0, quiet=False):
     """One run of pair.tool through fresh relays; a sample dict."""
     rate = rate_mbit * 1e6 / 8 if rate_mbit else None
+    os.sync()
     relays = [Relay(dv.imap_port, delay=rtt / 2000.0, rate=rate)
               for dv in (bench.src, bench.dst)]
     try:
