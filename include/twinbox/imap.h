@@ -86,6 +86,11 @@ void tb_imap_submit(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags, tb_im
 /* Sends the held last chunk of the TB_CMD_HOLD command in flight (at once, or on its "+"
  * if that has not come yet). */
 void tb_imap_release(struct tb_imap *c);
+/* A mark after every command submitted so far, and whether all of those have completed
+ * (answered or aborted), whatever was submitted since: lets a caller wait for one group of
+ * commands while the next group is already in flight. */
+uint64_t tb_imap_mark(const struct tb_imap *c);
+bool tb_imap_done_through(const struct tb_imap *c, uint64_t mark);
 void tb_imap_add_handler(struct tb_imap *c, tb_imap_untagged_fn *fn, void *ud);
 /* LOGOUT then close; `done` (may be NULL) fires when the LOGOUT completed or failed. */
 void tb_imap_logout(struct tb_imap *c, tb_imap_done_fn *done, void *ud);

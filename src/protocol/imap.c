@@ -514,6 +514,7 @@ void tb_imap_submit(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags, tb_im
     p->done = done;
     p->untagged = untagged;
     p->ud = ud;
+    p->order = ++c->submitted;
     if (c->n_waiting == c->cap_waiting) {
         /* Reclaim the consumed front before growing. */
         if (c->waiting_head > 0) {

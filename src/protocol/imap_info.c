@@ -149,3 +149,19 @@ uint64_t tb_imap_bytes_out(const struct tb_imap *c)
 {
     return stats(c)->raw_out;
 }
+
+uint64_t tb_imap_mark(const struct tb_imap *c)
+{
+    return c->submitted;
+}
+
+bool tb_imap_done_through(const struct tb_imap *c, uint64_t mark)
+{
+    /* Commands leave in the order submitted and the in-flight list is sorted by tag: the
+     * oldest outstanding command is the first in flight, else the first waiting. */
+    if (c->n_inflight)
+        return c->inflight[0]->order > mark;
+    if (c->waiting_head < c->n_waiting)
+        return c->waiting[c->waiting_head]->order > mark;
+    return true;
+}

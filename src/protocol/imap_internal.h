@@ -16,6 +16,7 @@ struct pending {
     tb_imap_untagged_fn *untagged;
     void *ud;
     uint32_t seq;
+    uint64_t order;   /* tb_imap_mark: the connection's count of submissions, this one included */
     uint64_t sent_ns; /* uv_hrtime() when written, for the round-trip estimate */
     char tag[16];
     size_t n_chunks, next_chunk;
@@ -64,6 +65,7 @@ struct tb_imap {
     bool release_early;      /* tb_imap_release() came before the "+" */
     struct pending *barrier; /* in flight; nothing else may be sent */
     uint32_t next_seq;
+    uint64_t submitted; /* commands submitted (pending.order of the last) */
     struct handler *handlers;
     size_t n_handlers;
     struct tb_buf out; /* bytes gathered by one pump, written at once */

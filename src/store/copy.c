@@ -658,11 +658,21 @@ int tb_copy_fetch_all(struct tb_copy *cp)
     return tb_store_wait_for(both, 2, fetches_sent, cp);
 }
 
-int tb_copy_finish(struct tb_copy *cp, uint64_t *bytes)
+static bool copies_done(void *ud)
+{
+    const struct tb_copy *cp = ud;
+    return cp->next == cp->n && cp->inflight == 0;
+}
+
+static int finish(struct tb_copy *cp, uint64_t *bytes, bool own)
 {
     pump(cp);
     struct tb_store *both[2] = {cp->src, cp->dst};
-    int rc = tb_store_wait(both, 2);
+    int rc = own ? tb_store_wait_for(both, 2, copies_done, cp) : 0;
+    /* Finding the copies without a known UID, and expunging misplaced ones, select the
+     * destination's mailbox: only once nothing else is in flight. */
+    if (rc == 0 && (!own || cp->unknown.n || !tb_uidset_empty(&cp->misplaced)))
+        rc = tb_store_wait(both, 2);
     if (rc == 0 && cp->unknown.n)
         rc = tb_copy_identify(cp);
     if (rc == 0 && !tb_uidset_empty(&cp->misplaced)) {
@@ -681,4 +691,14 @@ int tb_copy_finish(struct tb_copy *cp, uint64_t *bytes)
     if (cp->inflight == 0)
         copy_free(cp);
     return rc;
+}
+
+int tb_copy_finish(struct tb_copy *cp, uint64_t *bytes)
+{
+    return finish(cp, bytes, false);
+}
+
+int tb_copy_finish_own(struct tb_copy *cp, uint64_t *bytes)
+{
+    return finish(cp, bytes, true);
 }

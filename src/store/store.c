@@ -148,6 +148,32 @@ int tb_store_wait(struct tb_store **stores, int n)
     return tb_store_wait_for(stores, n, all_idle, &w);
 }
 
+uint64_t tb_store_mark(const struct tb_store *s)
+{
+    return s->c ? tb_imap_mark(s->c) : 0;
+}
+
+struct marks {
+    struct tb_store **stores;
+    int n;
+    const uint64_t *marks;
+};
+
+static bool marks_passed(void *ud)
+{
+    const struct marks *w = ud;
+    for (int i = 0; i < w->n; i++)
+        if (w->stores[i]->c && !tb_imap_done_through(w->stores[i]->c, w->marks[i]))
+            return false;
+    return true;
+}
+
+int tb_store_wait_marks(struct tb_store **stores, int n, const uint64_t *marks)
+{
+    struct marks w = {stores, n, marks};
+    return tb_store_wait_for(stores, n, marks_passed, &w);
+}
+
 /* A command whose NO/BAD fails the store (the engine then stops with that message). */
 void tb_store_fail(struct tb_store *s, enum tb_err_kind kind, const char *fmt, ...)
 {

@@ -165,6 +165,10 @@ int tb_store_wait(struct tb_store **stores, int n);
 /* Runs the loop until done(ud) is true or a store failed (-1); the stores are what may make
  * progress meanwhile. */
 int tb_store_wait_for(struct tb_store **stores, int n, bool (*done)(void *ud), void *ud);
+/* marks[i]: tb_store_mark of stores[i]. Runs the loop until every command submitted to
+ * each store before its mark completed, later ones may still run; -1 if a store failed. */
+uint64_t tb_store_mark(const struct tb_store *s);
+int tb_store_wait_marks(struct tb_store **stores, int n, const uint64_t *marks);
 
 void tb_store_list_start(struct tb_store *s);
 /* Call right after tb_store_init: where the login can carry more commands in its flight
@@ -339,5 +343,9 @@ int tb_copy_fetch_all(struct tb_copy *cp);
 /* Runs until every added message is copied or skipped; bytes moved are added to *bytes.
  * -1 only when a store failed. */
 int tb_copy_finish(struct tb_copy *cp, uint64_t *bytes);
+/* tb_copy_finish without waiting for the stores' other commands (those of a next batch of
+ * mailboxes may already be in flight); still waits for them when it has to select the
+ * destination's mailbox (copies without a known UID, or misplaced ones). */
+int tb_copy_finish_own(struct tb_copy *cp, uint64_t *bytes);
 
 #endif

@@ -7,7 +7,7 @@
  * sends every mailbox's SELECT, FETCHes and STOREs in one flight, then, after one fence,
  * SELECT and UID EXPUNGE of each mailbox with expunges while the APPENDs follow the
  * bodies: two round trips for the writes of the whole batch. Each mailbox is committed on
- * its own once everything completed, and settled later with the others
+ * its own once its round's commands completed, and settled later with the others
  * (tb_eng_settle_deferred).
  *
  * Invariants:
@@ -21,6 +21,10 @@
  *   their copies add up to at most ROUND_BYTES, which bounds how much is committed at
  *   once, not memory; a batch lists at most BATCH_LISTED messages of new mailboxes (one
  *   alone may list more).
+ * - Two rounds at most are in flight: round N+1 is submitted, then N completed (its
+ *   copies, and each server's commands up to N's mark, tb_store_mark) and committed
+ *   while N+1's commands run. A round's writes are its own mailboxes', planned from the
+ *   survey and the state, so committing N later changes nothing N+1 sends.
  * - Only passes that need nothing read in between (tb_eng_batchable): a mailbox with state
  *   takes its deltas from the survey or the state (the same UIDVALIDITY), a new one is
  *   listed in full; UIDPLUS on both sides; no replica mode (its moves are ordered legs);
@@ -39,6 +43,14 @@
 #include <string.h>
 
 #define ROUND_BYTES (128u << 20)
+
+static uint64_t round_bytes(void)
+{
+    /* Tests shorten it to run many rounds over a few small mailboxes. */
+    const char *e = getenv("TWINBOX_TEST_ROUND_BYTES");
+    unsigned long long v = e ? strtoull(e, NULL, 10) : 0;
+    return v >= 1 && v <= ROUND_BYTES ? v : ROUND_BYTES;
+}
 
 struct bpass {
     struct entry *e;
@@ -209,16 +221,25 @@ static void expunge_marked(struct ctx *x, struct bpass *bp, size_t n)
         }
 }
 
-/* Waits for the round's writes, then commits each pass and leaves it to be settled. */
-static int complete(struct ctx *x, struct bpass *bp, size_t n)
+/* Passes [first, end) of a batch, submitted; mark: each store's tb_store_mark after them. */
+struct round {
+    size_t first, end;
+    uint64_t mark[2];
+};
+
+/* Waits for the round's writes (the next round's may be in flight), then commits each
+ * pass and leaves it to be settled. */
+static int complete(struct ctx *x, struct bpass *all, const struct round *r)
 {
+    struct bpass *bp = all + r->first;
+    size_t n = r->end - r->first;
     int rc = 0;
     for (size_t i = 0; i < n; i++)
         for (int k = 0; k < 2; k++)
-            if (bp[i].cp[k] && tb_copy_finish(bp[i].cp[k], &x->stats->bytes) < 0)
+            if (bp[i].cp[k] && tb_copy_finish_own(bp[i].cp[k], &x->stats->bytes) < 0)
                 rc = -1;
     if (rc == 0)
-        rc = tb_store_wait(x->both, 2);
+        rc = tb_store_wait_marks(x->both, 2, r->mark);
     if (rc != 0)
         return tb_eng_store_fail(x);
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -239,8 +260,8 @@ static int complete(struct ctx *x, struct bpass *bp, size_t n)
 }
 
 /* One round from bp[*i] on: passes planned and submitted while the round has room, then
- * their expunges, completion and commits. */
-static int round_trip(struct ctx *x, struct bpass *bp, size_t n, size_t *i)
+ * their expunges; *r says what to complete. */
+static int submit_round(struct ctx *x, struct bpass *bp, size_t n, size_t *i, struct round *r)
 {
     size_t first = *i;
     uint64_t bytes = 0;
@@ -254,7 +275,7 @@ static int round_trip(struct ctx *x, struct bpass *bp, size_t n, size_t *i)
             continue;
         }
         uint64_t need = copy_bytes(&b->p);
-        if (bytes && (bytes + need > ROUND_BYTES || tb_eng_stopping(x)))
+        if (bytes && (bytes + need > round_bytes() || tb_eng_stopping(x)))
             break; /* the next round's */
         bytes += need;
         if ((rc = tb_eng_record_intents(x, b->e->canon, &b->p)) != 0)
@@ -270,8 +291,11 @@ static int round_trip(struct ctx *x, struct bpass *bp, size_t n, size_t *i)
                 rc = tb_eng_store_fail(x);
     }
     expunge_marked(x, bp + first, *i - first);
-    int r = complete(x, bp + first, *i - first);
-    return rc ? rc : r;
+    r->first = first;
+    r->end = *i;
+    for (int k = 0; k < 2; k++)
+        r->mark[k] = tb_store_mark(&x->s[k]);
+    return rc;
 }
 
 static void bpass_free(struct bpass *b)
@@ -298,10 +322,30 @@ int tb_eng_write_batch(struct ctx *x, struct entry **v, size_t n, size_t *done)
         wb->bp[i].e = v[i];
     int rc = list_fresh(x, wb->bp, n);
     size_t i = 0;
-    /* Stopping (the daemon's SIGTERM) waits for the round in flight, not the batch: the
-     * mailboxes not written yet are the next run's (new ones may exist, empty, by then). */
-    while (i < n && rc == 0 && !tb_eng_stopping(x))
-        rc = round_trip(x, wb->bp, n, &i);
+    /* Each round is submitted before the one before it is completed, so the pipe does not
+     * drain between them (the bench's initial sync in 20 rounds, median of 3: at 50 ms
+     * 8.36 s drained, 4.99 s overlapped, 5.11 s in the usual two rounds; at 0 ms 4.83 and
+     * 4.30 s). Every round submitted is completed, in order, also after a failure; the
+     * first error wins. Stopping (the daemon's SIGTERM) waits for the rounds in flight,
+     * not the batch: the mailboxes not written yet are the next run's (new ones may exist,
+     * empty, by then). */
+    struct round prev;
+    bool have_prev = false;
+    while (i < n && rc == 0 && !tb_eng_stopping(x)) {
+        struct round cur;
+        int rs = submit_round(x, wb->bp, n, &i, &cur);
+        if (have_prev) {
+            int r = complete(x, wb->bp, &prev);
+            rc = rc ? rc : r;
+        }
+        prev = cur;
+        have_prev = true;
+        rc = rc ? rc : rs;
+    }
+    if (have_prev) {
+        int r = complete(x, wb->bp, &prev);
+        rc = rc ? rc : r;
+    }
     *done = i;
     if (rc != 0) {
         wb->next = x->spent;

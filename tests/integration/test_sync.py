@@ -43,8 +43,8 @@ class SyncBase(TestCase):
             f.write(f"[pair p]\na = a\nb = b\nstate = {self.state}\n")
         os.chmod(self.cfg, 0o600)
 
-    def sync(self, *args, code=0):
-        r = twinbox("-c", self.cfg, "sync", *args, timeout=600)
+    def sync(self, *args, code=0, env=None):
+        r = twinbox("-c", self.cfg, "sync", *args, timeout=600, env=env)
         self.assertEqual(r.code, code, r)
         return r
 
@@ -235,6 +235,53 @@ class InitialSyncTest(SyncBase):
             ra.stop()
             rb.stop()
 
+
+    def test_batch_in_many_rounds_commits_every_mailbox(self):
+        # A batch split into one round per mailbox (TWINBOX_TEST_ROUND_BYTES): each round is
+        # submitted before the one before it completed, and committed after it. Every
+        # mailbox still ends the same on both sides, each message once, and is recorded: the
+        # next run has nothing to do, also after changes on both sides written in rounds.
+        boxes = [f"R{i}" for i in range(8)]
+        c = self.a.client("alice")
+        ids = {b: ic.load_messages(self.a, "alice", b, 3, size=3000, seed=i, client=c)
+               for i, b in enumerate(boxes)}
+        c.logout()
+        env = {"TWINBOX_TEST_ROUND_BYTES": "1"}
+        ra, rb = Relay(self.a.imap_port), Relay(self.b.imap_port)
+        try:
+            self.write_config(ra.port, rb.port, compress="no", extra="xreplicate = no\n")
+            r = self.sync(env=env)
+            self.assertIn("copied a->b 24, b->a 0", r.out)
+            snap = self.assertSame()
+            for b in boxes:
+                self.assertEqual(sorted(row[0] for row in snap[b]), sorted(ids[b]), b)
+            # every mailbox recorded: the next run is a no-op, login and listing then LOGOUT
+            ra.reset_counters()
+            rb.reset_counters()
+            r = self.sync(env=env)
+            self.assertIn("copied a->b 0, b->a 0, flag updates 0, expunged 0", r.out)
+            self.assertEqual((ra.stats()["turns"], rb.stats()["turns"]), (2, 2), r.out)
+            for i, b in enumerate(boxes):
+                ic.load_messages(self.b, "alice", b, 1, size=3000, seed=i, start=5)
+                self.store(self.a, b, ids[b][0], "+FLAGS", "\\Flagged")
+                self.expunge(self.b, b, ids[b][1])
+            r = self.sync(env=env)
+            self.assertIn("copied a->b 0, b->a 8, flag updates 8, expunged 8", r.out)
+            snap = self.assertSame()
+            for b in boxes:
+                got = [row[0] for row in snap[b]]
+                self.assertEqual(len(got), 3, b)
+                self.assertEqual(len(set(got)), 3, b)
+                self.assertNotIn(ids[b][1], got, b)
+                self.assertEqual(self.flags_of(self.b, b)[ids[b][0]], {"\\Flagged"})
+            ra.reset_counters()
+            rb.reset_counters()
+            r = self.sync(env=env)
+            self.assertIn("copied a->b 0, b->a 0, flag updates 0, expunged 0", r.out)
+            self.assertEqual((ra.stats()["turns"], rb.stats()["turns"]), (2, 2), r.out)
+        finally:
+            ra.stop()
+            rb.stop()
 
     def test_new_mailboxes_listed_and_written_together(self):
         # A first sync of 30 small folders: created and listed in one flight, copied in one
