@@ -94,8 +94,12 @@ int tb_state_open(const char *path, struct tb_state **out, char *err, size_t err
         return -1;
     }
     sqlite3_busy_timeout(st->db, 10000);
-    if (exec(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON") <
-        0) {
+    /* A 1 MiB page cache instead of SQLite's 2 MB: a first sync's inserts filled it while
+     * the copy window was full (heaptrack, 5,000 messages at 20 Mbit/s: 2.2 MB of 19.5 at
+     * the peak). The kernel caches the file anyway: at 100,000 messages the initial sync
+     * took 4.47 s of CPU against 4.70 with the default cache (one run each). */
+    if (exec(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
+                 "PRAGMA cache_size=-1024") < 0) {
         snprintf(err, errlen, "state %s: %s", path, sqlite3_errmsg(st->db));
         tb_state_close(st);
         return -1;
