@@ -240,6 +240,24 @@ struct op *tb_store_op_new(struct tb_store *s, const char *what)
 
 /* ---- writes ---- */
 
+/* NO [ALREADYEXISTS] (RFC 5530): the mailbox exists, which is what the CREATE was for:
+ * someone else made it since our listing (a client, another run), or the server answered
+ * so for a mailbox nobody else made (Dovecot 2.3 did, once in about ten runs, while another
+ * session polled LIST). The listing or SELECT sent behind the CREATE reads it as it is;
+ * its messages are matched by identity like any fresh mailbox's. */
+static void create_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
+{
+    char code[64];
+    if (r->status == TB_IMAP_NO &&
+        strcasecmp(tb_imap_code_prefix(r, code, sizeof(code)), "[ALREADYEXISTS] ") == 0) {
+        struct tb_imap_result ok = *r;
+        ok.status = TB_IMAP_OK;
+        tb_store_op_done(c, &ok, ud);
+        return;
+    }
+    tb_store_op_done(c, r, ud);
+}
+
 void tb_store_create(struct tb_store *s, const char *mailbox, const char *special_use)
 {
     if (!tb_store_writable(s, "CREATE"))
@@ -251,7 +269,7 @@ void tb_store_create(struct tb_store *s, const char *mailbox, const char *specia
     tb_cmd_astring(cmd, mailbox);
     if (special_use && tb_imap_has_cap(s->c, "CREATE-SPECIAL-USE"))
         tb_cmd_printf(cmd, "(USE (%s))", special_use);
-    tb_imap_submit(s->c, cmd, 0, tb_store_op_done, NULL, tb_store_op_new(s, what));
+    tb_imap_submit(s->c, cmd, 0, create_done, NULL, tb_store_op_new(s, what));
 }
 
 /* Dovecot disconnects a client whose selected mailbox is deleted ("BYE Selected mailbox

@@ -172,6 +172,35 @@ class EvidenceTest(Pair):
         self.sync()
         self.assertSame()
 
+    def test_create_answered_already_exists_goes_on_with_that_mailbox(self):
+        """Someone else creates the mailbox between twinbox's LIST and its CREATE (played by
+        the proxy: it creates Work on b, with one message that a also has and one of its
+        own, then answers the CREATE with NO [ALREADYEXISTS]). The mailbox exists, which is
+        what the CREATE was for: the run goes on with it, matches the shared message by
+        identity and copies the rest both ways."""
+        self.seed()
+        ic.load_messages(self.a, "alice", "Fresh", 3, size=500, seed=4)
+
+        def meanwhile(cmd):
+            c = self.b.client("alice")
+            try:
+                ic.load_messages(self.b, "alice", "Fresh", 1, size=500, seed=4, client=c)
+                ic.load_messages(self.b, "alice", "Fresh", 1, size=500, seed=5, start=9,
+                                 client=c)
+            finally:
+                c.logout()
+            return "NO [ALREADYEXISTS] Mailbox already exists"
+        ev = self.proxy(self.b)
+        rule = ev.on(r'CREATE "?Fresh', reply=meanwhile)
+        self.write_config(b_port=ev.port)
+        r = self.sync()
+        self.assertEqual(rule.fired, 1)
+        self.assertEqual(self.warnings(r), [])
+        self.assertEqual(self.counts(self.b)["Fresh"], 4)
+        self.assertSame()
+        self.write_config()
+        self.assertIn("copied a->b 0, b->a 0,", self.sync().out)
+
     def test_really_deleted_mailbox_is_deleted(self):
         """Dovecot answers STATUS of a missing mailbox with a plain NO; with an exact LIST
         that does not show it, that is the server saying so."""
