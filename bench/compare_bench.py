@@ -339,11 +339,13 @@ class Bench:
     def initial(self, row, rtt, rate=0.0):
         tools = [t for t in self.tools if t in VARIANTS.get(row, ()) or t not in
                  (TB_YES, TB_NC)]
-        # Tools take turns run by run: on a shared machine slow spells then hit them all
+        # Tools take turns run by run, each run starting with the next tool: on a shared
+        # machine slow spells then hit them all, and no tool always follows the same one
         # (tool after tool, the default's five runs at 0 ms took 1.61-3.40 s against
-        # compress = no's 2.23-2.59; taking turns, 1.85-3.40 against 2.10-2.53).
+        # compress = no's 2.23-2.59; alternating the two, 1.85-3.40 against 2.10-2.53;
+        # in a fixed order default, yes, no: 2.41-2.80 against 2.14-2.35).
         for r in range(self.a.runs):
-            for tool in tools:
+            for tool in tools[r % len(tools):] + tools[:r % len(tools)]:
                 pair = Pair(self, tool, "alice")
                 self.add(tool, row, measure(self, pair, rtt, rate))
                 check_equal(self, pair, self.a.messages)
