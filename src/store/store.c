@@ -240,6 +240,14 @@ struct op *tb_store_op_new(struct tb_store *s, const char *what)
 
 /* ---- writes ---- */
 
+/* A response code libetpan does not know (RFC 5530's, THROTTLED...), by name. */
+static bool is_code(const struct tb_imap_result *r, const char *name)
+{
+    return r->code && r->code->rc_type == MAILIMAP_RESP_TEXT_CODE_OTHER &&
+           r->code->rc_data.rc_atom.atom_name &&
+           strcasecmp(r->code->rc_data.rc_atom.atom_name, name) == 0;
+}
+
 /* NO [ALREADYEXISTS] (RFC 5530): the mailbox exists, which is what the CREATE was for:
  * someone else made it since our listing (a client, another run), or the server answered
  * so for a mailbox nobody else made (Dovecot 2.3 did, once in about ten runs, while another
@@ -247,9 +255,7 @@ struct op *tb_store_op_new(struct tb_store *s, const char *what)
  * its messages are matched by identity like any fresh mailbox's. */
 static void create_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
 {
-    char code[64];
-    if (r->status == TB_IMAP_NO &&
-        strcasecmp(tb_imap_code_prefix(r, code, sizeof(code)), "[ALREADYEXISTS] ") == 0) {
+    if (r->status == TB_IMAP_NO && is_code(r, "ALREADYEXISTS")) {
         struct tb_imap_result ok = *r;
         ok.status = TB_IMAP_OK;
         tb_store_op_done(c, &ok, ud);
@@ -333,13 +339,6 @@ struct exists_op {
     enum tb_imap_status list; /* LIST's answer */
     bool listed, list_unreadable;
 };
-
-static bool is_code(const struct tb_imap_result *r, const char *name)
-{
-    return r->code && r->code->rc_type == MAILIMAP_RESP_TEXT_CODE_OTHER &&
-           r->code->rc_data.rc_atom.atom_name &&
-           strcasecmp(r->code->rc_data.rc_atom.atom_name, name) == 0;
-}
 
 /* Absence needs the server to say so: NO [NONEXISTENT] (RFC 5530) to STATUS, or (Dovecot 2.3
  * and others send no code there) a plain NO to STATUS together with an exact LIST that
