@@ -174,7 +174,7 @@ class EvidenceTest(Pair):
 
     def test_create_answered_already_exists_goes_on_with_that_mailbox(self):
         """Someone else creates the mailbox between twinbox's LIST and its CREATE (played by
-        the proxy: it creates Work on b, with one message that a also has and one of its
+        the proxy: it creates Fresh on b, with one message that a also has and one of its
         own, then answers the CREATE with NO [ALREADYEXISTS]). The mailbox exists, which is
         what the CREATE was for: the run goes on with it, matches the shared message by
         identity and copies the rest both ways."""
@@ -200,6 +200,26 @@ class EvidenceTest(Pair):
         self.assertSame()
         self.write_config()
         self.assertIn("copied a->b 0, b->a 0,", self.sync().out)
+
+    def test_create_falsely_answered_already_exists_leaves_the_mailbox_alone(self):
+        """A server that answers CREATE with NO [ALREADYEXISTS] for a mailbox it does not
+        have: the listing behind the CREATE fails, the mailbox is left alone with a warning
+        (exit 5, nothing recorded), the others are synced, and a run against an honest
+        server creates and fills it."""
+        self.seed()
+        ic.load_messages(self.a, "alice", "Fresh", 3, size=500, seed=4)
+        ic.load_messages(self.a, "alice", "INBOX", 1, size=500, seed=3, start=50)
+        ev = self.proxy(self.b)
+        ev.on(r'CREATE "?Fresh', reply="NO [ALREADYEXISTS] Mailbox already exists")
+        self.write_config(b_port=ev.port)
+        r = self.sync(code=5)
+        warn = self.warnings(r)
+        self.assertEqual(len(warn), 1, r)
+        self.assertIn("Fresh", warn[0])
+        self.assertEqual(self.counts(self.b), {"INBOX": 5, "Work": 5})
+        self.write_config()
+        self.sync()
+        self.assertSame()
 
     def test_really_deleted_mailbox_is_deleted(self):
         """Dovecot answers STATUS of a missing mailbox with a plain NO; with an exact LIST

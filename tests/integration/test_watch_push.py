@@ -52,10 +52,11 @@ class PushWatcher(Watcher):
         change may take two runs when its first notification wakes the pair before the
         rest of it is written (a mailbox created, then filled)."""
         deadline = time.monotonic() + timeout
-        while True:
+        while time.monotonic() < deadline:
             line = self.summary(max(0.01, deadline - time.monotonic()))
             if line is None or needle in line:
                 return line
+        return None
 
     def stderr_line(self, timeout, needle=""):
         """The next stderr line holding needle, or None after timeout seconds."""
