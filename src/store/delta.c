@@ -476,9 +476,61 @@ static void known_messages(struct tb_store *s, const char *mailbox, uint64_t bas
     }
 }
 
+/* Pieces of `set` in as many commands "UID FETCH <piece> items" as the line limit needs. */
+static void fetch_pieces(struct tb_store *s, const char *mailbox, struct tb_uidset *set,
+                         const char *items, struct tb_delta *out)
+{
+    struct tb_buf b;
+    tb_buf_init(&b);
+    size_t budget = tb_store_set_budget(s, strlen("UID FETCH ") + strlen(items) + 1);
+    for (size_t pos = 0; pos < set->n;) {
+        b.len = 0;
+        tb_uidset_render(set, &pos, &b, budget);
+        struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
+        tb_cmd_printf(cmd, "%s %s", b.data, items);
+        delta_cmd(s, out, mailbox, "FETCH", cmd);
+    }
+    tb_buf_free(&b);
+}
+
+/* The new messages (UID >= from) of a mailbox whose writes made `known` of them (their
+ * pairs recorded): the others with their identity; the known ones by their flags only, which
+ * a QRESYNC SELECT has already reported (every one of them changed since the base). A
+ * settling pass after 5,000 copies thus reads 5,000 flag lists instead of 1.6 MB of
+ * identity headers. Returns the UID from which everything is fetched with identity (the
+ * last command, "UID FETCH n:*"). Whatever `known` holds (an APPENDUID of a faulty server),
+ * every UID from `from` on is asked for: each one either way. */
+static uint32_t known_new(struct tb_store *s, const char *mailbox, uint32_t from,
+                          struct tb_uidset *known, bool flags_reported, struct tb_delta *out)
+{
+    struct tb_uidset gaps, ours;
+    tb_uidset_init(&gaps);
+    tb_uidset_init(&ours);
+    uint64_t next = from;
+    tb_uidset_normalize(known);
+    for (size_t i = 0; i < known->n; i++) {
+        uint64_t lo = known->r[i].lo, hi = known->r[i].hi;
+        if (hi < next)
+            continue;
+        if (lo < next)
+            lo = next;
+        if (lo > next)
+            tb_uidset_add_range(&gaps, (uint32_t)next, (uint32_t)(lo - 1));
+        tb_uidset_add_range(&ours, (uint32_t)lo, (uint32_t)hi);
+        next = hi + 1;
+    }
+    if (!flags_reported)
+        fetch_pieces(s, mailbox, &ours, "(UID FLAGS)", out);
+    fetch_pieces(s, mailbox, &gaps, TB_FETCH_ITEMS, out);
+    tb_uidset_free(&gaps);
+    tb_uidset_free(&ours);
+    /* next:* also answers the last message when next is past it: merged, harmless. */
+    return next > UINT32_MAX ? UINT32_MAX : (uint32_t)next;
+}
+
 static void delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
                         uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
-                        struct tb_delta *out, int how)
+                        struct tb_uidset *known, struct tb_delta *out, int how)
 {
     memset(out, 0, sizeof(*out));
     bool base = base_uidvalidity > 0 && base_uidnext > 0;
@@ -493,8 +545,11 @@ static void delta_start(struct tb_store *s, const char *mailbox, uint32_t base_u
     out->by_name = base && extra;
     if (base && extra)
         fetch_by_name(s, mailbox, extra, out);
+    uint32_t from = base ? base_uidnext : 1;
+    if (base && known && !tb_uidset_empty(known))
+        from = known_new(s, mailbox, from, known, qresync, out);
     struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
-    tb_cmd_printf(cmd, "%u:* " TB_FETCH_ITEMS, base ? base_uidnext : 1);
+    tb_cmd_printf(cmd, "%u:* " TB_FETCH_ITEMS, from);
     delta_cmd(s, out, mailbox, "FETCH", cmd)->fetch = true;
 }
 
@@ -502,21 +557,23 @@ void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base
                           uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
                           struct tb_delta *out)
 {
-    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, extra, out, 0);
+    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, extra, NULL, out, 0);
 }
 
 void tb_store_delta_queue(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
                           uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
                           struct tb_delta *out)
 {
-    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, extra, out, SEL_QUEUED);
+    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, extra, NULL, out,
+                SEL_QUEUED);
 }
 
 void tb_store_delta_examine_queue(struct tb_store *s, const char *mailbox,
                                   uint32_t base_uidvalidity, uint64_t base_modseq,
-                                  uint32_t base_uidnext, struct tb_delta *out)
+                                  uint32_t base_uidnext, struct tb_uidset *known,
+                                  struct tb_delta *out)
 {
-    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, NULL, out,
+    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, NULL, known, out,
                 SEL_QUEUED | SEL_EXAMINE);
 }
 

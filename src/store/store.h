@@ -193,10 +193,12 @@ void tb_store_delta_queue(struct tb_store *s, const char *mailbox, uint32_t base
  * writes). A SELECT takes \Recent, which Dovecot writes into the mailbox's index after
  * its list index recorded the mailbox, so every later LIST-STATUS opened the mailbox
  * (measured: 297 of 300 folders filled by a write batch). The next write selects it
- * again (selected_ro). */
+ * again (selected_ro). known (may be NULL or empty): new UIDs whose messages the caller
+ * knows (its copies, paired): their records carry flags only, no identity. */
 void tb_store_delta_examine_queue(struct tb_store *s, const char *mailbox,
                                   uint32_t base_uidvalidity, uint64_t base_modseq,
-                                  uint32_t base_uidnext, struct tb_delta *out);
+                                  uint32_t base_uidnext, struct tb_uidset *known,
+                                  struct tb_delta *out);
 /* Every message's UID, INTERNALDATE and size (no identity): a cheap complete listing,
  * queued like tb_store_delta_queue. */
 void tb_store_list_uids_queue(struct tb_store *s, const char *mailbox, struct tb_delta *out);

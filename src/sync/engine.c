@@ -174,6 +174,8 @@ static void free_entries(struct entry *ent, size_t n_ent)
 {
     for (size_t i = 0; i < n_ent; i++) {
         tb_eng_free_pre(&ent[i]);
+        tb_uidset_free(&ent[i].copied[0]);
+        tb_uidset_free(&ent[i].copied[1]);
         free(ent[i].canon);
         free(ent[i].show);
         if (ent[i].st) {

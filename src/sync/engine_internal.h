@@ -40,6 +40,10 @@ struct entry {
     /* Written and committed; the pass that confirms the writes settled is left to
      * settle_deferred, which pipelines it with other mailboxes'. */
     bool deferred, wrote[2], subscribed;
+    /* The UIDs its last committed pass gave its copies (and their sources), per side:
+     * paired in the state, so the settling pass asks only their flags (not for ones in
+     * replica mode). Owned; freed with the entry. */
+    struct tb_uidset copied[2];
     /* A CREATE (and SUBSCRIBE) sent and not waited for: the first pass's SELECTs follow
      * without a fence, and its wait covers them (start_deltas). */
     bool creating;

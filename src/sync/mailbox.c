@@ -193,6 +193,29 @@ void tb_eng_plan_stats(struct ctx *x, const struct tb_plan *p)
     x->stats->kept += p->kept;
 }
 
+/* set = side k's UIDs of the first n copies of o, as runs: copies arrive mostly in UID
+ * order, so 100,000 of them make a few ranges, not 100,000. */
+static void note_copied(struct tb_uidset *set, const struct pass_out *o, size_t n, int k)
+{
+    tb_uidset_free(set);
+    uint32_t lo = 0, hi = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t uid = o->copied[i].uid[k];
+        if (!uid)
+            continue; /* no APPENDUID: found by identity when settling */
+        if (lo && uid == hi + 1) {
+            hi = uid;
+            continue;
+        }
+        if (lo)
+            tb_uidset_add_range(set, lo, hi);
+        lo = hi = uid;
+    }
+    if (lo)
+        tb_uidset_add_range(set, lo, hi);
+    tb_uidset_normalize(set);
+}
+
 /* Records one pass: pair changes, copies, and the side values seen by its SELECTs. */
 int tb_eng_commit_pass(struct ctx *x, struct entry *e, const struct pass_out *o,
                        struct tb_delta *d[2], struct tb_plan *p, struct tb_uidset modified[2],
@@ -256,6 +279,8 @@ int tb_eng_commit_pass(struct ctx *x, struct entry *e, const struct pass_out *o,
     e->st->side[0] = row.side[0];
     e->st->side[1] = row.side[1];
     e->st->subscribed = subscribed;
+    for (int k = 0; k < 2; k++)
+        note_copied(&e->copied[k], o, x->pair->replica ? 0 : o->n_copied, k);
     return 0;
 }
 
@@ -580,7 +605,7 @@ int tb_eng_settle_deferred(struct ctx *x, struct entry *ent, size_t n_ent)
                 }
                 char *w = tb_eng_wire(x, e, k);
                 tb_store_delta_examine_queue(&x->s[k], w, b->uidvalidity, b->highestmodseq,
-                                             b->uidnext, &dd[j][k]);
+                                             b->uidnext, &e->copied[k], &dd[j][k]);
                 free(w);
             }
         }
@@ -588,6 +613,8 @@ int tb_eng_settle_deferred(struct ctx *x, struct entry *ent, size_t n_ent)
             rc = tb_eng_store_fail(x);
         for (size_t j = 0; j < n; j++) {
             struct tb_delta *d[2] = {&dd[j][0], &dd[j][1]};
+            tb_uidset_free(&batch[j]->copied[0]);
+            tb_uidset_free(&batch[j]->copied[1]);
             if (rc == 0)
                 rc = settle_one(x, batch[j], d);
             tb_delta_clear(d[0]);

@@ -194,6 +194,82 @@ class RaceTest(unittest.TestCase):
         self.assertGreaterEqual(held.matched, 1, "no settling SELECT on a")
         self.assertConverged(msgid)
 
+    def settling_fetches(self, side, rule):
+        """The commands twinbox sent on side's connection right after the EXAMINE that
+        rule held, up to the next SELECT or EXAMINE."""
+        for conn in self.ev[side].connections:
+            cmds = conn.commands
+            for i, c in enumerate(cmds):
+                if c.rule is rule:
+                    out = []
+                    for d in cmds[i + 1:]:
+                        if d.name in ("SELECT", "EXAMINE"):
+                            break
+                        out.append(d.text)
+                    return out
+        return None
+
+    def append_to_b(self, i, flags):
+        msg, day = ic.make_message(i, size=700, seed=3)
+        c = self.b.client("alice")
+        try:
+            ic.append(c, "INBOX", msg, flags=flags, date=day)
+        finally:
+            c.logout()
+        return re.search(rb"Message-ID: (<[^>]+>)", msg).group(1).decode()
+
+    def flags_of(self, dv, msgid):
+        c = dv.client("alice")
+        try:
+            return [m["flags"] for m in ic.fetch_all(c, "INBOX") if m["message_id"] == msgid]
+        finally:
+            c.logout()
+
+    def assertSame(self):
+        sa = ic.snapshot(self.a, "alice", as_separator="/")
+        sb = ic.snapshot(self.b, "alice", as_separator="/")
+        self.assertEqual(cc.diff_snapshots(sa, sb), {})
+
+    def test_copy_flagged_before_the_settling_pass(self):
+        """twinbox copies a new message from b to a; another client replaces the copy's
+        flags on a while the settling pass's EXAMINE is held 2 s. That pass reads the
+        copy's flags only (its identity is known from APPENDUID): the change must reach b
+        in the same run."""
+        msgid = self.append_to_b(1, ("$Label2",))
+        held = self.ev["a"].on(r'EXAMINE "?INBOX"? \(QRESYNC', delay=2.0, times=1)
+        uid = self.sync_with(self.a, msgid, lambda flags: True,
+                             lambda w, uid: w.uid("STORE", uid, "FLAGS", "($Label3)"))
+        self.assertIsNotNone(uid, "the copy never showed up on a")
+        self.assertEqual(held.matched, 1, "no settling EXAMINE on a")
+        self.assertEqual(self.flags_of(self.b, msgid), [("$Label3",)])
+        self.assertEqual(self.flags_of(self.a, msgid), [("$Label3",)])
+        self.sync()
+        self.assertSame()
+
+    def test_foreign_message_before_the_settling_pass(self):
+        """While a's settling EXAMINE is held, another client appends a message to a,
+        right behind twinbox's copy. The settling pass asks the identity of that message
+        (not of the copy it made) and copies it to b in the same run: once, and the copy
+        is not taken for a new message."""
+        msgid = self.append_to_b(2, ())
+        other, day = ic.make_message(3, size=650, seed=3)
+        other_id = re.search(rb"Message-ID: (<[^>]+>)", other).group(1).decode()
+        held = self.ev["a"].on(r'EXAMINE "?INBOX"? \(QRESYNC', delay=2.0, times=1)
+        uid = self.sync_with(self.a, msgid, lambda flags: True,
+                             lambda w, uid: ic.append(w, "INBOX", other, flags=("\\Seen",),
+                                                      date=day))
+        self.assertIsNotNone(uid, "the copy never showed up on a")
+        self.assertEqual(held.matched, 1, "no settling EXAMINE on a")
+        self.assertEqual(self.flags_of(self.b, other_id), [("\\Seen",)])
+        self.assertEqual(len(self.flags_of(self.a, msgid)), 1)
+        self.assertEqual(len(self.flags_of(self.b, msgid)), 1)
+        # identities asked from the UID after the copy on; the copy's flags came with
+        # the EXAMINE (QRESYNC reports every message changed since the base)
+        self.assertEqual([t.split(" (")[0] for t in self.settling_fetches("a", held)],
+                         ["UID FETCH %d:*" % (uid + 1)])
+        self.sync()
+        self.assertSame()
+
     def test_expunge_undone_before_uid_expunge(self):
         """A message expunged on a; twinbox sets \\Deleted on b's copy, and another client
         replaces that copy's flags (clearing \\Deleted) before twinbox's UID EXPUNGE (held
