@@ -38,6 +38,7 @@ void tb_delta_clear(struct tb_delta *d)
     tb_strpool_free(&d->pool);
     tb_uidset_free(&d->vanished);
     tb_uidset_free(&d->present);
+    tb_uidset_free(&d->asked);
     free(d->unreadable);
     free(d->perm);
     tb_uidmap_free(&d->by_uid);
@@ -61,6 +62,42 @@ void tb_delta_unreadable(struct tb_delta *d, const char *why, const char *raw, s
         tb_buf_puts(&b, "...");
     d->unreadable = tb_xstrdup(tb_buf_cstr(&b));
     tb_buf_free(&b);
+}
+
+/* The UIDs asked for by name that the listing did not answer, below the mailbox's UIDNEXT,
+ * into d->vanished: a copy of this run expunged before its settling pass read it. Without
+ * this, a CONDSTORE server's expunge of it was never seen: that pass records a
+ * HIGHESTMODSEQ past the expunge, so no later run looks at the mailbox again. By ranges:
+ * a faulty server's APPENDUID may name any UID. */
+static void asked_missing(struct tb_delta *d)
+{
+    if (tb_uidset_empty(&d->asked) || d->uidnext <= d->base_uidnext)
+        return; /* without the mailbox's UIDNEXT, nothing above the base is proven */
+    struct tb_uidset seen;
+    tb_uidset_init(&seen);
+    for (size_t i = 0; i < d->n_msgs; i++)
+        if (d->msgs[i].uid >= d->base_uidnext)
+            tb_uidset_add(&seen, d->msgs[i].uid);
+    tb_uidset_normalize(&seen);
+    tb_uidset_normalize(&d->asked);
+    size_t j = 0;
+    for (size_t i = 0; i < d->asked.n; i++) {
+        uint64_t lo = d->asked.r[i].lo, hi = d->asked.r[i].hi;
+        if (hi >= d->uidnext)
+            hi = d->uidnext - 1;
+        while (j < seen.n && seen.r[j].hi < lo)
+            j++;
+        /* lo..hi less the seen ranges that overlap it, in order */
+        for (size_t k = j; lo <= hi && k < seen.n && seen.r[k].lo <= hi; k++) {
+            if (seen.r[k].lo > lo)
+                tb_uidset_add_range(&d->vanished, (uint32_t)lo, seen.r[k].lo - 1);
+            if ((uint64_t)seen.r[k].hi + 1 > lo)
+                lo = (uint64_t)seen.r[k].hi + 1;
+        }
+        if (lo <= hi)
+            tb_uidset_add_range(&d->vanished, (uint32_t)lo, (uint32_t)hi);
+    }
+    tb_uidset_free(&seen);
 }
 
 /* Without QRESYNC the expunges are what is missing from the listing of the known messages
@@ -97,6 +134,7 @@ static void listing_check(struct tb_delta *d)
     }
     if (next < d->base_uidnext)
         tb_uidset_add_range(&d->vanished, next, d->base_uidnext - 1);
+    asked_missing(d);
 }
 
 /* Once the delta's FETCH completed: what it holds must be a consistent picture, or the pass
@@ -519,8 +557,10 @@ static uint32_t known_new(struct tb_store *s, const char *mailbox, uint32_t from
         tb_uidset_add_range(&ours, (uint32_t)lo, (uint32_t)hi);
         next = hi + 1;
     }
-    if (!flags_reported)
+    if (!flags_reported) {
         fetch_pieces(s, mailbox, &ours, "(UID FLAGS)", out);
+        tb_uidset_add_set(&out->asked, &ours); /* the ones not answered are gone */
+    }
     fetch_pieces(s, mailbox, &gaps, TB_FETCH_ITEMS, out);
     tb_uidset_free(&gaps);
     tb_uidset_free(&ours);
@@ -558,6 +598,13 @@ void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base
                           struct tb_delta *out)
 {
     delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, extra, NULL, out, 0);
+}
+
+void tb_store_delta_start_known(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
+                                uint64_t base_modseq, uint32_t base_uidnext,
+                                struct tb_uidset *known, struct tb_delta *out)
+{
+    delta_start(s, mailbox, base_uidvalidity, base_modseq, base_uidnext, NULL, known, out, 0);
 }
 
 void tb_store_delta_queue(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,

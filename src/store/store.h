@@ -72,6 +72,9 @@ struct tb_delta {
     bool by_listing;
     uint32_t base_uidnext;
     struct tb_uidset present;
+    /* On those rungs, new UIDs asked for by name (a settling pass's own copies): the ones
+     * the FETCH did not answer are expunged, into `vanished` at completion as well. */
+    struct tb_uidset asked;
     /* The SELECT's PERMANENTFLAGS (canonical, without "\\*"), when it sent them. */
     bool perm_known, perm_keywords;
     char *perm;
@@ -183,6 +186,11 @@ void tb_store_list_early(struct tb_store *s);
 void tb_store_delta_start(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
                           uint64_t base_modseq, uint32_t base_uidnext, struct tb_uidset *extra,
                           struct tb_delta *out);
+/* tb_store_delta_start for a pass after writes: known (may be NULL or empty) as in
+ * tb_store_delta_examine_queue. */
+void tb_store_delta_start_known(struct tb_store *s, const char *mailbox, uint32_t base_uidvalidity,
+                                uint64_t base_modseq, uint32_t base_uidnext,
+                                struct tb_uidset *known, struct tb_delta *out);
 /* The same without waiting for the commands in flight: several mailboxes' deltas go out
  * in one write. Only when nothing but other deltas is in flight (no write may run in a
  * mailbox the SELECT leaves). */

@@ -40,9 +40,11 @@ struct entry {
     /* Written and committed; the pass that confirms the writes settled is left to
      * settle_deferred, which pipelines it with other mailboxes'. */
     bool deferred, wrote[2], subscribed;
-    /* The UIDs its last committed pass gave its copies (and their sources), per side:
-     * paired in the state, so the settling pass asks only their flags (not for ones in
-     * replica mode). Owned; freed with the entry. */
+    /* The UIDs its last committed pass gave its copies (and their sources), per side
+     * (none in replica mode): paired in the state, at or above the UIDNEXT that commit
+     * recorded (read before the writes). The passes after it (settling, or the ordinary
+     * ones of this run) ask only their flags, and on the rungs below QRESYNC take one no
+     * longer there as expunged. Owned; freed with the entry. */
     struct tb_uidset copied[2];
     /* A CREATE (and SUBSCRIBE) sent and not waited for: the first pass's SELECTs follow
      * without a fence, and its wait covers them (start_deltas). */

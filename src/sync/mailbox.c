@@ -326,6 +326,9 @@ static int start_deltas(struct ctx *x, struct entry *e, char *wire[2], int pass,
             tb_store_delta_queue(&x->s[k], wire[k], b ? b->uidvalidity : 0,
                                  b ? b->highestmodseq : 0, b ? b->uidnext : 0,
                                  pass == 0 && b ? &extra : NULL, d[k]);
+        else if (rc == 0 && pass > 0 && b) /* after writes: the last commit's copies */
+            tb_store_delta_start_known(&x->s[k], wire[k], b->uidvalidity, b->highestmodseq,
+                                       b->uidnext, &e->copied[k], d[k]);
         else if (rc == 0)
             tb_store_delta_start(&x->s[k], wire[k], b ? b->uidvalidity : 0,
                                  b ? b->highestmodseq : 0, b ? b->uidnext : 0,
@@ -613,8 +616,6 @@ int tb_eng_settle_deferred(struct ctx *x, struct entry *ent, size_t n_ent)
             rc = tb_eng_store_fail(x);
         for (size_t j = 0; j < n; j++) {
             struct tb_delta *d[2] = {&dd[j][0], &dd[j][1]};
-            tb_uidset_free(&batch[j]->copied[0]);
-            tb_uidset_free(&batch[j]->copied[1]);
             if (rc == 0)
                 rc = settle_one(x, batch[j], d);
             tb_delta_clear(d[0]);

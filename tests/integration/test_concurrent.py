@@ -21,7 +21,7 @@ import unittest
 
 from tests.fixture import imapcheck as ic
 from tests.fixture.dovecot import stop_all
-from tests.fixture.evil import Evil
+from tests.fixture.evil import DEFAULT_REMOVED_CAPS, Evil
 from tests.integration.common import ROOT, binary, twinbox
 from tests.plugin.common import plugin_dir
 
@@ -93,6 +93,9 @@ class RaceTest(unittest.TestCase):
     on the message. Plugin on both sides: a change lost there is lost for good, because an
     X-REPLICATE position reports nothing about a UID it did not know."""
 
+    HIDDEN = ()  # capabilities the proxy in front of a hides (RaceCondstoreTest)
+    SETTLE = r"\(QRESYNC"  # how a's settling EXAMINE starts its arguments
+
     def setUp(self):
         if not os.path.exists(binary("twinbox")):
             self.skipTest("twinbox not built")
@@ -104,7 +107,8 @@ class RaceTest(unittest.TestCase):
         self.addCleanup(stop_all, self.a, self.b)
         self.a.start()
         self.b.start()
-        self.ev = {"a": Evil(self.a), "b": Evil(self.b)}  # twinbox reaches both through them
+        self.ev = {"a": Evil(self.a, remove_caps=DEFAULT_REMOVED_CAPS + self.HIDDEN),
+                   "b": Evil(self.b)}  # twinbox reaches both through them
         for ev in self.ev.values():
             self.addCleanup(ev.stop)
         self.cfg = os.path.join(self.tmp, "config")
@@ -183,7 +187,7 @@ class RaceTest(unittest.TestCase):
             ic.append(c, "INBOX", msg, flags=("$Label2",), date=day)
         finally:
             c.logout()
-        held = self.ev["a"].on(r'(?:SELECT|EXAMINE) "?INBOX"? \(QRESYNC', delay=2.0, times=1)
+        held = self.ev["a"].on(r'EXAMINE "?INBOX"? ' + self.SETTLE, delay=2.0, times=1)
 
         def expunge(w, uid):
             w.uid("STORE", uid, "+FLAGS.SILENT", "(\\Deleted)")
@@ -236,7 +240,7 @@ class RaceTest(unittest.TestCase):
         copy's flags only (its identity is known from APPENDUID): the change must reach b
         in the same run."""
         msgid = self.append_to_b(1, ("$Label2",))
-        held = self.ev["a"].on(r'EXAMINE "?INBOX"? \(QRESYNC', delay=2.0, times=1)
+        held = self.ev["a"].on(r'EXAMINE "?INBOX"? ' + self.SETTLE, delay=2.0, times=1)
         uid = self.sync_with(self.a, msgid, lambda flags: True,
                              lambda w, uid: w.uid("STORE", uid, "FLAGS", "($Label3)"))
         self.assertIsNotNone(uid, "the copy never showed up on a")
@@ -254,7 +258,7 @@ class RaceTest(unittest.TestCase):
         msgid = self.append_to_b(2, ())
         other, day = ic.make_message(3, size=650, seed=3)
         other_id = re.search(rb"Message-ID: (<[^>]+>)", other).group(1).decode()
-        held = self.ev["a"].on(r'EXAMINE "?INBOX"? \(QRESYNC', delay=2.0, times=1)
+        held = self.ev["a"].on(r'EXAMINE "?INBOX"? ' + self.SETTLE, delay=2.0, times=1)
         uid = self.sync_with(self.a, msgid, lambda flags: True,
                              lambda w, uid: ic.append(w, "INBOX", other, flags=("\\Seen",),
                                                       date=day))
@@ -263,12 +267,16 @@ class RaceTest(unittest.TestCase):
         self.assertEqual(self.flags_of(self.b, other_id), [("\\Seen",)])
         self.assertEqual(len(self.flags_of(self.a, msgid)), 1)
         self.assertEqual(len(self.flags_of(self.b, msgid)), 1)
-        # identities asked from the UID after the copy on; the copy's flags came with
-        # the EXAMINE (QRESYNC reports every message changed since the base)
+        # identities asked from the UID after the copy on
         self.assertEqual([t.split(" (")[0] for t in self.settling_fetches("a", held)],
-                         ["UID FETCH %d:*" % (uid + 1)])
+                         self.expected_settling(uid))
         self.sync()
         self.assertSame()
+
+    def expected_settling(self, uid):
+        # the copy's flags come with the EXAMINE: QRESYNC reports every message changed
+        # since the base, new ones included
+        return ["UID FETCH %d:*" % (uid + 1)]
 
     def test_expunge_undone_before_uid_expunge(self):
         """A message expunged on a; twinbox sets \\Deleted on b's copy, and another client
@@ -288,3 +296,17 @@ class RaceTest(unittest.TestCase):
         self.assertIsNotNone(uid, "\\Deleted never showed up on b")
         self.assertGreaterEqual(held.matched, 1, "no UID EXPUNGE on b")
         self.assertConverged(victim["message_id"])
+
+
+class RaceCondstoreTest(RaceTest):
+    """The same races with a's QRESYNC hidden: the settling pass lists a's known messages
+    (changed flags, then UID SEARCH for the ones still there) and asks its own copy's
+    flags by name, the rest from the copy on with identity; the listing must still add up
+    to EXISTS."""
+
+    HIDDEN = ("QRESYNC",)
+    SETTLE = r"\(CONDSTORE\)"
+
+    def expected_settling(self, uid):
+        return ["UID FETCH 1:%d" % (uid - 1), "UID SEARCH UID 1:%d" % (uid - 1),
+                "UID FETCH %d" % uid, "UID FETCH %d:*" % (uid + 1)]
