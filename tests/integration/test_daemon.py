@@ -524,7 +524,11 @@ class DaemonTest(DaemonBase):
         self.assertEqual(len([l for l in lines if "unreachable" in l]), 1, err)
         self.assertEqual(len([l for l in lines if "reachable again" in l]), 1, err)
         self.assertIn("pair tcp: account tcp-b unreachable: ", err)
-        self.assertEqual(len(lines), 2, err)
+        # Nothing else, but the line of a SIGTERM that lands while the other pair (every
+        # 2 s, a tunnel) is in a run: seen once in CI.
+        rest = [l for l in lines if "reachable" not in l and not
+                re.search(r"pair other: stopped after \d+ of \d+ mailboxes", l)]
+        self.assertEqual(rest, [], err)
 
 
 
