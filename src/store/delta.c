@@ -472,22 +472,22 @@ static struct op *delta_cmd(struct tb_store *s, struct tb_delta *out, const char
     return o;
 }
 
-/* Older UIDs asked for by name (skipped messages to retry), in as many commands as the line
- * limit needs. */
-static void fetch_by_name(struct tb_store *s, const char *mailbox, struct tb_uidset *extra,
-                          struct tb_delta *out)
+/* Pieces of `set` in as many commands "UID FETCH <piece> items" as the line limit needs:
+ * skipped messages to retry, a settling pass's own copies and the UIDs between them. */
+static void fetch_pieces(struct tb_store *s, const char *mailbox, struct tb_uidset *set,
+                         const char *items, struct tb_delta *out)
 {
-    struct tb_buf set;
-    tb_buf_init(&set);
-    size_t budget = tb_store_set_budget(s, strlen("UID FETCH ") + strlen(TB_FETCH_ITEMS));
-    for (size_t pos = 0; pos < extra->n;) {
-        set.len = 0;
-        tb_uidset_render(extra, &pos, &set, budget);
+    struct tb_buf b;
+    tb_buf_init(&b);
+    size_t budget = tb_store_set_budget(s, strlen("UID FETCH ") + strlen(items) + 1);
+    for (size_t pos = 0; pos < set->n;) {
+        b.len = 0;
+        tb_uidset_render(set, &pos, &b, budget);
         struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
-        tb_cmd_printf(cmd, "%s " TB_FETCH_ITEMS, set.data);
+        tb_cmd_printf(cmd, "%s %s", b.data, items);
         delta_cmd(s, out, mailbox, "FETCH", cmd);
     }
-    tb_buf_free(&set);
+    tb_buf_free(&b);
 }
 
 /* The rungs below QRESYNC, for a mailbox with a base: the known messages' changed flags
@@ -512,23 +512,6 @@ static void known_messages(struct tb_store *s, const char *mailbox, uint64_t bas
         tb_cmd_printf(cmd, "1:%u (UID FLAGS)", base_uidnext - 1);
         delta_cmd(s, out, mailbox, "FETCH", cmd);
     }
-}
-
-/* Pieces of `set` in as many commands "UID FETCH <piece> items" as the line limit needs. */
-static void fetch_pieces(struct tb_store *s, const char *mailbox, struct tb_uidset *set,
-                         const char *items, struct tb_delta *out)
-{
-    struct tb_buf b;
-    tb_buf_init(&b);
-    size_t budget = tb_store_set_budget(s, strlen("UID FETCH ") + strlen(items) + 1);
-    for (size_t pos = 0; pos < set->n;) {
-        b.len = 0;
-        tb_uidset_render(set, &pos, &b, budget);
-        struct tb_cmd *cmd = tb_cmd_new("UID FETCH");
-        tb_cmd_printf(cmd, "%s %s", b.data, items);
-        delta_cmd(s, out, mailbox, "FETCH", cmd);
-    }
-    tb_buf_free(&b);
 }
 
 /* The new messages (UID >= from) of a mailbox whose writes made `known` of them (their
@@ -584,7 +567,7 @@ static void delta_start(struct tb_store *s, const char *mailbox, uint32_t base_u
         known_messages(s, mailbox, base_modseq, base_uidnext, out);
     out->by_name = base && extra;
     if (base && extra)
-        fetch_by_name(s, mailbox, extra, out);
+        fetch_pieces(s, mailbox, extra, TB_FETCH_ITEMS, out);
     uint32_t from = base ? base_uidnext : 1;
     if (base && known && !tb_uidset_empty(known))
         from = known_new(s, mailbox, from, known, qresync, out);

@@ -64,6 +64,14 @@ class Pair(TestCase):
     def warnings(self, r):
         return [l for l in r.err.splitlines() if "warning:" in l]
 
+    def one_warning(self, r, *words):
+        """The run's only warning, which must name each of words."""
+        warn = self.warnings(r)
+        self.assertEqual(len(warn), 1, r)
+        for w in words:
+            self.assertIn(w, warn[0])
+        return warn[0]
+
     def counts(self, dv):
         return {name: len(msgs) for name, msgs in self.snap(dv).items()}
 
@@ -149,11 +157,7 @@ class EvidenceTest(Pair):
         ev.on(r"LIST ", drop=r'\* LIST .*"?Work"?$')
         ev.on(r"STATUS \"?Work", reply="NO [UNAVAILABLE] Try again later")
         self.write_config(a_port=ev.port)
-        r = self.sync(code=5)
-        warn = self.warnings(r)
-        self.assertEqual(len(warn), 1, r)
-        self.assertIn("Work", warn[0])
-        self.assertIn("UNAVAILABLE", warn[0])
+        self.one_warning(self.sync(code=5), "Work", "UNAVAILABLE")
         self.assertEqual(self.counts(self.b), {"INBOX": 5, "Work": 5}, "Work kept, INBOX synced")
         self.write_config()
         self.assertIn("deleted 0", self.sync().out)
@@ -212,10 +216,7 @@ class EvidenceTest(Pair):
         ev = self.proxy(self.b)
         ev.on(r'CREATE "?Fresh', reply="NO [ALREADYEXISTS] Mailbox already exists")
         self.write_config(b_port=ev.port)
-        r = self.sync(code=5)
-        warn = self.warnings(r)
-        self.assertEqual(len(warn), 1, r)
-        self.assertIn("Fresh", warn[0])
+        self.one_warning(self.sync(code=5), "Fresh")
         self.assertEqual(self.counts(self.b), {"INBOX": 5, "Work": 5})
         self.write_config()
         self.sync()
