@@ -310,3 +310,16 @@ class RaceCondstoreTest(RaceTest):
     def expected_settling(self, uid):
         return ["UID FETCH 1:%d" % (uid - 1), "UID SEARCH UID 1:%d" % (uid - 1),
                 "UID FETCH %d" % uid, "UID FETCH %d:*" % (uid + 1)]
+
+    def test_flags_answer_dropped_expunges_nothing(self):
+        """A server that leaves out its answer to the settling pass's FETCH of twinbox's
+        own copy: the listing no longer adds up to EXISTS, so the absence proves nothing.
+        The copy stays on both sides, the mailbox is left alone with a warning."""
+        msgid = self.append_to_b(4, ("$Label1",))
+        self.ev["a"].on(r"UID FETCH \d+ \(UID FLAGS\)$", drop=r"\* \d+ FETCH")
+        r = twinbox("-c", self.cfg, "sync", timeout=120)
+        self.assertEqual(r.code, 5, r)
+        self.assertIn("EXISTS", r.err, r)
+        self.assertEqual(len(self.flags_of(self.a, msgid)), 1)
+        self.assertEqual(len(self.flags_of(self.b, msgid)), 1)
+
