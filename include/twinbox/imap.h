@@ -83,6 +83,13 @@ void tb_imap_set_password(struct tb_imap *c, const char *password);
 int tb_imap_start(struct tb_imap *c);
 void tb_imap_submit(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags, tb_imap_done_fn *done,
                     tb_imap_untagged_fn *untagged, void *ud);
+/* Called once the command's last byte is handed to the link: its literals (message bodies)
+ * are then the link's, which frees each as the socket takes it, and the command keeps
+ * none. Not called for a command aborted before it was sent. */
+typedef void tb_imap_sent_fn(void *ud);
+/* tb_imap_submit, with `sent` (called before `done`, with the same ud). */
+void tb_imap_submit_sent(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags,
+                         tb_imap_done_fn *done, tb_imap_sent_fn *sent, void *ud);
 /* Sends the held last chunk of the TB_CMD_HOLD command in flight (at once, or on its "+"
  * if that has not come yet). */
 void tb_imap_release(struct tb_imap *c);

@@ -204,7 +204,7 @@ struct tb_account *tb_account_new(void)
     a->tls_verify = true;
     a->compress = a->compress_auto = true;
     a->xreplicate = true;
-    a->max_inflight = 128;
+    a->max_inflight = 512;
     a->timeout_s = 60;
     a->max_line = TB_DEFAULT_MAX_LINE;
     a->max_response_line = TB_DEFAULT_MAX_RESPONSE_LINE;

@@ -314,6 +314,17 @@ bool tb_cmd_piece(const struct tb_cmd *c, size_t k, size_t i, struct tb_cmd_piec
     return true;
 }
 
+void tb_cmd_written(struct tb_cmd *c)
+{
+    free_chunks(c);
+    for (size_t i = 0; i < c->n; i++)
+        if (c->items[i].kind == IT_BLOB) {
+            tb_blob_unref(c->items[i].blob);
+            c->items[i].blob = NULL;
+            c->items[i].data = NULL;
+        }
+}
+
 void tb_cmd_chunk_text(const struct tb_cmd *c, size_t k, struct tb_buf *out)
 {
     struct tb_cmd_piece pc;

@@ -50,6 +50,9 @@ struct tb_cmd_piece {
     struct tb_blob *blob;
 };
 bool tb_cmd_piece(const struct tb_cmd *c, size_t k, size_t i, struct tb_cmd_piece *out);
+/* Every chunk was written: the rendering and the blob literals are released (the trace
+ * still shows the literals' lengths). The command must not be rendered again. */
+void tb_cmd_written(struct tb_cmd *c);
 /* Chunk k's bytes appended to out, flattened (tests). */
 void tb_cmd_chunk_text(const struct tb_cmd *c, size_t k, struct tb_buf *out);
 /* Trace form of the whole command: secrets and literal bodies replaced. */

@@ -264,13 +264,24 @@ static void gather_chunk(struct tb_imap *c, struct pending *p, size_t k)
     }
 }
 
+/* p's last chunk is gathered: what it wrote is the link's now (blobs referenced, text
+ * copied), so the command lets its bodies go instead of holding them until answered. */
+static void sent_whole(struct pending *p)
+{
+    tb_cmd_written(p->cmd);
+    if (p->sent)
+        p->sent(p->ud);
+}
+
 static void send_next_chunk(struct tb_imap *c, struct pending *p)
 {
     flush_out(c);
     gather_chunk(c, p, p->next_chunk++);
     flush_out(c);
-    if (p->next_chunk >= p->n_chunks)
+    if (p->next_chunk >= p->n_chunks) {
         c->blocked = NULL;
+        sent_whole(p);
+    }
 }
 
 static void on_continuation(struct tb_imap *c, const struct tb_resp *r)
@@ -426,7 +437,7 @@ struct tb_imap *tb_imap_new(uv_loop_t *loop, const struct tb_account *acct,
     c->acct = acct;
     c->ev = ev;
     c->ud = ud;
-    c->max_inflight = acct->max_inflight > 0 ? acct->max_inflight : 128;
+    c->max_inflight = acct->max_inflight > 0 ? acct->max_inflight : 512;
     init_framer(c);
     tb_buf_init(&c->caps);
     tb_buf_init(&c->enabled);
@@ -496,8 +507,8 @@ static void on_flush(uv_prepare_t *h)
     pump(c);
 }
 
-void tb_imap_submit(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags, tb_imap_done_fn *done,
-                    tb_imap_untagged_fn *untagged, void *ud)
+static void submit(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags, tb_imap_done_fn *done,
+                   tb_imap_untagged_fn *untagged, tb_imap_sent_fn *sent, void *ud)
 {
     if (c->phase == PH_FAILED) {
         struct tb_imap_result r = {.status = TB_IMAP_ABORTED, .text = "connection failed"};
@@ -513,6 +524,7 @@ void tb_imap_submit(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags, tb_im
     p->flags = flags;
     p->done = done;
     p->untagged = untagged;
+    p->sent = sent;
     p->ud = ud;
     p->order = ++c->submitted;
     if (c->n_waiting == c->cap_waiting) {
@@ -530,6 +542,18 @@ void tb_imap_submit(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags, tb_im
     }
     c->waiting[c->n_waiting++] = p;
     uv_prepare_start(&c->flush, on_flush);
+}
+
+void tb_imap_submit(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags, tb_imap_done_fn *done,
+                    tb_imap_untagged_fn *untagged, void *ud)
+{
+    submit(c, cmd, flags, done, untagged, NULL, ud);
+}
+
+void tb_imap_submit_sent(struct tb_imap *c, struct tb_cmd *cmd, unsigned flags,
+                         tb_imap_done_fn *done, tb_imap_sent_fn *sent, void *ud)
+{
+    submit(c, cmd, flags, done, NULL, sent, ud);
 }
 
 static void send_one(struct tb_imap *c, struct pending *p)
@@ -557,6 +581,8 @@ static void send_one(struct tb_imap *c, struct pending *p)
         c->blocked = p;
     if (p->flags & TB_CMD_BARRIER)
         c->barrier = p;
+    if (p->n_chunks == 1)
+        sent_whole(p);
 }
 
 /* max-messages-per-second: an APPEND waits for a token of the link's message bucket; the

@@ -14,6 +14,7 @@ struct pending {
     unsigned flags;
     tb_imap_done_fn *done;
     tb_imap_untagged_fn *untagged;
+    tb_imap_sent_fn *sent;
     void *ud;
     uint32_t seq;
     uint64_t order;   /* tb_imap_mark: the connection's count of submissions, this one included */

@@ -1,12 +1,14 @@
 /* Message copies streamed from one store's FETCH into the other's APPEND.
- * Memory is bounded by a window: at most COPY_WINDOW fetches in flight per copy and COPY_BYTES
+ * Memory is bounded by a window: at most window() jobs in flight per copy and COPY_BYTES
  * of message data held by all the copies reading from one store (tb_store.copy_held),
- * whatever the mailbox size or the number of copies running (a fetch counts the size the
- * listing gave until its body arrives, then the body's length, until its APPEND is
- * answered: a refused MULTIAPPEND is sent again from the bodies held, as the source may
- * have selected another mailbox by then). A body is held once: the framer reads it into a
- * blob (protocol/framer.h) that the job, the APPEND command and the write share. Each copy
- * reports its new UID from APPENDUID, which the engine records as a pair.
+ * whatever the mailbox size or the number of copies running. A fetch counts the size the
+ * listing gave until its body arrives, then the body's length until its APPEND is handed
+ * to the link (tb_imap_submit_sent), which frees the body as the socket takes it: the
+ * window covers the source's round trip and what waits to be written, not the
+ * destination's round trip as well (at 50 ms, holding bodies until the APPEND's answer
+ * capped the flow near 12 MiB per ~110 ms). A body is held once: the framer reads it into
+ * a blob (protocol/framer.h) that the job, the APPEND command and the write share. Each
+ * copy reports its new UID from APPENDUID, which the engine records as a pair.
  *
  * One message never stops the others: a message the destination refuses (APPEND NO/BAD),
  * one the source cannot deliver (FETCH NO/BAD, OK without the body, BODY[] NIL) and one
@@ -20,9 +22,12 @@
  * or when waiting would leave the pipe idle: no APPEND in flight, or no FETCH left that
  * could add to it. Its APPENDUID uid-set gives the messages' new UIDs in order. A batch
  * refused with NO or BAD stored nothing (RFC 3502), so its messages are sent again one
- * APPEND each, which isolates the one refused. Replica mode: one batch at a time, its
- * targets strictly ascending, pinned by one XREPLICATE UIDS. max-messages-per-second
- * counts APPEND commands: with it, one message per APPEND as without MULTIAPPEND. */
+ * APPEND each, which isolates the one refused: fetched again once the rest of the copy is
+ * done, as their bodies are gone and the source may have selected another mailbox since.
+ * Replica mode: one batch at a time, its targets strictly ascending, pinned by one
+ * XREPLICATE UIDS, its bodies kept until answered and sent again from there.
+ * max-messages-per-second counts APPEND commands: with it, one message per APPEND as without
+ * MULTIAPPEND. */
 #include "protocol/cmd.h"
 #include "protocol/parse.h"
 #include "store/fetch.h"
@@ -39,7 +44,10 @@
 #include <strings.h>
 #include <time.h>
 
-#define COPY_WINDOW  128
+#define COPY_WINDOW 128
+/* Jobs in flight with MULTIAPPEND: a job whose body is written costs its record alone, and
+ * at 50 ms ~20 MB of 45 KB messages (440 jobs) are between FETCH and APPENDUID. */
+#define BATCH_WINDOW 1024
 #define COPY_BYTES   (12u << 20)
 #define PROBE_WINDOW (4u << 20) /* while compress = auto measures a link (tb_imap_probing) */
 #define BATCH_MAX    128
@@ -53,6 +61,7 @@ struct tb_copy_job {
     size_t len;
     size_t held;    /* counted in src->copy_held: the size asked for, then the body's length */
     int body_state; /* tb_fetch_body_state of the FETCH that carried it */
+    bool again;     /* of a refused batch, fetched again: an APPEND of its own */
     char bad[64];   /* the first bytes of an unreadable FETCH seen while it was in flight */
 };
 
@@ -70,10 +79,9 @@ static bool batching(const struct tb_copy *cp)
     return tb_imap_has_cap(cp->dst->c, "MULTIAPPEND") && !tb_imap_paces_appends(cp->dst->c);
 }
 
-/* Jobs in flight: room for a batch appending while the next one is fetched. */
 static int window(const struct tb_copy *cp)
 {
-    return batching(cp) ? 2 * BATCH_MAX : COPY_WINDOW;
+    return batching(cp) ? BATCH_WINDOW : COPY_WINDOW;
 }
 
 struct tb_copy *tb_copy_new(struct tb_store *src, struct tb_store *dst, const char *dst_mailbox,
@@ -87,6 +95,7 @@ struct tb_copy *tb_copy_new(struct tb_store *src, struct tb_store *dst, const ch
     cp->done = done;
     cp->skipped = skipped;
     cp->ud = ud;
+    cp->src_mailbox = src->selected ? tb_xstrdup(src->selected) : NULL;
     return cp;
 }
 
@@ -176,6 +185,18 @@ void tb_copy_set_uid_floor(struct tb_copy *cp, uint32_t uid)
     cp->uid_floor = uid;
 }
 
+void tb_copy_set_source(struct tb_copy *cp, uint32_t uidvalidity)
+{
+    cp->src_uidvalidity = uidvalidity;
+}
+
+static void job_free(struct tb_copy_job *j)
+{
+    tb_msg_info_clear(&j->m);
+    tb_blob_unref(j->body);
+    free(j);
+}
+
 static void copy_free(struct tb_copy *cp)
 {
     if (cp->src->copy_starved == cp)
@@ -188,9 +209,31 @@ static void copy_free(struct tb_copy *cp)
         free(h);
     }
     free(cp->ready);
+    for (size_t i = cp->again_head; i < cp->n_again; i++)
+        job_free(cp->again[i]); /* not stored: the pass failed, the next run copies them */
+    free(cp->again);
     tb_uidset_free(&cp->misplaced);
+    free(cp->src_mailbox);
     free(cp->mailbox);
     free(cp);
+}
+
+/* Room freed in src's window: cp (NULL once freed) goes on, and so does a copy from src
+ * waiting for room. */
+static void room_freed(struct tb_store *src, struct tb_copy *cp)
+{
+    if (cp && !cp->finished)
+        pump(cp);
+    struct tb_copy *w = src->copy_starved;
+    if (w && w != cp && !w->finished)
+        pump(w);
+}
+
+/* Its APPEND is the link's: the body no longer counts in the window. */
+static void release(struct tb_copy_job *j)
+{
+    j->cp->src->copy_held -= j->held;
+    j->held = 0;
 }
 
 /* Frees a finished job, then either starts more or, once abandoned and idle, frees cp. */
@@ -200,20 +243,13 @@ static void job_done(struct tb_copy_job *j)
     struct tb_store *src = cp->src;
     cp->inflight--;
     src->copy_held -= j->held;
-    tb_msg_info_clear(&j->m);
-    tb_blob_unref(j->body);
-    free(j);
+    job_free(j);
     bool gone = false;
-    if (!cp->finished) {
-        pump(cp);
-    } else if (cp->inflight == 0 && !cp->pumping) {
+    if (cp->finished && cp->inflight == 0 && !cp->pumping) {
         copy_free(cp);
         gone = true;
     }
-    /* The room freed may be what another copy from this source waits for. */
-    struct tb_copy *w = src->copy_starved;
-    if (w && (gone || w != cp) && !w->finished)
-        pump(w);
+    room_freed(src, gone ? NULL : cp);
 }
 
 static struct mailimap_set *appenduid_set(const struct tb_imap_result *r)
@@ -382,6 +418,13 @@ static void submit_uids(struct tb_copy *cp, const char *uids)
     tb_imap_submit(cp->dst->c, cmd, 0, tb_store_op_done, NULL, tb_store_op_new(cp->dst, what));
 }
 
+static void single_sent(void *ud)
+{
+    struct tb_copy_job *j = ud;
+    release(j);
+    room_freed(j->cp->src, j->cp);
+}
+
 /* One message, one APPEND. */
 static void send_single(struct tb_copy_job *j)
 {
@@ -398,7 +441,24 @@ static void send_single(struct tb_copy_job *j)
     j->body = NULL;
     cp->dst->pending++;
     cp->appends++;
-    tb_imap_submit(cp->dst->c, cmd, 0, append_done, NULL, j);
+    tb_imap_submit_sent(cp->dst->c, cmd, 0, append_done, single_sent, j);
+}
+
+/* A refused batch's job, its body gone: kept for finish() to fetch again (or, once the
+ * copy is finished, a failed pass's: not stored, the next run copies it). */
+static void keep_again(struct tb_copy_job *j)
+{
+    struct tb_copy *cp = j->cp;
+    if (cp->finished) {
+        job_done(j);
+        return;
+    }
+    cp->inflight--;
+    if (cp->n_again == cp->cap_again) {
+        cp->cap_again = cp->cap_again ? 2 * cp->cap_again : BATCH_MAX;
+        cp->again = tb_xrealloc(cp->again, cp->cap_again * sizeof(*cp->again));
+    }
+    cp->again[cp->n_again++] = j;
 }
 
 static void batch_done(struct tb_imap *c, const struct tb_imap_result *r, void *ud)
@@ -431,7 +491,10 @@ static void batch_done(struct tb_imap *c, const struct tb_imap_result *r, void *
         tb_log_debug(1, "%s: mailbox %s: MULTIAPPEND of %zu refused (%s), one APPEND each",
                      cp->dst->label, cp->mailbox, b->n, r->text ? r->text : "");
         for (size_t i = 0; i < b->n; i++)
-            send_single(b->jobs[i]);
+            if (b->jobs[i]->body)
+                send_single(b->jobs[i]); /* replica mode: sent again from the body kept */
+            else
+                keep_again(b->jobs[i]);
     }
     free(b->jobs);
     free(b);
@@ -521,7 +584,7 @@ static void fetch_done(struct tb_imap *c, const struct tb_imap_result *r, void *
         job_done(j);
         return;
     }
-    if (!batching(cp)) {
+    if (!batching(cp) || j->again) {
         send_single(j);
     } else if (cp->finished) {
         job_done(j); /* the pass is over (failed): not stored, the next run copies it */
@@ -562,6 +625,14 @@ static size_t batch_len(const struct tb_copy *cp, bool *closed)
     return n;
 }
 
+static void batch_sent(void *ud)
+{
+    struct batch *b = ud;
+    for (size_t i = 0; i < b->n; i++)
+        release(b->jobs[i]);
+    room_freed(b->cp->src, b->cp);
+}
+
 static void send_batch(struct tb_copy *cp, size_t n)
 {
     struct batch *b = tb_xcalloc(1, sizeof(*b));
@@ -588,11 +659,19 @@ static void send_batch(struct tb_copy *cp, size_t n)
     }
     struct tb_cmd *cmd = tb_cmd_new("APPEND");
     tb_cmd_astring(cmd, cp->mailbox);
-    for (size_t i = 0; i < n; i++)
-        append_message(cmd, b->jobs[i]); /* bodies kept: a refused batch is sent again */
+    bool pinned = b->jobs[0]->target != 0;
+    for (size_t i = 0; i < n; i++) {
+        append_message(cmd, b->jobs[i]);
+        if (!pinned) {
+            tb_blob_unref(b->jobs[i]->body); /* the command, then the write, holds it */
+            b->jobs[i]->body = NULL;
+        }
+    }
     cp->dst->pending++;
     cp->appends++;
-    tb_imap_submit(cp->dst->c, cmd, 0, batch_done, NULL, b);
+    /* Replica mode keeps the bodies, counted, until answered: a refused batch is sent again
+     * at once, before a later batch moves the server's UIDNEXT past its targets. */
+    tb_imap_submit_sent(cp->dst->c, cmd, 0, batch_done, pinned ? NULL : batch_sent, b);
 }
 
 /* Sends the ready jobs that should not wait any longer. */
@@ -617,6 +696,22 @@ static void flush(struct tb_copy *cp)
     }
 }
 
+static struct tb_copy_job *new_job(struct tb_copy *cp)
+{
+    struct tb_copy_job *j = tb_xcalloc(1, sizeof(*j));
+    j->cp = cp;
+    /* The job's own strings: it may outlive tb_copy_finish (after a failure), the caller's
+     * records may not. At most the window's worth of them at once. */
+    const struct tb_msg_info *q = cp->queue[cp->next];
+    j->m = *q;
+    j->m.flags = tb_xstrdup(q->flags ? q->flags : "");
+    j->m.ident = q->ident ? tb_xstrdup(q->ident) : NULL;
+    j->m.pooled = false;
+    j->target = cp->target ? cp->target[cp->next] : 0;
+    cp->next++;
+    return j;
+}
+
 static void pump(struct tb_copy *cp)
 {
     if (cp->pumping)
@@ -630,22 +725,16 @@ static void pump(struct tb_copy *cp)
         src->copy_starved = NULL;
     size_t limit =
         tb_imap_probing(src->c) || tb_imap_probing(cp->dst->c) ? PROBE_WINDOW : COPY_BYTES;
-    while (cp->next < cp->n && cp->inflight < window(cp) && !src->failed && !cp->dst->failed) {
+    while ((cp->next < cp->n || (cp->refetching && cp->again_head < cp->n_again)) &&
+           cp->inflight < window(cp) && !src->failed && !cp->dst->failed) {
         if (src->copy_held >= limit && cp->inflight > 0) {
             src->copy_starved = cp; /* its own jobs pump it too: this only speeds it up */
             break;
         }
-        struct tb_copy_job *j = tb_xcalloc(1, sizeof(*j));
-        j->cp = cp;
-        /* The job's own strings: it may outlive tb_copy_finish (after a failure), the
-         * caller's records may not. At most the window's worth of them at once. */
-        const struct tb_msg_info *q = cp->queue[cp->next];
-        j->m = *q;
-        j->m.flags = tb_xstrdup(q->flags ? q->flags : "");
-        j->m.ident = q->ident ? tb_xstrdup(q->ident) : NULL;
-        j->m.pooled = false;
-        j->target = cp->target ? cp->target[cp->next] : 0;
-        cp->next++;
+        struct tb_copy_job *j = cp->next < cp->n ? new_job(cp) : cp->again[cp->again_head++];
+        j->again = cp->refetching;
+        j->body_state = 0;
+        j->bad[0] = 0;
         cp->inflight++;
         j->held = j->m.size;
         src->copy_held += j->held;
@@ -674,7 +763,40 @@ int tb_copy_fetch_all(struct tb_copy *cp)
 static bool copies_done(void *ud)
 {
     const struct tb_copy *cp = ud;
-    return cp->next == cp->n && cp->inflight == 0;
+    return cp->next == cp->n && cp->inflight == 0 &&
+           (!cp->refetching || cp->again_head == cp->n_again);
+}
+
+/* The messages of refused batches, once nothing else is in flight: their mailbox selected
+ * again on the source, each fetched and sent in an APPEND of its own. */
+static int refetch(struct tb_copy *cp)
+{
+    struct tb_store *both[2] = {cp->src, cp->dst};
+    struct tb_delta sel = {0};
+    if (cp->src_mailbox && cp->src_uidvalidity)
+        tb_store_select_into(cp->src, cp->src_mailbox, &sel);
+    int rc = tb_store_wait(both, 2);
+    bool same = cp->src_uidvalidity && sel.uidvalidity == cp->src_uidvalidity;
+    tb_delta_clear(&sel);
+    if (rc != 0)
+        return rc;
+    if (!same) {
+        /* Not the mailbox the listing came from (or not known to be): its UIDs may name
+         * other messages now. Not stored; the next run lists it again. */
+        for (size_t i = 0; i < cp->n_again; i++) {
+            skip(cp, &cp->again[i]->m, false,
+                 "MULTIAPPEND refused by %s; %s changed before a retry one by one", cp->dst->label,
+                 cp->src_mailbox ? cp->src_mailbox : "the source mailbox");
+            job_free(cp->again[i]);
+        }
+        cp->n_again = 0;
+        return 0;
+    }
+    tb_log_debug(1, "%s: mailbox %s: %zu messages of refused MULTIAPPENDs, one APPEND each",
+                 cp->dst->label, cp->mailbox, cp->n_again);
+    cp->refetching = true;
+    pump(cp);
+    return tb_store_wait_for(both, 2, copies_done, cp);
 }
 
 static int finish(struct tb_copy *cp, uint64_t *bytes, bool own)
@@ -682,10 +804,13 @@ static int finish(struct tb_copy *cp, uint64_t *bytes, bool own)
     pump(cp);
     struct tb_store *both[2] = {cp->src, cp->dst};
     int rc = own ? tb_store_wait_for(both, 2, copies_done, cp) : 0;
-    /* Finding the copies without a known UID, and expunging misplaced ones, select the
-     * destination's mailbox: only once nothing else is in flight. */
-    if (rc == 0 && (!own || cp->unknown.n || !tb_uidset_empty(&cp->misplaced)))
+    /* Fetching again what a refused batch held selects the source's mailbox; finding the
+     * copies without a known UID, and expunging misplaced ones, the destination's: only
+     * once nothing else is in flight. */
+    if (rc == 0 && (!own || cp->n_again || cp->unknown.n || !tb_uidset_empty(&cp->misplaced)))
         rc = tb_store_wait(both, 2);
+    if (rc == 0 && cp->n_again)
+        rc = refetch(cp);
     if (rc == 0 && cp->unknown.n)
         rc = tb_copy_identify(cp);
     if (rc == 0 && !tb_uidset_empty(&cp->misplaced)) {

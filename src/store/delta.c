@@ -613,6 +613,12 @@ void tb_store_select(struct tb_store *s, const char *mailbox)
         select_mailbox(s, mailbox, 0, 0, NULL, 0);
 }
 
+void tb_store_select_into(struct tb_store *s, const char *mailbox, struct tb_delta *out)
+{
+    memset(out, 0, sizeof(*out));
+    select_mailbox(s, mailbox, 0, 0, out, 0);
+}
+
 void tb_store_select_queued(struct tb_store *s, const char *mailbox)
 {
     if (!s->selected || strcmp(s->selected, mailbox) != 0 || s->selected_ro)

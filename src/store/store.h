@@ -265,7 +265,11 @@ void tb_xrep_reply_clear(struct tb_xrep_reply *r);
 /* SELECT without collecting anything, unless the mailbox is selected already: for writes
  * to a mailbox whose delta came from X-REPLICATE. */
 void tb_store_select(struct tb_store *s, const char *mailbox);
-/* The same without waiting for the commands before it: the server runs them first, in the
+/* SELECT (EXAMINE on a read-only store) always, its data (UIDVALIDITY, EXISTS...) into out,
+ * nothing fetched: a copy selects its source again to fetch what a refused MULTIAPPEND
+ * held, and checks that the mailbox is still the one it read. */
+void tb_store_select_into(struct tb_store *s, const char *mailbox, struct tb_delta *out);
+/* tb_store_select without waiting for the commands before it: the server runs them first, in the
  * mailbox they were sent for (a write batch; see sync/batch.c). */
 void tb_store_select_queued(struct tb_store *s, const char *mailbox);
 
@@ -346,6 +350,12 @@ void tb_copy_set_displaced(struct tb_copy *cp, struct tb_uidset *displaced);
 /* The destination's UIDNEXT before the copies (at most): where a server without UIDPLUS
  * is searched for them. */
 void tb_copy_set_uid_floor(struct tb_copy *cp, uint32_t uid);
+/* The UIDVALIDITY of the source's mailbox (selected there when the copy was made) as the
+ * caller read it. Messages of a batch the destination refused as a whole are fetched
+ * again (their bodies are not kept once written) once the rest is done, after selecting
+ * that mailbox again, and only while it still has this UIDVALIDITY; without it (0), or
+ * after a change, they are skipped for now and the next run copies them. */
+void tb_copy_set_source(struct tb_copy *cp, uint32_t uidvalidity);
 /* Runs the loop until every added message's FETCH is submitted (none waits for room in the
  * copy window): until then the source must stay on this copy's mailbox, as a later FETCH
  * goes to the mailbox selected when it is sent. -1 when a store failed. */

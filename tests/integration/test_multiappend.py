@@ -86,6 +86,80 @@ class MultiappendTest(MigrateBase):
         dv2, _ = full_view(self.dst)
         self.assertEqual(dv2["INBOX"], want)
 
+    def src_selects(self, ev):
+        """The mailboxes the source's EXAMINE/SELECT commands named, in order."""
+        return [m.group(1) for m in (re.match(r'(?:EXAMINE|SELECT) "?([^" ]+)', c.text)
+                                     for c in ev.commands) if m]
+
+    def poisoned_source(self):
+        """INBOX with 80 messages, the 42nd flagged `poison`, and Other with 60, of which the
+        destination refuses (through the returned Evil) every batch holding the poisoned one,
+        its answer held 1.5 s: by then the source has moved on to the other mailbox."""
+        self.fill(80, poison=41)
+        self.append(self.src, "Other", 60, 7, size=600)
+        ev = Evil(self.dst.dv)
+        self.addCleanup(ev.stop)
+        ev.on(r"APPEND .*\bpoison\b", reply="NO [LIMIT] this one is refused", times=None)
+        ev.on(r"APPEND .*\bpoison\b", reply="NO [LIMIT] this one is refused", times=1,
+              delay=1.5)  # newest first: the first refusal is the late one
+        src = Evil(self.src.dv)
+        self.addCleanup(src.stop)
+        return src, ev
+
+    def test_refused_batch_is_fetched_again_after_the_source_moved_on(self):
+        """A body is freed once its APPEND is written, so a refused batch's messages are
+        fetched again: from their own mailbox, selected again on the source after the
+        other one, not from whatever the source has selected by then."""
+        src, ev = self.poisoned_source()
+        r = twinbox("migrate", f"imap://alice@127.0.0.1:{src.port}/?starttls=no",
+                    f"imap://alice@127.0.0.1:{ev.port}/?starttls=no", env=self.env,
+                    timeout=600)
+        self.assertEqual(r.code, 7, r)
+        self.assertIn("copied 139,", r.out)
+        self.assertEqual(r.err.count("APPEND refused"), 1, r.err)
+        selects = self.src_selects(src)
+        self.assertIn("Other", selects)
+        self.assertIn("INBOX", selects[selects.index("Other"):], selects)
+        sv, _ = full_view(self.src)
+        dv, _ = full_view(self.dst)
+        self.assertEqual(dv["Other"], sv["Other"])
+        self.assertEqual(dv["INBOX"], [m for m in sv["INBOX"] if "poison" not in m[1]])
+
+    def test_refused_batch_is_not_fetched_again_from_a_changed_mailbox(self):
+        """The source's mailbox answers the selection before the retry with another
+        UIDVALIDITY: its UIDs may name other messages now, so the refused batch's messages
+        are skipped for this run (never fetched from there), and the next run copies them."""
+        src, ev = self.poisoned_source()
+        after = []
+
+        def renumber(lines):
+            after.append(len(src.commands))
+            return [re.sub(rb"UIDVALIDITY \d+", b"UIDVALIDITY 7", ln) for ln in lines]
+        # INBOX is examined to be read, to be copied, then (the third time) for the retry,
+        # with nothing else in flight (a transform holds a pipelined command's answer back).
+        src.on(r'EXAMINE "?INBOX', nth=3, times=1, transform=renumber)
+        r = twinbox("migrate", f"imap://alice@127.0.0.1:{src.port}/?starttls=no",
+                    f"imap://alice@127.0.0.1:{ev.port}/?starttls=no", env=self.env,
+                    timeout=600)
+        self.assertNotEqual(r.code, 0, r)
+        self.assertEqual(len(after), 1, "the retry's selection was not seen")
+        self.assertEqual(self.src_selects(src)[:5], ["INBOX", "Other"] * 2 + ["INBOX"], r)
+        self.assertIn("changed before a retry one by one", r.err)
+        dv, _ = full_view(self.dst)
+        self.assertEqual(len(dv["Other"]), 60)
+        self.assertLess(len(dv["INBOX"]), 79)
+        self.assertEqual([c.text for c in src.commands[after[0]:]
+                          if c.name == "UID FETCH" and "BODY" in c.text], [])
+        # Next run, the same path without the change: everything but the poisoned one, once.
+        r = twinbox("migrate", f"imap://alice@127.0.0.1:{src.port}/?starttls=no",
+                    f"imap://alice@127.0.0.1:{ev.port}/?starttls=no", env=self.env,
+                    timeout=600)
+        self.assertEqual(r.code, 7, r)
+        sv, _ = full_view(self.src)
+        dv, _ = full_view(self.dst)
+        self.assertEqual(dv["Other"], sv["Other"])
+        self.assertEqual(dv["INBOX"], [m for m in sv["INBOX"] if "poison" not in m[1]])
+
     def test_throttled_batch_is_survived(self):
         self.fill(200)
         ev = Evil(self.dst.dv)

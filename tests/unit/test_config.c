@@ -90,7 +90,7 @@ static void test_defaults_and_example(void)
     CHECK_STR(w ? w->source : "", "config:4", "source is file:line of the section");
     CHECK(w && w->tls_verify && w->compress && w->xreplicate && !w->allow_plaintext_password,
           "boolean defaults");
-    CHECK(w && w->max_inflight == 128 && w->timeout_s == 60, "numeric defaults");
+    CHECK(w && w->max_inflight == 512 && w->timeout_s == 60, "numeric defaults");
     CHECK(w && w->tls_fingerprint[0] == '\0' && !w->tls_ca_file && !w->password,
           "unset options are empty");
     struct tb_account *l = tb_config_account(c, "laptop");
