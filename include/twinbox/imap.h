@@ -97,6 +97,9 @@ void tb_imap_release(struct tb_imap *c);
  * (answered or aborted), whatever was submitted since: lets a caller wait for one group of
  * commands while the next group is already in flight. */
 uint64_t tb_imap_mark(const struct tb_imap *c);
+/* Bytes of sent commands the link still holds (written from where they are, or copied by
+ * COMPRESS, TLS or pacing) until the socket takes them: memory a sender's window counts. */
+size_t tb_imap_unwritten(const struct tb_imap *c);
 bool tb_imap_done_through(const struct tb_imap *c, uint64_t mark);
 void tb_imap_add_handler(struct tb_imap *c, tb_imap_untagged_fn *fn, void *ud);
 /* LOGOUT then close; `done` (may be NULL) fires when the LOGOUT completed or failed. */

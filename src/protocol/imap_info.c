@@ -150,6 +150,11 @@ uint64_t tb_imap_bytes_out(const struct tb_imap *c)
     return stats(c)->raw_out;
 }
 
+size_t tb_imap_unwritten(const struct tb_imap *c)
+{
+    return c->link ? tb_link_write_pending(c->link) : 0;
+}
+
 uint64_t tb_imap_mark(const struct tb_imap *c)
 {
     return c->submitted;

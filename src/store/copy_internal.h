@@ -45,6 +45,7 @@ struct tb_copy {
     struct tb_copy_job **again;
     size_t n_again, cap_again, again_head;
     bool refetching;
+    int refused; /* MULTIAPPENDs refused: from REFUSED_MAX on, one message per APPEND */
     /* Copies whose new UID the server did not tell (no UIDPLUS); the lowest UID they
      * can have (the destination's UIDNEXT before the copy). */
     struct tb_copy_unknown unknown;

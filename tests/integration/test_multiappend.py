@@ -160,6 +160,25 @@ class MultiappendTest(MigrateBase):
         self.assertEqual(dv["Other"], sv["Other"])
         self.assertEqual(dv["INBOX"], [m for m in sv["INBOX"] if "poison" not in m[1]])
 
+    def test_server_refusing_every_batch(self):
+        """A server that offers MULTIAPPEND but refuses any APPEND of more than one message
+        (a limit per command): after a few refused batches the copy sends one message per
+        APPEND, and every message arrives once."""
+        self.fill(2600)
+        ev = Evil(self.dst.dv)
+        self.addCleanup(ev.stop)
+        refuse = ev.on(r"APPEND .*\{\d+\+?\}.*\{\d+\+?\}", reply="NO [LIMIT] one at a time",
+                       times=None)
+        dst = f"imap://alice@127.0.0.1:{ev.port}/?starttls=no"
+        r = twinbox("migrate", self.url(self.src), dst, env=self.env, timeout=600)
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("migrate: copied 2600,", r.out)
+        self.assertGreater(refuse.matched, 0)
+        # Three refused, plus those on their way when the third was answered (1,024 jobs in
+        # flight at most: 8 batches of 128), of the 21 batches it would have taken.
+        self.assertLessEqual(refuse.matched, 3 + 8, refuse.matched)
+        self.assertCopied()
+
     def test_throttled_batch_is_survived(self):
         self.fill(200)
         ev = Evil(self.dst.dv)
