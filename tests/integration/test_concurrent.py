@@ -94,7 +94,7 @@ class RaceTest(unittest.TestCase):
     X-REPLICATE position reports nothing about a UID it did not know."""
 
     HIDDEN = ()  # capabilities the proxy in front of a hides (RaceCondstoreTest)
-    SETTLE = r"\(QRESYNC"  # how a's settling EXAMINE starts its arguments
+    SETTLE = r" \(QRESYNC"  # how a's settling EXAMINE goes on after the mailbox
 
     def setUp(self):
         if not os.path.exists(binary("twinbox")):
@@ -187,7 +187,7 @@ class RaceTest(unittest.TestCase):
             ic.append(c, "INBOX", msg, flags=("$Label2",), date=day)
         finally:
             c.logout()
-        held = self.ev["a"].on(r'EXAMINE "?INBOX"? ' + self.SETTLE, delay=2.0, times=1)
+        held = self.ev["a"].on(r'EXAMINE "?INBOX"?' + self.SETTLE, delay=2.0, times=1)
 
         def expunge(w, uid):
             w.uid("STORE", uid, "+FLAGS.SILENT", "(\\Deleted)")
@@ -240,7 +240,7 @@ class RaceTest(unittest.TestCase):
         copy's flags only (its identity is known from APPENDUID): the change must reach b
         in the same run."""
         msgid = self.append_to_b(1, ("$Label2",))
-        held = self.ev["a"].on(r'EXAMINE "?INBOX"? ' + self.SETTLE, delay=2.0, times=1)
+        held = self.ev["a"].on(r'EXAMINE "?INBOX"?' + self.SETTLE, delay=2.0, times=1)
         uid = self.sync_with(self.a, msgid, lambda flags: True,
                              lambda w, uid: w.uid("STORE", uid, "FLAGS", "($Label3)"))
         self.assertIsNotNone(uid, "the copy never showed up on a")
@@ -258,7 +258,7 @@ class RaceTest(unittest.TestCase):
         msgid = self.append_to_b(2, ())
         other, day = ic.make_message(3, size=650, seed=3)
         other_id = re.search(rb"Message-ID: (<[^>]+>)", other).group(1).decode()
-        held = self.ev["a"].on(r'EXAMINE "?INBOX"? ' + self.SETTLE, delay=2.0, times=1)
+        held = self.ev["a"].on(r'EXAMINE "?INBOX"?' + self.SETTLE, delay=2.0, times=1)
         uid = self.sync_with(self.a, msgid, lambda flags: True,
                              lambda w, uid: ic.append(w, "INBOX", other, flags=("\\Seen",),
                                                       date=day))
@@ -305,7 +305,7 @@ class RaceCondstoreTest(RaceTest):
     to EXISTS."""
 
     HIDDEN = ("QRESYNC",)
-    SETTLE = r"\(CONDSTORE\)"
+    SETTLE = r" \(CONDSTORE\)"
 
     def expected_settling(self, uid):
         return ["UID FETCH 1:%d" % (uid - 1), "UID SEARCH UID 1:%d" % (uid - 1),
@@ -323,3 +323,15 @@ class RaceCondstoreTest(RaceTest):
         self.assertEqual(len(self.flags_of(self.a, msgid)), 1)
         self.assertEqual(len(self.flags_of(self.b, msgid)), 1)
 
+
+class RaceListingTest(RaceCondstoreTest):
+    """The same races on the lowest rung, CONDSTORE hidden as well: the settling pass
+    lists the flags of every known message, its own copy's by name, the rest from the copy
+    on with identity; what the listing misses below the server's UIDNEXT is expunged only
+    when it adds up to EXISTS."""
+
+    HIDDEN = ("QRESYNC", "CONDSTORE")
+    SETTLE = r"$"  # a bare EXAMINE
+
+    def expected_settling(self, uid):
+        return ["UID FETCH 1:%d" % (uid - 1), "UID FETCH %d" % uid, "UID FETCH %d:*" % (uid + 1)]
