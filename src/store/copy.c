@@ -101,7 +101,6 @@ struct tb_copy *tb_copy_new(struct tb_store *src, struct tb_store *dst, const ch
     cp->done = done;
     cp->skipped = skipped;
     cp->ud = ud;
-    cp->src_mailbox = src->selected ? tb_xstrdup(src->selected) : NULL;
     return cp;
 }
 
@@ -191,8 +190,10 @@ void tb_copy_set_uid_floor(struct tb_copy *cp, uint32_t uid)
     cp->uid_floor = uid;
 }
 
-void tb_copy_set_source(struct tb_copy *cp, uint32_t uidvalidity)
+void tb_copy_set_source(struct tb_copy *cp, const char *mailbox, uint32_t uidvalidity)
 {
+    free(cp->src_mailbox);
+    cp->src_mailbox = tb_xstrdup(mailbox);
     cp->src_uidvalidity = uidvalidity;
 }
 
@@ -497,11 +498,17 @@ static void batch_done(struct tb_imap *c, const struct tb_imap_result *r, void *
         tb_log_debug(1, "%s: mailbox %s: MULTIAPPEND of %zu refused (%s), one APPEND each",
                      cp->dst->label, cp->mailbox, b->n, r->text ? r->text : "");
         cp->refused++;
+        bool live = !cp->finished; /* else keep_again's job_done may free cp */
         for (size_t i = 0; i < b->n; i++)
             if (b->jobs[i]->body)
                 send_single(b->jobs[i]); /* replica mode: sent again from the body kept */
             else
                 keep_again(b->jobs[i]);
+        /* Kept jobs left the window: fetch more. The window may have been full of refused
+         * batches, this answer the last thing in flight; without this the copy waited for
+         * nothing, forever (no command pending, so no timeout either). */
+        if (live)
+            room_freed(cp->src, cp);
     }
     free(b->jobs);
     free(b);

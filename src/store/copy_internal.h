@@ -36,10 +36,10 @@ struct tb_copy {
     int fetches, appends;
     bool pumping; /* pump() is running: a nested call (a synchronous abort) returns */
     uint64_t bytes;
-    /* The source's mailbox (selected there when the copy began, owned) and its UIDVALIDITY
-     * (tb_copy_set_source). Jobs of a refused MULTIAPPEND, their bodies gone (a body is
-     * freed once written): fetched again, one APPEND each, once the rest is done (finish
-     * sets refetching after selecting the source's mailbox again). */
+    /* The source's mailbox (owned) and its UIDVALIDITY (tb_copy_set_source). Jobs of a refused
+     * MULTIAPPEND, their bodies gone (a body is freed once written): fetched again, one APPEND
+     * each, once the rest is done (finish sets refetching after selecting the source's mailbox
+     * again). */
     char *src_mailbox;
     uint32_t src_uidvalidity;
     struct tb_copy_job **again;

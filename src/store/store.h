@@ -350,12 +350,12 @@ void tb_copy_set_displaced(struct tb_copy *cp, struct tb_uidset *displaced);
 /* The destination's UIDNEXT before the copies (at most): where a server without UIDPLUS
  * is searched for them. */
 void tb_copy_set_uid_floor(struct tb_copy *cp, uint32_t uid);
-/* The UIDVALIDITY of the source's mailbox (selected there when the copy was made) as the
+/* The source's mailbox (selected there when the copy was made) and its UIDVALIDITY as the
  * caller read it. Messages of a batch the destination refused as a whole are fetched
  * again (their bodies are not kept once written) once the rest is done, after selecting
  * that mailbox again, and only while it still has this UIDVALIDITY; without it (0), or
  * after a change, they are skipped for now and the next run copies them. */
-void tb_copy_set_source(struct tb_copy *cp, uint32_t uidvalidity);
+void tb_copy_set_source(struct tb_copy *cp, const char *mailbox, uint32_t uidvalidity);
 /* Runs the loop until every added message's FETCH is submitted (none waits for room in the
  * copy window): until then the source must stay on this copy's mailbox, as a later FETCH
  * goes to the mailbox selected when it is sent. -1 when a store failed. */

@@ -130,7 +130,7 @@ void tb_eng_submit(struct ctx *x, struct pass_out *o, const char *wire[2], struc
         cp[k] = tb_copy_new(&x->s[1 - k], &x->s[k], wire[k], tb_eng_on_copied, tb_eng_on_skipped,
                             (void *)((uintptr_t)o | (uintptr_t)k));
         tb_copy_set_uid_floor(cp[k], d[k]->uidnext);
-        tb_copy_set_source(cp[k], d[1 - k]->uidvalidity);
+        tb_copy_set_source(cp[k], wire[1 - k], d[1 - k]->uidvalidity);
         for (size_t i = 0; i < p->n_copies[k]; i++)
             tb_copy_add(cp[k], p->copies[k][i]);
     }

@@ -111,9 +111,7 @@ class MultiappendTest(MigrateBase):
         fetched again: from their own mailbox, selected again on the source after the
         other one, not from whatever the source has selected by then."""
         src, ev = self.poisoned_source()
-        r = twinbox("migrate", f"imap://alice@127.0.0.1:{src.port}/?starttls=no",
-                    f"imap://alice@127.0.0.1:{ev.port}/?starttls=no", env=self.env,
-                    timeout=600)
+        r = twinbox("migrate", self.url(src), self.url(ev), env=self.env, timeout=600)
         self.assertEqual(r.code, 7, r)
         self.assertIn("copied 139,", r.out)
         self.assertEqual(r.err.count("APPEND refused"), 1, r.err)
@@ -138,9 +136,7 @@ class MultiappendTest(MigrateBase):
         # INBOX is examined to be read, to be copied, then (the third time) for the retry,
         # with nothing else in flight (a transform holds a pipelined command's answer back).
         src.on(r'EXAMINE "?INBOX', nth=3, times=1, transform=renumber)
-        r = twinbox("migrate", f"imap://alice@127.0.0.1:{src.port}/?starttls=no",
-                    f"imap://alice@127.0.0.1:{ev.port}/?starttls=no", env=self.env,
-                    timeout=600)
+        r = twinbox("migrate", self.url(src), self.url(ev), env=self.env, timeout=600)
         self.assertNotEqual(r.code, 0, r)
         self.assertEqual(len(after), 1, "the retry's selection was not seen")
         self.assertEqual(self.src_selects(src)[:5], ["INBOX", "Other"] * 2 + ["INBOX"], r)
@@ -151,9 +147,7 @@ class MultiappendTest(MigrateBase):
         self.assertEqual([c.text for c in src.commands[after[0]:]
                           if c.name == "UID FETCH" and "BODY" in c.text], [])
         # Next run, the same path without the change: everything but the poisoned one, once.
-        r = twinbox("migrate", f"imap://alice@127.0.0.1:{src.port}/?starttls=no",
-                    f"imap://alice@127.0.0.1:{ev.port}/?starttls=no", env=self.env,
-                    timeout=600)
+        r = twinbox("migrate", self.url(src), self.url(ev), env=self.env, timeout=600)
         self.assertEqual(r.code, 7, r)
         sv, _ = full_view(self.src)
         dv, _ = full_view(self.dst)
@@ -177,6 +171,23 @@ class MultiappendTest(MigrateBase):
         # Three refused, plus those on their way when the third was answered (1,024 jobs in
         # flight at most: 8 batches of 128), of the 21 batches it would have taken.
         self.assertLessEqual(refuse.matched, 3 + 8, refuse.matched)
+        self.assertCopied()
+
+    def test_window_full_of_refused_batches(self):
+        """Every batch refused late (2 s after it is sent): the window fills with batches
+        waiting for their answer and nothing else is in flight when the last refusal
+        arrives. The copy must go on from there (it once waited forever, no command
+        pending, so no timeout either)."""
+        self.fill(1400)
+        ev = Evil(self.dst.dv)
+        self.addCleanup(ev.stop)
+        refuse = ev.on(r"APPEND .*\{\d+\+?\}.*\{\d+\+?\}", reply="NO [LIMIT] one at a time",
+                       delay=2, times=None)
+        dst = f"imap://alice@127.0.0.1:{ev.port}/?starttls=no"
+        r = twinbox("migrate", self.url(self.src), dst, env=self.env, timeout=300)
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("migrate: copied 1400,", r.out)
+        self.assertGreaterEqual(refuse.matched, 8, refuse.matched)
         self.assertCopied()
 
     def test_throttled_batch_is_survived(self):
