@@ -101,6 +101,8 @@ uint64_t tb_imap_mark(const struct tb_imap *c);
  * COMPRESS, TLS or pacing) until the socket takes them: memory a sender's window counts. */
 size_t tb_imap_unwritten(const struct tb_imap *c);
 bool tb_imap_done_through(const struct tb_imap *c, uint64_t mark);
+/* A command submitted and not yet answered: an answer may still come. */
+bool tb_imap_busy(const struct tb_imap *c);
 void tb_imap_add_handler(struct tb_imap *c, tb_imap_untagged_fn *fn, void *ud);
 /* LOGOUT then close; `done` (may be NULL) fires when the LOGOUT completed or failed. */
 void tb_imap_logout(struct tb_imap *c, tb_imap_done_fn *done, void *ud);

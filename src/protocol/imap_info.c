@@ -170,3 +170,8 @@ bool tb_imap_done_through(const struct tb_imap *c, uint64_t mark)
         return c->waiting[c->waiting_head]->order > mark;
     return true;
 }
+
+bool tb_imap_busy(const struct tb_imap *c)
+{
+    return c->n_inflight > 0 || c->waiting_head < c->n_waiting;
+}

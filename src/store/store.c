@@ -107,6 +107,14 @@ const struct tb_ns *tb_store_ns(struct tb_store *s)
     return &s->ns;
 }
 
+static bool any_busy(struct tb_store **stores, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (stores[i]->pending > 0 || (stores[i]->c && tb_imap_busy(stores[i]->c)))
+            return true;
+    return false;
+}
+
 int tb_store_wait_for(struct tb_store **stores, int n, bool (*done)(void *ud), void *ud)
 {
     for (;;) {
@@ -115,6 +123,14 @@ int tb_store_wait_for(struct tb_store **stores, int n, bool (*done)(void *ud), v
                 return -1;
         if (done(ud))
             return 0;
+        if (!any_busy(stores, n)) {
+            /* No command in flight: no answer can come to meet `done`, and with nothing
+             * pending no timeout runs either. A logic error, reported, not waited on. */
+            stores[0]->failed = true;
+            tb_error_set(&stores[0]->err, TB_ERR_INTERNAL,
+                         "%s: internal error: waiting with no command in flight", stores[0]->label);
+            return -1;
+        }
         if (uv_run(stores[0]->loop, UV_RUN_ONCE) == 0) {
             /* Nothing left that could make progress: report it rather than spin. */
             for (int i = 0; i < n; i++)
