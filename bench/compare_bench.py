@@ -7,7 +7,8 @@ saying so (this script never installs anything).
 
 Rows (--rows, comma separated; all but `big` by default):
   init0      initial sync at 0 ms, unlimited (twinbox's default, compress = yes and no)
-  init-rtt   initial sync at --rtt ms
+  init-rtt   initial sync at --rtt ms (unlimited, but each relay holds at most --window MiB
+             per direction, which with the delay caps the rate: 4 MiB by default, ~136 MB/s)
   init-rate  initial sync at --rate Mbit/s per direction and --rtt ms (default and yes)
   noop20     no-op rerun at --rtt ms, the corpus's --mailboxes folders
   incr       incremental at --rtt ms: per side 50 new, 200 flag changes, 30 expunges over 5
@@ -19,7 +20,7 @@ Every initial sync runs into a fresh destination user with fresh tool state, fro
 source user (hard links to the corpus's message files). The corpus is written straight
 into the source Dovecot's Maildir and indexed once before any tool runs.
 
-usage: python3 bench/compare_bench.py [--rtt 50] [--rate 20] [--messages 5000]
+usage: python3 bench/compare_bench.py [--rtt 50] [--rate 20] [--window 4] [--messages 5000]
         [--mailboxes 20] [--size 45200] [--runs 3] [--rows init0,noop20] [--quick]
         [--big [--big-messages 100000]] [--many-mailboxes 1000] [--build DIR]
 """
@@ -237,7 +238,8 @@ def measure(bench, pair, rtt, rate_mbit=0.0, quiet=False):
     """One run of pair.tool through fresh relays; a sample dict."""
     rate = rate_mbit * 1e6 / 8 if rate_mbit else None
     os.sync()
-    relays = [Relay(dv.imap_port, delay=rtt / 2000.0, rate=rate)
+    relays = [Relay(dv.imap_port, delay=rtt / 2000.0, rate=rate,
+                    window=int(bench.a.window * (1 << 20)))
               for dv in (bench.src, bench.dst)]
     try:
         argv = ARGV[pair.tool](bench, pair, relays[0].port, relays[1].port)
@@ -446,6 +448,8 @@ def targets(bench, tool, row, s):
 
 def scenario_name(a, row, tool):
     rtt = f"{a.rtt:g} ms"
+    if a.window != 4.0:
+        rtt += f" {a.window:g}MiB"
     return {"init0": "initial, 0 ms", "init-rtt": f"initial, {rtt}",
             "init-rate": f"initial, {a.rate:g} Mbit/s {rtt}",
             "noop20": f"no-op, {rtt}, {a.mailboxes} boxes",
@@ -486,6 +490,8 @@ n: runs; every figure is the median over the runs (per column). wall: the tool's
 turns a/b: round trips counted by the relay in front of server a (source) / b
   (destination): a client chunk that follows server data, login and logout included.
 MB a/b: bytes through each relay, both directions, 10^6 (after COMPRESS where used).
+window: what each relay holds per direction (--window), like a TCP window: over the
+  one-way delay it caps an unlimited link (4 MiB over 25 ms: 136 MB/s measured).
 link floor: the busiest single direction's bytes / the rate. A '!' after MB: a run
   failed (see the notes). Targets are the issue's, checked for twinbox only.
 * without the folder rename: interimap and mbsync do not follow a rename made on a server
@@ -520,6 +526,9 @@ def tool_versions(tools):
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rtt", type=float, default=50.0, help="ms; relays hold rtt/2 each way")
+    ap.add_argument("--window", type=float, default=4.0,
+                    help="MiB each relay holds per direction (a TCP window: with the delay "
+                         "it caps the rate; unlimited links only)")
     ap.add_argument("--rate", type=float, default=20.0,
                     help="Mbit/s per direction for init-rate (0 = unlimited)")
     ap.add_argument("--messages", type=int, default=5000)
