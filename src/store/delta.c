@@ -210,14 +210,28 @@ static bool delta_fetch(struct tb_delta *d, struct mailimap_msg_att *att, const 
     return true;
 }
 
+/* More records than the messages EXISTS announced (and a margin for the odd duplicate): a
+ * server cannot list them, so a hostile one streaming FETCH lines does not grow memory. */
+static bool over_announced(const struct tb_delta *d)
+{
+    return d->have_exists && d->n_msgs >= d->announced + d->announced / 8 + 1024;
+}
+
 void tb_delta_merge(struct tb_delta *d, struct tb_msg_info *m)
 {
-    pool_take(d, m);
     /* Servers answer in UID order: a UID above the last one recorded is new to the delta
      * (no lookup, no index); any other is looked up by UID. */
     size_t at;
     bool looked = d->n_msgs && m->uid <= d->msgs[d->n_msgs - 1].uid;
-    if (looked && record_of(d, m->uid, &at)) {
+    bool found = looked && record_of(d, m->uid, &at);
+    if (!found && over_announced(d)) {
+        if (!d->unreadable)
+            tb_delta_unreadable(d, "more messages listed than EXISTS announced", "", 0);
+        tb_msg_info_clear(m);
+        return;
+    }
+    pool_take(d, m);
+    if (found) {
         struct tb_msg_info *x = &d->msgs[at];
         d->next_merge = at + 1;
         if (!x->pooled)
@@ -363,7 +377,12 @@ static bool delta_untagged(struct tb_imap *c, const struct tb_resp *r, void *ud)
     }
     if (rd->rsp_type == MAILIMAP_RESP_DATA_TYPE_MAILBOX_DATA &&
         rd->rsp_data.rsp_mailbox_data->mbd_type == MAILIMAP_MAILBOX_DATA_EXISTS) {
-        d->exists = rd->rsp_data.rsp_mailbox_data->mbd_data.mbd_exists;
+        uint32_t n = rd->rsp_data.rsp_mailbox_data->mbd_data.mbd_exists;
+        if (!d->have_exists)
+            d->announced = n;
+        else if (n > d->exists)
+            d->announced += n - d->exists; /* arrivals since (EXPUNGEs lowered exists) */
+        d->exists = n;
         d->have_exists = true;
         return true;
     }

@@ -62,6 +62,9 @@ struct tb_delta {
      * full listing proves absences only when it lists exactly that many messages. */
     uint32_t exists;
     bool have_exists;
+    /* Messages EXISTS announced in all: its first value plus every rise. No listing names
+     * more distinct messages; records beyond it (with a margin) are not kept. */
+    uint64_t announced;
     /* Set when a response for this delta could not be used (unparsable line, a number out
      * of range, a set beyond UIDNEXT): the delta is not a complete picture and the
      * mailbox's pass must be skipped. Holds the first bytes of the cause. */

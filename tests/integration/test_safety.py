@@ -262,6 +262,23 @@ class EvidenceTest(Pair):
         self.sync()
         self.assertSame()
 
+    def test_endless_listing_is_cut_at_what_exists_announced(self):
+        """A server listing far more messages than its EXISTS announced (a hostile stream
+        of FETCH lines): twinbox stops keeping records past that count and a margin, and
+        the mailbox is left alone this run: nothing copied, nothing expunged."""
+        self.seed()
+        self.store_flag(self.a, "Work", "\\Seen")
+        ev = self.proxy(self.a)
+        lines = [f"* {i} FETCH (UID {i} FLAGS (\\Seen) MODSEQ (1))" for i in range(1, 1300)]
+        ev.on(r"SELECT \"?Work", inject=lines)
+        self.write_config(a_port=ev.port)
+        r = self.sync(code=5)
+        self.assertIn("more messages listed than EXISTS announced", r.err)
+        self.assertEqual(self.counts(self.b), {"INBOX": 4, "Work": 5})
+        self.write_config()
+        self.sync()
+        self.assertSame()
+
     def test_vanished_beyond_uidnext_expunges_nothing(self):
         self.seed()
         self.store_flag(self.a, "Work", "\\Flagged")
