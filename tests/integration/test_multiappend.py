@@ -67,7 +67,7 @@ class MultiappendTest(MigrateBase):
         ev = Evil(self.dst.dv)
         self.addCleanup(ev.stop)
         refuse = ev.on(r"APPEND .*\bpoison\b", reply="NO [LIMIT] this one is refused", times=None)
-        dst = f"imap://alice@127.0.0.1:{ev.port}/?starttls=no"
+        dst = self.url(ev)
         r = twinbox("migrate", self.url(self.src), dst, env=self.env, timeout=600)
         self.assertEqual(r.code, 7, r)
         self.assertIn("copied 79,", r.out)
@@ -163,7 +163,7 @@ class MultiappendTest(MigrateBase):
         self.addCleanup(ev.stop)
         refuse = ev.on(r"APPEND .*\{\d+\+?\}.*\{\d+\+?\}", reply="NO [LIMIT] one at a time",
                        times=None)
-        dst = f"imap://alice@127.0.0.1:{ev.port}/?starttls=no"
+        dst = self.url(ev)
         r = twinbox("migrate", self.url(self.src), dst, env=self.env, timeout=600)
         self.assertEqual(r.code, 0, r)
         self.assertIn("migrate: copied 2600,", r.out)
@@ -183,7 +183,7 @@ class MultiappendTest(MigrateBase):
         self.addCleanup(ev.stop)
         refuse = ev.on(r"APPEND .*\{\d+\+?\}.*\{\d+\+?\}", reply="NO [LIMIT] one at a time",
                        delay=2, times=None)
-        dst = f"imap://alice@127.0.0.1:{ev.port}/?starttls=no"
+        dst = self.url(ev)
         r = twinbox("migrate", self.url(self.src), dst, env=self.env, timeout=300)
         self.assertEqual(r.code, 0, r)
         self.assertIn("migrate: copied 1400,", r.out)
@@ -196,7 +196,7 @@ class MultiappendTest(MigrateBase):
         self.addCleanup(ev.stop)
         ev.on(r"APPEND ", nth=2, times=1,
               reply="NO [THROTTLED] Suggested Backoff Time: 40 milliseconds")
-        dst = f"imap://alice@127.0.0.1:{ev.port}/?starttls=no"
+        dst = self.url(ev)
         # The pause before resuming: 0.25-0.5 s (the default is 1-2 s). A batch sent after
         # the refused one may still be committed by the server after the connection is gone;
         # at 20-40 ms the next attempt raced with it (test_late_commit_... below).
@@ -219,7 +219,7 @@ class MultiappendTest(MigrateBase):
         ev.on(r"APPEND ", nth=2, times=1, delay=2.0, reply="NO [THROTTLED] slow down")
         # Swallowed: never forwarded, its answer held past the end of the run.
         hung = ev.on(r"APPEND ", nth=3, times=1, delay=600, reply="OK never sent")
-        dst = f"imap://alice@127.0.0.1:{ev.port}/?starttls=no"
+        dst = self.url(ev)
         r = twinbox("migrate", self.url(self.src), dst, "--retries", "0", env=self.env,
                     timeout=600)
         self.assertNotEqual(r.code, 0, r)
@@ -261,7 +261,7 @@ class MultiappendTest(MigrateBase):
         self.fill(40)
         ev = Evil(self.dst.dv, remove_caps=DEFAULT_REMOVED_CAPS + ("MULTIAPPEND",))
         self.addCleanup(ev.stop)
-        dst = f"imap://alice@127.0.0.1:{ev.port}/?starttls=no"
+        dst = self.url(ev)
         r = twinbox("migrate", self.url(self.src), dst, env=self.env, timeout=600)
         self.assertEqual(r.code, 0, r)
         appends = [c for c in ev.commands if c.name == "APPEND"]
@@ -274,7 +274,7 @@ class MultiappendTest(MigrateBase):
         self.fill(12)
         ev = Evil(self.dst.dv)
         self.addCleanup(ev.stop)
-        dst = f"imap://alice@127.0.0.1:{ev.port}/?starttls=no"
+        dst = self.url(ev)
         r = twinbox("migrate", self.url(self.src), dst, "--max-messages-per-second", "1000",
                     env=self.env, timeout=600)
         self.assertEqual(r.code, 0, r)
