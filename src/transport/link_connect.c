@@ -7,6 +7,7 @@
 #include "util/buf.h"
 #include "util/env.h"
 
+#include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -104,6 +105,17 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     try_next_address(l);
 }
 
+/* The timer's first expiry for an address given as digits: connects on the next turn of
+ * the loop, so that no callback runs inside tb_link_connect_tcp, then times the connect. */
+static void on_numeric(uv_timer_t *t)
+{
+    struct tb_link *l = t->data;
+    if (l->closing)
+        return;
+    uv_timer_start(&l->timer, tb_link_on_timeout, l->connect_timeout_ms, 0);
+    try_next_address(l);
+}
+
 int tb_link_connect_tcp(struct tb_link *l, const char *host, int port, int timeout_s)
 {
     snprintf(l->host, sizeof(l->host), "%s", host);
@@ -113,6 +125,16 @@ int tb_link_connect_tcp(struct tb_link *l, const char *host, int port, int timeo
     struct addrinfo hints = {0};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
+    /* An IP address needs no resolver: parsed here, it saves a thread pool start and the
+     * resolver's own work, which made a second connection start ~5 ms after the first. */
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    if (getaddrinfo(host, portstr, &hints, &l->ai_list) == 0 && l->ai_list) {
+        l->ai_cur = l->ai_list;
+        l->connect_timeout_ms = (uint64_t)timeout_s * 1000;
+        uv_timer_start(&l->timer, on_numeric, 0, 0);
+        return 0;
+    }
+    l->ai_list = NULL;
     hints.ai_flags = AI_ADDRCONFIG;
     l->gai.data = l;
     int r = uv_getaddrinfo(l->loop, &l->gai, on_resolved, host, portstr, &hints);

@@ -23,8 +23,9 @@ struct tb_link {
     uv_tcp_t tcp;
     uv_getaddrinfo_t gai;
     uv_connect_t connect_req;
-    struct addrinfo *ai_list, *ai_cur;
+    struct addrinfo *ai_list, *ai_cur; /* ai_list: getaddrinfo's or uv_getaddrinfo's */
     bool gai_pending;
+    uint64_t connect_timeout_ms;
     uv_process_t proc;
     uv_pipe_t in, out, err;
     bool proc_running;

@@ -121,6 +121,18 @@ class ProbeTest(TestCase):
         self.assertEqual(r.code, 5, r)
         self.assertOneLineError(r, "connect", "refused")
 
+    def test_host_name_goes_through_the_resolver(self):
+        # An address given as digits skips the resolver; a name still takes it.
+        url = f"imap://alice@localhost:{self.dv.imap_port}/?starttls=no"
+        self.check_session(self.probe_json(url), tls=False)
+
+    def test_ipv6_literal_with_nothing_listening(self):
+        # Parsed without the resolver too: refused (or unreachable where this host has no
+        # IPv6), one line naming the address, exit 5 like any connect failure.
+        r = twinbox("probe", f"imap://alice@[::1]:{free_port()}/?starttls=no", env=PW)
+        self.assertEqual(r.code, 5, r)
+        self.assertOneLineError(r, "connect to ::1 port", "failed")
+
     def test_server_closes_at_greeting(self):
         relay = Relay(self.dv.imap_port, cut_after=10, cut_direction="s2c")
         try:
