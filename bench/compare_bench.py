@@ -25,15 +25,18 @@ usage: python3 bench/compare_bench.py [--rtt 50] [--rate 20] [--window 4] [--mes
         [--big [--big-messages 100000]] [--many-mailboxes 1000] [--build DIR]
 """
 import argparse
+import base64
 import imaplib
 import os
 import platform
 import shlex
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -45,6 +48,7 @@ PW = "secret"
 TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 ALL_ROWS = ("init0", "init-rtt", "init-rate", "noop20", "incr", "noop1000", "big")
 TB, TB_YES, TB_NC = "twinbox", "twinbox compress=yes", "twinbox compress=no"
+BARE = "bare client"  # bare_noop: no tool, the floor of a no-op
 IMI, MBS = "interimap", "mbsync"
 # twinbox configs per row (the default, compress = auto, always runs)
 VARIANTS = {"init0": (TB_YES, TB_NC), "init-rtt": (TB_YES, TB_NC), "init-rate": (TB_YES,)}
@@ -234,6 +238,50 @@ def run_tool(argv, env, cwd):
     return wall, ru.ru_utime + ru.ru_stime, rss_kb / 1024, p.returncode, text
 
 
+def bare_session(port, user, box):
+    """What a no-op cannot do with less, on one server: wait for the greeting, send the
+    login, ENABLE and the listing with STATUS in one flight, read to the listing's end,
+    send LOGOUT and close without waiting for it (twinbox's no-op, without the process)."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        buf = b""
+        while b"\r\n" not in buf:
+            buf += s.recv(65536) or b"\r\n"
+        sasl = base64.b64encode(f"\0{user}\0{PW}".encode()).decode()
+        s.sendall(f"a AUTHENTICATE PLAIN {sasl}\r\nb ENABLE CONDSTORE QRESYNC\r\n"
+                  'c LIST "" "*" RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY '
+                  "HIGHESTMODSEQ))\r\n".encode())
+        buf = b""
+        while not any(t in buf for t in (b"\r\nc OK", b"\r\nc NO", b"\r\nc BAD")):
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            buf += chunk
+        s.sendall(b"d LOGOUT\r\n")
+        box.append(b"\r\nc OK" in buf)
+
+
+def bare_noop(bench, pair, rtt):
+    """Wall time of bare_session on both servers at once, through fresh relays at rtt: the
+    floor the servers and the link set for a no-op on this machine."""
+    relays = [Relay(dv.imap_port, delay=rtt / 2000.0) for dv in (bench.src, bench.dst)]
+    try:
+        ok = []
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=bare_session, args=(r.port, u, ok))
+                   for r, u in zip(relays, (pair.src, pair.dst))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.monotonic() - t0
+    finally:
+        for r in relays:
+            r.stop()
+    if ok != [True, True]:
+        raise SystemExit("bench: the bare no-op client did not log in and list")
+    return {"wall": wall}
+
+
 def measure(bench, pair, rtt, rate_mbit=0.0, quiet=False):
     """One run of pair.tool through fresh relays; a sample dict."""
     rate = rate_mbit * 1e6 / 8 if rate_mbit else None
@@ -372,6 +420,8 @@ class Bench:
             if "noop20" in rows:
                 for _ in range(self.a.runs):
                     self.add(tool, "noop20", measure(self, pair, self.a.rtt))
+                    if tool == TB:
+                        self.add(BARE, "noop20", bare_noop(self, pair, self.a.rtt))
             if "incr" in rows:
                 for r in range(self.a.runs):
                     apply_changes(self, pair, r)
@@ -385,6 +435,8 @@ class Bench:
             measure(self, pair, 0.0, quiet=True)
             for _ in range(self.a.runs):
                 self.add(tool, "noop1000", measure(self, pair, self.a.rtt))
+                if tool == TB:
+                    self.add(BARE, "noop1000", bare_noop(self, pair, self.a.rtt))
             pair.drop(self)
 
     def big(self):
@@ -433,6 +485,8 @@ def targets(bench, tool, row, s):
         out.append(("<= 2 turns per server", f"{med(s, 'turns_a'):g}/{med(s, 'turns_b'):g}",
                     "yes" if turns <= 2 else "no"))
         out.append(("<= 0.15 s", f"{wall:.2f} s", "yes" if wall <= 0.15 else "no"))
+        if (BARE, row) in res:  # what the servers and the link leave to any client here
+            out.append(("  (bare client, same flights)", f"{ref(BARE, row):.2f} s", "-"))
     elif row == "incr":
         out.append(("<= 1.0 s", f"{wall:.2f} s", "yes" if wall <= 1.0 else "no"))
         out.append(("<= 30 turns per server", f"{turns:g}", "yes" if turns <= 30 else "no"))
@@ -494,6 +548,9 @@ window: what each relay holds per direction (--window), like a TCP window: over 
   one-way delay it caps an unlimited link (4 MiB over 25 ms: 136 MB/s measured).
 link floor: the busiest single direction's bytes / the rate. A '!' after MB: a run
   failed (see the notes). Targets are the issue's, checked for twinbox only.
+bare client (no-op rows): this script's own minimal session on both servers at once,
+  through the same relays: greeting, then login, ENABLE and LIST-STATUS in one flight,
+  LOGOUT unanswered. No process start, no state: the time the servers and the link leave.
 * without the folder rename: interimap and mbsync do not follow a rename made on a server
   (measured: interimap exits 1, "Mailbox ... exists. Run `interimap --target=database
   --delete ...`"; mbsync exits 1, "near side box ... cannot be opened").
