@@ -9,6 +9,10 @@ test names say which Dovecot each run used, "[dovecot 2.4.1]". A unit program th
 crashes or prints a sanitizer report counts as a failure. Fuzz targets (--fuzz BUILD, the
 libFuzzer build of tests/fuzz) run over their seed corpus plus a bounded number of generated
 inputs; each target counts once.
+
+On a machine with more than one core the builds after the first run their unit and
+integration tests in a child runner alongside the first build's (--serial: one after the
+other); the child's lines are printed when it ends and its counts join the summary.
 """
 import concurrent.futures
 import fnmatch
@@ -245,12 +249,55 @@ def run_dovecot24(build, dc24_build, counter, pattern):
                 os.environ[k] = v
 
 
+def start_pass(build, pattern):
+    """The unit and integration tests of one more build in a child runner (--pass-of), its
+    output kept in a file until merge_pass: on two cores the passes of two builds overlap
+    (a pass keeps about two thirds of one core busy: servers, fixtures, waits)."""
+    out = tempfile.TemporaryFile(mode="w+", errors="replace")
+    cmd = [sys.executable, os.path.abspath(__file__), "--pass-of", build]
+    if pattern:
+        cmd += ["-k", pattern]
+    print(f"# {build}: unit and integration tests run alongside, reported when they end",
+          flush=True)
+    return build, subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT), out
+
+
+def merge_pass(child, counter):
+    """Prints a child pass's report and adds its counts (its last line) to counter."""
+    build, proc, out = child
+    rc = proc.wait()
+    out.seek(0)
+    lines = out.read().splitlines()
+    out.close()
+    for line in lines[:-1]:
+        if line.startswith("FAIL - "):
+            counter.failures.append(line[len("FAIL - "):])
+        if not line or line.startswith(("failed:", "  ")) and not line.startswith("    "):
+            continue  # the child's own list of failures: the merged one is printed at the end
+        print(line, flush=True)
+    m = re.fullmatch(r"(\d+) passed, (\d+) failed", lines[-1] if lines else "")
+    if not m:
+        counter.fail(f"{build}: test pass", f"the runner exited with status {rc} before its "
+                     "summary line\n" + "\n".join(lines[-40:]))
+        return
+    counter.passed += int(m.group(1))
+    counter.failed += int(m.group(2))
+
+
 def main():
     args = sys.argv[1:]
     pattern = None
     if "-k" in args:
         i = args.index("-k")
         pattern = args[i + 1]
+        del args[i:i + 2]
+    serial = "--serial" in args
+    if serial:
+        args.remove("--serial")
+    pass_of = None
+    if "--pass-of" in args:  # a child of start_pass: one build's unit and integration tests
+        i = args.index("--pass-of")
+        pass_of = args[i + 1]
         del args[i:i + 2]
     fuzz_builds = []
     while "--fuzz" in args:
@@ -278,10 +325,27 @@ def main():
     if dc24_build:
         os.environ.setdefault("TWINBOX_PLUGIN_DIR_24",
                               os.path.join(ROOT, dc24_build, "src", "dovecot"))
-    for i, b in enumerate(builds):
+    if pass_of:
         if not pattern:
-            run_unit(b, counter)
-        run_integration(b, counter, pattern, plugin_tests=(i == 0))
+            run_unit(pass_of, counter)
+        run_integration(pass_of, counter, pattern, plugin_tests=False)
+        builds = []
+    children = []
+    if not serial and len(builds) > 1 and (os.cpu_count() or 1) > 1:
+        children = [start_pass(b, pattern) for b in builds[1:]]
+        builds = builds[:1]
+    try:
+        for i, b in enumerate(builds):
+            if not pattern:
+                run_unit(b, counter)
+            run_integration(b, counter, pattern, plugin_tests=(i == 0))
+        for child in children:
+            merge_pass(child, counter)
+        children = []
+    finally:
+        for _, proc, _ in children:  # interrupted: no pass outlives the runner
+            proc.kill()
+            proc.wait()
     if dc24_build:
         run_dovecot24(builds[0], dc24_build, counter, pattern)
     for b in fuzz_builds:
