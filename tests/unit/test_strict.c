@@ -5,6 +5,7 @@
 
 #include "tap.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static int parsed(const char *line, struct tb_resp *r)
@@ -59,6 +60,38 @@ int main(void)
              "... with more digits than any size");
     untagged("* STATUS {42222222222222 }}A}\r\n", 0, "... with blanks inside the braces");
     untagged("* 1 FETCH (UID 1 BODY[] {3}\r\nabc BODY[1] {2}\r\nxy)\r\n", 1, "two literals");
+    /* Sections: libetpan loses what it built for one that does not read (tests/fuzz). */
+    static const struct {
+        const char *item;
+        int usable;
+    } sections[] = {{"BODY[HEADER.FIELDS (MESSAGE-ID)]", 1},
+                    {"body[header.fields.not (A B-C)]", 1},
+                    {"BODY[HEADER.FIELDS (\"Message-ID\" X)]", 1},
+                    {"BODY[1.2.MIME]", 1},
+                    {"BODY[1.2.3]", 1},
+                    {"BODY[2.HEADER.FIELDS (X)]", 1},
+                    {"BODY[TEXT]<0>", 1},
+                    {"BODY[10.TEXT]", 1},
+                    {"BODY[HEADER.FIEL\xff]", 0},
+                    {"BODY[HEADER.FIELDX]", 0},
+                    {"BODY[HEADER.FIELDS (X]", 0},
+                    {"BODY[HEADER.FIELDS ()]", 0},
+                    {"BODY[0]", 0},
+                    {"BODY[1.]", 0},
+                    {"BODY[MIME]", 0},
+                    {"BODY[1.0]", 0},
+                    {"BODY[HEADER.FIELDS (\"X)]", 0},
+                    {"BODY[HEADER.FIELDS (X )]", 0},
+                    {"BODY[12345678901]", 0}};
+    for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+        char line[160];
+        snprintf(line, sizeof(line), "* 1 FETCH (UID 1 %s {2}\r\nab)\r\n", sections[i].item);
+        untagged(line, sections[i].usable, sections[i].item);
+    }
+    untagged("* 1 FETCH (UID 1 BODY[] {12}\r\nBODY[HEADER. FLAGS (\\Seen))\r\n", 1,
+             "a body that looks like a section");
+    untagged("* 1 FETCH (UID 1 BODY[HEADER.FIELDS (X)] \"BODY[x\")\r\n", 1,
+             "a quoted value that looks like a section");
 
     struct tb_resp r;
     CHECK(parsed("T9 OK [PERMANENTFLAGS (%)] done\r\n", &r) == 0 && r.code_unreadable &&
