@@ -373,15 +373,19 @@ static bool section_ok(const char *p, size_t len, size_t i)
     return i && i < len && p[i] == ']';
 }
 
-/* A '[' at p[i] that opens a FETCH item's section: after BODY, BINARY or BINARY.SIZE. */
+/* A '[' at p[i] that opens a FETCH item's section: after BODY, BINARY or BINARY.SIZE, with
+ * any blanks between (libetpan skips them: "BODY\t\t[", found by tests/fuzz). */
 static bool opens_section(const char *p, size_t i)
 {
-    size_t k = i;
-    while (k > 0 && p[k - 1] != ' ' && p[k - 1] != '(')
+    size_t end = i;
+    while (end > 0 && (p[end - 1] == ' ' || p[end - 1] == '\t'))
+        end--;
+    size_t k = end;
+    while (k > 0 && p[k - 1] != ' ' && p[k - 1] != '\t' && p[k - 1] != '(')
         k--;
     static const char *const items[] = {"BODY", "BINARY", "BINARY.SIZE", "BODY.PEEK"};
     for (size_t n = 0; n < sizeof(items) / sizeof(items[0]); n++)
-        if (i - k == strlen(items[n]) && strncasecmp(p + k, items[n], i - k) == 0)
+        if (end - k == strlen(items[n]) && strncasecmp(p + k, items[n], end - k) == 0)
             return true;
     return false;
 }

@@ -82,7 +82,8 @@ int main(void)
                     {"BODY[1.0]", 0},
                     {"BODY[HEADER.FIELDS (\"X)]", 0},
                     {"BODY[HEADER.FIELDS (X )]", 0},
-                    {"BODY[12345678901]", 0}};
+                    {"BODY[12345678901]", 0},
+                    {"BODY\t\t[HEADER.FIELD(X)]", 0}};
     for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
         char line[160];
         snprintf(line, sizeof(line), "* 1 FETCH (UID 1 %s {2}\r\nab)\r\n", sections[i].item);
