@@ -339,17 +339,17 @@ def main():
             if not pattern:
                 run_unit(b, counter)
             run_integration(b, counter, pattern, plugin_tests=(i == 0))
-        for child in children:
+        if dc24_build:
+            run_dovecot24(builds[0], dc24_build, counter, pattern)
+        for b in fuzz_builds:
+            run_fuzz(b, counter, pattern)
+        for child in children:  # the longer ASan pass is still running by then
             merge_pass(child, counter)
         children = []
     finally:
         for _, proc, _ in children:  # interrupted: no pass outlives the runner
             proc.kill()
             proc.wait()
-    if dc24_build:
-        run_dovecot24(builds[0], dc24_build, counter, pattern)
-    for b in fuzz_builds:
-        run_fuzz(b, counter, pattern)
     if counter.failures:
         print("\nfailed:\n  " + "\n  ".join(counter.failures))
     print(f"{counter.passed} passed, {counter.failed} failed", flush=True)
