@@ -262,10 +262,26 @@ def start_pass(build, pattern):
     return build, subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT), out
 
 
+# How long the runner waits for a child pass once its own tests are done: a pass that hangs
+# is stopped and counted as failed, with what it printed so far, not left to CI's timeout.
+PASS_WAIT = int(os.environ.get("TWINBOX_PASS_WAIT", "3600"))
+
+
 def merge_pass(child, counter):
     """Prints a child pass's report and adds its counts (its last line) to counter."""
     build, proc, out = child
-    rc = proc.wait()
+    try:
+        rc = proc.wait(timeout=PASS_WAIT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = proc.wait()
+        out.seek(0)
+        text = out.read()
+        out.close()
+        print(text, end="", flush=True)
+        counter.fail(f"{build}: test pass", f"still running {PASS_WAIT} s after the other "
+                     "passes ended: stopped (its lines so far are above)")
+        return
     out.seek(0)
     lines = out.read().splitlines()
     out.close()
