@@ -150,6 +150,17 @@ class EvidenceTest(Pair):
         c.logout()
         self.sync()
 
+    def left_alone_then_converges(self, ev, cause):
+        """A run through ev stops at exit 5 naming cause, b unchanged since seed(); a run
+        without ev then converges."""
+        self.write_config(a_port=ev.port)
+        r = self.sync(code=5)
+        self.assertIn(cause, r.err)
+        self.assertEqual(self.counts(self.b), {"INBOX": 4, "Work": 5})
+        self.write_config()
+        self.sync()
+        self.assertSame()
+
     def test_status_no_without_nonexistent_deletes_nothing(self):
         self.seed()
         ic.load_messages(self.a, "alice", "INBOX", 1, size=500, seed=3, start=50)
@@ -168,13 +179,7 @@ class EvidenceTest(Pair):
         ev = self.proxy(self.a)
         ev.on(r"LIST ", drop=r'\* LIST .*"?Work"?$',
               inject=['* LIST (\\HasNoChildren "/" broken'])
-        self.write_config(a_port=ev.port)
-        r = self.sync(code=5)
-        self.assertIn("not complete", r.err)
-        self.assertEqual(self.counts(self.b), {"INBOX": 4, "Work": 5})
-        self.write_config()
-        self.sync()
-        self.assertSame()
+        self.left_alone_then_converges(ev, "not complete")
 
     def test_create_answered_already_exists_goes_on_with_that_mailbox(self):
         """Someone else creates the mailbox between twinbox's LIST and its CREATE (played by
@@ -254,13 +259,7 @@ class EvidenceTest(Pair):
         self.store_flag(self.a, "Work", "\\Seen")
         ev = self.proxy(self.a)
         ev.on(r"SELECT \"?Work", inject=["* 1 FETCH (UID 1 FLAGS (\\Seen) )) garbage"])
-        self.write_config(a_port=ev.port)
-        r = self.sync(code=5)
-        self.assertIn("unreadable response: * 1 FETCH", r.err)
-        self.assertEqual(self.counts(self.b), {"INBOX": 4, "Work": 5})
-        self.write_config()
-        self.sync()
-        self.assertSame()
+        self.left_alone_then_converges(ev, "unreadable response: * 1 FETCH")
 
     def test_endless_listing_is_cut_at_what_exists_announced(self):
         """A server listing far more messages than its EXISTS announced (a hostile stream
@@ -271,13 +270,7 @@ class EvidenceTest(Pair):
         ev = self.proxy(self.a)
         lines = [f"* {i} FETCH (UID {i} FLAGS (\\Seen) MODSEQ (1))" for i in range(1, 1300)]
         ev.on(r"SELECT \"?Work", inject=lines)
-        self.write_config(a_port=ev.port)
-        r = self.sync(code=5)
-        self.assertIn("more messages listed than EXISTS announced", r.err)
-        self.assertEqual(self.counts(self.b), {"INBOX": 4, "Work": 5})
-        self.write_config()
-        self.sync()
-        self.assertSame()
+        self.left_alone_then_converges(ev, "more messages listed than EXISTS announced")
 
     def test_vanished_beyond_uidnext_expunges_nothing(self):
         self.seed()
